@@ -1,0 +1,3 @@
+from bigmodels.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,81 @@
+"""Checkpoint files: atomic writes, safe loads, one clear error for bad files.
+
+A checkpoint is a plain dict of tensors and primitives so that it loads with
+``torch.load(..., weights_only=True)`` -- the unpickler then refuses any
+arbitrary Python object, so a tampered file cannot run code.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from bigmodels.registry import model_from_config
+
+FORMAT = "bigmodels-checkpoint-v1"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint could not be read or is not a bigmodels checkpoint."""
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)  # atomic on POSIX: readers see the old file or the new, never half
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(payload: dict[str, Any], path: str | os.PathLike) -> Path:
+    """Write ``payload`` (plus the format tag) to ``path`` atomically."""
+    import io
+
+    buffer = io.BytesIO()
+    torch.save({"format": FORMAT, **payload}, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+    return Path(path)
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint file not found")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(f"{path}: refused -- the file contains objects other than tensors and "
+                              f"plain data, so it may have been tampered with ({str(exc).splitlines()[0]})") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: not a readable checkpoint ({str(exc).splitlines()[0]})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a bigmodels checkpoint (missing format tag {FORMAT!r})")
+    for key in ("model_name", "model_config", "state_dict"):
+        if key not in payload:
+            raise CheckpointError(f"{path}: checkpoint lacks {key!r}")
+    return payload
+
+
+def model_from_checkpoint(payload_or_path: dict[str, Any] | str | os.PathLike,
+                          device: str | torch.device = "cpu") -> nn.Module:
+    """Rebuild the model a checkpoint describes and load its weights (eval mode)."""
+    payload = payload_or_path if isinstance(payload_or_path, dict) else load_checkpoint(payload_or_path)
+    try:
+        model = model_from_config(payload["model_name"], payload["model_config"])
+        model.load_state_dict(payload["state_dict"])
+    except (ValueError, RuntimeError, TypeError) as exc:
+        raise CheckpointError(f"checkpoint does not match its model description: {str(exc).splitlines()[0]}") from None
+    return model.to(device).eval()

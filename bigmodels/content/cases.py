@@ -1,0 +1,307 @@
+"""Case studies of large-model deployments: loading and validation.
+
+The data lives in ``cases.yaml`` beside this module. ``validate_cases`` checks
+the raw YAML structure and returns readable error messages (an empty list
+means the file is valid); ``load_cases`` validates and returns immutable
+:class:`Case` objects. No Streamlit here.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import functools
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+CASES_PATH = Path(__file__).with_name("cases.yaml")
+LANGS = ("en", "zh")
+
+#: Modalities a case may have, with display names.
+MODALITIES: dict[str, dict[str, str]] = {
+    "text": {"en": "Text", "zh": "文本"},
+    "code": {"en": "Code", "zh": "代码"},
+    "image": {"en": "Image", "zh": "图像"},
+    "speech": {"en": "Speech", "zh": "语音"},
+    "biology": {"en": "Science: biology", "zh": "科学：生物"},
+    "weather": {"en": "Science: weather", "zh": "科学：气象"},
+    "translation": {"en": "Translation", "zh": "翻译"},
+    "multimodal": {"en": "Multimodal", "zh": "多模态"},
+}
+
+#: The four challenges named by the source article.
+CHALLENGES: dict[str, dict[str, str]] = {
+    "compute": {"en": "Compute and storage", "zh": "算力与存储"},
+    "data": {"en": "Data collection and labelling", "zh": "数据采集与标注"},
+    "interpretability": {"en": "Interpretability and controllability", "zh": "可解释性与可控性"},
+    "robustness": {"en": "Robustness and safety", "zh": "鲁棒性与安全性"},
+}
+
+WEIGHTS: dict[str, dict[str, str]] = {
+    "open": {"en": "Open weights", "zh": "开放权重"},
+    "closed": {"en": "Closed weights", "zh": "闭源权重"},
+}
+
+#: Regions used by the filters.
+REGIONS: dict[str, dict[str, str]] = {
+    "north_america": {"en": "North America", "zh": "北美"},
+    "europe": {"en": "Europe", "zh": "欧洲"},
+    "east_asia": {"en": "East Asia", "zh": "东亚"},
+    "south_asia": {"en": "South Asia", "zh": "南亚"},
+    "middle_east": {"en": "Middle East", "zh": "中东"},
+}
+
+#: ISO 3166-1 alpha-3 codes a case may use, their names and region. A code
+#: must be here to be accepted, so a typo cannot silently drop a case off the
+#: map.
+COUNTRIES: dict[str, dict[str, str]] = {
+    "USA": {"en": "United States", "zh": "美国", "region": "north_america"},
+    "CAN": {"en": "Canada", "zh": "加拿大", "region": "north_america"},
+    "GBR": {"en": "United Kingdom", "zh": "英国", "region": "europe"},
+    "FRA": {"en": "France", "zh": "法国", "region": "europe"},
+    "DEU": {"en": "Germany", "zh": "德国", "region": "europe"},
+    "CHE": {"en": "Switzerland", "zh": "瑞士", "region": "europe"},
+    "CHN": {"en": "China", "zh": "中国", "region": "east_asia"},
+    "JPN": {"en": "Japan", "zh": "日本", "region": "east_asia"},
+    "KOR": {"en": "South Korea", "zh": "韩国", "region": "east_asia"},
+    "IND": {"en": "India", "zh": "印度", "region": "south_asia"},
+    "ARE": {"en": "United Arab Emirates", "zh": "阿联酋", "region": "middle_east"},
+}
+
+UNDISCLOSED = "undisclosed"
+FIRST_YEAR = 2017  # the Transformer paper; nothing earlier counts as a "large model" case
+_ID_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+_URL_RE = re.compile(r"^https?://[^\s/$.?#][^\s]*$")
+
+REQUIRED_FIELDS = (
+    "id", "name", "organisation", "country", "year", "modality", "parameters",
+    "weights", "licence", "deployment", "outcome", "challenge", "challenge_note",
+    "sources",
+)
+TEXT_FIELDS = ("name", "organisation", "deployment", "challenge_note")
+OPTIONAL_TEXT_FIELDS = ("parameters_note",)
+
+
+@dataclass(frozen=True)
+class Source:
+    title: str
+    url: str
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    name: Mapping[str, str]
+    organisation: Mapping[str, str]
+    country: str
+    year: int
+    modality: str
+    parameters: int | None  # None means undisclosed
+    parameters_note: Mapping[str, str] | None
+    weights: str
+    licence: str
+    deployment: Mapping[str, str]
+    outcome: Mapping[str, str]
+    outcome_source: Source
+    challenge: str
+    challenge_note: Mapping[str, str]
+    sources: tuple[Source, ...]
+
+    @property
+    def region(self) -> str:
+        return COUNTRIES[self.country]["region"]
+
+    @property
+    def all_sources(self) -> tuple[Source, ...]:
+        """The outcome's source first, then the others (no duplicates)."""
+        seen: dict[str, Source] = {self.outcome_source.url: self.outcome_source}
+        for s in self.sources:
+            seen.setdefault(s.url, s)
+        return tuple(seen.values())
+
+
+# --------------------------------------------------------------------------
+# validation
+# --------------------------------------------------------------------------
+
+def _check_text(where: str, value: Any, errors: list[str]) -> None:
+    if not isinstance(value, dict):
+        errors.append(f"{where}: must be a mapping with keys {', '.join(LANGS)}")
+        return
+    for lang in LANGS:
+        text = value.get(lang)
+        if not isinstance(text, str) or not text.strip():
+            errors.append(f"{where}: missing or empty '{lang}' text")
+    if lang_extra := set(value) - set(LANGS) - {"source"}:
+        errors.append(f"{where}: unexpected keys {sorted(lang_extra)}")
+    zh = value.get("zh")
+    if isinstance(zh, str) and zh.strip() and not re.search(r"[\u4e00-\u9fff]", zh) and value.get("en") != zh:
+        # A Chinese text with no Chinese characters is almost always an untranslated copy.
+        errors.append(f"{where}: 'zh' text contains no Chinese characters")
+
+
+def _check_source(where: str, value: Any, errors: list[str]) -> None:
+    if not isinstance(value, dict):
+        errors.append(f"{where}: must be a mapping with 'title' and 'url'")
+        return
+    title, url = value.get("title"), value.get("url")
+    if not isinstance(title, str) or not title.strip():
+        errors.append(f"{where}: missing title")
+    if not isinstance(url, str) or not _URL_RE.match(url):
+        errors.append(f"{where}: url must start with http:// or https://, got {url!r}")
+
+
+def validate_case(raw: Any, index: int, current_year: int | None = None) -> list[str]:
+    """Errors in one raw case mapping (empty list when it is valid)."""
+    current_year = current_year or _dt.date.today().year
+    errors: list[str] = []
+    label = f"case #{index + 1}"
+    if not isinstance(raw, dict):
+        return [f"{label}: must be a mapping"]
+    if isinstance(raw.get("id"), str):
+        label = f"case '{raw['id']}'"
+    for field in REQUIRED_FIELDS:
+        if field not in raw:
+            errors.append(f"{label}: missing required field '{field}'")
+    known = set(REQUIRED_FIELDS) | set(OPTIONAL_TEXT_FIELDS)
+    if extra := set(raw) - known:
+        errors.append(f"{label}: unknown fields {sorted(extra)}")
+
+    case_id = raw.get("id")
+    if "id" in raw and (not isinstance(case_id, str) or not _ID_RE.match(case_id)):
+        errors.append(f"{label}: id must be a lowercase slug like 'my-case', got {case_id!r}")
+    for field in TEXT_FIELDS:
+        if field in raw:
+            _check_text(f"{label}.{field}", raw[field], errors)
+    for field in OPTIONAL_TEXT_FIELDS:
+        if raw.get(field) is not None:
+            _check_text(f"{label}.{field}", raw[field], errors)
+
+    if "country" in raw and raw["country"] not in COUNTRIES:
+        errors.append(
+            f"{label}: country {raw['country']!r} is not a known ISO 3166-1 alpha-3 code "
+            f"(known: {', '.join(sorted(COUNTRIES))})"
+        )
+    year = raw.get("year")
+    if "year" in raw and (not isinstance(year, int) or isinstance(year, bool) or not FIRST_YEAR <= year <= current_year):
+        errors.append(f"{label}: year must be a whole number from {FIRST_YEAR} to {current_year}, got {year!r}")
+    if "modality" in raw and raw["modality"] not in MODALITIES:
+        errors.append(f"{label}: modality {raw['modality']!r} is not one of {', '.join(MODALITIES)}")
+    if "challenge" in raw and raw["challenge"] not in CHALLENGES:
+        errors.append(f"{label}: challenge {raw['challenge']!r} is not one of {', '.join(CHALLENGES)}")
+    if "weights" in raw and raw["weights"] not in WEIGHTS:
+        errors.append(f"{label}: weights must be 'open' or 'closed', got {raw['weights']!r}")
+    if "licence" in raw and (not isinstance(raw["licence"], str) or not raw["licence"].strip()):
+        errors.append(f"{label}: licence must be a non-empty string")
+
+    params = raw.get("parameters")
+    if "parameters" in raw:
+        if params == UNDISCLOSED:
+            if raw.get("parameters_note") is None:
+                errors.append(f"{label}: an undisclosed parameter count needs a parameters_note saying so")
+        elif isinstance(params, bool) or not isinstance(params, int) or params <= 0:
+            errors.append(f"{label}: parameters must be a positive whole number or '{UNDISCLOSED}', got {params!r}")
+
+    outcome = raw.get("outcome")
+    if "outcome" in raw:
+        _check_text(f"{label}.outcome", outcome, errors)
+        if isinstance(outcome, dict):
+            if isinstance(outcome.get("en"), str) and not re.search(r"\d", outcome["en"]):
+                errors.append(f"{label}.outcome: must state a measurable figure (no digits found)")
+            if "source" not in outcome:
+                errors.append(f"{label}.outcome: missing source")
+            else:
+                _check_source(f"{label}.outcome.source", outcome["source"], errors)
+
+    sources = raw.get("sources")
+    if "sources" in raw:
+        if not isinstance(sources, list) or not sources:
+            errors.append(f"{label}: sources must be a non-empty list")
+        else:
+            for i, src in enumerate(sources):
+                _check_source(f"{label}.sources[{i}]", src, errors)
+    return errors
+
+
+def validate_cases(data: Any, current_year: int | None = None) -> list[str]:
+    """Errors in the whole raw document (``{"cases": [...]}``)."""
+    if not isinstance(data, dict) or not isinstance(data.get("cases"), list):
+        return ["the file must be a mapping with a 'cases' list"]
+    errors: list[str] = []
+    ids: dict[str, int] = {}
+    names: dict[tuple[str, str], int] = {}
+    for i, raw in enumerate(data["cases"]):
+        errors.extend(validate_case(raw, i, current_year))
+        if not isinstance(raw, dict):
+            continue
+        case_id = raw.get("id")
+        if isinstance(case_id, str):
+            if case_id in ids:
+                errors.append(f"duplicate id '{case_id}' (cases #{ids[case_id] + 1} and #{i + 1})")
+            ids.setdefault(case_id, i)
+        name, org = raw.get("name"), raw.get("organisation")
+        if isinstance(name, dict) and isinstance(org, dict):
+            key = (str(name.get("en", "")).casefold(), str(org.get("en", "")).casefold())
+            if key in names:
+                errors.append(f"duplicate case {name.get('en')!r} by {org.get('en')!r} (cases #{names[key] + 1} and #{i + 1})")
+            names.setdefault(key, i)
+    return errors
+
+
+# --------------------------------------------------------------------------
+# loading
+# --------------------------------------------------------------------------
+
+class CasesError(ValueError):
+    """The cases file is invalid; the message lists every problem."""
+
+
+def read_raw(path: Path | str = CASES_PATH) -> Any:
+    with open(path, encoding="utf-8") as fh:
+        return yaml.safe_load(fh)
+
+
+def _source(raw: Mapping[str, str]) -> Source:
+    return Source(title=raw["title"].strip(), url=raw["url"].strip())
+
+
+def _text(raw: Mapping[str, Any]) -> dict[str, str]:
+    return {lang: str(raw[lang]).strip() for lang in LANGS}
+
+
+def _build(raw: Mapping[str, Any]) -> Case:
+    params = raw["parameters"]
+    return Case(
+        id=raw["id"],
+        name=_text(raw["name"]),
+        organisation=_text(raw["organisation"]),
+        country=raw["country"],
+        year=raw["year"],
+        modality=raw["modality"],
+        parameters=None if params == UNDISCLOSED else int(params),
+        parameters_note=_text(raw["parameters_note"]) if raw.get("parameters_note") else None,
+        weights=raw["weights"],
+        licence=raw["licence"].strip(),
+        deployment=_text(raw["deployment"]),
+        outcome=_text(raw["outcome"]),
+        outcome_source=_source(raw["outcome"]["source"]),
+        challenge=raw["challenge"],
+        challenge_note=_text(raw["challenge_note"]),
+        sources=tuple(_source(s) for s in raw["sources"]),
+    )
+
+
+def load_cases(path: Path | str = CASES_PATH) -> list[Case]:
+    """Validated cases from ``path`` (raises :class:`CasesError` listing all problems)."""
+    data = read_raw(path)
+    if errors := validate_cases(data):
+        raise CasesError(f"{path}: {len(errors)} problem(s):\n  " + "\n  ".join(errors))
+    return [_build(raw) for raw in data["cases"]]
+
+
+@functools.lru_cache(maxsize=1)
+def default_cases() -> tuple[Case, ...]:
+    """The shipped cases, loaded once per process."""
+    return tuple(load_cases(CASES_PATH))

@@ -1,0 +1,408 @@
+"""View logic for the case-study and challenge pages, testable without Streamlit.
+
+Filtering, sorting, table rows and plotly figures. Labels come from the
+string catalogues through :func:`bigmodels.i18n.translate`; case text comes
+from the YAML files in the chosen language.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import plotly.graph_objects as go
+
+from bigmodels.calculators import format_flops
+from bigmodels.i18n import translate
+from bigmodels.content.cases import CHALLENGES, COUNTRIES, MODALITIES, REGIONS, WEIGHTS, Case
+from bigmodels.content.challenges import Dataset
+
+#: Where the app serves the plotly topojson files (see static/topojson/SOURCE.md).
+#: Relative, so that it also works when Streamlit runs under a base URL path:
+#: plotly.js fetches ``TOPOJSON_URL + "world_110m.json"`` relative to the page.
+TOPOJSON_URL = "app/static/topojson/"
+PLOTLY_CONFIG = {"topojsonURL": TOPOJSON_URL, "displaylogo": False}
+
+BASIS_COLOURS = {"reported": "#1f77b4", "estimated": "#ff7f0e", "derived": "#2ca02c"}
+BASIS_SYMBOLS = {"reported": "circle", "estimated": "diamond", "derived": "square"}
+
+
+# --------------------------------------------------------------------------
+# filtering and sorting
+# --------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class CaseFilter:
+    """Empty collections mean "no restriction"."""
+
+    regions: frozenset[str] = frozenset()
+    modalities: frozenset[str] = frozenset()
+    weights: frozenset[str] = frozenset()
+    challenges: frozenset[str] = frozenset()
+    year_range: tuple[int, int] | None = None
+
+    def matches(self, case: Case) -> bool:
+        if self.regions and case.region not in self.regions:
+            return False
+        if self.modalities and case.modality not in self.modalities:
+            return False
+        if self.weights and case.weights not in self.weights:
+            return False
+        if self.challenges and case.challenge not in self.challenges:
+            return False
+        if self.year_range is not None:
+            lo, hi = self.year_range
+            if not lo <= case.year <= hi:
+                return False
+        return True
+
+
+def filter_cases(cases: Iterable[Case], case_filter: CaseFilter) -> list[Case]:
+    return [c for c in cases if case_filter.matches(c)]
+
+
+SORT_KEYS = ("year", "name", "country", "parameters")
+
+
+def sort_cases(cases: Iterable[Case], key: str = "year", lang: str = "en", descending: bool = False) -> list[Case]:
+    """Sort by year, name, country or published parameter count.
+
+    Cases with an undisclosed parameter count always sort last.
+    """
+    cases = list(cases)
+    if key == "year":
+        return sorted(cases, key=lambda c: (c.year, c.name[lang].casefold()), reverse=descending)
+    if key == "name":
+        return sorted(cases, key=lambda c: c.name[lang].casefold(), reverse=descending)
+    if key == "country":
+        return sorted(cases, key=lambda c: (COUNTRIES[c.country][lang], c.year), reverse=descending)
+    if key == "parameters":
+        known = sorted((c for c in cases if c.parameters is not None), key=lambda c: c.parameters, reverse=descending)
+        return known + [c for c in cases if c.parameters is None]
+    raise ValueError(f"unknown sort key {key!r}; use one of {', '.join(SORT_KEYS)}")
+
+
+def year_bounds(cases: Sequence[Case]) -> tuple[int, int]:
+    years = [c.year for c in cases]
+    return (min(years), max(years))
+
+
+# --------------------------------------------------------------------------
+# formatting
+# --------------------------------------------------------------------------
+
+def format_count(n: float, lang: str) -> str:
+    """Large numbers the way each language writes them: 671B / 6710 亿."""
+    if lang == "zh":
+        for size, unit in ((1e12, "万亿"), (1e8, "亿"), (1e4, "万")):
+            if n >= size:
+                return f"{_trim(n / size)} {unit}"
+        return f"{n:,.0f}"
+    for size, unit in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if n >= size:
+            return f"{_trim(n / size)}{unit}"
+    return f"{n:,.0f}"
+
+
+def _trim(x: float) -> str:
+    text = f"{x:.2f}" if x < 10 else f"{x:.1f}" if x < 100 else f"{x:.0f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def format_parameters(case: Case, lang: str) -> str:
+    if case.parameters is None:
+        return translate("cases.parameters.undisclosed", lang)
+    return format_count(case.parameters, lang)
+
+
+def format_scientific(value: float) -> str:
+    """``3.14 × 10²³`` (same notation as the calculators)."""
+    return format_flops(value)
+
+
+def country_name(code: str, lang: str) -> str:
+    return COUNTRIES[code][lang]
+
+
+def label(mapping: dict[str, dict[str, str]], key: str, lang: str) -> str:
+    return mapping[key][lang]
+
+
+# --------------------------------------------------------------------------
+# table
+# --------------------------------------------------------------------------
+
+def cases_table(cases: Iterable[Case], lang: str) -> list[dict[str, object]]:
+    """Rows for ``st.dataframe``: one dict per case, localised headers.
+
+    ``parameters`` holds the published count (None when undisclosed) so the
+    column sorts numerically; the text form is in the next column.
+    """
+    t = lambda key: translate(key, lang)  # noqa: E731
+    rows = []
+    for c in cases:
+        rows.append({
+            t("cases.col.name"): c.name[lang],
+            t("cases.col.organisation"): c.organisation[lang],
+            t("cases.col.country"): country_name(c.country, lang),
+            t("cases.col.year"): c.year,
+            t("cases.col.modality"): label(MODALITIES, c.modality, lang),
+            t("cases.col.parameters"): c.parameters,
+            t("cases.col.parameters_text"): format_parameters(c, lang),
+            t("cases.col.weights"): label(WEIGHTS, c.weights, lang),
+            t("cases.col.licence"): c.licence,
+            t("cases.col.challenge"): label(CHALLENGES, c.challenge, lang),
+            t("cases.col.source"): c.outcome_source.url,
+        })
+    return rows
+
+
+def summary_counts(cases: Sequence[Case]) -> dict[str, int]:
+    return {
+        "cases": len(cases),
+        "countries": len({c.country for c in cases}),
+        "modalities": len({c.modality for c in cases}),
+        "open": sum(c.weights == "open" for c in cases),
+    }
+
+
+# --------------------------------------------------------------------------
+# figures
+# --------------------------------------------------------------------------
+
+def world_map_figure(cases: Sequence[Case], lang: str) -> go.Figure:
+    """Choropleth of the number of cases per country (ISO-3 locations).
+
+    Render with ``config=PLOTLY_CONFIG`` so plotly.js loads the map from the
+    app's own static folder instead of its CDN.
+    """
+    by_country: dict[str, list[Case]] = {}
+    for c in cases:
+        by_country.setdefault(c.country, []).append(c)
+    codes = sorted(by_country)
+    hover = []
+    for code in codes:
+        names = "<br>".join(f"• {c.name[lang]} ({c.year})" for c in sorted(by_country[code], key=lambda c: c.year))
+        hover.append(f"<b>{country_name(code, lang)}</b><br>{names}")
+    fig = go.Figure(
+        go.Choropleth(
+            locations=codes,
+            locationmode="ISO-3",
+            z=[len(by_country[code]) for code in codes],
+            text=hover,
+            hovertemplate="%{text}<extra></extra>",
+            colorscale=[[0.0, "#9ecae1"], [1.0, "#08306b"]],
+            zmin=1,
+            zmax=max([len(v) for v in by_country.values()] + [2]),
+            marker_line_color="#555",
+            marker_line_width=0.5,
+            colorbar_title_text=translate("cases.map.colorbar", lang),
+        )
+    )
+    fig.update_geos(
+        scope="world",
+        resolution=110,
+        projection_type="natural earth",
+        projection_rotation_lon=0,
+        center={"lon": 0, "lat": 15},
+        lonaxis_range=[-180, 180],
+        lataxis_range=[-58, 85],
+        showcountries=True,
+        countrycolor="#bbb",
+        showcoastlines=True,
+        coastlinecolor="#999",
+        showland=True,
+        landcolor="#f2f2f2",
+        showframe=False,
+    )
+    fig.update_layout(
+        title_text=translate("cases.map.title", lang, n=len(cases), countries=len(codes)),
+        margin={"l": 0, "r": 0, "t": 40, "b": 0},
+        height=460,
+    )
+    return fig
+
+
+MODALITY_COLOURS = {
+    "text": "#1f77b4", "code": "#ff7f0e", "image": "#2ca02c", "speech": "#d62728",
+    "biology": "#9467bd", "weather": "#17becf", "translation": "#8c564b", "multimodal": "#e377c2",
+}
+
+
+def timeline_figure(cases: Sequence[Case], lang: str) -> go.Figure:
+    """One row per case, ordered by year; colour = modality, circle = open weights,
+    diamond = closed weights."""
+    ordered = sorted(cases, key=lambda c: (c.year, c.name[lang].casefold()))
+    row_labels = [c.name[lang] for c in ordered]
+    fig = go.Figure()
+    for modality in MODALITIES:
+        group = [c for c in ordered if c.modality == modality]
+        if not group:
+            continue
+        fig.add_trace(go.Scatter(
+            x=[c.year for c in group],
+            y=[c.name[lang] for c in group],
+            mode="markers",
+            marker={
+                "symbol": ["circle" if c.weights == "open" else "diamond" for c in group],
+                "size": 13,
+                "color": MODALITY_COLOURS[modality],
+                "line": {"width": 1, "color": "#333"},
+            },
+            customdata=[
+                [c.organisation[lang], country_name(c.country, lang), label(WEIGHTS, c.weights, lang)] for c in group
+            ],
+            hovertemplate=(
+                "<b>%{y}</b> (%{x})<br>%{customdata[0]} · %{customdata[1]}<br>%{customdata[2]}<extra></extra>"
+            ),
+            name=label(MODALITIES, modality, lang),
+        ))
+    years = [c.year for c in cases] or [0]
+    fig.update_layout(
+        title_text=translate("cases.timeline.title", lang),
+        xaxis={"title": translate("cases.col.year", lang), "dtick": 1, "range": [min(years) - 0.5, max(years) + 0.5]},
+        yaxis={"categoryorder": "array", "categoryarray": row_labels[::-1], "automargin": True},
+        height=max(320, 26 * len(ordered) + 140),
+        margin={"l": 10, "r": 10, "t": 40, "b": 10},
+        legend={"title": {"text": translate("cases.col.modality", lang)}},
+    )
+    return fig
+
+
+def dataset_figure(dataset: Dataset, lang: str, log_y: bool = True) -> go.Figure:
+    """Scatter of a challenge dataset over time, coloured by where each number comes from."""
+    fig = go.Figure()
+    for basis in BASIS_COLOURS:
+        rows = [r for r in dataset.rows if r.basis == basis]
+        if not rows:
+            continue
+        fig.add_trace(go.Scatter(
+            x=[r.year for r in rows],
+            y=[r.value for r in rows],
+            mode="markers+text",
+            text=[r.model for r in rows],
+            textposition="top center",
+            textfont={"size": 10},
+            marker={"size": 11, "color": BASIS_COLOURS[basis], "symbol": BASIS_SYMBOLS[basis]},
+            customdata=[[r.organisation, format_scientific(r.value), r.source.title] for r in rows],
+            hovertemplate=(
+                "<b>%{text}</b> (%{customdata[0]}, %{x})<br>%{customdata[1]} " + dataset.unit
+                + "<br>%{customdata[2]}<extra></extra>"
+            ),
+            name=translate(f"challenges.basis.{basis}", lang),
+        ))
+    years = [r.year for r in dataset.rows]
+    if dataset.reference is not None:
+        ref = dataset.reference
+        fig.add_trace(go.Scatter(
+            x=[min(years) - 0.5, max(years) + 0.5],
+            y=[ref.value, ref.value],
+            mode="lines",
+            line={"dash": "dash", "color": "#d62728"},
+            name=ref.label[lang],
+            hovertemplate=ref.label[lang] + "<extra></extra>",
+        ))
+    fig.update_layout(
+        title_text=dataset.title[lang],
+        xaxis={"title": translate("challenges.chart.year", lang), "dtick": 1},
+        yaxis={
+            "title": translate("challenges.chart.value", lang, unit=dataset.unit),
+            "type": "log" if log_y else "linear",
+            "exponentformat": "power",
+        },
+        height=460,
+        margin={"l": 10, "r": 10, "t": 50, "b": 10},
+        legend={"orientation": "h", "y": -0.2},
+    )
+    return fig
+
+
+def dataset_table(dataset: Dataset, lang: str) -> list[dict[str, object]]:
+    t = lambda key, **kw: translate(key, lang, **kw)  # noqa: E731
+    return [
+        {
+            t("challenges.table.model"): r.model,
+            t("challenges.table.organisation"): r.organisation,
+            t("challenges.table.year"): r.year,
+            t("challenges.table.value", unit=dataset.unit): format_scientific(r.value),
+            t("challenges.table.basis"): t(f"challenges.basis.{r.basis}") + (f" — {r.note[lang]}" if r.note else ""),
+            t("challenges.table.source"): r.source.url,
+        }
+        for r in dataset.rows
+    ]
+
+
+def growth_factor(dataset: Dataset) -> tuple[float, int]:
+    """(largest / smallest value, span in years) — e.g. how much training compute grew."""
+    lo = min(dataset.rows, key=lambda r: r.value)
+    hi = max(dataset.rows, key=lambda r: r.value)
+    return hi.value / lo.value, hi.year - lo.year
+
+
+def region_of(code: str) -> str:
+    return COUNTRIES[code]["region"]
+
+
+def region_options() -> list[str]:
+    return list(REGIONS)
+
+
+# --------------------------------------------------------------------------
+# calculator presets (published configurations, each with its source)
+# --------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TrainingPreset:
+    label: str
+    n_params: float
+    n_tokens: float
+    source_title: str
+    source_url: str
+
+
+@dataclass(frozen=True)
+class ServingPreset:
+    label: str
+    n_params: float
+    layers: int
+    kv_heads: int
+    head_dim: int
+    dtype: str
+    source_title: str
+    source_url: str
+
+
+TRAINING_PRESETS: dict[str, TrainingPreset] = {
+    "gpt3": TrainingPreset("GPT-3 175B", 175e9, 300e9, "Brown et al. 2020, Table D.1", "https://arxiv.org/abs/2005.14165"),
+    "chinchilla": TrainingPreset("Chinchilla 70B", 70e9, 1.4e12, "Hoffmann et al. 2022", "https://arxiv.org/abs/2203.15556"),
+    "llama31_405b": TrainingPreset("Llama 3.1 405B", 405e9, 15.6e12, "The Llama 3 Herd of Models", "https://arxiv.org/abs/2407.21783"),
+    "deepseek_v3": TrainingPreset(
+        "DeepSeek-V3 (37B activated)", 37e9, 14.8e12, "DeepSeek-V3 Technical Report", "https://arxiv.org/abs/2412.19437"
+    ),
+}
+
+SERVING_PRESETS: dict[str, ServingPreset] = {
+    "opt13b": ServingPreset(
+        "OPT-13B", 13e9, 40, 40, 128, "fp16",
+        "Kwon et al. 2023 (PagedAttention), section 3", "https://arxiv.org/abs/2309.06180",
+    ),
+    "qwen25_72b": ServingPreset(
+        "Qwen2.5-72B", 72.7e9, 80, 8, 128, "bf16",
+        "Qwen/Qwen2.5-72B config.json", "https://huggingface.co/Qwen/Qwen2.5-72B/blob/main/config.json",
+    ),
+    "llama31_405b": ServingPreset(
+        "Llama 3.1 405B", 405e9, 126, 8, 128, "bf16",
+        "The Llama 3 Herd of Models, Table 3", "https://arxiv.org/abs/2407.21783",
+    ),
+}
+
+#: Model sizes for the memory calculator (parameters as published).
+MEMORY_PRESETS: dict[str, tuple[str, float, str]] = {
+    "gpt2_xl": ("GPT-2 1.5B (ZeRO paper example)", 1.5e9, "https://arxiv.org/abs/1910.02054"),
+    "llama31_405b": ("Llama 3.1 405B", 405e9, "https://arxiv.org/abs/2407.21783"),
+    "deepseek_v3": ("DeepSeek-V3 671B (all experts)", 671e9, "https://arxiv.org/abs/2412.19437"),
+}
+
+
+def cases_for_challenge(cases: Iterable[Case], challenge_id: str, lang: str) -> list[str]:
+    return [c.name[lang] for c in cases if c.challenge == challenge_id]

