@@ -92,8 +92,8 @@ def test_every_catalogue_key_the_pages_use_exists():
 
     keys: set[str] = set()
     for page in ("cases.py", "challenges.py"):
-        keys |= set(re.findall(r't\(\s*"([a-z_.]+)"', (ROOT / "pages" / page).read_text(encoding="utf-8")))
-        keys |= set(re.findall(r"t\(\s*'([a-z_.]+)'", (ROOT / "pages" / page).read_text(encoding="utf-8")))
+        keys |= set(re.findall(r'\bt\(\s*"([a-z_.]+)"', (ROOT / "pages" / page).read_text(encoding="utf-8")))
+        keys |= set(re.findall(r"\bt\(\s*'([a-z_.]+)'", (ROOT / "pages" / page).read_text(encoding="utf-8")))
     keys |= {f"cases.sort.{k}" for k in views.SORT_KEYS}
     keys |= {f"challenges.calc.conv.{k}" for k in calculators.TRAINING_CONVENTIONS}
     assert len(keys) > 40
