@@ -54,11 +54,15 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint file not found")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive
+        raise CheckpointError(f"{path}: not a readable checkpoint (not a PyTorch checkpoint archive)")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
+        detail = next((line.strip() for line in str(exc).splitlines() if "Unsupported global" in line),
+                      str(exc).splitlines()[0])
         raise CheckpointError(f"{path}: refused -- the file contains objects other than tensors and "
-                              f"plain data, so it may have been tampered with ({str(exc).splitlines()[0]})") from None
+                              f"plain data, so it may have been tampered with ({detail})") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
         raise CheckpointError(f"{path}: not a readable checkpoint ({str(exc).splitlines()[0]})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:

@@ -1,4 +1,4 @@
-"""Command line: ``python -m bigmodels train|eval|bench|data``."""
+"""Command line: ``python -m bigmodels train|eval|bench|data|worker``."""
 from __future__ import annotations
 
 import argparse
@@ -195,6 +195,20 @@ def cmd_data(args) -> int:
     return 0
 
 
+# ------------------------------------------------------------------ worker
+def cmd_worker(args) -> int:
+    """Serve one device: execute the runs queued in the run store (see bigmodels.worker)."""
+    from bigmodels.runs import StoreError
+    from bigmodels.worker import serve_forever
+
+    try:
+        return serve_forever(args.home, args.device, data_dir=args.data_dir, parent_pid=args.parent_pid,
+                             idle_exit=args.idle_exit, max_runs=args.max_runs, threads=args.threads)
+    except (StoreError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
 def build_parser() -> argparse.ArgumentParser:
     from bigmodels.registry import list_models
     from bigmodels.training import OPTIMIZERS, PRECISIONS, SCHEDULES
@@ -246,6 +260,16 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--dir", help="download target (default ./data)")
     data_dir(d)
     d.set_defaults(func=cmd_data)
+
+    w = sub.add_parser("worker", help="execute queued training runs on one device (one worker per device)")
+    w.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, mps or auto (default: the best present)")
+    w.add_argument("--home", help="run store folder (default: $BIGMODELS_HOME, then ./runs)")
+    w.add_argument("--threads", type=int, help="CPU threads for PyTorch (default: PyTorch's choice)")
+    w.add_argument("--idle-exit", type=float, metavar="SECONDS", help="exit after this long without work")
+    w.add_argument("--max-runs", type=int, help="exit after executing this many runs")
+    w.add_argument("--parent-pid", type=int, help="exit when this process (the app that started us) is gone")
+    data_dir(w)
+    w.set_defaults(func=cmd_worker)
     return parser
 
 

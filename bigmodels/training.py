@@ -256,8 +256,13 @@ def train(
         start_epoch, skip_steps = ckpt["epoch"], ckpt["step_in_epoch"]
         history = list(ckpt.get("history", []))
         elapsed_before = float(ckpt.get("elapsed", 0.0))
+        partial = ckpt.get("partial", {})
+        resumed_loss_sum, resumed_seen = float(partial.get("loss_sum", 0.0)), int(partial.get("seen", 0))
+    else:
+        resumed_loss_sum, resumed_seen = 0.0, 0
 
-    def checkpoint(epoch: int, step_in_epoch: int, order_state: torch.Tensor, elapsed: float) -> Path | None:
+    def checkpoint(epoch: int, step_in_epoch: int, order_state: torch.Tensor, elapsed: float,
+                   partial: tuple[float, int] = (0.0, 0)) -> Path | None:
         if checkpoint_path is None:
             return None
         return save_checkpoint({
@@ -271,6 +276,8 @@ def train(
             "epoch": epoch, "step_in_epoch": step_in_epoch,
             "rng": {"torch": torch.get_rng_state(), "order_at_epoch_start": order_state},
             "history": history, "elapsed": elapsed,
+            # the stopped epoch's loss so far, so its train_loss covers the whole epoch after resume
+            "partial": {"loss_sum": partial[0], "seen": partial[1]},
         }, checkpoint_path)
 
     global_step = start_epoch * steps_per_epoch + skip_steps
@@ -283,12 +290,14 @@ def train(
         order_state = order_gen.get_state()
         model.train()
         epoch_start, seen, loss_sum = time.perf_counter(), 0, torch.zeros((), device=device)
+        if skip_steps:  # resuming inside this epoch: carry its loss so far
+            seen, loss_sum = resumed_seen, loss_sum + resumed_loss_sum
         for i, (x, y) in enumerate(dev_data.train_batches(config.batch_size, order_gen)):
             if i < skip_steps:
                 continue  # resuming mid-epoch: same order, skip what was done
             if should_stop is not None and should_stop():
                 stopped = True
-                saved = checkpoint(epoch, i, order_state, time.perf_counter() - t0)
+                saved = checkpoint(epoch, i, order_state, time.perf_counter() - t0, (loss_sum.item(), seen))
                 break
             with autocast_context(device, config.precision):
                 logits = model(x)

@@ -1,0 +1,724 @@
+"""The run store: every launched training run, its metrics and its files.
+
+One SQLite database in WAL mode under the data home (``BIGMODELS_HOME``,
+default ``./runs``) is the single source of truth. The launcher page only reads
+and writes rows here; workers (``bigmodels.worker``) claim queued runs and
+stream their metrics back. Any number of browser tabs, users and worker
+processes see the same state, and a worker that dies leaves a row that says so.
+
+Layout of the home::
+
+    runs.sqlite            runs, per-step and per-epoch metrics, logs, workers
+    checkpoints/<id>.pt    a run's resumable checkpoint (written every epoch)
+    locks/                 one lock file per device (see bigmodels.worker)
+    logs/                  worker process output
+
+Every connection is opened per operation (SQLite connections must not cross
+threads, and Streamlit runs each session in its own thread); writes use
+``BEGIN IMMEDIATE`` so two writers serialise instead of failing half way.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import secrets
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from bigmodels.training import ConfigError, TrainConfig, TrainEvent
+
+ENV_HOME = "BIGMODELS_HOME"
+DEFAULT_HOME = Path("runs")
+DB_NAME = "runs.sqlite"
+
+STATUSES = ("queued", "running", "succeeded", "failed", "cancelled", "interrupted")
+ACTIVE = ("queued", "running")
+FINISHED = ("succeeded", "failed", "cancelled", "interrupted")
+RESUMABLE = ("interrupted", "cancelled", "failed")
+MAX_WORLD_SIZE = 64
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    submission TEXT UNIQUE,
+    model TEXT NOT NULL,
+    config TEXT NOT NULL,
+    config_hash TEXT NOT NULL,
+    world_size INTEGER NOT NULL DEFAULT 1,
+    target TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    queued_at REAL NOT NULL,
+    started_at REAL,
+    first_step_at REAL,
+    finished_at REAL,
+    heartbeat_at REAL,
+    worker TEXT,
+    worker_pid INTEGER,
+    step INTEGER NOT NULL DEFAULT 0,
+    start_step INTEGER NOT NULL DEFAULT 0,
+    total_steps INTEGER,
+    epoch INTEGER NOT NULL DEFAULT 0,
+    best_accuracy REAL,
+    final_accuracy REAL,
+    samples_per_second REAL,
+    lr REAL,
+    memory_bytes INTEGER,
+    memory_kind TEXT,
+    checkpoint TEXT,
+    resume INTEGER NOT NULL DEFAULT 0,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    error TEXT,
+    device TEXT,
+    device_name TEXT,
+    data_source TEXT,
+    versions TEXT,
+    git_commit TEXT
+);
+CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status, target, queued_at);
+CREATE INDEX IF NOT EXISTS runs_by_hash ON runs (config_hash, world_size, status);
+CREATE TABLE IF NOT EXISTS steps (
+    run_id TEXT NOT NULL, step INTEGER NOT NULL, epoch INTEGER NOT NULL,
+    loss REAL, lr REAL, t REAL NOT NULL,
+    PRIMARY KEY (run_id, step)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS epochs (
+    run_id TEXT NOT NULL, epoch INTEGER NOT NULL, record TEXT NOT NULL,
+    PRIMARY KEY (run_id, epoch)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS logs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, t REAL NOT NULL, message TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS logs_by_run ON logs (run_id, id);
+CREATE TABLE IF NOT EXISTS workers (
+    id TEXT PRIMARY KEY, pid INTEGER NOT NULL, host TEXT NOT NULL, device TEXT NOT NULL,
+    started_at REAL NOT NULL, heartbeat_at REAL NOT NULL, state TEXT NOT NULL, run_id TEXT
+);
+"""
+
+
+class StoreError(RuntimeError):
+    """The run store cannot be opened or read; the message says which file and why."""
+
+
+class RunStateError(ValueError):
+    """An action that the run's current state does not allow (e.g. deleting a running run)."""
+
+
+def home_dir(home: str | os.PathLike | None = None) -> Path:
+    """The data home: the argument, else ``$BIGMODELS_HOME``, else ``./runs``."""
+    chosen = home or os.environ.get(ENV_HOME) or DEFAULT_HOME
+    return Path(chosen).expanduser()
+
+
+def new_run_id(model: str) -> str:
+    """Readable, sortable and unique: ``cnn-261128-220101-3f2a``."""
+    return f"{model}-{time.strftime('%y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+
+
+def device_key(device: str) -> str:
+    """A device name as a file-name part: ``cuda:0`` -> ``cuda-0``."""
+    return "".join(c if c.isalnum() else "-" for c in device)
+
+
+def target_device(config: TrainConfig) -> str:
+    """The concrete device a worker must serve to run ``config`` (``auto`` and
+    ``cuda`` resolve to what exists here; raises ValueError if it does not exist)."""
+    from bigmodels.devices import resolve_device
+
+    device = resolve_device(config.device)
+    if device.type == "cuda":
+        return f"cuda:{device.index or 0}"
+    return device.type
+
+
+def _finite_or_none(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
+# --------------------------------------------------------------------- rows
+@dataclass(frozen=True)
+class Run:
+    """One row of the ``runs`` table, as the pages and workers see it."""
+
+    id: str
+    model: str
+    config: dict[str, Any]
+    config_hash: str
+    world_size: int
+    target: str
+    status: str
+    created_at: float
+    queued_at: float
+    started_at: float | None
+    first_step_at: float | None
+    finished_at: float | None
+    heartbeat_at: float | None
+    worker: str | None
+    worker_pid: int | None
+    step: int
+    start_step: int  # global step this attempt began at (non-zero after a resume)
+    total_steps: int | None
+    epoch: int
+    best_accuracy: float | None
+    final_accuracy: float | None
+    samples_per_second: float | None
+    lr: float | None
+    memory_bytes: int | None
+    memory_kind: str | None
+    checkpoint: str | None
+    resume: bool
+    attempts: int
+    cancel_requested: bool
+    error: str | None
+    device: str | None
+    device_name: str | None
+    data_source: str | None
+    versions: dict[str, str] | None
+    git_commit: str | None
+    submission: str | None = None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> "Run":
+        values = dict(row)
+        values["config"] = json.loads(values["config"])
+        values["versions"] = json.loads(values["versions"]) if values["versions"] else None
+        values["resume"] = bool(values["resume"])
+        values["cancel_requested"] = bool(values["cancel_requested"])
+        return cls(**values)
+
+    @property
+    def train_config(self) -> TrainConfig:
+        return TrainConfig.from_dict(self.config)
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE
+
+    @property
+    def progress(self) -> float:
+        """Fraction of optimizer steps done (1.0 once succeeded)."""
+        if self.status == "succeeded":
+            return 1.0
+        if not self.total_steps:
+            return 0.0
+        return min(1.0, self.step / self.total_steps)
+
+    def duration(self, now: float | None = None) -> float | None:
+        """Seconds spent running (so far, for a running run)."""
+        if self.started_at is None:
+            return None
+        end = self.finished_at if self.finished_at is not None else (now or time.time())
+        return max(0.0, end - self.started_at)
+
+    def eta(self, now: float | None = None) -> float | None:
+        """Seconds left at the pace since the first step (None before it is known)."""
+        if self.status != "running" or not self.total_steps or self.first_step_at is None or self.step < 2:
+            return None
+        now = now or time.time()
+        steps_since_first = self.step - self.start_step - 1  # the pace is measured from the first step on
+        if steps_since_first <= 0 or now <= self.first_step_at:
+            return None
+        rate = steps_since_first / (now - self.first_step_at)
+        return (self.total_steps - self.step) / rate
+
+    @property
+    def launch_latency(self) -> float | None:
+        """Seconds from (re)queueing to the first optimizer step of the latest attempt."""
+        if self.first_step_at is None:
+            return None
+        return self.first_step_at - self.queued_at
+
+
+@dataclass(frozen=True)
+class Submission:
+    run: Run
+    cached: bool  # True: an identical config had already succeeded; nothing was queued
+
+
+# -------------------------------------------------------------------- store
+class RunStore:
+    """The SQLite run store under ``home`` (created on first use)."""
+
+    def __init__(self, home: str | os.PathLike | None = None):
+        self.home = home_dir(home)
+        self.path = self.home / DB_NAME
+        self.checkpoints_dir = self.home / "checkpoints"
+        self.locks_dir = self.home / "locks"
+        self.logs_dir = self.home / "logs"
+        try:
+            for folder in (self.home, self.checkpoints_dir, self.locks_dir, self.logs_dir):
+                folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"{self.home}: cannot create the run folder ({exc})") from None
+        with self._connect() as db:
+            try:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.executescript(_SCHEMA)
+            except sqlite3.DatabaseError as exc:
+                raise StoreError(self._unreadable(exc)) from None
+
+    def _unreadable(self, exc: Exception) -> str:
+        return (f"{self.path}: the run store cannot be read ({exc}); move the file aside to start an empty "
+                f"store -- checkpoints in {self.checkpoints_dir} are kept")
+
+    @contextlib.contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        try:
+            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise StoreError(self._unreadable(exc)) from None
+        db.row_factory = sqlite3.Row
+        try:
+            db.execute("PRAGMA busy_timeout=30000")
+            db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across a process crash
+            yield db
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(self._unreadable(exc)) from None
+        finally:
+            db.close()
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction that takes the lock up front (no deadlock on upgrade)."""
+        with self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+    def checkpoint_path(self, run_id: str) -> Path:
+        return self.checkpoints_dir / f"{run_id}.pt"
+
+    # ----------------------------------------------------------- submitting
+    def submit(self, config: TrainConfig, world_size: int = 1, train_again: bool = False,
+               submission: str | None = None, target: str | None = None) -> Submission:
+        """Queue ``config`` (validated), or return the run that already computed it.
+
+        ``submission`` is the form's one-time key: submitting it again (a double
+        click, a rerun) returns the run it created instead of queueing twice.
+        ``target`` names the executor instead of the device the config asks for
+        (a ``torchrun`` started by hand on several nodes); no worker claims it.
+        """
+        problems = config.problems()
+        if not isinstance(world_size, int) or isinstance(world_size, bool) or not 1 <= world_size <= MAX_WORLD_SIZE:
+            problems.append(f"processes must be a whole number from 1 to {MAX_WORLD_SIZE} (got {world_size!r})")
+        if problems:
+            raise ConfigError(problems)
+        if target is None:
+            target = self._check_target(config, world_size)
+        config_hash = config.hash()
+        now = time.time()
+        with self._write() as db:
+            if submission is not None:
+                row = db.execute("SELECT * FROM runs WHERE submission = ?", (submission,)).fetchone()
+                if row is not None:
+                    return Submission(Run.from_row(row), cached=False)
+            if not train_again:
+                row = db.execute("SELECT * FROM runs WHERE config_hash = ? AND world_size = ? AND status = "
+                                 "'succeeded' ORDER BY finished_at DESC LIMIT 1", (config_hash, world_size)).fetchone()
+                if row is not None:
+                    return Submission(Run.from_row(row), cached=True)
+            run_id = new_run_id(config.model)
+            while db.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone():
+                run_id = new_run_id(config.model)
+            db.execute(
+                "INSERT INTO runs (id, submission, model, config, config_hash, world_size, target, status, "
+                "created_at, queued_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?)",
+                (run_id, submission, config.model, json.dumps(config.to_dict()), config_hash, world_size,
+                 target, now, now))
+            db.execute("INSERT INTO logs (run_id, t, message) VALUES (?, ?, ?)",
+                       (run_id, now, f"queued for {target}" + (f" on {world_size} processes" if world_size > 1
+                                                               else "")))
+            row = db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return Submission(Run.from_row(row), cached=False)
+
+    @staticmethod
+    def _check_target(config: TrainConfig, world_size: int) -> str:
+        """The device a worker must serve for ``config``; ConfigError if it cannot run here."""
+        try:
+            target = target_device(config)
+        except ValueError as exc:
+            raise ConfigError([str(exc)]) from None
+        if target == "cpu" and config.precision == "fp16":
+            raise ConfigError(["fp16 autocast needs a GPU; use bf16 or fp32 on the CPU"])
+        if world_size > 1 and target.startswith("cuda"):
+            import torch
+
+            if target != "cuda:0":
+                raise ConfigError(["a run on several GPUs uses GPUs 0 to N-1; choose device auto or cuda"])
+            if world_size > torch.cuda.device_count():
+                raise ConfigError([f"{world_size} processes need {world_size} GPUs; "
+                                   f"{torch.cuda.device_count()} are present"])
+        if world_size > 1 and target == "mps":
+            raise ConfigError(["distributed training is not available on Apple's MPS backend"])
+        if world_size > 1 and target == "cpu" and world_size > (os.cpu_count() or 1):
+            raise ConfigError([f"{world_size} CPU processes asked for, but this machine has "
+                               f"{os.cpu_count()} cores"])
+        return target
+
+    # -------------------------------------------------------------- reading
+    def get(self, run_id: str) -> Run | None:
+        with self._connect() as db:
+            row = db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return Run.from_row(row) if row else None
+
+    def list_runs(self, statuses: list[str] | tuple[str, ...] | None = None,
+                  models: list[str] | tuple[str, ...] | None = None, limit: int | None = None) -> list[Run]:
+        """Newest first, optionally filtered by status and architecture."""
+        query, args = "SELECT * FROM runs WHERE 1=1", []
+        if statuses:
+            query += f" AND status IN ({','.join('?' * len(statuses))})"
+            args += list(statuses)
+        if models:
+            query += f" AND model IN ({','.join('?' * len(models))})"
+            args += list(models)
+        query += " ORDER BY created_at DESC"
+        if limit:
+            query += " LIMIT ?"
+            args.append(int(limit))
+        with self._connect() as db:
+            return [Run.from_row(r) for r in db.execute(query, args).fetchall()]
+
+    def steps(self, run_id: str) -> list[dict[str, Any]]:
+        with self._connect() as db:
+            rows = db.execute("SELECT step, epoch, loss, lr, t FROM steps WHERE run_id = ? ORDER BY step",
+                              (run_id,)).fetchall()
+        return [dict(r) for r in rows]
+
+    def epochs(self, run_id: str) -> list[dict[str, Any]]:
+        with self._connect() as db:
+            rows = db.execute("SELECT record FROM epochs WHERE run_id = ? ORDER BY epoch", (run_id,)).fetchall()
+        return [json.loads(r["record"]) for r in rows]
+
+    def logs(self, run_id: str, limit: int = 200) -> list[tuple[float, str]]:
+        """The latest ``limit`` log lines, oldest first."""
+        with self._connect() as db:
+            rows = db.execute("SELECT t, message FROM logs WHERE run_id = ? ORDER BY id DESC LIMIT ?",
+                              (run_id, limit)).fetchall()
+        return [(r["t"], r["message"]) for r in reversed(rows)]
+
+    def workers(self) -> list[dict[str, Any]]:
+        with self._connect() as db:
+            return [dict(r) for r in db.execute("SELECT * FROM workers ORDER BY device, started_at").fetchall()]
+
+    def counts(self) -> dict[str, int]:
+        with self._connect() as db:
+            rows = db.execute("SELECT status, COUNT(*) AS n FROM runs GROUP BY status").fetchall()
+        return {r["status"]: r["n"] for r in rows}
+
+    # -------------------------------------------------------------- control
+    def request_cancel(self, run_id: str) -> str:
+        """Cancel a queued run at once, or ask its worker to stop a running one.
+        Returns the status after the request."""
+        now = time.time()
+        with self._write() as db:
+            row = db.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()
+            if row is None:
+                raise RunStateError(f"run {run_id} does not exist")
+            status = row["status"]
+            if status == "queued":
+                db.execute("UPDATE runs SET status = 'cancelled', finished_at = ?, cancel_requested = 1 "
+                           "WHERE id = ?", (now, run_id))
+                db.execute("INSERT INTO logs (run_id, t, message) VALUES (?, ?, 'cancelled while queued')",
+                           (run_id, now))
+                return "cancelled"
+            if status == "running":
+                db.execute("UPDATE runs SET cancel_requested = 1 WHERE id = ?", (run_id,))
+                db.execute("INSERT INTO logs (run_id, t, message) VALUES (?, ?, 'cancel requested')", (run_id, now))
+                return "running"
+            raise RunStateError(f"run {run_id} is {status}; only queued or running runs can be cancelled")
+
+    def resume(self, run_id: str) -> Run:
+        """Queue an interrupted, cancelled or failed run again; it continues from its
+        last checkpoint (or starts over if it never finished an epoch)."""
+        now = time.time()
+        with self._write() as db:
+            row = db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+            if row is None:
+                raise RunStateError(f"run {run_id} does not exist")
+            if row["status"] not in RESUMABLE:
+                raise RunStateError(f"run {run_id} is {row['status']}; only {', '.join(RESUMABLE)} runs can resume")
+            has_checkpoint = bool(row["checkpoint"]) and Path(row["checkpoint"]).is_file()
+            db.execute("UPDATE runs SET status = 'queued', queued_at = ?, resume = ?, cancel_requested = 0, "
+                       "error = NULL, finished_at = NULL, first_step_at = NULL, worker = NULL, worker_pid = NULL "
+                       "WHERE id = ?", (now, int(has_checkpoint), run_id))
+            db.execute("INSERT INTO logs (run_id, t, message) VALUES (?, ?, ?)", (
+                run_id, now, "queued to resume from its last checkpoint" if has_checkpoint
+                else "queued again; no checkpoint was written yet, so it starts over"))
+            row = db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return Run.from_row(row)
+
+    def delete(self, run_id: str) -> list[Path]:
+        """Remove a finished run, its metrics and its checkpoint; returns the files removed."""
+        with self._write() as db:
+            row = db.execute("SELECT status, checkpoint FROM runs WHERE id = ?", (run_id,)).fetchone()
+            if row is None:
+                raise RunStateError(f"run {run_id} does not exist")
+            if row["status"] in ACTIVE:
+                raise RunStateError(f"run {run_id} is {row['status']}; cancel it before deleting it")
+            for table in ("steps", "epochs", "logs"):
+                db.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
+            db.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+        removed = []
+        for path in {self.checkpoint_path(run_id), *( [Path(row["checkpoint"])] if row["checkpoint"] else [])}:
+            if path.is_file() and path.resolve().is_relative_to(self.checkpoints_dir.resolve()):
+                path.unlink()
+                removed.append(path)
+        return removed
+
+    # ----------------------------------------------------------- worker side
+    def claim_next(self, target: str, worker_id: str, pid: int, can_run=None) -> Run | None:
+        """Atomically move the oldest queued run for ``target`` to running and give
+        it to this worker. ``can_run(run)`` may refuse a run (e.g. a multi-GPU run
+        while another device is busy); the next one is tried."""
+        now = time.time()
+        with self._write() as db:
+            rows = db.execute("SELECT * FROM runs WHERE status = 'queued' AND target = ? ORDER BY queued_at",
+                              (target,)).fetchall()
+            for row in rows:
+                run = Run.from_row(row)
+                if can_run is not None and not can_run(run):
+                    continue
+                db.execute("UPDATE runs SET status = 'running', worker = ?, worker_pid = ?, started_at = "
+                           "COALESCE(started_at, ?), heartbeat_at = ?, attempts = attempts + 1, error = NULL "
+                           "WHERE id = ? AND status = 'queued'", (worker_id, pid, now, now, run.id))
+                db.execute("INSERT INTO logs (run_id, t, message) VALUES (?, ?, ?)",
+                           (run.id, now, f"started by worker {worker_id} (pid {pid})"))
+                return Run.from_row(db.execute("SELECT * FROM runs WHERE id = ?", (run.id,)).fetchone())
+        return None
+
+    def claim(self, run_id: str, worker_id: str, pid: int) -> Run:
+        """Take one queued run (a ``torchrun`` started by hand names its run)."""
+        now = time.time()
+        with self._write() as db:
+            row = db.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()
+            if row is None:
+                raise RunStateError(f"run {run_id} does not exist")
+            if row["status"] != "queued":
+                raise RunStateError(f"run {run_id} is {row['status']}; only a queued run can be started")
+            db.execute("UPDATE runs SET status = 'running', worker = ?, worker_pid = ?, started_at = "
+                       "COALESCE(started_at, ?), heartbeat_at = ?, attempts = attempts + 1 WHERE id = ?",
+                       (worker_id, pid, now, now, run_id))
+            db.execute("INSERT INTO logs (run_id, t, message) VALUES (?, ?, ?)",
+                       (run_id, now, f"started by {worker_id} (pid {pid})"))
+            return Run.from_row(db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone())
+
+    def set_provenance(self, run_id: str, device: str, device_name: str, data_source: str,
+                       versions: dict[str, str], git_commit: str | None, checkpoint: str) -> None:
+        with self._write() as db:
+            db.execute("UPDATE runs SET device = ?, device_name = ?, data_source = ?, versions = ?, git_commit = ?, "
+                       "checkpoint = ? WHERE id = ?", (device, device_name, data_source, json.dumps(versions),
+                                                       git_commit, checkpoint, run_id))
+
+    def record_start(self, run_id: str, step: int, epoch: int, total_steps: int) -> None:
+        """Training (re)started at global ``step``: drop metrics a resume will redo."""
+        with self._write() as db:
+            db.execute("DELETE FROM steps WHERE run_id = ? AND step > ?", (run_id, step))
+            db.execute("DELETE FROM epochs WHERE run_id = ? AND epoch > ?", (run_id, epoch))
+            accuracies = [r[0] for r in db.execute("SELECT json_extract(record, '$.test_accuracy') FROM epochs "
+                                                   "WHERE run_id = ? ORDER BY epoch", (run_id,)).fetchall()]
+            best = max(accuracies) if accuracies else None
+            last = accuracies[-1] if accuracies else None
+            db.execute("UPDATE runs SET step = ?, start_step = ?, epoch = ?, total_steps = ?, best_accuracy = ?, "
+                       "final_accuracy = ? WHERE id = ?", (step, step, epoch, total_steps, best, last, run_id))
+
+    def record_steps(self, run_id: str, rows: list[tuple[int, int, float, float, float]],
+                     samples_per_second: float | None = None, first_step: bool = False) -> None:
+        """Store (step, epoch, loss, lr, t) rows and move the run's progress forward."""
+        if not rows:
+            return
+        last = rows[-1]
+        with self._write() as db:
+            db.executemany("INSERT OR REPLACE INTO steps (run_id, step, epoch, loss, lr, t) VALUES (?, ?, ?, ?, ?, ?)",
+                           [(run_id, s, e, _finite_or_none(loss), lr, t) for s, e, loss, lr, t in rows])
+            db.execute("UPDATE runs SET step = ?, epoch = MAX(epoch, ?), lr = ?, heartbeat_at = ?, "
+                       "samples_per_second = COALESCE(?, samples_per_second) WHERE id = ?",
+                       (last[0], last[1] - 1, last[3], last[4], samples_per_second, run_id))
+            if first_step:
+                db.execute("UPDATE runs SET first_step_at = COALESCE(first_step_at, ?) WHERE id = ?",
+                           (rows[0][4], run_id))
+
+    def record_epoch(self, run_id: str, record: dict[str, Any]) -> None:
+        clean = {k: (_finite_or_none(v) if isinstance(v, float) else v) for k, v in record.items()}
+        with self._write() as db:
+            db.execute("INSERT OR REPLACE INTO epochs (run_id, epoch, record) VALUES (?, ?, ?)",
+                       (run_id, int(record["epoch"]), json.dumps(clean)))
+            db.execute("UPDATE runs SET epoch = ?, best_accuracy = MAX(COALESCE(best_accuracy, 0), ?), "
+                       "final_accuracy = ?, samples_per_second = ?, heartbeat_at = ? WHERE id = ?",
+                       (record["epoch"], record["test_accuracy"], record["test_accuracy"],
+                        record.get("samples_per_second"), time.time(), run_id))
+            db.execute("INSERT INTO logs (run_id, t, message) VALUES (?, ?, ?)", (run_id, time.time(), (
+                f"epoch {record['epoch']}: train loss {record['train_loss']:.4f}, test loss "
+                f"{record['test_loss']:.4f}, test accuracy {record['test_accuracy']:.2%}, "
+                f"{record.get('samples_per_second', 0):,.0f} samples/s")))
+
+    def heartbeat(self, run_id: str | None, worker_id: str, memory_bytes: int | None = None,
+                  memory_kind: str | None = None) -> None:
+        now = time.time()
+        with self._write() as db:
+            db.execute("UPDATE workers SET heartbeat_at = ?, run_id = ? WHERE id = ?", (now, run_id, worker_id))
+            if run_id is not None:
+                db.execute("UPDATE runs SET heartbeat_at = ?, memory_bytes = ?, memory_kind = ? "
+                           "WHERE id = ? AND status = 'running'", (now, memory_bytes, memory_kind, run_id))
+
+    def cancel_requested(self, run_id: str) -> bool:
+        with self._connect() as db:
+            row = db.execute("SELECT cancel_requested FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return bool(row is None or row["cancel_requested"])  # a deleted run stops too
+
+    def log(self, run_id: str, message: str) -> None:
+        with self._write() as db:
+            db.execute("INSERT INTO logs (run_id, t, message) VALUES (?, ?, ?)", (run_id, time.time(), message))
+
+    def finish(self, run_id: str, status: str, error: str | None = None) -> None:
+        """End a running run as succeeded, failed, cancelled or interrupted."""
+        if status not in FINISHED:
+            raise ValueError(f"not a final status: {status!r}")
+        now = time.time()
+        message = {"succeeded": "finished", "failed": f"failed: {error}", "cancelled": "cancelled",
+                   "interrupted": f"interrupted: {error}"}[status]
+        with self._write() as db:
+            db.execute("UPDATE runs SET status = ?, error = ?, finished_at = ?, resume = 0 "
+                       "WHERE id = ? AND status = 'running'", (status, error, now, run_id))
+            db.execute("INSERT INTO logs (run_id, t, message) VALUES (?, ?, ?)", (run_id, now, message))
+
+    def interrupt_running(self, target: str, reason: str) -> list[str]:
+        """Mark every run still 'running' on ``target`` interrupted (its worker is gone)."""
+        now = time.time()
+        with self._write() as db:
+            ids = [r["id"] for r in db.execute("SELECT id FROM runs WHERE status = 'running' AND target = ?",
+                                               (target,)).fetchall()]
+            for run_id in ids:
+                db.execute("UPDATE runs SET status = 'interrupted', error = ?, finished_at = ? WHERE id = ?",
+                           (reason, now, run_id))
+                db.execute("INSERT INTO logs (run_id, t, message) VALUES (?, ?, ?)",
+                           (run_id, now, f"interrupted: {reason}"))
+            db.execute("UPDATE workers SET state = 'gone' WHERE device = ? AND state != 'gone'", (target,))
+        return ids
+
+    def register_worker(self, worker_id: str, pid: int, host: str, device: str) -> None:
+        now = time.time()
+        with self._write() as db:
+            db.execute("INSERT OR REPLACE INTO workers (id, pid, host, device, started_at, heartbeat_at, state) "
+                       "VALUES (?, ?, ?, ?, ?, ?, 'idle')", (worker_id, pid, host, device, now, now))
+
+    def set_worker_state(self, worker_id: str, state: str, run_id: str | None = None) -> None:
+        with self._write() as db:
+            db.execute("UPDATE workers SET state = ?, run_id = ?, heartbeat_at = ? WHERE id = ?",
+                       (state, run_id, time.time(), worker_id))
+
+
+# --------------------------------------------------------- event recording
+class EventRecorder:
+    """Writes a run's ``TrainEvent`` stream into the store.
+
+    Step events are buffered and written at most every ``flush_every`` seconds
+    (one transaction per flush, not per step), except the very first step, which
+    is written at once: it is the moment the launch latency is measured to.
+    """
+
+    def __init__(self, store: RunStore, run_id: str, batch_size: int, flush_every: float = 0.5):
+        self.store, self.run_id, self.batch_size, self.flush_every = store, run_id, batch_size, flush_every
+        self.buffer: list[tuple[int, int, float, float, float]] = []
+        self.last_flush = time.time()
+        self.first_step_seen = False
+        self.samples_per_step = batch_size
+        self._rate_mark: tuple[int, float] | None = None
+
+    def __call__(self, event: TrainEvent) -> None:
+        now = time.time()
+        if event.kind == "start":
+            self.store.record_start(self.run_id, event.step, event.epoch, event.total_steps)
+            note = "resumed" if event.data.get("resumed") else "training started"
+            self.store.log(self.run_id, f"{note} at step {event.step} of {event.total_steps} on "
+                                        f"{event.data.get('device')} ({event.data.get('train_size', 0):,} "
+                                        f"training images, {event.data.get('steps_per_epoch')} steps per epoch)")
+            self._rate_mark = (event.step, now)
+        elif event.kind == "step":
+            self.buffer.append((event.step, event.epoch, event.data["loss"], event.data["lr"], now))
+            if not self.first_step_seen:
+                self.first_step_seen = True
+                self.flush(first_step=True)
+            elif now - self.last_flush >= self.flush_every:
+                self.flush()
+        elif event.kind in ("epoch", "end"):
+            self.flush()
+            if event.kind == "epoch":
+                self.store.record_epoch(self.run_id, event.data)
+                self._rate_mark = (event.step, time.time())  # the test pass is not training speed
+
+    def flush(self, first_step: bool = False) -> None:
+        if not self.buffer:
+            return
+        now = time.time()
+        rate = None
+        last_step = self.buffer[-1][0]
+        if self._rate_mark is not None and last_step > self._rate_mark[0] and now > self._rate_mark[1]:
+            rate = (last_step - self._rate_mark[0]) * self.samples_per_step / (now - self._rate_mark[1])
+        self.store.record_steps(self.run_id, self.buffer, samples_per_second=rate, first_step=first_step)
+        self._rate_mark = (last_step, now)
+        self.buffer = []
+        self.last_flush = now
+
+
+class StopWatch:
+    """``should_stop`` for ``train``: true once the run's cancel flag is set in the
+    store (read at most every ``every`` seconds) or ``also()`` says so (the worker
+    is shutting down, its parent died)."""
+
+    def __init__(self, store: RunStore, run_id: str, every: float = 0.5, also=None):
+        self.store, self.run_id, self.every, self.also = store, run_id, every, also
+        self.last_check = 0.0
+        self.cancelled = False
+
+    def __call__(self) -> bool:
+        if self.also is not None and self.also():
+            return True
+        now = time.monotonic()
+        if not self.cancelled and now - self.last_check >= self.every:
+            self.last_check = now
+            self.cancelled = self.store.cancel_requested(self.run_id)
+        return self.cancelled
+
+
+# ------------------------------------------------------- for other pages
+def run_history(run_id: str, home: str | os.PathLike | None = None) -> list[dict[str, Any]]:
+    """Per-epoch records of a run, with the training engine's keys (epoch,
+    train_loss, test_loss, test_accuracy, samples_per_second, lr, elapsed,
+    memory_bytes). Empty for an unknown run."""
+    return RunStore(home).epochs(run_id)
+
+
+def finished_run_sources(home: str | os.PathLike | None = None) -> list:
+    """Every succeeded run whose checkpoint file exists, as a ``ModelSource``
+    (id ``run:<id>``) the sandbox and the comparison page can load. An
+    unreadable store gives no sources (the launcher page shows why)."""
+    from bigmodels.model_sources import ModelSource
+    from bigmodels.registry import get_spec
+
+    try:
+        runs = RunStore(home).list_runs(statuses=["succeeded"])
+    except StoreError:
+        return []
+    sources = []
+    for run in runs:
+        if not run.checkpoint or not Path(run.checkpoint).is_file():
+            continue
+        try:
+            title = get_spec(run.model).title
+        except ValueError:
+            continue  # a model this version no longer has
+        accuracy = f"{run.final_accuracy:.2%}" if run.final_accuracy is not None else "?"
+        sources.append(ModelSource(f"run:{run.id}", run.model, f"{title} · run {run.id} · {accuracy}",
+                                   Path(run.checkpoint), "run"))
+    return sources
