@@ -64,6 +64,10 @@ def cmd_train(args) -> int:
         for problem in exc.errors:
             print(f"error: {problem}", file=sys.stderr)
         return 2
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)  # on a shared machine, 1 thread avoids OpenMP spin contention
     data = _load_data(args)
     print("config: " + json.dumps(config.to_dict()), file=sys.stderr)
     bar = None
@@ -202,8 +206,9 @@ def cmd_worker(args) -> int:
     from bigmodels.worker import serve_forever
 
     try:
+        warm = None if args.warm is None else [m for m in args.warm.split(",") if m]
         return serve_forever(args.home, args.device, data_dir=args.data_dir, parent_pid=args.parent_pid,
-                             idle_exit=args.idle_exit, max_runs=args.max_runs, threads=args.threads)
+                             idle_exit=args.idle_exit, max_runs=args.max_runs, threads=args.threads, warm_models=warm)
     except (StoreError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -238,6 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--checkpoint", help="write a resumable checkpoint here after every epoch")
     t.add_argument("--resume", help="resume from this checkpoint (same settings)")
     t.add_argument("--export", help="write slim weights (no optimizer state) here when done")
+    t.add_argument("--threads", type=int, help="CPU threads for PyTorch (default: all cores)")
     data_dir(t)
     t.set_defaults(func=cmd_train)
 
@@ -268,6 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--idle-exit", type=float, metavar="SECONDS", help="exit after this long without work")
     w.add_argument("--max-runs", type=int, help="exit after executing this many runs")
     w.add_argument("--parent-pid", type=int, help="exit when this process (the app that started us) is gone")
+    w.add_argument("--warm", metavar="MODELS", help="comma-separated architectures to warm up at start "
+                                                     "(default: all; empty: none)")
     data_dir(w)
     w.set_defaults(func=cmd_worker)
     return parser

@@ -99,7 +99,7 @@ def evaluate(model: nn.Module, data: MNIST | DeviceMNIST, timing: bool = True, t
     conf = confusion_matrix(labels, predicted)
     wrong = torch.nonzero(predicted != labels).flatten().tolist()
     result = Evaluation(
-        accuracy=(predicted == labels).float().mean().item() if len(labels) else 0.0,
+        accuracy=int((predicted == labels).sum()) / len(labels) if len(labels) else 0.0,  # exact ratio
         per_class_accuracy=per_class_accuracy(conf),
         confusion=conf.tolist(),
         misclassified=wrong,

@@ -25,8 +25,9 @@ def software_versions() -> dict[str, str]:
 
     from bigmodels import __version__
 
-    return {"python": platform.python_version(), "torch": torch.__version__,
-            "torchvision": torchvision.__version__, "bigmodels": __version__}
+    # str(): torch.__version__ is a TorchVersion object, which a weights_only load refuses
+    return {"python": platform.python_version(), "torch": str(torch.__version__),
+            "torchvision": str(torchvision.__version__), "bigmodels": __version__}
 
 
 def now_iso() -> str:

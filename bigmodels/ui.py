@@ -12,6 +12,27 @@ from bigmodels.i18n import DEFAULT_LANGUAGE, LANGUAGES, translate
 _LANG_KEY = "lang"
 
 
+def _leave_pages_directory_mode() -> None:
+    """Make a deep link work on a fresh server.
+
+    Because a ``pages/`` folder sits next to ``app.py``, Streamlit starts each
+    server in its old multipage mode and, until the first ``st.navigation`` call,
+    runs a requested page (``/sandbox``) on its own -- without ``app.py``, so
+    without the language switch or our navigation. Every page imports this
+    module, so on that first import we switch the mode off and rerun, and the
+    rerun goes through ``app.py`` like every later one."""
+    try:
+        from streamlit.runtime.pages_manager import PagesManager
+    except ImportError:  # a Streamlit without the flag has no such mode
+        return
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
+_leave_pages_directory_mode()
+
+
 def language() -> str:
     """The language this browser session chose (query param ``?lang=`` wins, so
     a shared link opens in the sender's language)."""

@@ -31,3 +31,18 @@ def test_bad_data_folder_keeps_the_current_source(app_page):
     page.get_by_role("button", name="Use this folder").click()
     app_page.wait_idle()
     assert page.get_by_text("No MNIST IDX files found in /definitely/not/here").is_visible()
+
+
+def test_a_deep_link_on_a_fresh_server_goes_through_the_app_shell(chromium, tmp_path):
+    """With a pages/ folder, a fresh Streamlit server would run /cases on its own
+    (no app.py: no language switch, an auto-generated page list)."""
+    from tests.browser import AppPage, StreamlitServer
+
+    with StreamlitServer(tmp_path) as server:
+        context = chromium.new_context()
+        page = AppPage(context, server)
+        page.open("challenges", query="lang=zh")
+        sidebar = page.page.locator('[data-testid="stSidebar"]').inner_text()
+        assert "语言" in sidebar  # the app's language switch, in Chinese
+        assert "首页" in sidebar  # the app's own navigation titles
+        context.close()
