@@ -130,7 +130,7 @@ def _is_number(v: Any) -> bool:
 RECIPES: dict[str, dict[str, Any]] = {
     "cnn": dict(epochs=2, batch_size=256, optimizer="adam", lr=1e-2, schedule="onecycle", label_smoothing=0.1),
     "lstm": dict(epochs=5, batch_size=128, optimizer="adam", lr=4e-3, schedule="onecycle"),
-    "transformer": dict(epochs=8, batch_size=128, optimizer="adamw", lr=2e-3, schedule="onecycle",
+    "transformer": dict(epochs=16, batch_size=128, optimizer="adamw", lr=2e-3, schedule="onecycle",
                         weight_decay=0.05, label_smoothing=0.1),
 }
 
