@@ -24,6 +24,7 @@ from bigmodels.runs import RunStore, StoreError, home_dir
 from bigmodels.training import ConfigError, TrainConfig
 
 _TOKEN_KEY = "launcher_operator_token"
+ENV_WORKER_THREADS = "BIGMODELS_WORKER_THREADS"  # CPU threads for the worker the app starts (default: PyTorch's)
 _SUBMISSION_KEY = "launcher_submission"
 
 
@@ -53,7 +54,9 @@ def ensure_worker(store: RunStore, device: str) -> str:
         process = registry.processes.get(device)
         if process is not None and process.poll() is None:
             return "starting"  # launched, still importing torch / loading data
-        registry.processes[device] = start_worker(store.home, device, data_dir=os.environ.get("BIGMODELS_DATA_DIR"))
+        threads = os.environ.get(ENV_WORKER_THREADS, "").strip()
+        registry.processes[device] = start_worker(store.home, device, data_dir=os.environ.get("BIGMODELS_DATA_DIR"),
+                                                  threads=int(threads) if threads.isdigit() else None)
         return "started"
 
 

@@ -91,7 +91,9 @@ def accuracy_figure(runs: Sequence[tuple[str, list[dict]]], texts: dict[str, str
     for i, (label, epochs) in enumerate(runs):
         fig.add_trace(go.Scatter(x=[e["epoch"] for e in epochs], y=[e["test_accuracy"] for e in epochs],
                                  mode="markers+lines", name=label, line=dict(color=PALETTE[i % len(PALETTE)])))
-    fig.update_yaxes(tickformat=".1%")
+    values = [e["test_accuracy"] for _, epochs in runs for e in epochs if e.get("test_accuracy") is not None]
+    low = max(0.0, min(values) - 0.02) if values else 0.0  # accuracy lives near the top: show that part
+    fig.update_yaxes(tickformat=".1%", range=[low, 1.0 + (1.0 - low) * 0.03])
     return _layout(fig, texts["x"], texts["y"])
 
 

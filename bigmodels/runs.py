@@ -40,7 +40,8 @@ STATUSES = ("queued", "running", "succeeded", "failed", "cancelled", "interrupte
 ACTIVE = ("queued", "running")
 FINISHED = ("succeeded", "failed", "cancelled", "interrupted")
 RESUMABLE = ("interrupted", "cancelled", "failed")
-MAX_WORLD_SIZE = 64
+MAX_WORLD_SIZE = 1024  # processes in one run, over all nodes
+MAX_PARAMETERS = 1_000_000_000  # a model settings box must not be able to exhaust a shared server's memory
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -55,6 +56,7 @@ CREATE TABLE IF NOT EXISTS runs (
     created_at REAL NOT NULL,
     queued_at REAL NOT NULL,
     started_at REAL,
+    loop_started_at REAL,
     first_step_at REAL,
     finished_at REAL,
     heartbeat_at REAL,
@@ -103,6 +105,10 @@ CREATE TABLE IF NOT EXISTS workers (
 """
 
 
+# Columns added after the first release of the schema: an older store gets them on open.
+_ADDED_COLUMNS = {"start_step": "INTEGER NOT NULL DEFAULT 0", "loop_started_at": "REAL"}
+
+
 class StoreError(RuntimeError):
     """The run store cannot be opened or read; the message says which file and why."""
 
@@ -138,6 +144,18 @@ def target_device(config: TrainConfig) -> str:
     return device.type
 
 
+def parameter_count(config: TrainConfig) -> int:
+    """Parameters of the model ``config`` builds, counted on PyTorch's meta device
+    (shapes only, no memory), so a huge model is refused before anything allocates it."""
+    import torch
+
+    from bigmodels.registry import create_model
+
+    with torch.device("meta"):
+        model = create_model(config.model, config.preset, **config.model_overrides)
+    return sum(p.numel() for p in model.parameters())
+
+
 def _finite_or_none(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
 
@@ -157,7 +175,8 @@ class Run:
     created_at: float
     queued_at: float
     started_at: float | None
-    first_step_at: float | None
+    loop_started_at: float | None  # the training loop of the latest attempt began: its first step starts
+    first_step_at: float | None  # the first step of the latest attempt was done
     finished_at: float | None
     heartbeat_at: float | None
     worker: str | None
@@ -230,7 +249,14 @@ class Run:
 
     @property
     def launch_latency(self) -> float | None:
-        """Seconds from (re)queueing to the first optimizer step of the latest attempt."""
+        """Seconds from (re)queueing to the start of the latest attempt's first step."""
+        if self.loop_started_at is None:
+            return None
+        return self.loop_started_at - self.queued_at
+
+    @property
+    def first_step_latency(self) -> float | None:
+        """Seconds from (re)queueing until the latest attempt's first step was done."""
         if self.first_step_at is None:
             return None
         return self.first_step_at - self.queued_at
@@ -261,6 +287,10 @@ class RunStore:
             try:
                 db.execute("PRAGMA journal_mode=WAL")
                 db.executescript(_SCHEMA)
+                have = {row["name"] for row in db.execute("PRAGMA table_info(runs)")}
+                for column, declaration in _ADDED_COLUMNS.items():
+                    if column not in have:
+                        db.execute(f"ALTER TABLE runs ADD COLUMN {column} {declaration}")
             except sqlite3.DatabaseError as exc:
                 raise StoreError(self._unreadable(exc)) from None
 
@@ -314,6 +344,10 @@ class RunStore:
             problems.append(f"processes must be a whole number from 1 to {MAX_WORLD_SIZE} (got {world_size!r})")
         if problems:
             raise ConfigError(problems)
+        parameters = parameter_count(config)
+        if parameters > MAX_PARAMETERS:
+            raise ConfigError([f"the model would have {parameters:,} parameters; the launcher accepts at most "
+                               f"{MAX_PARAMETERS:,}"])
         if target is None:
             target = self._check_target(config, world_size)
         config_hash = config.hash()
@@ -450,7 +484,8 @@ class RunStore:
                 raise RunStateError(f"run {run_id} is {row['status']}; only {', '.join(RESUMABLE)} runs can resume")
             has_checkpoint = bool(row["checkpoint"]) and Path(row["checkpoint"]).is_file()
             db.execute("UPDATE runs SET status = 'queued', queued_at = ?, resume = ?, cancel_requested = 0, "
-                       "error = NULL, finished_at = NULL, first_step_at = NULL, worker = NULL, worker_pid = NULL "
+                       "error = NULL, finished_at = NULL, loop_started_at = NULL, first_step_at = NULL, worker = NULL, "
+                       "worker_pid = NULL "
                        "WHERE id = ?", (now, int(has_checkpoint), run_id))
             db.execute("INSERT INTO logs (run_id, t, message) VALUES (?, ?, ?)", (
                 run_id, now, "queued to resume from its last checkpoint" if has_checkpoint
@@ -520,9 +555,10 @@ class RunStore:
                        "checkpoint = ? WHERE id = ?", (device, device_name, data_source, json.dumps(versions),
                                                        git_commit, checkpoint, run_id))
 
-    def record_start(self, run_id: str, step: int, epoch: int, total_steps: int) -> None:
+    def record_start(self, run_id: str, step: int, epoch: int, total_steps: int, at: float | None = None) -> None:
         """Training (re)started at global ``step``: drop metrics a resume will redo."""
         with self._write() as db:
+            db.execute("UPDATE runs SET loop_started_at = ? WHERE id = ?", (at or time.time(), run_id))
             db.execute("DELETE FROM steps WHERE run_id = ? AND step > ?", (run_id, step))
             db.execute("DELETE FROM epochs WHERE run_id = ? AND epoch > ?", (run_id, epoch))
             accuracies = [r[0] for r in db.execute("SELECT json_extract(record, '$.test_accuracy') FROM epochs "
@@ -592,19 +628,25 @@ class RunStore:
                        "WHERE id = ? AND status = 'running'", (status, error, now, run_id))
             db.execute("INSERT INTO logs (run_id, t, message) VALUES (?, ?, ?)", (run_id, now, message))
 
-    def interrupt_running(self, target: str, reason: str) -> list[str]:
-        """Mark every run still 'running' on ``target`` interrupted (its worker is gone)."""
+    def interrupt(self, run_ids: list[str], reason: str) -> list[str]:
+        """Mark these runs interrupted if they are still 'running' (their worker is gone);
+        returns the ones that were."""
         now = time.time()
+        done = []
         with self._write() as db:
-            ids = [r["id"] for r in db.execute("SELECT id FROM runs WHERE status = 'running' AND target = ?",
-                                               (target,)).fetchall()]
-            for run_id in ids:
-                db.execute("UPDATE runs SET status = 'interrupted', error = ?, finished_at = ? WHERE id = ?",
-                           (reason, now, run_id))
-                db.execute("INSERT INTO logs (run_id, t, message) VALUES (?, ?, ?)",
-                           (run_id, now, f"interrupted: {reason}"))
-            db.execute("UPDATE workers SET state = 'gone' WHERE device = ? AND state != 'gone'", (target,))
-        return ids
+            for run_id in run_ids:
+                changed = db.execute("UPDATE runs SET status = 'interrupted', error = ?, finished_at = ? "
+                                     "WHERE id = ? AND status = 'running'", (reason, now, run_id)).rowcount
+                if changed:
+                    db.execute("INSERT INTO logs (run_id, t, message) VALUES (?, ?, ?)",
+                               (run_id, now, f"interrupted: {reason}"))
+                    done.append(run_id)
+        return done
+
+    def forget_workers(self, device: str) -> None:
+        """Workers recorded for ``device`` that are no longer running (a new one took over)."""
+        with self._write() as db:
+            db.execute("UPDATE workers SET state = 'gone' WHERE device = ? AND state != 'gone'", (device,))
 
     def register_worker(self, worker_id: str, pid: int, host: str, device: str) -> None:
         now = time.time()
@@ -638,7 +680,7 @@ class EventRecorder:
     def __call__(self, event: TrainEvent) -> None:
         now = time.time()
         if event.kind == "start":
-            self.store.record_start(self.run_id, event.step, event.epoch, event.total_steps)
+            self.store.record_start(self.run_id, event.step, event.epoch, event.total_steps, at=now)
             note = "resumed" if event.data.get("resumed") else "training started"
             self.store.log(self.run_id, f"{note} at step {event.step} of {event.total_steps} on "
                                         f"{event.data.get('device')} ({event.data.get('train_size', 0):,} "

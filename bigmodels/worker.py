@@ -130,8 +130,8 @@ def reap_orphans(store: RunStore) -> list[str]:
     for run in store.list_runs(statuses=["running"]):
         if worker_alive(store, run.target) or pid_alive(run.worker_pid):
             continue
-        orphaned += store.interrupt_running(run.target, f"the worker (pid {run.worker_pid}) stopped while the run "
-                                                        f"was in progress")
+        orphaned += store.interrupt([run.id], f"the worker (pid {run.worker_pid}) stopped while the run was in "
+                                              f"progress")
     return orphaned
 
 
@@ -150,9 +150,11 @@ class DeviceSession:
 
     MAX_SUBSETS = 4
 
-    def __init__(self, device: str, data: MNIST | None = None, data_dir: str | None = None):
+    def __init__(self, device: str, data: MNIST | None = None, data_dir: str | None = None,
+                 warm_models: list[str] | None = None):
         from bigmodels.devices import describe_device, resolve_device
         from bigmodels.provenance import git_commit, software_versions
+        from bigmodels.registry import get_spec, list_models
 
         self.device = resolve_device(device)
         self.mnist = data if data is not None else load_mnist(data_dir)
@@ -161,20 +163,18 @@ class DeviceSession:
         self.device_name = describe_device(self.device)
         self.versions = software_versions()
         self.git_commit = git_commit()
+        self.warm_models = list_models() if warm_models is None else [get_spec(m).name for m in warm_models]
         self.warm_seconds = self._warm_up()
 
     def _warm_up(self) -> float:
         """One forward and backward pass of each architecture, so the first real step
         does not pay for kernel selection, allocator growth and lazy imports."""
-        from bigmodels.registry import create_model, list_models
-        from bigmodels.training import measure_test_split  # noqa: F401 -- import cost paid here
+        from bigmodels.data import normalize
+        from bigmodels.registry import create_model
 
         start = time.perf_counter()
-        x = self.full.test_x[:64]
-        from bigmodels.data import normalize
-
-        batch = normalize(x)
-        for name in list_models():
+        batch = normalize(self.full.test_x[:64])
+        for name in self.warm_models:
             model = create_model(name).to(self.device)
             opt = torch.optim.Adam(model.parameters(), lr=1e-3)
             loss = torch.nn.functional.cross_entropy(model(batch), self.full.test_y[:64])
@@ -229,18 +229,19 @@ class Worker:
 
     def __init__(self, home: str | os.PathLike | None = None, device: str = "cpu", data: MNIST | None = None,
                  data_dir: str | None = None, parent_pid: int | None = None, idle_exit: float | None = None,
-                 max_runs: int | None = None, poll: float = POLL_SECONDS):
+                 max_runs: int | None = None, poll: float = POLL_SECONDS, warm_models: list[str] | None = None):
         from bigmodels.devices import resolve_device
 
         self.store = RunStore(home)
         resolved = resolve_device(device)
         self.device = f"cuda:{resolved.index or 0}" if resolved.type == "cuda" else resolved.type
-        self.data, self.data_dir = data, data_dir
+        self.data, self.data_dir, self.warm_models = data, data_dir, warm_models
         self.parent_pid, self.idle_exit, self.max_runs, self.poll = parent_pid, idle_exit, max_runs, poll
         self.id = f"{socket.gethostname()}:{os.getpid()}:{self.device}"
         self.lock = worker_lock(self.store, self.device)
         self.session: DeviceSession | None = None
         self.current: str | None = None
+        self.current_is_distributed = False
         self.stopping = threading.Event()
         self.runs_done = 0
         self._busy: list[FileLock] = []
@@ -265,14 +266,18 @@ class Worker:
             return 3
         heartbeat = threading.Thread(target=self._heartbeat_loop, daemon=True)
         try:
+            self.store.forget_workers(self.device)
             self.store.register_worker(self.id, os.getpid(), socket.gethostname(), self.device)
-            left = self.store.interrupt_running(self.device, "the previous worker on this device stopped while "
-                                                             "the run was in progress")
+            # runs our dead predecessor left (a torchrun started by hand may still be alive: its pid says so)
+            stale = [r.id for r in self.store.list_runs(statuses=["running"])
+                     if r.target == self.device and not pid_alive(r.worker_pid)]
+            left = self.store.interrupt(stale, "the previous worker on this device stopped while the run was in "
+                                               "progress")
             for run_id in left:
                 print(f"marked run {run_id} interrupted (its worker had stopped)", file=sys.stderr)
             self.store.set_worker_state(self.id, "warming")
             start = time.perf_counter()
-            self.session = DeviceSession(self.device, self.data, self.data_dir)
+            self.session = DeviceSession(self.device, self.data, self.data_dir, self.warm_models)
             print(f"worker {self.id}: warm in {time.perf_counter() - start:.1f}s ({self.session.mnist.describe()})",
                   file=sys.stderr, flush=True)
             self.store.set_worker_state(self.id, "idle")
@@ -303,6 +308,8 @@ class Worker:
         while not self.stopping.wait(HEARTBEAT_SECONDS):
             try:
                 memory, kind = self.session.memory() if self.session else (None, "process")
+                if self.current_is_distributed:  # the ranks train, not this process: its memory would mislead
+                    memory = None
                 self.store.heartbeat(self.current, self.id, memory, kind)
             except Exception as exc:  # a busy or broken store must not kill training
                 print(f"heartbeat failed: {exc}", file=sys.stderr)
@@ -333,7 +340,7 @@ class Worker:
     # ---- executing
     def execute(self, run: Run) -> str:
         """Train one claimed run to a final status; never raises for a run's failure."""
-        self.current = run.id
+        self.current, self.current_is_distributed = run.id, run.world_size > 1
         self.store.set_worker_state(self.id, "busy", run.id)
         try:
             if run.world_size > 1:
@@ -391,7 +398,7 @@ class Worker:
                                f"output in {log_path}")
         with open(log_path, "ab") as log:
             proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
-                                    env={**os.environ, "BIGMODELS_HOME": str(self.store.home)})
+                                    env={**_child_env(), "BIGMODELS_HOME": str(self.store.home)})
             stop_sent = False
             while proc.poll() is None:
                 if self.should_exit() and not stop_sent:
@@ -408,9 +415,22 @@ class Worker:
 
 
 # --------------------------------------------------------------- start it
+def _child_env() -> dict[str, str]:
+    """This environment, with this package importable whatever the child's cwd, and
+    OpenMP told to sleep rather than spin while it waits: on a machine shared with
+    other busy processes, spinning threads made a CPU training step 30x slower
+    (an LSTM step took 17 s instead of 0.5 s here). An operator's own setting wins."""
+    package_root = str(Path(__file__).resolve().parent.parent)
+    paths = [package_root, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    return {"OMP_WAIT_POLICY": "PASSIVE", **os.environ, "PYTHONPATH": os.pathsep.join(dict.fromkeys(paths))}
+
+
 def worker_command(home: str | os.PathLike, device: str, data_dir: str | None = None,
-                   parent_pid: int | None = None, threads: int | None = None) -> list[str]:
+                   parent_pid: int | None = None, threads: int | None = None,
+                   warm_models: list[str] | None = None) -> list[str]:
     cmd = [sys.executable, "-m", "bigmodels", "worker", "--home", str(home), "--device", device]
+    if warm_models is not None:
+        cmd += ["--warm", ",".join(warm_models)]
     if data_dir:
         cmd += ["--data-dir", str(data_dir)]
     if parent_pid:
@@ -429,17 +449,19 @@ def start_worker(home: str | os.PathLike, device: str, data_dir: str | None = No
     log = open(store.logs_dir / f"worker-{device_key(device)}.log", "ab")
     try:
         return subprocess.Popen(worker_command(store.home, device, data_dir, os.getpid() if owned else None, threads),
-                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=_child_env())
     finally:
         log.close()  # the child has its own copy of the descriptor
 
 
 def serve_forever(home: str | None, device: str, data_dir: str | None = None, parent_pid: int | None = None,
-                  idle_exit: float | None = None, max_runs: int | None = None, threads: int | None = None) -> int:
+                  idle_exit: float | None = None, max_runs: int | None = None, threads: int | None = None,
+                  warm_models: list[str] | None = None) -> int:
     """The ``python -m bigmodels worker`` process: signals stop it cleanly."""
     if threads:
         torch.set_num_threads(threads)
-    worker = Worker(home, device, data_dir=data_dir, parent_pid=parent_pid, idle_exit=idle_exit, max_runs=max_runs)
+    worker = Worker(home, device, data_dir=data_dir, parent_pid=parent_pid, idle_exit=idle_exit, max_runs=max_runs,
+                    warm_models=warm_models)
     signal.signal(signal.SIGTERM, worker.stop)
     signal.signal(signal.SIGINT, worker.stop)
     return worker.serve()

@@ -1,0 +1,88 @@
+"""DistributedDataParallel through torchrun: sharding, launch lines, and a real
+two-process gloo run on the CPU that trains and records one run."""
+import pytest
+import torch
+
+from bigmodels.checkpoints import load_checkpoint, model_from_checkpoint
+from bigmodels.distributed import backend_for, launch_command, shard_batches, steps_per_epoch
+from bigmodels.runs import RunStore
+from bigmodels.training import default_config
+from bigmodels.worker import Worker
+from tests.test_worker import write_mnist_folder
+
+cuda = pytest.mark.cuda
+
+
+@pytest.mark.parametrize("n, batch, world", [(2000, 64, 2), (2001, 64, 2), (100, 7, 3), (10, 64, 4)])
+def test_shards_cover_every_image_once_with_equal_step_counts(n, batch, world):
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(0))
+    shards = [shard_batches(order, batch, world, rank) for rank in range(world)]
+    assert len({len(s) for s in shards}) == 1 == len({steps_per_epoch(n, batch, world), len(shards[0])})
+    seen = torch.cat([b for s in shards for b in s])
+    assert sorted(seen.tolist()) == list(range(n))
+    for step in range(len(shards[0])):  # each step's global batch is at most batch x world
+        assert sum(len(s[step]) for s in shards) <= batch * world
+        assert all(len(s[step]) <= batch for s in shards)
+
+
+def test_launch_lines():
+    single = launch_command("r1", "/data/runs", 2, "gloo", data_dir="/mnist")
+    assert single[1:3] == ["-m", "torch.distributed.run"] and "--standalone" in single
+    assert "--nproc-per-node=2" in single and single[single.index("--run-id") + 1] == "r1"
+    assert single[single.index("--backend") + 1] == "gloo" and single[single.index("--data-dir") + 1] == "/mnist"
+    multi = launch_command("r1", "/data/runs", 8, "nccl", nnodes=2, rdzv_endpoint="head:29500")
+    assert "--nnodes=2" in multi and "--rdzv-endpoint=head:29500" in multi and "--standalone" not in multi
+    with pytest.raises(ValueError, match="rendezvous"):
+        launch_command("r1", "/x", 8, nnodes=2)
+    assert backend_for("cuda") == "nccl" and backend_for("cpu") == "gloo"
+
+
+def test_the_entry_point_refuses_to_run_outside_torchrun(capsys):
+    from bigmodels.distributed import main
+
+    with pytest.raises(SystemExit):
+        main(["--run-id", "x"])
+    assert "torchrun" in capsys.readouterr().err
+
+
+def ddp_config(**changes):
+    return default_config("cnn", **{"epochs": 2, "batch_size": 64, "train_subset": 2000, "device": "cpu",
+                                    "seed": 5, **changes})
+
+
+def test_two_cpu_processes_train_one_run_with_gloo(tmp_path, small_mnist, monkeypatch):
+    monkeypatch.setenv("BIGMODELS_DATA_DIR", str(write_mnist_folder(small_mnist, tmp_path / "mnist")))
+    store = RunStore(tmp_path / "home")
+    run = store.submit(ddp_config(), world_size=2).run
+    assert run.world_size == 2 and run.target == "cpu"
+    assert not store.submit(ddp_config()).cached  # one process is another computation
+
+    worker = Worker(store.home, "cpu", data=small_mnist, max_runs=1, warm_models=[])
+    assert worker.serve() == 0
+
+    assert [r.id for r in store.list_runs(statuses=["succeeded"])] == [run.id]  # one run, recorded once
+    done = store.get(run.id)
+    assert done.device == "cpu x2" and "gloo" in done.device_name
+    steps = 2 * steps_per_epoch(2000, 64, 2)
+    assert done.step == done.total_steps == steps and [s["step"] for s in store.steps(run.id)] == list(range(1, steps + 1))
+    history = store.epochs(run.id)
+    assert [h["epoch"] for h in history] == [1, 2]
+    assert history[-1]["test_accuracy"] > 0.6 and history[-1]["train_loss"] < history[0]["train_loss"]
+    ckpt = load_checkpoint(done.checkpoint)
+    assert ckpt["world_size"] == 2 and ckpt["epoch"] == 2
+    model = model_from_checkpoint(ckpt)  # a DDP run is usable like any other
+    assert model(torch.zeros(1, 1, 28, 28)).shape == (1, 10)
+    assert any("2 processes with torchrun (gloo)" in line for _, line in store.logs(run.id))
+    assert store.submit(ddp_config(), world_size=2).cached
+
+
+@cuda
+@pytest.mark.skipif(not torch.cuda.is_available() or torch.cuda.device_count() < 2, reason="needs 2 CUDA GPUs")
+def test_two_gpus_train_one_run_with_nccl(tmp_path, small_mnist, monkeypatch):
+    monkeypatch.setenv("BIGMODELS_DATA_DIR", str(write_mnist_folder(small_mnist, tmp_path / "mnist")))
+    store = RunStore(tmp_path / "home")
+    run = store.submit(ddp_config(device="cuda"), world_size=2).run
+    assert Worker(store.home, "cuda:0", data=small_mnist, max_runs=1, warm_models=[]).serve() == 0
+    done = store.get(run.id)
+    assert done.status == "succeeded" and "nccl" in done.device_name
+    assert store.epochs(run.id)[-1]["memory_bytes"] > 0

@@ -1,0 +1,140 @@
+"""The launcher in a real browser: launch, watch live, cache, cancel, delete.
+
+The app starts its own worker on first need (a real process), trains a small
+LeNet-5 run, and the page follows it by polling the run store."""
+import re
+import time
+
+import pytest
+
+from bigmodels.runs import RunStore, finished_run_sources
+
+pytestmark = pytest.mark.browser
+STEP = re.compile(r"Step \d+ of \d+")  # the live view's progress line
+
+
+def wait_for(predicate, timeout=240.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def fill(page, label, value):
+    box = page.get_by_label(label, exact=True)
+    box.fill(str(value))
+    box.press("Tab")
+
+
+def settle(app_page, page, text, timeout=120_000):
+    """Wait for ``text`` on the page. Not ``wait_idle``: while a run is active the
+    live view reruns every 2 s, and on a loaded machine the app is never idle."""
+    page.get_by_text(text).first.wait_for(timeout=timeout)
+    app_page.assert_no_exception()
+
+
+def scroll_to(page, heading):
+    """Scroll a heading to the top (in script: the live view re-renders every poll,
+    so Playwright's wait for a stable element would never end)."""
+    page.get_by_text(heading, exact=True).first.evaluate("e => e.scrollIntoView({block: 'start'})")
+    page.wait_for_timeout(300)
+
+
+def launch(app_page, page, expect, **values):
+    for label, value in values.items():
+        fill(page, label, value)
+    page.get_by_role("button", name="Launch run").click()
+    settle(app_page, page, expect)
+
+
+def open_launcher(app_page, query="", ready="Launch run"):
+    page = app_page.open("launcher", query=query)
+    settle(app_page, page, ready)  # rendered, not only connected
+    return page
+
+
+def main_text(page):
+    return page.locator('[data-testid="stMain"]').inner_text()
+
+
+def test_invalid_settings_queue_nothing(app_page):
+    store = RunStore(app_page.server.home)
+    before = len(store.list_runs())
+    page = open_launcher(app_page)
+    assert "Open access" in main_text(page)
+    launch(app_page, page, "Nothing was queued", **{"Model settings (JSON, optional)": '{"kernel_size": 4, "nope": 1}'})
+    text = main_text(page)
+    assert "Nothing was queued" in text and "unknown setting" in text
+    assert len(store.list_runs()) == before
+    app_page.screenshot("launcher-invalid")
+
+
+def test_launch_watch_live_cache_and_reuse(app_page):
+    store = RunStore(app_page.server.home)
+    page = open_launcher(app_page)
+    launch(app_page, page, "Queued run", Epochs=3, **{"Batch size": 32, "Training images": 3000, "Seed": 11})
+    run = store.list_runs()[0]
+    assert run.config["epochs"] == 3 and run.config["train_subset"] == 3000 and run.config["batch_size"] == 32
+
+    wait_for(lambda: store.get(run.id).epoch >= 1 or store.get(run.id).status not in ("queued", "running"),
+             what="the first epoch")
+    if store.get(run.id).status == "running":
+        settle(app_page, page, STEP)  # the live view has caught up
+        text = main_text(page)
+        assert f"Run {run.id}" in text and "running" in text
+        scroll_to(page, f"Run {run.id}")
+        app_page.screenshot("launcher-live")
+
+    done = wait_for(lambda: (r := store.get(run.id)).status not in ("queued", "running") and r, what="the run to end")
+    assert done.status == "succeeded", done.error
+    assert done.final_accuracy > 0.8 and done.launch_latency is not None
+
+    # a new tab (the browser was closed and opened again) shows the same truth
+    page = open_launcher(app_page)
+    page.get_by_text("succeeded").first.wait_for(timeout=30_000)
+    text = main_text(page)
+    assert run.id in text and "Compare runs" in text and "Settings and results" in text
+    charts = page.locator('[data-testid="stPlotlyChart"]')
+    wait_for(lambda: charts.count() >= 4, timeout=60, what="the live and comparison charts")
+    scroll_to(page, "Runs")
+    app_page.screenshot("launcher-finished")
+    scroll_to(page, "Compare runs")
+    app_page.screenshot("launcher-compare")
+
+    # the same settings again: the finished run, at once
+    launch(app_page, page, "already trained", Epochs=3, **{"Batch size": 32, "Training images": 3000, "Seed": 11})
+    assert run.id in main_text(page)
+    assert len(store.list_runs()) == 1
+
+    assert f"run:{run.id}" in [s.id for s in finished_run_sources(store.home)]
+    assert app_page.foreign_requests() == []
+
+
+def test_cancel_and_delete_from_the_page(app_page):
+    store = RunStore(app_page.server.home)
+    page = open_launcher(app_page)
+    launch(app_page, page, "Queued run", Epochs=20, **{"Batch size": 16, "Training images": 2000, "Seed": 12})
+    run = store.list_runs()[0]
+    wait_for(lambda: store.get(run.id).step > 0, what="the run to start")
+    settle(app_page, page, STEP)
+    page.get_by_role("button", name="Cancel", exact=True).click()
+    cancelled = wait_for(lambda: (r := store.get(run.id)).status == "cancelled" and r, timeout=60,
+                         what="the run to stop")
+    assert cancelled.checkpoint and store.checkpoint_path(run.id).is_file()
+
+    page = open_launcher(app_page)
+    page.get_by_role("button", name="Delete", exact=True).click()
+    page.get_by_role("button", name="Delete for good").click()
+    app_page.wait_idle()
+    assert store.get(run.id) is None and not store.checkpoint_path(run.id).exists()
+
+
+def test_the_launcher_in_chinese(app_page):
+    page = open_launcher(app_page, query="lang=zh", ready="启动任务")
+    app_page.wait_idle()  # nothing is running now, so the page does settle
+    text = main_text(page)
+    assert "训练启动器" in text and "新建任务" in text and "开放访问" in text
+    app_page.screenshot("launcher-zh")
