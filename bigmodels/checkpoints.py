@@ -59,6 +59,13 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise CheckpointError(f"{path}: checkpoint file not found")
     if not zipfile.is_zipfile(path):  # torch.save writes a zip archive
         raise CheckpointError(f"{path}: not a readable checkpoint (not a PyTorch checkpoint archive)")
+    try:  # torch.load does not check the archive's CRCs: flipped weight bytes would load silently
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise CheckpointError(f"{path}: not a readable checkpoint ({exc})") from None
+    if damaged is not None:
+        raise CheckpointError(f"{path}: damaged or altered -- checksum mismatch in {damaged}")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:

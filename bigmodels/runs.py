@@ -23,6 +23,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import secrets
 import sqlite3
 import time
@@ -121,6 +122,21 @@ def home_dir(home: str | os.PathLike | None = None) -> Path:
     """The data home: the argument, else ``$BIGMODELS_HOME``, else ``./runs``."""
     chosen = home or os.environ.get(ENV_HOME) or DEFAULT_HOME
     return Path(chosen).expanduser()
+
+
+# What new_run_id makes: a registry name, a timestamp, a random suffix. Run ids
+# arrive from the UI (and URLs) and become file names, so nothing else is let through.
+RUN_ID_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,95}")
+
+
+class InvalidRunId(ValueError):
+    """A run id that this store never issued (e.g. ``../x`` or an absolute path)."""
+
+
+def check_run_id(run_id: str) -> str:
+    if not isinstance(run_id, str) or not RUN_ID_PATTERN.fullmatch(run_id):
+        raise InvalidRunId(f"not a run id: {str(run_id)[:100]!r}")
+    return run_id
 
 
 def new_run_id(model: str) -> str:
@@ -327,7 +343,7 @@ class RunStore:
             db.execute("COMMIT")
 
     def checkpoint_path(self, run_id: str) -> Path:
-        return self.checkpoints_dir / f"{run_id}.pt"
+        return self.checkpoints_dir / f"{check_run_id(run_id)}.pt"
 
     # ----------------------------------------------------------- submitting
     def submit(self, config: TrainConfig, world_size: int = 1, train_again: bool = False,
@@ -402,6 +418,7 @@ class RunStore:
 
     # -------------------------------------------------------------- reading
     def get(self, run_id: str) -> Run | None:
+        check_run_id(run_id)
         with self._connect() as db:
             row = db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
         return Run.from_row(row) if row else None
@@ -424,18 +441,21 @@ class RunStore:
             return [Run.from_row(r) for r in db.execute(query, args).fetchall()]
 
     def steps(self, run_id: str) -> list[dict[str, Any]]:
+        check_run_id(run_id)
         with self._connect() as db:
             rows = db.execute("SELECT step, epoch, loss, lr, t FROM steps WHERE run_id = ? ORDER BY step",
                               (run_id,)).fetchall()
         return [dict(r) for r in rows]
 
     def epochs(self, run_id: str) -> list[dict[str, Any]]:
+        check_run_id(run_id)
         with self._connect() as db:
             rows = db.execute("SELECT record FROM epochs WHERE run_id = ? ORDER BY epoch", (run_id,)).fetchall()
         return [json.loads(r["record"]) for r in rows]
 
     def logs(self, run_id: str, limit: int = 200) -> list[tuple[float, str]]:
         """The latest ``limit`` log lines, oldest first."""
+        check_run_id(run_id)
         with self._connect() as db:
             rows = db.execute("SELECT t, message FROM logs WHERE run_id = ? ORDER BY id DESC LIMIT ?",
                               (run_id, limit)).fetchall()
@@ -454,6 +474,7 @@ class RunStore:
     def request_cancel(self, run_id: str) -> str:
         """Cancel a queued run at once, or ask its worker to stop a running one.
         Returns the status after the request."""
+        check_run_id(run_id)
         now = time.time()
         with self._write() as db:
             row = db.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()
@@ -475,6 +496,7 @@ class RunStore:
     def resume(self, run_id: str) -> Run:
         """Queue an interrupted, cancelled or failed run again; it continues from its
         last checkpoint (or starts over if it never finished an epoch)."""
+        check_run_id(run_id)
         now = time.time()
         with self._write() as db:
             row = db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
@@ -495,6 +517,7 @@ class RunStore:
 
     def delete(self, run_id: str) -> list[Path]:
         """Remove a finished run, its metrics and its checkpoint; returns the files removed."""
+        check_run_id(run_id)
         with self._write() as db:
             row = db.execute("SELECT status, checkpoint FROM runs WHERE id = ?", (run_id,)).fetchone()
             if row is None:

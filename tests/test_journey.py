@@ -1,0 +1,72 @@
+"""The whole app as a new user walks it, recorded request by request.
+
+home -> comparison -> launch a short run -> watch it finish -> use it in the
+sandbox -> draw a digit -> read the case studies in Chinese. Every request the
+browser makes is recorded; any request to a host other than the app's own fails
+the test (no CDN fonts, icons, topojson, telemetry or model downloads).
+Screenshots of each step land in test-artifacts/screenshots/journey-*.png.
+"""
+import time
+
+import pytest
+
+from bigmodels.i18n import translate
+from bigmodels.runs import RunStore
+from tests.test_sandbox_browser import TIMEOUT, stroke, wait_for_predictions
+
+pytestmark = pytest.mark.browser
+
+
+def main_text(page):
+    return page.locator('[data-testid="stMain"]').inner_text()
+
+
+def test_new_user_journey_stays_on_the_server(app_page):
+    store = RunStore(app_page.server.home)
+    page = app_page.open()
+    assert translate("home.title", "en") in main_text(page)
+    app_page.screenshot("journey-1-home")
+
+    page = app_page.open("comparison", timeout=TIMEOUT * 1000)
+    page.locator(".js-plotly-plot").first.wait_for(timeout=TIMEOUT * 1000)
+    app_page.screenshot("journey-2-comparison")
+
+    page = app_page.open("launcher", timeout=TIMEOUT * 1000)
+    for label, value in {"Epochs": 1, "Batch size": 64, "Training images": 2000, "Seed": 2024}.items():
+        box = page.get_by_label(label, exact=True)
+        box.fill(str(value))
+        box.press("Tab")
+    page.get_by_role("button", name=translate("launcher.form.submit", "en")).click()
+    app_page.wait_idle(TIMEOUT * 1000)
+    run = next(r for r in store.list_runs() if r.config["seed"] == 2024)
+    app_page.screenshot("journey-3-launched")
+    deadline = time.monotonic() + 300
+    while store.get(run.id).status in ("queued", "running") and time.monotonic() < deadline:
+        time.sleep(0.5)
+    finished = store.get(run.id)
+    assert finished.status == "succeeded", (finished.status, finished.error)
+    page = app_page.open("launcher", timeout=TIMEOUT * 1000)
+    assert run.id in main_text(page)
+    app_page.screenshot("journey-4-finished")
+
+    page = app_page.open("sandbox", timeout=TIMEOUT * 1000)
+    page.get_by_role("heading", name=translate("sandbox.models.title", "en")).wait_for(timeout=TIMEOUT * 1000)
+    app_page.wait_idle(TIMEOUT * 1000)
+    source = page.get_by_label(translate("sandbox.model.source", "en")).first  # the CNN column
+    source.click()
+    page.get_by_role("option", name=f"run {run.id}", exact=False).click()
+    app_page.wait_idle(TIMEOUT * 1000)
+    canvas = page.locator("canvas").last
+    canvas.wait_for(timeout=TIMEOUT * 1000)
+    stroke(page, canvas.bounding_box(), [(140, 40), (140, 240)])  # a 1
+    answers = wait_for_predictions(app_page, page, 3)
+    assert len(answers) == 3
+    app_page.screenshot("journey-5-sandbox")
+
+    page = app_page.open("cases", query="lang=zh", timeout=TIMEOUT * 1000)
+    assert translate("cases.title", "zh") in main_text(page)
+    page.locator(".js-plotly-plot .geo g.layer.countries path").wait_for(state="attached", timeout=30_000)
+    app_page.screenshot("journey-6-cases-zh")
+
+    assert app_page.foreign_requests() == []
+    assert any("/_stcore/" in r for r in app_page.requests)  # the recording did see the app's own traffic
