@@ -130,17 +130,20 @@ def test_cancel_stops_a_running_run_and_stop_interrupts_it(store, small_mnist):
     cancelled = store.get(run.id)
     assert cancelled.status == "cancelled" and cancelled.step < cancelled.total_steps
     ckpt = load_checkpoint(cancelled.checkpoint)
-    assert ckpt["epoch"] == 0 and ckpt["step_in_epoch"] > 0  # stopped mid-epoch, resumable
+    steps_per_epoch = 2000 // 32 + (2000 % 32 > 0)
+    stopped_at = ckpt["epoch"] * steps_per_epoch + ckpt["step_in_epoch"]
+    # stopped before the end (on a busy machine, maybe past an epoch boundary), resumable from there
+    assert ckpt["epoch"] < 3 and 0 < stopped_at < cancelled.total_steps
 
     store.resume(run.id)
     worker = Worker(store.home, "cpu", data=small_mnist, max_runs=1, warm_models=["cnn"])
     thread, result = in_background(worker)
-    wait_for(lambda: store.get(run.id).step >= ckpt["step_in_epoch"] + 5, what="resumed steps")
+    wait_for(lambda: store.get(run.id).step >= stopped_at + 5, what="resumed steps")
     worker.stop()  # what SIGTERM does to `python -m bigmodels worker`
     thread.join(60)
     stopped = store.get(run.id)
     assert stopped.status == "interrupted" and "resume continues" in stopped.error
-    assert stopped.attempts == 2 and stopped.start_step == ckpt["step_in_epoch"]
+    assert stopped.attempts == 2 and stopped.start_step == stopped_at
 
 
 # -------------------------------------------------------- SIGKILL + resume
