@@ -11,6 +11,7 @@ catalogues under ``comparison.fix.<id>.*``.
 from __future__ import annotations
 
 import inspect
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -35,6 +36,11 @@ class CodeLocation:
     @property
     def reference(self) -> str:
         return f"{self.path}:{self.first_line}-{self.last_line}"
+
+    @property
+    def dedented(self) -> str:
+        """The snippet without the indentation it has inside its class, for display."""
+        return textwrap.dedent(self.snippet)
 
 
 @dataclass(frozen=True)
@@ -62,6 +68,8 @@ def locate(target: object, marker: str, before: int = 2, after: int = 4) -> Code
     if not hits:
         raise LookupError(f"{marker!r} not found in the source of {getattr(target, '__qualname__', target)}")
     lo, hi = max(0, hits[0] - before), min(len(lines), hits[0] + after + 1)
+    while hi > hits[0] + 1 and not lines[hi - 1].strip():  # no trailing blank lines
+        hi -= 1
     path = Path(inspect.getsourcefile(target)).resolve()
     try:
         shown = str(path.relative_to(REPO_ROOT))

@@ -27,10 +27,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from bigmodels.models import IMAGE_SIZE, LeNet5, RowLSTM, VisionTransformer
+from bigmodels.perturbations import fgsm
 from bigmodels.preprocessing import to_model_input
 
 
 # ----------------------------------------------------------------- the answer
+LATENCY_REPEATS = 3  # forward passes timed per answer; the median is shown
 @dataclass(frozen=True)
 class Answer:
     probabilities: tuple[float, ...]  # softmax over the ten digits
@@ -50,7 +52,7 @@ def _device(model: nn.Module) -> torch.device:
 
 
 @torch.inference_mode()
-def answer(model: nn.Module, pixels: torch.Tensor, repeats: int = 3) -> Answer:
+def answer(model: nn.Module, pixels: torch.Tensor, repeats: int = LATENCY_REPEATS) -> Answer:
     """The model's probabilities for one digit, with its latency: the median of
     ``repeats`` timed forward passes (one pass alone is at the mercy of whatever
     else the CPU is doing at that instant)."""
@@ -69,6 +71,16 @@ def answer(model: nn.Module, pixels: torch.Tensor, repeats: int = 3) -> Answer:
 def disagree(answers: dict[str, Answer]) -> bool:
     """True when the models do not all predict the same digit."""
     return len({a.predicted for a in answers.values()}) > 1
+
+
+def dissenters(answers: dict[str, Answer]) -> set[str]:
+    """The models outvoted by a majority (two of three say 7, one says 1: that one).
+    Nobody is singled out when there is no majority."""
+    votes = [a.predicted for a in answers.values()]
+    top = max((votes.count(v) for v in votes), default=0)
+    if top <= len(votes) / 2:
+        return set()
+    return {name for name, a in answers.items() if votes.count(a.predicted) < top}
 
 
 # ------------------------------------------------------------------------- CNN
@@ -159,6 +171,29 @@ def explain_lstm(model: RowLSTM, pixels: torch.Tensor) -> LSTMExplanation:
     return LSTMExplanation(torch.softmax(logits.float(), -1)[0].cpu())
 
 
+def settled_row(row_probabilities: torch.Tensor) -> int:
+    """The first row (1-based) from which the LSTM's running guess equals its final
+    answer and never changes again: how much of the digit it needed to read."""
+    guesses = row_probabilities.argmax(-1).tolist()
+    row = len(guesses)
+    while row > 1 and guesses[row - 2] == guesses[-1]:
+        row -= 1
+    return row
+
+
+def believed_digits(row_probabilities: torch.Tensor, limit: int = 4) -> list[int]:
+    """The digits the LSTM took for its answer at some row, final answer last (drawn
+    on top); at most ``limit``, the most recent guesses kept."""
+    final = int(row_probabilities[-1].argmax())
+    seen: list[int] = []
+    for guess in row_probabilities.argmax(-1).tolist():
+        if guess in seen:
+            seen.remove(guess)
+        seen.append(guess)
+    seen.remove(final)
+    return seen[-(limit - 1):] + [final] if limit > 1 else [final]
+
+
 # ----------------------------------------------------------------- Transformer
 @dataclass(frozen=True)
 class TransformerExplanation:
@@ -173,7 +208,8 @@ class TransformerExplanation:
         return grid_map.repeat_interleave(self.patch_size, 0).repeat_interleave(self.patch_size, 1)
 
 
-def _encoder_layer_with_weights(layer: nn.TransformerEncoderLayer, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _encoder_layer_with_weights(layer: nn.TransformerEncoderLayer,
+                                h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``layer(h)`` written out, returning (output, attention weights (B, heads, T, T)).
     Follows ``nn.TransformerEncoderLayer.forward`` for both norm placements."""
     def attend(y):
@@ -249,3 +285,20 @@ def explain(model: nn.Module, pixels: torch.Tensor) -> Explanation:
     if isinstance(model, VisionTransformer):
         return transformer_attention(model, pixels)
     raise TypeError(f"no explanation for {type(model).__name__}")
+
+
+# ---------------------------------------------------------------- one reading
+@dataclass(frozen=True)
+class Reading:
+    """One model's reading of one digit: what it was shown, what it answered, why."""
+    pixels: torch.Tensor  # (28, 28) the model's input, after its own FGSM attack if any
+    answer: Answer
+    explanation: Explanation | None
+
+
+def read_digit(model: nn.Module, pixels: torch.Tensor, epsilon: float = 0.0,
+               with_explanation: bool = True, repeats: int = LATENCY_REPEATS) -> Reading:
+    """What the sandbox does per model: attack (FGSM at ``epsilon``, against this
+    model's own gradient), answer, explain."""
+    shown = fgsm(model, pixels, epsilon) if epsilon > 0 else pixels
+    return Reading(shown, answer(model, shown, repeats), explain(model, shown) if with_explanation else None)

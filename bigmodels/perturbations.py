@@ -13,7 +13,7 @@ changes its input in place.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -131,6 +131,11 @@ class Perturbation:
     @property
     def is_identity(self) -> bool:
         return self == Perturbation(noise_seed=self.noise_seed)
+
+    @property
+    def changes_shared(self) -> bool:
+        """Whether anything but the per-model FGSM attack is asked for."""
+        return not replace(self, epsilon=0.0).is_identity
 
 
 def apply_shared(pixels: torch.Tensor, p: Perturbation) -> torch.Tensor:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+from PIL import Image
 
 from bigmodels.data import MNIST_MEAN, MNIST_STD
 from bigmodels.models import IMAGE_SIZE
@@ -32,16 +32,20 @@ INK_FLOOR = 0.1
 BLANK_LEVEL = 0.05
 
 
-def ink_map(image: np.ndarray) -> torch.Tensor:
-    """Ink in [0, 1] (H, W) from a grey (H, W), (H, W, 1), RGB or RGBA uint8 image.
+def ink_map(image: np.ndarray) -> np.ndarray:
+    """Ink in [0, 1] (H, W) float32 from a grey (H, W), (H, W, 1), RGB or RGBA uint8 image.
 
     * A transparent image (the canvas: strokes on a see-through background) has
       its ink in the alpha channel.
     * Otherwise brightness is the ink; when the background -- judged from the
       image border -- is light (black pen on white paper), brightness is
       inverted, so the result is always light ink on a dark background.
-    * The background level is subtracted and the rest stretched to [0, 1], so
-      grey paper or a dim photo still gives full-strength ink.
+    * The background level is subtracted, so grey paper reads as no ink
+      (``mnist_style`` then scales the strongest ink to 1, as MNIST's digits
+      peak at 255, so a faint pencil still gives a full-strength digit).
+
+    numpy and Pillow, not torch: these are single-image operations, and torch's
+    intra-op threads only add overhead here (10x, measured, on a busy 2-core CPU).
     """
     array = np.asarray(image)
     if array.ndim == 3 and array.shape[2] == 1:
@@ -52,62 +56,64 @@ def ink_map(image: np.ndarray) -> torch.Tensor:
         raise ValueError(f"the image has no pixels (shape {array.shape})")
     if array.dtype != np.uint8:
         raise ValueError(f"expected uint8 pixels, got {array.dtype}")
-    x = torch.tensor(array, dtype=torch.float32).div_(255.0)  # a copy: canvas arrays are read-only
-    if x.ndim == 3 and x.shape[2] == 4 and bool((x[:, :, 3] < 1.0).any()):
-        grey = x[:, :, 3]
-    elif x.ndim == 3:
+    if array.ndim == 3 and array.shape[2] == 4 and array[:, :, 3].min() < 255:
+        grey = array[:, :, 3].astype(np.float32) / 255.0
+    elif array.ndim == 3:
         # ITU-R 601 luma, the weights Pillow's "L" conversion uses.
-        grey = x[:, :, 0] * 0.299 + x[:, :, 1] * 0.587 + x[:, :, 2] * 0.114
+        rgb = array[:, :, :3].astype(np.float32)
+        grey = (rgb[:, :, 0] * 0.299 + rgb[:, :, 1] * 0.587 + rgb[:, :, 2] * 0.114) / 255.0
     else:
-        grey = x
+        grey = array.astype(np.float32) / 255.0
     background = _border_median(grey)
     if background > 0.5:
         grey, background = 1.0 - grey, 1.0 - background
-    return ((grey - background) / max(1.0 - background, 1e-6)).clamp_(0.0, 1.0)
+    return np.clip((grey - background) / max(1.0 - background, 1e-6), 0.0, 1.0)
 
 
-def _border_median(grey: torch.Tensor) -> float:
+def _border_median(grey: np.ndarray) -> float:
     """The typical value of the outermost pixels: the background, for any digit
     that does not touch every edge."""
-    border = torch.cat([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
-    return float(border.median())
+    return float(np.median(np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])))
 
 
-def is_blank(ink: torch.Tensor) -> bool:
-    return ink.numel() == 0 or float(ink.max()) < BLANK_LEVEL
+def is_blank(ink: np.ndarray) -> bool:
+    return ink.size == 0 or float(ink.max()) < BLANK_LEVEL
 
 
-def _clean(ink: torch.Tensor) -> torch.Tensor:
+def _clean(ink: np.ndarray) -> np.ndarray:
     """Scale the strongest ink to 1 (MNIST digits peak at 255) and drop faint specks."""
     ink = ink / ink.max()
-    return torch.where(ink >= INK_FLOOR, ink, torch.zeros_like(ink))
+    return np.where(ink >= INK_FLOOR, ink, 0.0).astype(np.float32)
 
 
-def _resize(ink: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    # Anti-aliased bilinear: averages over the source footprint when shrinking a
-    # 280 px canvas stroke to 2 px, as MNIST's own anti-aliasing did.
-    out = F.interpolate(ink[None, None], size=(height, width), mode="bilinear", antialias=True, align_corners=False)
-    return out[0, 0].clamp_(0.0, 1.0)
+def _resize(ink: np.ndarray, height: int, width: int) -> np.ndarray:
+    # Pillow's bilinear filter widens with the shrink factor (anti-aliasing): it
+    # averages over the source footprint when a 20 px canvas stroke becomes 2 px,
+    # as MNIST's own anti-aliasing did. Same numbers as torch's antialias=True.
+    out = Image.fromarray(np.ascontiguousarray(ink, dtype=np.float32), mode="F").resize(
+        (width, height), Image.Resampling.BILINEAR)
+    return np.clip(np.asarray(out), 0.0, 1.0)
 
 
-def ink_bbox(ink: torch.Tensor) -> tuple[int, int, int, int]:
+def ink_bbox(ink: np.ndarray) -> tuple[int, int, int, int]:
     """(top, left, bottom, right) of the ink, bottom/right exclusive."""
-    rows = torch.nonzero(ink.amax(1) > 0).flatten()
-    cols = torch.nonzero(ink.amax(0) > 0).flatten()
+    rows = np.flatnonzero(ink.max(1) > 0)
+    cols = np.flatnonzero(ink.max(0) > 0)
     return int(rows[0]), int(cols[0]), int(rows[-1]) + 1, int(cols[-1]) + 1
 
 
-def centre_of_mass(pixels: torch.Tensor) -> tuple[float, float]:
+def centre_of_mass(pixels: np.ndarray | torch.Tensor) -> tuple[float, float]:
     """(row, column) of the ink's centre of mass, in pixel-index coordinates."""
+    pixels = np.asarray(pixels, dtype=np.float64)
     total = pixels.sum()
-    rows = torch.arange(pixels.shape[0], dtype=pixels.dtype)
-    cols = torch.arange(pixels.shape[1], dtype=pixels.dtype)
+    rows = np.arange(pixels.shape[0])
+    cols = np.arange(pixels.shape[1])
     return float((pixels.sum(1) * rows).sum() / total), float((pixels.sum(0) * cols).sum() / total)
 
 
-def place(patch: torch.Tensor, top: int, left: int, size: int = IMAGE_SIZE) -> torch.Tensor:
+def place(patch: np.ndarray, top: int, left: int, size: int = IMAGE_SIZE) -> np.ndarray:
     """``patch`` pasted into a size x size black field at (top, left), clipped at the edges."""
-    field = torch.zeros(size, size, dtype=patch.dtype)
+    field = np.zeros((size, size), dtype=np.float32)
     h, w = patch.shape
     t0, l0 = max(top, 0), max(left, 0)
     t1, l1 = min(top + h, size), min(left + w, size)
@@ -128,11 +134,11 @@ def mnist_style(image: np.ndarray) -> torch.Tensor | None:
     h, w = crop.shape
     scale = DIGIT_BOX / max(h, w)
     patch = _resize(crop, max(1, round(h * scale)), max(1, round(w * scale)))
-    if float(patch.sum()) <= 0:  # a hair-thin stroke can vanish when shrunk
+    if float(patch.max()) <= 0:  # a hair-thin stroke can vanish when shrunk
         return None
     patch = patch / patch.max()
     row, col = centre_of_mass(patch)
-    return place(patch, round(MNIST_CENTRE[0] - row), round(MNIST_CENTRE[1] - col))
+    return torch.from_numpy(place(patch, round(MNIST_CENTRE[0] - row), round(MNIST_CENTRE[1] - col)))
 
 
 def naive_resize(image: np.ndarray) -> torch.Tensor | None:
@@ -143,7 +149,7 @@ def naive_resize(image: np.ndarray) -> torch.Tensor | None:
     if is_blank(ink):
         return None
     out = _resize(_clean(ink), IMAGE_SIZE, IMAGE_SIZE)
-    return out / out.max() if float(out.max()) > 0 else None
+    return torch.from_numpy(out / out.max()) if float(out.max()) > 0 else None
 
 
 def prepare(image: np.ndarray, method: str = "mnist") -> torch.Tensor | None:

@@ -158,7 +158,7 @@ def growth_figure(width_points: list[ScalePoint], depth_points: list[ScalePoint]
     """Two rows (grow the width; grow the depth) by three columns (parameters,
     MACs, training memory), log-scaled, with the chosen model and the article's
     model marked. ``labels`` holds the translated titles."""
-    fig = make_subplots(rows=2, cols=3, horizontal_spacing=0.07, vertical_spacing=0.16,
+    fig = make_subplots(rows=2, cols=3, horizontal_spacing=0.07, vertical_spacing=0.24,
                         subplot_titles=[labels[m] for m in METRICS] * 2)
     for row, points, axis in ((1, width_points, "width"), (2, depth_points, "depth")):
         xs = [getattr(p, axis) for p in points]
@@ -180,8 +180,9 @@ def growth_figure(width_points: list[ScalePoint], depth_points: list[ScalePoint]
                                          hovertemplate=f"{labels['reference']}: %{{y:,.0f}}<extra></extra>"),
                               row=row, col=col)
             fig.update_xaxes(title_text=labels[axis], type="log", row=row, col=col)
-            fig.update_yaxes(type="log", row=row, col=col)
-    fig.update_layout(height=560, margin={"l": 10, "r": 10, "t": 40, "b": 10},
+            fig.update_yaxes(type="log", row=row, col=col,
+                             **({"tickformat": "~s", "ticksuffix": "B"} if metric == "training_bytes" else {}))
+    fig.update_layout(height=640, margin={"l": 10, "r": 10, "t": 40, "b": 10},
                       legend={"orientation": "h", "y": -0.12})
     return fig
 

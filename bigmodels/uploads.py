@@ -28,6 +28,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 MAX_UPLOAD_BYTES = 5 * 1024 * 1024
 MAX_PIXELS = 4096 * 4096  # a 16-megapixel photo is plenty for one digit
 ALLOWED_FORMATS = ("PNG", "JPEG")
+WORKING_SIDE = 1024  # larger images are shrunk to this after validation
 
 
 @dataclass
@@ -82,11 +83,16 @@ def _pixels_values(pixels: int | None) -> dict:
 
 
 def _to_array(image: Image.Image) -> np.ndarray:
-    """Grey, or RGBA when there is an alpha channel or a transparent palette entry."""
-    has_alpha = "A" in image.getbands() or "transparency" in image.info
-    if has_alpha:
-        return np.asarray(image.convert("RGBA"))
-    if image.mode == "I" or image.mode.startswith("I;16"):
+    """Grey, or RGBA when there is an alpha channel or a transparent palette entry;
+    no larger than ``WORKING_SIDE`` on its longer side."""
+    if "A" in image.getbands() or "transparency" in image.info:
+        image = image.convert("RGBA")
+    elif image.mode == "I" or image.mode.startswith("I;16"):
         # 16-bit greyscale PNG: scale 0-65535 to 0-255 (Pillow's "L" conversion would clip at 255)
-        return (np.asarray(image, dtype=np.int64).clip(0, 65535) // 257).astype(np.uint8)
-    return np.asarray(image.convert("L"))
+        image = Image.fromarray((np.asarray(image, dtype=np.int64).clip(0, 65535) // 257).astype(np.uint8))
+    else:
+        image = image.convert("L")
+    if max(image.size) > WORKING_SIDE:
+        # A digit needs no more; it keeps the preprocessing of a 16 MP photo fast.
+        image.thumbnail((WORKING_SIDE, WORKING_SIDE), Image.Resampling.BOX)
+    return np.asarray(image)
