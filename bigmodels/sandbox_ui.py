@@ -1,0 +1,114 @@
+"""Page support for the sandbox: models loaded once per server, and the pictures.
+
+Kept out of ``bigmodels.ui`` (the lead's) so the sandbox owns its caching. The
+picture helpers are pure numpy and tested without Streamlit.
+"""
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import streamlit as st
+import torch
+from plotly.colors import hex_to_rgb, sequential
+from torch import nn
+
+from bigmodels.checkpoints import model_from_checkpoint
+from bigmodels.model_sources import ModelSource, list_sources
+
+ARCHITECTURES = ("cnn", "lstm", "transformer")  # the three columns, left to right
+SCALE = 6  # a 28x28 digit is shown 168 px wide: big enough to see pixels, small enough for three
+
+
+# ------------------------------------------------------------------- models
+@contextlib.contextmanager
+def one_thread():
+    """Run torch on one thread inside the block (this script thread only: with
+    ATen's OpenMP backend the thread count is per thread; other sessions keep
+    theirs). The sandbox does batch-1 work on tiny tensors, where extra threads
+    are pure overhead -- and on a CPU shared with training jobs they spin-wait
+    for each other: measured here on 2 busy cores, one LSTM answer took 8 s on
+    2 threads and 20 ms on 1."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@st.cache_resource(show_spinner=False, max_entries=24)
+def _load(checkpoint: str, mtime_ns: int, size: int) -> nn.Module:
+    # mtime and size are part of the key: a re-exported checkpoint is reloaded,
+    # an unchanged one is loaded once per server, however many sessions ask.
+    del mtime_ns, size
+    model = model_from_checkpoint(checkpoint)
+    with torch.inference_mode():  # the first call pays one-off allocation costs; keep them
+        model(torch.zeros(1, 1, 28, 28))  # out of the first latency a user is shown
+    return model
+
+
+def cached_model(source: ModelSource) -> nn.Module:
+    """The model for ``source``; raises ``CheckpointError`` for an unreadable file."""
+    stat = source.checkpoint.stat()
+    return _load(str(source.checkpoint), stat.st_mtime_ns, stat.st_size)
+
+
+def sources_by_architecture(sources: list[ModelSource] | None = None) -> dict[str, list[ModelSource]]:
+    """Every usable source per architecture, shipped weights first."""
+    grouped: dict[str, list[ModelSource]] = {name: [] for name in ARCHITECTURES}
+    for source in list_sources() if sources is None else sources:
+        if source.model_name in grouped:
+            grouped[source.model_name].append(source)
+    return grouped
+
+
+# ----------------------------------------------------------------- pictures
+def _palette(name: str = "Inferno", steps: int = 256) -> np.ndarray:
+    """(steps, 3) uint8 colours interpolated from one of plotly's colour scales."""
+    stops = np.array([hex_to_rgb(c) for c in getattr(sequential, name)], dtype=np.float64)
+    at = np.linspace(0, len(stops) - 1, steps)
+    low = np.floor(at).astype(int)
+    high = np.minimum(low + 1, len(stops) - 1)
+    frac = (at - low)[:, None]
+    return np.round(stops[low] * (1 - frac) + stops[high] * frac).astype(np.uint8)
+
+
+HEAT = _palette("Inferno")
+
+
+def enlarge(image: np.ndarray, scale: int = SCALE) -> np.ndarray:
+    """Nearest-neighbour upscaling: every model pixel stays a visible square."""
+    return np.repeat(np.repeat(image, scale, axis=0), scale, axis=1)
+
+
+def digit_picture(pixels: torch.Tensor, scale: int = SCALE) -> np.ndarray:
+    """A 28x28 digit as the model sees it (white ink on black), enlarged, uint8 grey."""
+    return enlarge(pixels.detach().clamp(0, 1).mul(255).round().to(torch.uint8).cpu().numpy(), scale)
+
+
+def heat_picture(heat: torch.Tensor, pixels: torch.Tensor | None = None, scale: int = SCALE,
+                 opacity: float = 0.6) -> np.ndarray:
+    """A [0, 1] heat map in colour, over the digit in grey when ``pixels`` is
+    given: (H*scale, W*scale, 3) uint8."""
+    index = heat.detach().clamp(0, 1).mul(255).round().to(torch.long).cpu().numpy()
+    colour = HEAT[index].astype(np.float32)
+    if pixels is not None:
+        grey = pixels.detach().clamp(0, 1).cpu().numpy()[..., None] * 255.0
+        colour = opacity * colour + (1 - opacity) * grey
+    return enlarge(np.round(colour).astype(np.uint8), scale)
+
+
+def maps_picture(maps: torch.Tensor, columns: int = 3, scale: int = 3, gap: int = 4) -> np.ndarray:
+    """Feature maps (C, H, W) tiled in a grid, each scaled to its own [0, 1]: uint8 grey."""
+    count, h, w = maps.shape
+    rows = -(-count // columns)
+    tile_h, tile_w = h * scale, w * scale
+    sheet = np.full((rows * tile_h + (rows - 1) * gap, columns * tile_w + (columns - 1) * gap), 255, np.uint8)
+    for i, fmap in enumerate(maps):
+        lo, hi = float(fmap.min()), float(fmap.max())
+        unit = (fmap - lo) / (hi - lo) if hi > lo else torch.zeros_like(fmap)
+        r, c = divmod(i, columns)
+        top, left = r * (tile_h + gap), c * (tile_w + gap)
+        sheet[top:top + tile_h, left:left + tile_w] = enlarge((unit * 255).round().to(torch.uint8).numpy(), scale)
+    return sheet
