@@ -113,7 +113,10 @@ class AppPage:
         quiet_since = None
         while time.monotonic() < deadline:
             state = self.page.get_attribute('[data-testid="stApp"]', "data-test-script-state")
-            if state != "notRunning":
+            # right after connecting the state can read notRunning before the first run has
+            # started: a page is only done once its script has put something on it
+            rendered = self.page.locator('[data-testid="stMain"] [data-testid="stElementContainer"]').count() > 0
+            if state != "notRunning" or not rendered:
                 quiet_since = None
             elif quiet_since is None:
                 quiet_since = time.monotonic()

@@ -21,7 +21,21 @@ def main_text(page):
     return page.locator('[data-testid="stMain"]').inner_text()
 
 
-def test_new_user_journey_stays_on_the_server(app_page):
+@pytest.fixture
+def journey_page(chromium, tmp_path):
+    """A server of its own: the run this journey launches must not show up in other tests."""
+    from tests.browser import AppPage, StreamlitServer
+    from tests.conftest import mnist_dir
+
+    env = {"BIGMODELS_DATA_DIR": str(mnist_dir())} if mnist_dir() else {}
+    with StreamlitServer(tmp_path / "home", env) as server:
+        context = chromium.new_context(viewport={"width": 1400, "height": 1000})
+        yield AppPage(context, server)
+        context.close()
+
+
+def test_new_user_journey_stays_on_the_server(journey_page):
+    app_page = journey_page
     store = RunStore(app_page.server.home)
     page = app_page.open()
     assert translate("home.title", "en") in main_text(page)
@@ -52,10 +66,13 @@ def test_new_user_journey_stays_on_the_server(app_page):
     page = app_page.open("sandbox", timeout=TIMEOUT * 1000)
     page.get_by_role("heading", name=translate("sandbox.models.title", "en")).wait_for(timeout=TIMEOUT * 1000)
     app_page.wait_idle(TIMEOUT * 1000)
-    source = page.get_by_label(translate("sandbox.model.source", "en")).first  # the CNN column
+    source = page.get_by_label(translate("sandbox.model.source", "en"), exact=True).first  # the CNN column
     source.click()
-    page.get_by_role("option", name=f"run {run.id}", exact=False).click()
+    page.keyboard.type(run.id)  # the picker filters its options as one types
+    page.get_by_role("option", name=f"run {run.id}", exact=False).wait_for(timeout=30_000)
+    page.keyboard.press("Enter")
     app_page.wait_idle(TIMEOUT * 1000)
+    assert run.id in source.input_value()  # the CNN column now uses the run's weights
     canvas = page.locator("canvas").last
     canvas.wait_for(timeout=TIMEOUT * 1000)
     stroke(page, canvas.bounding_box(), [(140, 40), (140, 240)])  # a 1

@@ -40,7 +40,7 @@ def test_cases_page_draws_the_map_offline(app_page, lang):
 def test_challenges_page_renders(app_page, lang):
     block_foreign(app_page)
     page = app_page.open("challenges", query=f"lang={lang}")
-    assert page.locator(".js-plotly-plot").count() >= 1
+    page.locator(".js-plotly-plot").first.wait_for(timeout=30_000)  # charts mount after the script run
     assert translate("challenges.title", lang) in page.locator('[data-testid="stMain"]').inner_text()
     app_page.screenshot(f"challenges-{lang}")
     assert app_page.foreign_requests() == []
