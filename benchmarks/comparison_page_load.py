@@ -1,0 +1,191 @@
+"""Comparison page load time with cached measurements (target: at most 2 s).
+
+    BIGMODELS_DATA_DIR=../shared/mnist python benchmarks/comparison_page_load.py [--runs 5]
+
+What is timed, in headless Chromium against a live ``streamlit run app.py``,
+on a warm server (MNIST loaded, shipped metrics read, the page's own
+measurements -- peak memory, the scale explorer's sweeps -- done and cached,
+as they are for every visitor after the first), until the script run is over
+and everything of that section (table, every chart, diagrams, code) is drawn:
+
+* in-app navigation -- the page opened from the sidebar (its first section)
+  and each other section from its button. This is the page's own load and is
+  held to the target.
+* a new browser tab per load (``/comparison?section=...``), which adds the
+  tab's page load, websocket and session set-up; the home page is timed the
+  same way as the reference for what any page of the app costs that way.
+
+The first, cold visit (which starts the measurements and waits for them) is
+reported apart. Without Playwright/Chromium it falls back to timing Streamlit
+AppTest runs of the page (which include AppTest's own set-up). Measurements
+are cached in a temporary BIGMODELS_HOME (or --home). Prints tables and writes
+benchmarks/results/comparison_page_load.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+TARGET_S = 2.0
+SECTIONS = ("side", "reading", "scale", "article")
+BUSY_TEXT = "Working in the background"
+
+
+CHARTS = '[data-testid="stPlotlyChart"] .js-plotly-plot'
+# What marks each section as completely drawn: (selector, at least how many).
+# The first one is unique to the section, so it also tells that another has gone.
+def markers(shipped: int) -> dict[str, list[tuple[str, int]]]:
+    return {
+        "side": [('[data-testid="stDataFrame"]', 1), (CHARTS, 4 + shipped)],  # scatters, curves, bars, confusions
+        "reading": [('[data-testid="stImage"] img[src^="data:image/svg+xml"]', 3), (CHARTS, shipped)],
+        "scale": [('[data-testid="stMetric"]', 4), (CHARTS, 2)],
+        "article": [('[data-testid="stCode"]', 10)],
+    }
+
+
+def drawn_condition(section: str, shipped: int) -> str:
+    """A JavaScript expression, true once ``section`` is drawn, no other
+    section's content is left and no script is running."""
+    own = markers(shipped)
+    checks = [f"document.querySelectorAll({json.dumps(sel)}).length >= {n}" for sel, n in own[section]]
+    checks += [f"document.querySelectorAll({json.dumps(own[other][0][0])}).length === 0"
+               for other in own if other != section]
+    checks += ["document.querySelector('[data-testid=\"stApp\"]')?.dataset.testScriptState === 'notRunning'",
+               f"!document.body.innerText.includes({json.dumps(BUSY_TEXT)})"]
+    return " && ".join(checks)
+
+
+def browser_loads(runs: int, shipped: int) -> tuple[dict, dict, float]:
+    """(loads in a new tab, loads by in-app navigation, the first visit's seconds)."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.browser import CHROMIUM, CHROMIUM_ARGS, StreamlitServer
+
+    env = {k: os.environ[k] for k in ("BIGMODELS_HOME", "BIGMODELS_DATA_DIR") if k in os.environ}
+
+    def timed(page, action, condition) -> float:
+        start = time.perf_counter()
+        action()
+        page.wait_for_function(condition, timeout=900_000, polling=50)
+        if page.locator('[data-testid="stException"]').count():
+            raise RuntimeError("the page showed an exception")
+        return time.perf_counter() - start
+
+    def new_tab(browser, url: str, condition: str) -> float:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        seconds = timed(page, lambda: page.goto(url, wait_until="domcontentloaded"), condition)
+        page.close()
+        return seconds
+
+    home_drawn = ("document.querySelector('h1') && document.querySelector('[data-testid=\"stApp\"]')"
+                  "?.dataset.testScriptState === 'notRunning'")
+    with StreamlitServer(Path(os.environ["BIGMODELS_HOME"]), env) as server, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        start = time.perf_counter()
+        for section in SECTIONS:  # the first visitor: everything is computed and measured
+            new_tab(browser, f"{server.url}/comparison?section={section}", drawn_condition(section, shipped))
+        first = time.perf_counter() - start
+        tab = {"home (reference)": [new_tab(browser, server.url, home_drawn) for _ in range(runs)]}
+        for section in SECTIONS:
+            tab[section] = [new_tab(browser, f"{server.url}/comparison?section={section}",
+                                    drawn_condition(section, shipped)) for _ in range(runs)]
+        # In-app: the comparison page from the sidebar, then each section from its radio button.
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(server.url, wait_until="domcontentloaded")
+        page.wait_for_function(home_drawn, timeout=900_000)
+        app = {section: [] for section in SECTIONS}
+        nav = page.locator('[data-testid="stSidebarNav"] a')
+        for _ in range(runs):
+            app["side"].append(timed(page, lambda: nav.filter(has_text="Architecture comparison").click(),
+                                     drawn_condition("side", shipped)))
+            for section in SECTIONS[1:] + SECTIONS[:1]:
+                label = page.locator('[data-testid="stRadio"] label').nth(SECTIONS.index(section))
+                seconds = timed(page, label.click, drawn_condition(section, shipped))
+                if section != "side":
+                    app[section].append(seconds)
+            timed(page, lambda: nav.filter(has_text="Home").click(),
+                  home_drawn + " && !document.querySelector('[data-testid=\"stDataFrame\"]')")
+        browser.close()
+    return tab, app, first
+
+
+def apptest_loads(runs: int) -> tuple[dict, float]:
+    from streamlit.testing.v1 import AppTest
+
+    from bigmodels import comparison_ui
+
+    def load(section) -> float:
+        at = AppTest.from_file(str(REPO / "pages" / "comparison.py"), default_timeout=900)
+        at.query_params["section"] = section
+        start = time.perf_counter()
+        at.run()
+        if at.exception:
+            raise RuntimeError(f"{section}: the page raised: {at.exception[0].message}")
+        return time.perf_counter() - start
+
+    start = time.perf_counter()
+    for section in SECTIONS:
+        load(section)
+    comparison_ui.jobs().drain()
+    cold = time.perf_counter() - start
+    return {section: [load(section) for _ in range(runs)] for section in SECTIONS}, cold
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=5, help="timed loads per section")
+    parser.add_argument("--home", help="BIGMODELS_HOME to cache measurements in (default: a new temporary folder)")
+    parser.add_argument("--apptest", action="store_true", help="time AppTest runs even if a browser is available")
+    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "comparison_page_load.json"))
+    args = parser.parse_args()
+
+    os.environ["BIGMODELS_HOME"] = args.home or tempfile.mkdtemp(prefix="bigmodels-bench-")
+    from bigmodels.provenance import provenance
+    from bigmodels.shipped import available
+    from tests.browser import browser_available
+
+    shipped = available()
+    no_browser = browser_available()  # None, or why no browser can run here
+    method = "apptest" if args.apptest or no_browser else "browser"
+    print(f"shipped models: {', '.join(shipped) or 'none'}; timing {method} loads; "
+          f"load average {os.getloadavg()[0]:.1f}")
+    if method == "apptest":
+        loads, first = apptest_loads(args.runs)
+        tables = {"AppTest script runs (include AppTest's own set-up)": loads}
+    else:
+        tab, app, first = browser_loads(args.runs, len(shipped))
+        tables = {"in-app navigation (sidebar link, then each section's button)": app,
+                  "a new browser tab (includes the tab's own connection set-up)": tab}
+
+    def summary(times):
+        return {"runs": times, "median_s": statistics.median(times), "max_s": max(times)}
+
+    results = {title: {s: summary(t) for s, t in table.items()} for title, table in tables.items()}
+    print(f"\nfirst visit to every section, measuring included: {first:.1f} s (not held to the target)")
+    for title, rows in results.items():
+        print(f"\n{title}\n{'section':<18} {'loads':>5} {'median s':>9} {'max s':>7} {'target s':>9}  ok")
+        for section, row in rows.items():
+            ok = "yes" if row["median_s"] <= TARGET_S else "NO"
+            print(f"{section:<18} {len(row['runs']):>5} {row['median_s']:>9.2f} {row['max_s']:>7.2f} "
+                  f"{TARGET_S:>9.1f}  {ok}")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    result = {"target_s": TARGET_S, "method": method, "results": results, "first_visit_s": first,
+              "shipped_models": shipped, "load_average_1min": os.getloadavg()[0], **provenance("cpu")}
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"wrote {out}")
+    held = next(iter(results.values()))  # the target applies to the page's own load: the first table
+    return 0 if all(row["median_s"] <= TARGET_S for row in held.values()) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

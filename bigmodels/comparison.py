@@ -1,0 +1,563 @@
+"""The architecture comparison: measured numbers per model, the side-by-side
+table, the charts and the mistake gallery -- all without Streamlit.
+
+A model on the page is an ``Entry``: a model source (shipped weights or a
+finished run) plus a dict of metrics with the keys ``python -m bigmodels eval``
+writes to ``bigmodels/weights/metrics.json`` (accuracy, per-class accuracy,
+confusion, predictions, confidences, latency, throughput, parameters, MACs,
+disk bytes, history, device and date). Shipped models take theirs from
+metrics.json when it describes the very checkpoint on disk; every other model
+is evaluated here by ``evaluate_source`` with the same code. Peak memory is not
+in metrics.json: ``remeasure`` measures it, with latency and throughput, in a
+fresh process.
+
+Run as ``python -m bigmodels.comparison measure CHECKPOINT`` it is that
+fresh process.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+import torch
+from plotly.subplots import make_subplots
+
+from bigmodels.checkpoints import CheckpointError, atomic_write_bytes, load_checkpoint, model_from_checkpoint
+from bigmodels.data import MNIST
+from bigmodels.i18n import translate
+from bigmodels.model_sources import ModelSource
+from bigmodels.registry import get_spec
+
+ENV_HOME = "BIGMODELS_HOME"
+DEFAULT_HOME = Path("runs")
+INFER_BATCH = 256  # peak memory of one inference batch of this size
+TRAIN_BATCH = 128  # ... and of one Adam training step at this batch size
+FAMILY_COLOURS = {"CNN": "#1971c2", "RNN": "#e8590c", "Transformer": "#2b8a3e"}
+ORIGIN_SYMBOLS = {"shipped": "circle", "run": "diamond"}
+
+
+# ---------------------------------------------------------------- entries
+@dataclass
+class Entry:
+    source: ModelSource
+    metrics: dict[str, Any]
+    from_metrics_json: bool  # True: shipped metrics.json; False: evaluated by this app
+
+    @property
+    def label(self) -> str:
+        return self.source.label
+
+    @property
+    def family(self) -> str:
+        return get_spec(self.source.model_name).family
+
+    @property
+    def history(self) -> list[dict]:
+        return list(self.metrics.get("history") or [])
+
+
+def comparison_home() -> Path:
+    """Where the page keeps what it measured (beside the launcher's run store)."""
+    return Path(os.environ.get(ENV_HOME) or DEFAULT_HOME).expanduser() / "comparison"
+
+
+def file_fingerprint(path: str | os.PathLike) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def split_fingerprint(data: MNIST) -> str:
+    """Identifies the test split (images and labels), so predictions made on one
+    test set are never shown against the images of another."""
+    digest = hashlib.sha256(data.test_images.numpy().tobytes())
+    digest.update(data.test_labels.numpy().tobytes())
+    return f"{data.source}-{len(data.test_labels)}-{digest.hexdigest()[:12]}"
+
+
+def shipped_metrics_match(source: ModelSource, metrics: dict[str, Any], payload: dict[str, Any]) -> bool:
+    """Whether a metrics.json entry was measured on this checkpoint: same model,
+    same config and the same training history (a retrained file differs)."""
+    return (metrics.get("model") == source.model_name == payload.get("model_name")
+            and _plain(metrics.get("model_config")) == _plain(payload.get("model_config"))
+            and _plain(metrics.get("history")) == _plain(payload.get("history")))
+
+
+def _plain(value: Any) -> Any:
+    """JSON's view of a value (tuples become lists), for comparing checkpoint
+    contents with what was written to metrics.json."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def run_history(source: ModelSource, payload: dict[str, Any]) -> list[dict]:
+    """Per-epoch records: the launcher's run store for runs, else the checkpoint's own."""
+    if source.origin == "run":
+        try:
+            from bigmodels.runs import run_history as store_history  # the launcher (issue 3)
+
+            history = store_history(source.id.removeprefix("run:"))
+        except (ImportError, RuntimeError, OSError):  # no launcher, or an unreadable store
+            history = None
+        if history:
+            return list(history)
+    return list(payload.get("history") or [])
+
+
+def evaluate_source(source: ModelSource, data: MNIST, timing: bool = True) -> dict[str, Any]:
+    """The metrics ``python -m bigmodels eval`` would write, measured here now on ``data``."""
+    from bigmodels.evaluation import evaluate
+    from bigmodels.model_profile import profile_model
+    from bigmodels.provenance import provenance
+
+    payload = load_checkpoint(source.checkpoint)
+    model = model_from_checkpoint(payload)
+    result = evaluate(model, data, timing=timing)
+    profile = profile_model(model)
+    history = run_history(source, payload)
+    return {
+        "model": payload["model_name"],
+        "model_config": _plain(payload["model_config"]),
+        "checkpoint": str(source.checkpoint),
+        "data": data.describe(),
+        "data_source": data.source,
+        "test_set": split_fingerprint(data),
+        **result.to_dict(with_predictions=True),
+        "parameters": profile.parameters,
+        "macs_per_image": profile.macs_per_image,
+        "disk_bytes": Path(source.checkpoint).stat().st_size,
+        "history": _plain(history),
+        "train_seconds_per_epoch": (history[-1]["elapsed"] / len(history)) if history else None,
+        "train_config": _plain(payload.get("train_config")),
+        "train_provenance": _plain(payload.get("provenance")),
+        **provenance("cpu"),
+    }
+
+
+def predictions_fit(metrics: dict[str, Any], data: MNIST) -> bool:
+    """Whether ``metrics``' per-image predictions index the test split in ``data``.
+
+    Entries this app evaluated carry the test set's key. metrics.json entries
+    do not: there, the data source, the number of test images and the number
+    of images per class (the confusion matrix's row sums) must all agree."""
+    predictions = metrics.get("predictions")
+    if not predictions or len(predictions) != len(data.test_labels):
+        return False
+    if "test_set" in metrics:
+        return metrics["test_set"] == split_fingerprint(data)
+    if metrics.get("data_source") != data.source:
+        return False
+    per_class = torch.bincount(data.test_labels, minlength=10).tolist()
+    return [sum(row) for row in metrics.get("confusion", [])] == per_class
+
+
+# ----------------------------------------------------------- peak memory
+def _rss_bytes(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024  # reported in kB
+    raise RuntimeError(f"/proc/self/status has no {field}")
+
+
+def _reset_rss_peak() -> None:
+    # Linux >= 4.0: writing 5 resets the high-water mark (VmHWM) to the current RSS.
+    Path("/proc/self/clear_refs").write_text("5")
+
+
+def _release_freed_memory() -> None:
+    """Ask glibc to return freed heap pages to the system, so the next phase's
+    resident-set baseline holds only live data (a no-op elsewhere)."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _one_pass(model: torch.nn.Module, x_infer, x_train, y_train, sync) -> tuple[Callable, Callable]:
+    """Returns the two phases measured: one inference batch; one Adam step."""
+    from torch.nn import functional as F
+
+    def infer():
+        model.eval()
+        with torch.no_grad():
+            model(x_infer)
+        sync()
+
+    def train_step():
+        model.train()
+        optimizer = torch.optim.Adam(model.parameters())
+        F.cross_entropy(model(x_train), y_train).backward()
+        optimizer.step()
+        sync()
+
+    return infer, train_step
+
+
+def peak_memory_in_this_process(checkpoint: str, device: str = "cpu", infer_batch: int = INFER_BATCH,
+                                train_batch: int = TRAIN_BATCH) -> dict[str, Any]:
+    """Peak memory that the model adds, in bytes: the weights plus everything
+    one inference batch, and then one Adam training step (forward, backward,
+    update: gradients and the optimizer's two moments), hold at their peak.
+    Meant for a fresh process (see ``remeasure``).
+
+    A warm-up copy of the model runs both phases first and is thrown away, so
+    the one-time cost of loading PyTorch's kernels (code pages, thread pools)
+    is not charged to the model; the baseline is taken after that, before the
+    measured model is loaded. CPU: the kernel's resident-set high-water mark
+    (VmHWM), reset before each phase. CUDA: ``torch.cuda.max_memory_allocated``."""
+    dev = torch.device(device)
+    x_infer = torch.zeros(infer_batch, 1, 28, 28, device=dev)
+    x_train = torch.zeros(train_batch, 1, 28, 28, device=dev)
+    y_train = torch.zeros(train_batch, dtype=torch.long, device=dev)
+    if dev.type == "cuda":
+        method = "torch.cuda.max_memory_allocated"
+        sync = lambda: torch.cuda.synchronize(dev)  # noqa: E731
+        current = lambda: torch.cuda.memory_allocated(dev)  # noqa: E731
+        peak = lambda: torch.cuda.max_memory_allocated(dev)  # noqa: E731
+        reset = lambda: torch.cuda.reset_peak_memory_stats(dev)  # noqa: E731
+    else:
+        method = "VmHWM (peak resident set), Linux /proc"
+        sync = lambda: None  # noqa: E731
+        current, peak, reset = (lambda: _rss_bytes("VmRSS")), (lambda: _rss_bytes("VmHWM")), _reset_rss_peak
+
+    warm = model_from_checkpoint(checkpoint, dev)
+    for phase in _one_pass(warm, x_infer, x_train, y_train, sync):
+        phase()
+    del warm, phase
+    _release_freed_memory()
+
+    reset()
+    baseline = current()
+    model = model_from_checkpoint(checkpoint, dev)
+    infer, train_step = _one_pass(model, x_infer, x_train, y_train, sync)
+    infer()
+    inference = peak() - baseline
+    _release_freed_memory()
+    reset()
+    train_step()
+    training = peak() - baseline
+    return {"peak_inference_bytes": inference, "peak_training_bytes": training, "infer_batch": infer_batch,
+            "train_batch": train_batch, "memory_method": method, "memory_device": str(dev)}
+
+
+def peak_memory_supported(device: str = "cpu") -> bool:
+    if torch.device(device).type == "cuda":
+        return torch.cuda.is_available()
+    return Path("/proc/self/clear_refs").exists() and Path("/proc/self/status").exists()
+
+
+def _heap_for_speed() -> None:
+    """Undo the memory phase's malloc setting: with large thresholds, freed
+    activations are reused from the heap instead of being mapped afresh (and
+    page-faulted in) on every call, as in a normal process."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 256 * 2**20)  # M_MMAP_THRESHOLD
+        libc.mallopt(-1, 512 * 2**20)  # M_TRIM_THRESHOLD
+    except (OSError, AttributeError):
+        pass
+
+
+def measure_in_this_process(checkpoint: str, device: str = "cpu", repeats: int = 50) -> dict[str, Any]:
+    """Peak memory (when this platform can measure it), then latency and
+    throughput, of one checkpoint; meant for a fresh process."""
+    from bigmodels.evaluation import measure_speed
+    from bigmodels.provenance import provenance
+
+    out: dict[str, Any] = {}
+    if peak_memory_supported(device):
+        out |= peak_memory_in_this_process(checkpoint, device)
+    _heap_for_speed()
+    out |= measure_speed(model_from_checkpoint(checkpoint, device), repeats=repeats)
+    return out | provenance(device)
+
+
+def remeasure(source: ModelSource, device: str = "cpu", repeats: int = 50, timeout: float = 600) -> dict[str, Any]:
+    """Latency, throughput and peak memory of one model, measured now on this
+    machine in a fresh Python process -- so nothing the app holds is counted,
+    and no other thread of the app competes with the timings. glibc is told to
+    give large blocks back to the system at once, so that the resident set
+    follows the tensors that are alive. Raises ``RuntimeError`` with the
+    child's message; ``CheckpointError`` for a bad file, before starting anything."""
+    load_checkpoint(source.checkpoint)
+    root = str(Path(__file__).resolve().parent.parent)
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072",
+           "PYTHONPATH": os.pathsep.join([root] + [p for p in [os.environ.get("PYTHONPATH")] if p])}
+    proc = subprocess.run(
+        [sys.executable, "-m", "bigmodels.comparison", "measure", str(source.checkpoint), "--device", device,
+         "--repeats", str(repeats)],
+        capture_output=True, text=True, timeout=timeout, env=env)
+    if proc.returncode != 0:
+        lines = (proc.stderr or proc.stdout).strip().splitlines()
+        raise RuntimeError(lines[-1] if lines else f"measuring process exited with {proc.returncode}")
+    return {"fingerprint": file_fingerprint(source.checkpoint), **json.loads(proc.stdout.strip().splitlines()[-1])}
+
+
+# ------------------------------------------------------- measurement store
+class MeasurementStore:
+    """A JSON file of measurements keyed by name, written atomically. A
+    damaged file is reported in ``error`` and treated as empty (and replaced on
+    the next write), so one bad file never takes the page down."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.error: str | None = None
+
+    def read(self) -> dict[str, Any]:
+        if not self.path.is_file():
+            return {}
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            self.error = f"{self.path}: unreadable ({exc})"
+            return {}
+        if not isinstance(data, dict):
+            self.error = f"{self.path}: expected a JSON object"
+            return {}
+        return data
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        value = self.read().get(key)
+        return value if isinstance(value, dict) else None
+
+    def put(self, key: str, value: dict[str, Any]) -> None:
+        data = self.read()
+        data[key] = value
+        atomic_write_bytes(self.path, json.dumps(data, sort_keys=True).encode())
+        self.error = None
+
+
+def measurement_key(source: ModelSource, fingerprint: str, device: str) -> str:
+    return f"{source.id}@{fingerprint}@{device}"
+
+
+# ------------------------------------------------------------------ table
+def _mb(n: float | None) -> float | None:
+    return None if n is None else n / 2**20
+
+
+def timings(entry: Entry, here: dict[str, Any] | None) -> dict[str, Any]:
+    """Where a model's latency and throughput come from: a re-measurement a
+    person asked for (``requested``), else the entry's own evaluation when it
+    timed the model (metrics.json does), else the measurement the page started
+    by itself. That one is not preferred when there is a choice: it may have
+    run while the machine was busy with other work."""
+    if here and "latency_ms_batch1" in here and (here.get("requested")
+                                                 or entry.metrics.get("latency_ms_batch1") is None):
+        return here
+    return entry.metrics
+
+
+def table_rows(entries: Sequence[Entry], measured: dict[str, dict | None], lang: str) -> list[dict[str, Any]]:
+    """One row per model. ``measured[source.id]`` holds this machine's
+    re-measurement (peak memory, timings) or None."""
+    rows = []
+    for e in entries:
+        m, here = e.metrics, measured.get(e.source.id) or {}
+        timing = timings(e, here)
+        n_test = len(m.get("predictions") or []) or sum(sum(r) for r in m.get("confusion", []))
+        data_word = "comparison.data.sample" if m.get("data_source") == "sample" else "comparison.data.full"
+        rows.append({
+            "model": e.label,
+            "family": e.family,
+            "parameters": m.get("parameters"),
+            "macs": m.get("macs_per_image"),
+            "disk_mb": _mb(m.get("disk_bytes")),
+            "accuracy": 100 * m["accuracy"] if m.get("accuracy") is not None else None,
+            "train_s_per_epoch": m.get("train_seconds_per_epoch"),
+            "latency_ms": timing.get("latency_ms_batch1"),
+            "throughput": round(timing["throughput_batch256"]) if timing.get("throughput_batch256") else None,
+            "peak_infer_mb": _mb(here.get("peak_inference_bytes")),
+            "peak_train_mb": _mb(here.get("peak_training_bytes")),
+            "test_data": translate(data_word, lang, n=f"{n_test:,}"),
+            "measured": f"{timing.get('device_name', '?')} · {str(timing.get('measured_at', ''))[:10]}",
+        })
+    return rows
+
+
+# ----------------------------------------------------------------- charts
+def _style(entry: Entry) -> dict:
+    return {"color": FAMILY_COLOURS.get(entry.family, "#495057"), "size": 14,
+            "symbol": ORIGIN_SYMBOLS.get(entry.source.origin, "circle"), "line": {"width": 1, "color": "#ffffff"}}
+
+
+def _log_range(values: Sequence[float], pad: float = 0.3) -> list[float]:
+    """A log axis range (in powers of ten) with room for the point labels."""
+    logs = [math.log10(v) for v in values if v and v > 0]
+    if not logs:
+        return [0, 1]
+    return [min(logs) - pad, max(logs) + pad]
+
+
+def _layout(fig: go.Figure, height: int = 380) -> go.Figure:
+    fig.update_layout(height=height, margin={"l": 10, "r": 10, "t": 40, "b": 10},
+                      legend={"orientation": "h", "y": -0.25})
+    return fig
+
+
+def accuracy_vs_parameters(entries: Sequence[Entry], lang: str) -> go.Figure:
+    fig = go.Figure()
+    for e in entries:
+        fig.add_trace(go.Scatter(x=[e.metrics["parameters"]], y=[100 * e.metrics["accuracy"]], mode="markers+text",
+                                 marker=_style(e), text=[e.label], textposition="top center", name=e.label,
+                                 hovertemplate="%{x:,} params<br>%{y:.2f}%<extra>" + e.label + "</extra>"))
+    fig.update_xaxes(type="log", title_text=translate("comparison.chart.parameters_log", lang),
+                     range=_log_range([e.metrics["parameters"] for e in entries]))
+    fig.update_yaxes(title_text=translate("comparison.chart.accuracy", lang))
+    fig.update_layout(title_text=translate("comparison.chart.acc_params", lang), showlegend=False)
+    return _layout(fig)
+
+
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
+    """Indices of the points no other point beats: none is both at least as
+    fast (lower x) and at least as accurate (higher y) and better in one.
+    Returned in order of increasing x."""
+    order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
+    front, best = [], float("-inf")
+    for i in order:
+        if points[i][1] > best:
+            front.append(i)
+            best = points[i][1]
+    return front
+
+
+def accuracy_vs_latency(entries: Sequence[Entry], measured: dict[str, dict | None], lang: str) -> go.Figure:
+    fig = go.Figure()
+    points = []
+    for e in entries:
+        latency = timings(e, measured.get(e.source.id)).get("latency_ms_batch1")
+        if latency is None:  # not timed yet
+            continue
+        points.append((latency, 100 * e.metrics["accuracy"]))
+        fig.add_trace(go.Scatter(x=[latency], y=[points[-1][1]], mode="markers+text", marker=_style(e),
+                                 text=[e.label], textposition="top center", name=e.label, showlegend=False,
+                                 hovertemplate="%{x:.2f} ms<br>%{y:.2f}%<extra>" + e.label + "</extra>"))
+    front = pareto_front(points)
+    fig.add_trace(go.Scatter(x=[points[i][0] for i in front], y=[points[i][1] for i in front], mode="lines",
+                             line={"color": "#868e96", "dash": "dash"},
+                             name=translate("comparison.chart.pareto", lang), hoverinfo="skip"))
+    fig.update_xaxes(type="log", title_text=translate("comparison.chart.latency", lang),
+                     range=_log_range([x for x, _ in points]))
+    fig.update_yaxes(title_text=translate("comparison.chart.accuracy", lang))
+    fig.update_layout(title_text=translate("comparison.chart.acc_latency", lang))
+    return _layout(fig)
+
+
+def learning_curves(entries: Sequence[Entry], lang: str) -> go.Figure:
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1, subplot_titles=[
+        translate("comparison.chart.test_accuracy", lang), translate("comparison.chart.train_loss", lang)])
+    for e in entries:
+        history = e.history
+        if not history:
+            continue
+        epochs = [r["epoch"] for r in history]
+        colour = FAMILY_COLOURS.get(e.family)
+        dash = "solid" if e.source.origin == "shipped" else "dot"
+        fig.add_trace(go.Scatter(x=epochs, y=[100 * r["test_accuracy"] for r in history], mode="lines+markers",
+                                 name=e.label, legendgroup=e.source.id, line={"color": colour, "dash": dash}),
+                      row=1, col=1)
+        fig.add_trace(go.Scatter(x=epochs, y=[r["train_loss"] for r in history], mode="lines+markers",
+                                 name=e.label, legendgroup=e.source.id, showlegend=False,
+                                 line={"color": colour, "dash": dash}), row=1, col=2)
+    fig.update_xaxes(title_text=translate("comparison.chart.epoch", lang), dtick=1)
+    fig.update_yaxes(title_text="%", row=1, col=1)
+    return _layout(fig)
+
+
+def per_class_figure(entries: Sequence[Entry], lang: str) -> go.Figure:
+    fig = go.Figure()
+    for e in entries:
+        fig.add_trace(go.Bar(x=[str(d) for d in range(10)], y=[100 * a for a in e.metrics["per_class_accuracy"]],
+                             name=e.label, marker={"color": FAMILY_COLOURS.get(e.family),
+                                                   "pattern": {"shape": "" if e.source.origin == "shipped" else "/"}},
+                             hovertemplate="%{x}: %{y:.2f}%<extra>" + e.label + "</extra>"))
+    lows = [100 * min(e.metrics["per_class_accuracy"]) for e in entries]
+    fig.update_yaxes(title_text=translate("comparison.chart.accuracy", lang),
+                     range=[max(0.0, min(lows, default=90) - 2), 100.2])
+    fig.update_xaxes(title_text=translate("comparison.chart.digit", lang))
+    fig.update_layout(barmode="group", title_text=translate("comparison.chart.per_class", lang))
+    return _layout(fig)
+
+
+def confusion_figure(entry: Entry, lang: str) -> go.Figure:
+    """Counts as text; colour on a log scale, so the few mistakes are visible
+    beside a diagonal of about a thousand per digit."""
+    counts = np.array(entry.metrics["confusion"])
+    fig = go.Figure(go.Heatmap(
+        z=np.log10(1 + counts), text=counts, texttemplate="%{text}", textfont={"size": 9},
+        x=[str(d) for d in range(10)], y=[str(d) for d in range(10)], colorscale="Blues", showscale=False,
+        hovertemplate=translate("comparison.chart.confusion_hover", lang) + "<extra></extra>"))
+    fig.update_xaxes(title_text=translate("comparison.chart.predicted", lang), side="bottom", dtick=1)
+    fig.update_yaxes(title_text=translate("comparison.chart.true", lang), autorange="reversed", dtick=1)
+    fig.update_layout(title_text=entry.label, height=360, margin={"l": 10, "r": 10, "t": 40, "b": 10})
+    return fig
+
+
+# ---------------------------------------------------------- mistake gallery
+@dataclass(frozen=True)
+class Mistake:
+    index: int  # into the test split
+    true: int
+    predicted: int
+    confidence: float
+
+
+def mistakes(metrics: dict[str, Any], labels: torch.Tensor, limit: int = 12) -> list[Mistake]:
+    """The model's wrong answers, most confident first (the most telling ones)."""
+    predictions, confidences = metrics["predictions"], metrics["confidences"]
+    wrong = [i for i, (p, y) in enumerate(zip(predictions, labels.tolist())) if p != y]
+    wrong.sort(key=lambda i: -confidences[i])
+    return [Mistake(i, int(labels[i]), predictions[i], confidences[i]) for i in wrong[:limit]]
+
+
+def right_here_wrong_there(right: dict[str, Any], wrong: dict[str, Any], labels: torch.Tensor,
+                           limit: int = 12) -> tuple[list[Mistake], int]:
+    """Digits the first model gets right and the second gets wrong, as the
+    second model's mistakes (most confident first), and how many there are."""
+    y = labels.tolist()
+    found = [i for i, (a, b, t) in enumerate(zip(right["predictions"], wrong["predictions"], y)) if a == t != b]
+    found.sort(key=lambda i: -wrong["confidences"][i])
+    shown = [Mistake(i, y[i], wrong["predictions"][i], wrong["confidences"][i]) for i in found[:limit]]
+    return shown, len(found)
+
+
+def digit_tile(image: torch.Tensor, scale: int = 3) -> np.ndarray:
+    """A uint8 digit, dark on light like the rest of the page, enlarged with
+    square pixels (no blur)."""
+    inverted = 255 - image.numpy()
+    return np.kron(inverted, np.ones((scale, scale), dtype=np.uint8))
+
+
+# ------------------------------------------------------------ child process
+def _main(argv: Iterable[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bigmodels.comparison")
+    sub = parser.add_subparsers(dest="command", required=True)
+    measure = sub.add_parser("measure", help="peak memory, latency and throughput of one checkpoint, as JSON")
+    measure.add_argument("checkpoint")
+    measure.add_argument("--device", default="cpu")
+    measure.add_argument("--repeats", type=int, default=50, help="timed single-image runs")
+    args = parser.parse_args(list(argv) if argv is not None else None)
+    try:
+        result = measure_in_this_process(args.checkpoint, args.device, args.repeats)
+    except (CheckpointError, OSError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main())

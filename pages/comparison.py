@@ -1,0 +1,314 @@
+"""Architecture comparison: CNN vs LSTM vs Transformer on measured numbers,
+how each reads a digit, how cost grows with scale, and the article's code fixed.
+
+A thin view: numbers, figures and diagrams come from bigmodels.comparison,
+bigmodels.architecture_diagrams, bigmodels.scaling and bigmodels.article_fixes;
+caching and background work from bigmodels.comparison_ui.
+"""
+from __future__ import annotations
+
+import streamlit as st
+
+from bigmodels import architecture_diagrams as diagrams
+from bigmodels import comparison as cmp
+from bigmodels import comparison_ui as ui
+from bigmodels.checkpoints import CheckpointError
+from bigmodels.registry import get_spec, list_models
+from bigmodels.ui import current_data, language, t
+
+lang = language()
+st.title(t("comparison.title"))
+st.write(t("comparison.intro"))
+
+data, data_error = current_data()
+if data_error:
+    st.error(t("comparison.data.error", error=data_error))
+if data.is_sample:
+    st.warning(t("comparison.data.sample_warning", n_test=len(data.test_labels)))
+
+SECTIONS = ("side", "reading", "scale", "article")
+# ?section=scale opens a section directly, so a link can point at it; the URL follows the choice.
+if st.query_params.get("section") in SECTIONS and "comparison_section" not in st.session_state:
+    st.session_state["comparison_section"] = st.query_params["section"]
+section = st.radio(t("comparison.section.label"), SECTIONS, horizontal=True, key="comparison_section",
+                   format_func=lambda s: t(f"comparison.section.{s}"), label_visibility="collapsed",
+                   on_change=lambda: st.query_params.update(section=st.session_state["comparison_section"]))
+
+all_sources, sources_error = ui.sources()
+if sources_error:
+    st.error(t("comparison.sources.error", error=sources_error))
+
+
+def resolve(chosen):
+    """Entries for the chosen sources; pending and failed ones are reported."""
+    entries, pending = [], []
+    for source in chosen:
+        try:
+            result = ui.entry_for(source, data)
+        except (CheckpointError, RuntimeError) as exc:
+            st.error(t("comparison.entry.error", model=source.label, error=exc))
+            continue
+        (pending.append(result.key) if isinstance(result, ui.Pending) else entries.append(result))
+    return entries, pending
+
+
+def side_by_side() -> None:
+    if not all_sources:
+        st.info(t("comparison.none"))
+        return
+    by_id = {s.id: s for s in all_sources}
+    default = [s.id for s in all_sources if s.origin == "shipped"]
+    chosen_ids = st.multiselect(t("comparison.picker"), list(by_id), default=default,
+                                format_func=lambda i: by_id[i].label, key="comparison_models",
+                                help=t("comparison.picker_help"))
+    chosen = [by_id[i] for i in chosen_ids]
+    if not chosen:
+        st.info(t("comparison.pick_one"))
+        return
+    try:
+        entries, pending = resolve(chosen)
+    except CheckpointError as exc:  # metrics.json itself unreadable
+        st.error(t("comparison.metrics_unreadable", error=exc))
+        return
+
+    # Peak memory is measured here, once per checkpoint; timings too when asked.
+    measured = {e.source.id: ui.measured_here(e.source) for e in entries}
+    if st.button(t("comparison.remeasure"), help=t("comparison.remeasure_help"), key="comparison_remeasure"):
+        measuring = [ui.start_measuring(e.source, again=True) for e in entries]
+    else:
+        measuring = [ui.start_measuring(e.source) for e in entries if measured[e.source.id] is None]
+    for entry in entries:
+        error = ui.jobs().error(ui.measurement_job(entry.source))
+        if error:
+            st.warning(t("comparison.measure_failed", model=entry.label, error=error))
+    busy = ui.jobs().busy(pending) + ui.jobs().busy(measuring)
+    if busy:
+        ui.wait_for(busy, t("comparison.working", evaluating=len(pending), measuring=len(measuring)))
+    if ui.measurements_store().error:
+        st.warning(t("comparison.store_error", error=ui.measurements_store().error))
+    if not entries:
+        return
+
+    st.subheader(t("comparison.table.header"))
+    col = st.column_config
+    st.dataframe(cmp.table_rows(entries, measured, lang), hide_index=True, width="stretch", column_config={
+        "model": col.TextColumn(t("comparison.col.model")),
+        "family": col.TextColumn(t("comparison.col.family")),
+        "parameters": col.NumberColumn(t("comparison.col.parameters"), format="localized"),
+        "macs": col.NumberColumn(t("comparison.col.macs"), format="localized", help=t("comparison.col.macs_help")),
+        "disk_mb": col.NumberColumn(t("comparison.col.disk"), format="%.2f"),
+        "accuracy": col.NumberColumn(t("comparison.col.accuracy"), format="%.2f%%"),
+        "train_s_per_epoch": col.NumberColumn(t("comparison.col.train"), format="%.1f",
+                                              help=t("comparison.col.train_help")),
+        "latency_ms": col.NumberColumn(t("comparison.col.latency"), format="%.2f"),
+        "throughput": col.NumberColumn(t("comparison.col.throughput"), format="localized"),
+        "peak_infer_mb": col.NumberColumn(t("comparison.col.peak_infer", batch=cmp.INFER_BATCH), format="%.1f",
+                                          help=t("comparison.col.peak_help")),
+        "peak_train_mb": col.NumberColumn(t("comparison.col.peak_train", batch=cmp.TRAIN_BATCH), format="%.1f",
+                                          help=t("comparison.col.peak_help")),
+        "test_data": col.TextColumn(t("comparison.col.test_data")),
+        "measured": col.TextColumn(t("comparison.col.measured")),
+    }, key="comparison_table")
+    st.caption(t("comparison.table.caption", infer=cmp.INFER_BATCH, train=cmp.TRAIN_BATCH))
+    if any(e.metrics.get("data_source") != entries[0].metrics.get("data_source") for e in entries):
+        st.warning(t("comparison.table.mixed_data"))
+
+    left, right = st.columns(2)
+    left.plotly_chart(cmp.accuracy_vs_parameters(entries, lang), key="comparison_acc_params")
+    right.plotly_chart(cmp.accuracy_vs_latency(entries, measured, lang), key="comparison_acc_latency")
+    st.caption(t("comparison.chart.pareto_caption"))
+    st.subheader(t("comparison.curves.header"))
+    st.plotly_chart(cmp.learning_curves(entries, lang), key="comparison_curves")
+    st.plotly_chart(cmp.per_class_figure(entries, lang), key="comparison_per_class")
+
+    st.subheader(t("comparison.confusion.header"))
+    for start in range(0, len(entries), 3):
+        for column, entry in zip(st.columns(3), entries[start:start + 3]):
+            column.plotly_chart(cmp.confusion_figure(entry, lang), key=f"comparison_confusion_{entry.source.id}")
+    st.caption(t("comparison.confusion.caption"))
+    gallery(entries)
+
+
+def show_digits(found, labels_key="comparison.gallery.tile") -> None:
+    if not found:
+        st.caption(t("comparison.gallery.none"))
+        return
+    st.image([cmp.digit_tile(data.test_images[m.index]) for m in found],
+             caption=[t(labels_key, index=m.index, true=m.true, predicted=m.predicted,
+                        confidence=f"{m.confidence:.0%}") for m in found], width=84)
+
+
+def gallery(entries) -> None:
+    st.subheader(t("comparison.gallery.header"))
+    if data.is_sample:
+        st.caption(t("comparison.gallery.sample_note", n_test=len(data.test_labels)))
+    ready, pending = {}, []
+    for entry in entries:
+        try:
+            result = ui.gallery_metrics(entry, data)
+        except (CheckpointError, RuntimeError) as exc:
+            st.error(t("comparison.entry.error", model=entry.label, error=exc))
+            continue
+        (pending.append(result.key) if isinstance(result, ui.Pending) else ready.setdefault(entry.source.id, result))
+    if ui.jobs().busy(pending):
+        ui.wait_for(ui.jobs().busy(pending), t("comparison.evaluating", n=len(pending)))
+    named = [e for e in entries if e.source.id in ready]
+    if not named:
+        return
+    for tab, entry in zip(st.tabs([e.label for e in named]), named):
+        with tab:
+            metrics = ready[entry.source.id]
+            wrong = len(metrics.get("misclassified") or [])
+            st.caption(t("comparison.gallery.count", n=wrong, total=len(data.test_labels)))
+            show_digits(cmp.mistakes(metrics, data.test_labels, limit=16))
+    if len(named) >= 2:
+        st.markdown(f"**{t('comparison.gallery.versus')}**")
+        ids = [e.source.id for e in named]
+        label = {e.source.id: e.label for e in named}
+        a, b = st.columns(2)
+        right_id = a.selectbox(t("comparison.gallery.right"), ids, index=0, format_func=label.get,
+                               key="comparison_right")
+        wrong_id = b.selectbox(t("comparison.gallery.wrong"), ids, index=1, format_func=label.get,
+                               key="comparison_wrong")
+        if right_id == wrong_id:
+            st.info(t("comparison.gallery.same"))
+        else:
+            found, total = cmp.right_here_wrong_there(ready[right_id], ready[wrong_id], data.test_labels, limit=16)
+            st.caption(t("comparison.gallery.versus_count", n=total, right=label[right_id], wrong=label[wrong_id]))
+            show_digits(found, "comparison.gallery.tile_wrong")
+
+
+def reading() -> None:
+    st.write(t("comparison.reading.intro"))
+    n_test = len(data.test_labels)
+    index = st.number_input(t("comparison.reading.digit"), min_value=0, max_value=n_test - 1, value=0, step=1,
+                            key="comparison_digit", help=t("comparison.reading.digit_help", n=n_test))
+    image, label = data.test_images[int(index)], int(data.test_labels[int(index)])
+    by_model = {}
+    for source in all_sources:  # shipped first, so a shipped model wins
+        by_model.setdefault(source.model_name, source)
+    for name in list_models():
+        spec = get_spec(name)
+        st.subheader(t(f"comparison.reading.{name}.title", title=spec.title))
+        source = by_model.get(name)
+        model, trained = None, False
+        if source is not None:
+            try:
+                model, trained = ui.model_for(source), True
+            except CheckpointError as exc:
+                st.error(t("comparison.entry.error", model=source.label, error=exc))
+        if model is None:
+            model = ui.untrained_model(name)
+            st.caption(t("comparison.reading.untrained"))
+        left, right = st.columns([2, 3])
+        with left:
+            key = ("checkpoint", *map(str, ui.stat_key(source.checkpoint))) if trained else ("default", name)
+            profile = ui.profile_for(key, model)
+            # As an image: st.html's sanitiser drops SVG, an <img> of it draws as is.
+            st.image(diagrams.block_diagram_svg(
+                profile.layers, profile.parameters, t("comparison.reading.diagram", title=spec.title),
+                params_word=t("comparison.reading.params_word"), input_word=t("comparison.reading.input_word"),
+                extra_word=t("comparison.reading.extra_word")))
+        with right:
+            st.write(t(f"comparison.reading.{name}.bias"))
+            if not trained:
+                continue
+            labels = {k: t(f"comparison.figure.{k}") for k in (
+                "digit", "filter", "belief", "rows_read", "probability", "patches", "attention")}
+            labels |= {"true": t("comparison.figure.true"), "guess": t("comparison.figure.guess")}
+            if name == "cnn":
+                fields = diagrams.receptive_fields(model)
+                st.plotly_chart(diagrams.cnn_figure(image, model, labels), key="comparison_bias_cnn")
+                st.caption(t("comparison.reading.cnn.caption", kernel=model.config.kernel_size,
+                             field=fields[-1]["size"] if fields else model.config.kernel_size,
+                             conv_field=[f for f in fields if f["kind"] == "Conv2d"][-1]["size"],
+                             filters=model.config.conv_channels[0]))
+            elif name == "lstm":
+                beliefs = diagrams.row_beliefs(model, image)
+                rows_needed = next((r + 1 for r in range(len(beliefs)) if beliefs[r:].argmax(1).tolist()
+                                    == [label] * (len(beliefs) - r)), None)
+                st.plotly_chart(diagrams.lstm_figure(image, beliefs, label, labels), key="comparison_bias_lstm")
+                st.caption(t("comparison.reading.lstm.caption", label=label,
+                             rows=rows_needed if rows_needed is not None else "—",
+                             hidden=model.config.hidden_size))
+            else:
+                attention = diagrams.class_token_attention(model, image)
+                st.plotly_chart(diagrams.transformer_figure(image, attention, model.config.patch_size, labels),
+                                key="comparison_bias_transformer")
+                st.caption(t("comparison.reading.transformer.caption", patch=model.config.patch_size,
+                             grid=model.config.grid, tokens=model.config.num_patches, depth=model.config.depth))
+
+
+def scale() -> None:
+    from bigmodels import scaling
+
+    st.write(t("comparison.scale.intro"))
+    names = list(scaling.KNOBS)
+    name = st.radio(t("comparison.scale.model"), names, horizontal=True, key="comparison_scale_model",
+                    index=names.index(scaling.ARTICLE_REFERENCE["model"]), format_func=lambda n: get_spec(n).title)
+    knobs = scaling.KNOBS[name]
+    a, b = st.columns(2)
+    width = a.select_slider(t(f"comparison.scale.{name}.width"), options=list(knobs.widths),
+                            value=knobs.default_width, key=f"comparison_scale_width_{name}")
+    depth = b.select_slider(t(f"comparison.scale.{name}.depth"), options=list(knobs.depths),
+                            value=knobs.default_depth, key=f"comparison_scale_depth_{name}")
+    with st.spinner(t("comparison.scale.measuring")):
+        current = ui.scale_point(name, width, depth)
+        widths, depths = ui.width_sweep(name, depth), ui.depth_sweep(name, width)
+        ref = scaling.ARTICLE_REFERENCE
+        reference = ui.scale_point(ref["model"], ref["width"], ref["depth"])
+    cols = st.columns(4)
+    cols[0].metric(t("comparison.scale.parameters"), f"{current.parameters:,}")
+    cols[1].metric(t("comparison.scale.macs"), f"{current.macs_per_image:,}")
+    cols[2].metric(t("comparison.scale.weights"), f"{current.weight_bytes / 2**20:,.1f} MB")
+    cols[3].metric(t("comparison.scale.training"), f"{current.training_bytes / 2**20:,.1f} MB",
+                   help=t("comparison.scale.training_help"))
+    st.caption(t("comparison.scale.config", config=", ".join(f"{k}={v}" for k, v in current.config.items())))
+    labels = {"parameters": t("comparison.scale.parameters"), "macs_per_image": t("comparison.scale.macs"),
+              "training_bytes": t("comparison.scale.training_bytes"), "width": t(f"comparison.scale.{name}.width"),
+              "depth": t(f"comparison.scale.{name}.depth"), "current": t("comparison.scale.current"),
+              "reference": t("comparison.scale.reference")}
+    st.plotly_chart(scaling.growth_figure(widths, depths, current, labels,
+                                          reference if name == ref["model"] else None),
+                    key="comparison_scale_growth")
+    st.caption(t("comparison.scale.growth_caption",
+                 width_factor=f"{scaling.growth_factor(widths, 'parameters'):,.0f}",
+                 depth_factor=f"{scaling.growth_factor(depths, 'parameters'):,.1f}"))
+    st.subheader(t("comparison.scale.all_header"))
+    with st.spinner(t("comparison.scale.measuring")):
+        sweeps = {n: ui.width_sweep(n, scaling.KNOBS[n].default_depth) for n in names}
+    titles = {n: get_spec(n).title for n in names}
+    st.plotly_chart(scaling.architectures_figure(sweeps, titles, labels | {"width": t("comparison.scale.width"),
+                                                                           "depth": t("comparison.scale.depth")},
+                                                 reference), key="comparison_scale_all")
+    st.caption(t("comparison.scale.reference_caption", parameters=f"{reference.parameters:,}",
+                 macs=f"{reference.macs_per_image / 1e9:.2f}", weights=f"{reference.weight_bytes / 2**20:,.0f}",
+                 training=f"{reference.training_bytes / 2**30:.2f}"))
+
+
+def article() -> None:
+    from bigmodels.article_fixes import FIXES
+
+    st.write(t("comparison.article.intro"))
+    locations = ui.article_fix_locations()
+    outcomes = ui.article_fix_results()
+    for fix in FIXES:
+        where, (article_outcome, ours) = locations[fix.id], outcomes[fix.id]
+        with st.container(border=True):
+            st.markdown(f"**{t(f'comparison.fix.{fix.id}.title')}**")
+            left, right = st.columns(2)
+            with left:
+                st.caption(t("comparison.article.printed"))
+                st.code(fix.article_code, language="python", wrap_lines=True)
+                st.write(t(f"comparison.fix.{fix.id}.problem"))
+                crashed = "Error:" in article_outcome  # an exception, not just a poor design
+                (st.error if crashed else st.warning)(t("comparison.article.outcome", outcome=article_outcome),
+                                                      icon="✖" if crashed else "⚠️")
+            with right:
+                st.caption(t("comparison.article.ours", reference=where.reference))
+                st.code(where.dedented, language="python", wrap_lines=True)
+                st.write(t(f"comparison.fix.{fix.id}.fix"))
+                st.success(t("comparison.article.outcome", outcome=ours), icon="✔")
+
+
+{"side": side_by_side, "reading": reading, "scale": scale, "article": article}[section]()
