@@ -1,0 +1,51 @@
+"""No page shows an English catalogue string, or an English label, when the
+user chose Chinese. Each page runs in-process (AppTest) with lang=zh; every
+title, header, label, button, message and caption it renders is checked."""
+import re
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from pathlib import Path
+
+from bigmodels.i18n import catalogue
+
+REPO = Path(__file__).resolve().parent.parent
+
+PAGES = ["home", "cases", "challenges", "launcher", "sandbox", "comparison"]
+ENGLISH_RUN = re.compile(r"\b[A-Za-z]{3,}(?:\s+[A-Za-z]{2,}){3,}\b")  # four or more English words in a row
+
+
+def english_only_texts() -> set[str]:
+    en, zh = catalogue("en"), catalogue("zh")
+    return {text for key, text in en.items() if zh[key] != text and sum(c.isalpha() for c in text) > 3}
+
+
+def shown_texts(at: AppTest) -> list[str]:
+    texts = []
+    for kind in ("title", "header", "subheader", "caption", "info", "warning", "error", "success"):
+        texts += [str(e.value) for e in getattr(at, kind)]
+    for kind in ("button", "selectbox", "slider", "number_input", "text_input", "checkbox", "toggle", "radio",
+                 "multiselect", "tabs", "expander"):
+        for element in getattr(at, kind, []):
+            label = getattr(element, "label", None)
+            if label:
+                texts.append(str(label))
+    return texts
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_page_in_chinese_shows_no_english_labels(page, tmp_path, monkeypatch):
+    monkeypatch.setenv("BIGMODELS_HOME", str(tmp_path))
+    at = AppTest.from_file(str(REPO / "pages" / f"{page}.py"), default_timeout=240)
+    at.session_state["lang"] = "zh"
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    texts = shown_texts(at)
+    assert texts, "the page rendered nothing to check"
+    english = english_only_texts()
+    leaked = [t for t in texts if t in english]
+    assert leaked == []
+    # code, URLs and cited titles (markdown links to sources) stay in their own language
+    long_english = [t for t in texts if ENGLISH_RUN.search(re.sub(r"`[^`]*`|\[[^\]]*\]\([^)]*\)|https?://\S+", "", t))]
+    assert long_english == []
