@@ -66,7 +66,7 @@ class MemorySampler(threading.Thread):
             time.sleep(0.5)
 
 
-async def wait_idle(page, timeout=60.0):
+async def wait_idle(page, timeout=120.0):
     """Until Streamlit's script run is over (same rule as tests/browser.py)."""
     deadline = time.monotonic() + timeout
     quiet = None
@@ -89,6 +89,8 @@ async def session(browser, url, stop_at, record, errors, index):
 
     context = await browser.new_context(viewport={"width": 1280, "height": 900})
     page = await context.new_page()
+    page.set_default_timeout(120_000)  # a slow answer is a latency to report, not a crash
+    page.set_default_navigation_timeout(120_000)
     random_label = translate("sandbox.input.random", "en")
     next_label = translate("sandbox.random.next", "en")
 
