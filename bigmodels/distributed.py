@@ -48,7 +48,7 @@ from bigmodels.data import MNIST, DeviceMNIST, normalize
 from bigmodels.devices import memory_in_use
 from bigmodels.registry import create_model
 from bigmodels.training import (
-    TrainConfig, TrainEvent, TrainResult, _build_optimizer, _build_schedule, autocast_context,
+    TrainConfig, TrainEvent, TrainResult, _build_optimizer, _build_schedule, autocast_context, optimizer_step,
 )
 
 STOP_CHECK_EVERY = 5  # steps between the ranks' vote on stopping (a collective, so not every step)
@@ -204,14 +204,7 @@ def train_distributed(
                 break
             idx = idx.to(device)
             x, y = normalize(dev_data.train_x[idx]), dev_data.train_y[idx]
-            with autocast_context(device, config.precision):
-                logits = ddp(x)
-                loss = F.cross_entropy(logits.float(), y, label_smoothing=config.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()  # DDP averages the gradients across ranks here
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
+            loss = optimizer_step(ddp, x, y, optimizer, scheduler, scaler, device, config)  # DDP averages grads
             global_step += 1
             seen += len(y)
             loss_sum += loss.detach() * len(y)

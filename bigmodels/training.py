@@ -205,6 +205,21 @@ def measure_test_split(model: nn.Module, data: DeviceMNIST, device: torch.device
     return {"test_loss": total_loss / n, "test_accuracy": correct / n}
 
 
+def optimizer_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, optimizer: torch.optim.Optimizer,
+                   scheduler, scaler: torch.amp.GradScaler, device: torch.device, config: TrainConfig) -> torch.Tensor:
+    """One step: forward under autocast, loss in fp32, backward (for DDP this is
+    where gradients are averaged across ranks), optimizer and schedule. Returns the loss."""
+    with autocast_context(device, config.precision):
+        logits = model(x)
+        loss = F.cross_entropy(logits.float(), y, label_smoothing=config.label_smoothing)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    scheduler.step()
+    return loss
+
+
 def train(
     config: TrainConfig,
     data: MNIST | DeviceMNIST | None = None,
@@ -299,14 +314,7 @@ def train(
                 stopped = True
                 saved = checkpoint(epoch, i, order_state, time.perf_counter() - t0, (loss_sum.item(), seen))
                 break
-            with autocast_context(device, config.precision):
-                logits = model(x)
-                loss = F.cross_entropy(logits.float(), y, label_smoothing=config.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
+            loss = optimizer_step(model, x, y, optimizer, scheduler, scaler, device, config)
             global_step += 1
             seen += len(y)
             loss_sum += loss.detach() * len(y)
