@@ -336,7 +336,7 @@ def test_page_reports_a_failed_measurement_and_stops_waiting(page_env, monkeypat
     from bigmodels.shipped import available
 
     if not available():
-        pytest.skip("no shipped weights yet")
+        pytest.fail("the shipped weights are missing")
     calls = []
 
     def failing(source, device="cpu"):

@@ -26,7 +26,7 @@ def one_torch_thread():
 
 def shipped(name):
     if not weights_path(name).is_file():
-        pytest.skip(f"no shipped {name} weights yet")
+        pytest.fail(f"the shipped {name} weights are missing")
     return model_from_checkpoint(weights_path(name))
 
 

@@ -118,7 +118,7 @@ def test_fgsm_targets_the_label_it_is_given():
 
 def test_fgsm_breaks_the_shipped_cnn_that_clean_digits_do_not(full_mnist):
     if not weights_path("cnn").is_file():
-        pytest.skip("no shipped cnn weights yet")
+        pytest.fail("the shipped cnn weights are missing")
     model = model_from_checkpoint(weights_path("cnn"))
     images, labels = from_uint8(full_mnist.test_images[:100]), full_mnist.test_labels[:100]
     with torch.no_grad():

@@ -200,7 +200,7 @@ def test_shipped_models_keep_97_percent_on_canvas_drawn_digits(canvas_digits, na
     from bigmodels.shipped import weights_path
 
     if not weights_path(name).is_file():
-        pytest.skip(f"no shipped {name} weights yet ({weights_path(name)})")
+        pytest.fail(f"the shipped {name} weights are missing ({weights_path(name)})")
     model = model_from_checkpoint(weights_path(name))
     pixels, labels = canvas_digits
     with torch.inference_mode():
