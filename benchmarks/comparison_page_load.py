@@ -36,7 +36,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 TARGET_S = 2.0
-SECTIONS = ("side", "reading", "scale", "article")
+SECTIONS = ("side", "mistakes", "reading", "scale", "article")
 BUSY_TEXT = "Working in the background"
 
 
@@ -45,7 +45,8 @@ CHARTS = '[data-testid="stPlotlyChart"] .js-plotly-plot'
 # The first one is unique to the section, so it also tells that another has gone.
 def markers(shipped: int) -> dict[str, list[tuple[str, int]]]:
     return {
-        "side": [('[data-testid="stDataFrame"]', 1), (CHARTS, 4 + shipped)],  # scatters, curves, bars, confusions
+        "side": [('[data-testid="stDataFrame"]', 1), (CHARTS, 4)],  # 2 scatters, curves, per-digit bars
+        "mistakes": [('[data-testid="stTabs"]', 1), (CHARTS, shipped)],  # a confusion matrix per model
         "reading": [('[data-testid="stImage"] img[src^="data:image/svg+xml"]', 3), (CHARTS, shipped)],
         "scale": [('[data-testid="stMetric"]', 4), (CHARTS, 2)],
         "article": [('[data-testid="stCode"]', 10)],
@@ -72,17 +73,19 @@ def browser_loads(runs: int, shipped: int) -> tuple[dict, dict, float]:
 
     env = {k: os.environ[k] for k in ("BIGMODELS_HOME", "BIGMODELS_DATA_DIR") if k in os.environ}
 
-    def timed(page, action, condition) -> float:
+    def timed(page, action, condition, what) -> float:
         start = time.perf_counter()
         action()
-        page.wait_for_function(condition, timeout=900_000, polling=50)
+        page.wait_for_function(condition, timeout=300_000, polling=50)
         if page.locator('[data-testid="stException"]').count():
-            raise RuntimeError("the page showed an exception")
-        return time.perf_counter() - start
+            raise RuntimeError(f"{what}: the page showed an exception")
+        seconds = time.perf_counter() - start
+        print(f"  {what}: {seconds:.2f} s", file=sys.stderr, flush=True)
+        return seconds
 
     def new_tab(browser, url: str, condition: str) -> float:
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        seconds = timed(page, lambda: page.goto(url, wait_until="domcontentloaded"), condition)
+        seconds = timed(page, lambda: page.goto(url, wait_until="domcontentloaded"), condition, f"new tab {url}")
         page.close()
         return seconds
 
@@ -106,14 +109,15 @@ def browser_loads(runs: int, shipped: int) -> tuple[dict, dict, float]:
         nav = page.locator('[data-testid="stSidebarNav"] a')
         for _ in range(runs):
             app["side"].append(timed(page, lambda: nav.filter(has_text="Architecture comparison").click(),
-                                     drawn_condition("side", shipped)))
+                                     drawn_condition("side", shipped), "sidebar -> comparison"))
             for section in SECTIONS[1:] + SECTIONS[:1]:
-                label = page.locator('[data-testid="stRadio"] label').nth(SECTIONS.index(section))
-                seconds = timed(page, label.click, drawn_condition(section, shipped))
+                options = page.locator('[data-testid="stRadio"]').first.locator('[data-testid="stRadioOption"]')
+                label = options.nth(SECTIONS.index(section))
+                seconds = timed(page, label.click, drawn_condition(section, shipped), f"button -> {section}")
                 if section != "side":
                     app[section].append(seconds)
             timed(page, lambda: nav.filter(has_text="Home").click(),
-                  home_drawn + " && !document.querySelector('[data-testid=\"stDataFrame\"]')")
+                  home_drawn + " && !document.querySelector('[data-testid=stRadio]')", "sidebar -> home")
         browser.close()
     return tab, app, first
 

@@ -19,7 +19,7 @@ import streamlit as st
 import torch
 
 from bigmodels import comparison as cmp
-from bigmodels.checkpoints import load_checkpoint
+from bigmodels.checkpoints import CheckpointError, load_checkpoint
 from bigmodels.data import MNIST
 from bigmodels.model_sources import ModelSource, load_model, shipped_sources
 from bigmodels.shipped import METRICS_PATH, load_metrics
@@ -193,7 +193,10 @@ def entry_for(source: ModelSource, data: MNIST) -> cmp.Entry | Pending:
     """A shipped model's metrics.json entry when it describes this checkpoint;
     otherwise (runs, or weights newer than their metrics) an evaluation here."""
     if source.origin == "shipped":
-        metrics = shipped_metrics().get(source.model_name)
+        try:
+            metrics = shipped_metrics().get(source.model_name)
+        except CheckpointError:  # the page reports the unreadable file once; measure here instead
+            metrics = None
         if metrics is not None:
             payload = _payload_summary(*stat_key(source.checkpoint))
             if cmp.shipped_metrics_match(source, metrics, payload):

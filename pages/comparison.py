@@ -26,7 +26,7 @@ if data_error:
 if data.is_sample:
     st.warning(t("comparison.data.sample_warning", n_test=len(data.test_labels)))
 
-SECTIONS = ("side", "reading", "scale", "article")
+SECTIONS = ("side", "mistakes", "reading", "scale", "article")
 # ?section=scale opens a section directly, so a link can point at it; the URL follows the choice.
 if st.query_params.get("section") in SECTIONS and "comparison_section" not in st.session_state:
     st.session_state["comparison_section"] = st.query_params["section"]
@@ -52,10 +52,13 @@ def resolve(chosen):
     return entries, pending
 
 
-def side_by_side() -> None:
+def chosen_entries():
+    """The model picker (shared by the side-by-side and mistakes sections), the
+    entries it resolves to, and this machine's measurements of them; starts
+    and waits for the background work still missing. None when nothing to show."""
     if not all_sources:
         st.info(t("comparison.none"))
-        return
+        return None
     by_id = {s.id: s for s in all_sources}
     default = [s.id for s in all_sources if s.origin == "shipped"]
     chosen_ids = st.multiselect(t("comparison.picker"), list(by_id), default=default,
@@ -64,12 +67,12 @@ def side_by_side() -> None:
     chosen = [by_id[i] for i in chosen_ids]
     if not chosen:
         st.info(t("comparison.pick_one"))
-        return
+        return None
     try:
-        entries, pending = resolve(chosen)
-    except CheckpointError as exc:  # metrics.json itself unreadable
-        st.error(t("comparison.metrics_unreadable", error=exc))
-        return
+        ui.shipped_metrics()
+    except CheckpointError as exc:  # shipped models are then evaluated here instead
+        st.warning(t("comparison.metrics_unreadable", error=exc))
+    entries, pending = resolve(chosen)
 
     # Peak memory is measured here, once per checkpoint; timings too when asked.
     measured = {e.source.id: ui.measured_here(e.source) for e in entries}
@@ -86,9 +89,13 @@ def side_by_side() -> None:
         ui.wait_for(busy, t("comparison.working", evaluating=len(pending), measuring=len(measuring)))
     if ui.measurements_store().error:
         st.warning(t("comparison.store_error", error=ui.measurements_store().error))
-    if not entries:
-        return
+    return (entries, measured) if entries else None
 
+
+def side_by_side() -> None:
+    if (chosen := chosen_entries()) is None:
+        return
+    entries, measured = chosen
     st.subheader(t("comparison.table.header"))
     col = st.column_config
     st.dataframe(cmp.table_rows(entries, measured, lang), hide_index=True, width="stretch", column_config={
@@ -121,6 +128,11 @@ def side_by_side() -> None:
     st.plotly_chart(cmp.learning_curves(entries, lang), key="comparison_curves")
     st.plotly_chart(cmp.per_class_figure(entries, lang), key="comparison_per_class")
 
+
+def mistakes() -> None:
+    if (chosen := chosen_entries()) is None:
+        return
+    entries, _ = chosen
     st.subheader(t("comparison.confusion.header"))
     for start in range(0, len(entries), 3):
         for column, entry in zip(st.columns(3), entries[start:start + 3]):
@@ -311,4 +323,4 @@ def article() -> None:
                 st.success(t("comparison.article.outcome", outcome=ours), icon="✔")
 
 
-{"side": side_by_side, "reading": reading, "scale": scale, "article": article}[section]()
+{"side": side_by_side, "mistakes": mistakes, "reading": reading, "scale": scale, "article": article}[section]()

@@ -66,11 +66,20 @@ def test_side_by_side_measures_and_draws_every_chart(app_page):
         assert get_spec(name).title in text
     table = page.locator('[data-testid="stDataFrame"]')
     assert table.count() == 1
-    # 2 scatter charts + learning curves + per-class accuracy + one confusion matrix per model
-    assert charts(page).count() == 4 + len(shipped)
-    assert page.locator('[data-testid="stImage"] img').count() > 0  # the mistake gallery
+    assert charts(page).count() == 4  # 2 scatter charts, learning curves, per-digit accuracy
     assert "Measuring" not in text and "failed" not in text
     full_screenshot(app_page, page, "comparison-side-by-side")
+    assert app_page.foreign_requests() == []
+
+
+def test_confusions_and_mistakes(app_page):
+    shipped = available()
+    page = open_section(app_page, "mistakes", '[data-testid="stPlotlyChart"] .js-plotly-plot', len(shipped))
+    assert charts(page).count() == len(shipped)  # one confusion matrix per model
+    assert page.locator('[data-testid="stImage"] img').count() > 0  # the mistake gallery
+    text = page.locator('[data-testid="stMain"]').inner_text()
+    assert "test digits are wrong" in text and "classifies correctly" in text
+    full_screenshot(app_page, page, "comparison-mistakes")
     assert app_page.foreign_requests() == []
 
 
