@@ -15,6 +15,7 @@ import html
 import numpy as np
 import plotly.graph_objects as go
 import torch
+import torch.nn.functional as F
 from plotly.subplots import make_subplots
 from torch import nn
 
@@ -109,8 +110,8 @@ def first_conv_maps(model: LeNet5, image: torch.Tensor) -> np.ndarray:
     """The first convolution's output (after ReLU) for one uint8 digit: one map
     per filter, each made by sliding the same 5x5 weights over every position."""
     model.eval()
-    conv, relu = model.features[0], model.features[1]
-    return relu(conv(normalize(image[None]))).squeeze(0).numpy()
+    conv = model.features[0]
+    return F.relu(conv(normalize(image[None]))).squeeze(0).numpy()
 
 
 @torch.no_grad()

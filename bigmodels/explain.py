@@ -132,24 +132,24 @@ def explain_cnn(model: LeNet5, pixels: torch.Tensor, target: int | None = None) 
     """Grad-CAM on the last conv layer, saliency, and first-layer maps for ``target``
     (default: the predicted class)."""
     layers = list(model.features)
-    convs = [i for i, layer in enumerate(layers) if isinstance(layer, nn.Conv2d)]
-    last = convs[-1] + 1  # the ReLU right after the last conv: what Grad-CAM weighs
-    first = convs[0] + 1
+    last_conv = max(i for i, layer in enumerate(layers) if isinstance(layer, nn.Conv2d))
     x = to_model_input(pixels).to(_device(model)).requires_grad_(True)
     h = x.contiguous(memory_format=torch.channels_last)
     first_maps = cam_input = None
     for i, layer in enumerate(layers):
         h = layer(h)
-        if i == first:
-            first_maps = h
-        if i == last:
-            cam_input = h
+        if isinstance(layer, nn.Conv2d) and first_maps is None:
+            first_maps = F.relu(h)  # the first filters' responses at full 28x28 resolution
+        if i == last_conv:
+            # Grad-CAM weighs the last conv layer's rectified maps. The model pools before
+            # its ReLU (they commute), so rectify here and let the rest of the net run on it.
+            h = cam_input = F.relu(h)
     logits = model.classifier(h)
     cls = int(logits.argmax(1)) if target is None else int(target)
     activation_grad, input_grad = torch.autograd.grad(logits[0, cls], (cam_input, x))
     weights = activation_grad.mean(dim=(2, 3), keepdim=True)  # Grad-CAM: channel importance
     cam = F.relu((weights * cam_input).sum(1))[0].detach().float().cpu()
-    scale, offset = _feature_to_input_map(layers[:last])
+    scale, offset = _feature_to_input_map(layers[:last_conv + 1])
     grad_cam = _unit(_to_input_grid(cam, scale, offset).clamp(min=0))
     saliency = _unit(input_grad[0, 0].abs().float().cpu())
     maps = first_maps[0].detach().float().cpu()

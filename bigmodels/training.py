@@ -167,9 +167,12 @@ def _build_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimize
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0,
                                weight_decay=cfg.weight_decay)
+    # The fused kernel updates every parameter in one pass instead of ~10 small ops
+    # each: ~1-2 ms of a ~27 ms LeNet step on this CPU. CPU and CUDA have it.
+    fused = next(model.parameters()).device.type in ("cpu", "cuda")
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
+    return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
 
 
 def _build_schedule(cfg: TrainConfig, optimizer: torch.optim.Optimizer, total_steps: int):
@@ -192,7 +195,7 @@ def autocast_context(device: torch.device, precision: str):
 
 @torch.no_grad()
 def measure_test_split(model: nn.Module, data: DeviceMNIST, device: torch.device, precision: str = "fp32",
-                 batch_size: int = 2000) -> dict[str, float]:
+                 batch_size: int = 1000) -> dict[str, float]:  # 1000: fastest of 250-2000 here
     """Loss and accuracy on the test split (model left in eval mode)."""
     model.eval()
     total_loss, correct = 0.0, 0
