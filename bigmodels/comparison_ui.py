@@ -23,6 +23,7 @@ from bigmodels.checkpoints import CheckpointError, load_checkpoint
 from bigmodels.data import MNIST
 from bigmodels.model_sources import ModelSource, load_model, shipped_sources
 from bigmodels.shipped import METRICS_PATH, load_metrics
+from bigmodels.ui import language
 
 
 class BackgroundJobs:
@@ -155,9 +156,9 @@ def sources() -> tuple[list[ModelSource], str | None]:
     from bigmodels.model_sources import list_sources
 
     try:
-        return list_sources(), None
+        return list_sources(language()), None
     except Exception as exc:  # a broken run store must not hide the shipped models
-        return shipped_sources(), str(exc)
+        return shipped_sources(language()), str(exc)
 
 
 # ------------------------------------------------------------- entries

@@ -11,7 +11,7 @@ from pathlib import Path
 from torch import nn
 
 from bigmodels.checkpoints import model_from_checkpoint
-from bigmodels.registry import get_spec
+from bigmodels.i18n import DEFAULT_LANGUAGE, translate
 from bigmodels.shipped import available, weights_path
 
 
@@ -19,24 +19,40 @@ from bigmodels.shipped import available, weights_path
 class ModelSource:
     id: str  # "shipped:cnn" or "run:<run id>"
     model_name: str  # registry name: cnn / lstm / transformer
-    label: str  # what a person sees in a picker
+    label: str  # what a person sees in a picker, in the language it was listed in
     checkpoint: Path
     origin: str  # "shipped" or "run"
 
 
-def shipped_sources() -> list[ModelSource]:
-    return [ModelSource(f"shipped:{name}", name, f"{get_spec(name).title} (shipped)", weights_path(name), "shipped")
-            for name in available()]
+def model_title(name: str, lang: str = DEFAULT_LANGUAGE) -> str:
+    """An architecture's display name in ``lang`` ("LeNet-5 CNN" / "LeNet-5 卷积网络")."""
+    return translate(f"models.{name}.title", lang)
 
 
-def list_sources() -> list[ModelSource]:
-    """Every model a page can load: shipped weights first, then finished runs."""
-    sources = shipped_sources()
+def shipped_source(name: str, lang: str = DEFAULT_LANGUAGE) -> ModelSource:
+    label = translate("models.source.shipped", lang, title=model_title(name, lang))
+    return ModelSource(f"shipped:{name}", name, label, weights_path(name), "shipped")
+
+
+def run_source(run_id: str, name: str, accuracy: float | None, checkpoint: Path,
+               lang: str = DEFAULT_LANGUAGE) -> ModelSource:
+    label = translate("models.source.run", lang, title=model_title(name, lang), run=run_id,
+                      accuracy="?" if accuracy is None else f"{accuracy:.2%}")
+    return ModelSource(f"run:{run_id}", name, label, checkpoint, "run")
+
+
+def shipped_sources(lang: str = DEFAULT_LANGUAGE) -> list[ModelSource]:
+    return [shipped_source(name, lang) for name in available()]
+
+
+def list_sources(lang: str = DEFAULT_LANGUAGE) -> list[ModelSource]:
+    """Every model a page can load, labelled in ``lang``: shipped weights first, then finished runs."""
+    sources = shipped_sources(lang)
     try:
         from bigmodels.runs import finished_run_sources  # the launcher's run store (issue 3)
     except ImportError:
         return sources
-    return sources + finished_run_sources()
+    return sources + finished_run_sources(lang=lang)
 
 
 def load_model(source: ModelSource, device: str = "cpu") -> nn.Module:

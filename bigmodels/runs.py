@@ -764,12 +764,12 @@ def run_history(run_id: str, home: str | os.PathLike | None = None) -> list[dict
     return RunStore(home).epochs(run_id)
 
 
-def finished_run_sources(home: str | os.PathLike | None = None) -> list:
+def finished_run_sources(home: str | os.PathLike | None = None, lang: str = "en") -> list:
     """Every succeeded run whose checkpoint file exists, as a ``ModelSource``
     (id ``run:<id>``) the sandbox and the comparison page can load. An
     unreadable store gives no sources (the launcher page shows why)."""
-    from bigmodels.model_sources import ModelSource
-    from bigmodels.registry import get_spec
+    from bigmodels.model_sources import run_source
+    from bigmodels.registry import list_models
 
     try:
         runs = RunStore(home).list_runs(statuses=["succeeded"])
@@ -779,11 +779,7 @@ def finished_run_sources(home: str | os.PathLike | None = None) -> list:
     for run in runs:
         if not run.checkpoint or not Path(run.checkpoint).is_file():
             continue
-        try:
-            title = get_spec(run.model).title
-        except ValueError:
+        if run.model not in list_models():
             continue  # a model this version no longer has
-        accuracy = f"{run.final_accuracy:.2%}" if run.final_accuracy is not None else "?"
-        sources.append(ModelSource(f"run:{run.id}", run.model, f"{title} · run {run.id} · {accuracy}",
-                                   Path(run.checkpoint), "run"))
+        sources.append(run_source(run.id, run.model, run.final_accuracy, Path(run.checkpoint), lang))
     return sources

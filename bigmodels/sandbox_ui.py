@@ -15,6 +15,7 @@ from torch import nn
 
 from bigmodels.checkpoints import model_from_checkpoint
 from bigmodels.model_sources import ModelSource, list_sources
+from bigmodels.ui import language
 
 ARCHITECTURES = ("cnn", "lstm", "transformer")  # the three columns, left to right
 SCALE = 6  # a 28x28 digit is shown 168 px wide: big enough to see pixels, small enough for three
@@ -57,7 +58,9 @@ def cached_model(source: ModelSource) -> nn.Module:
 def sources_by_architecture(sources: list[ModelSource] | None = None) -> dict[str, list[ModelSource]]:
     """Every usable source per architecture, shipped weights first."""
     grouped: dict[str, list[ModelSource]] = {name: [] for name in ARCHITECTURES}
-    for source in list_sources() if sources is None else sources:
+    if sources is None:
+        sources = list_sources(language())
+    for source in sources:
         if source.model_name in grouped:
             grouped[source.model_name].append(source)
     return grouped

@@ -47,6 +47,11 @@ def t(key: str, **values: object) -> str:
     return translate(key, language(), **values)
 
 
+def model_title(name: str) -> str:
+    """An architecture's display name in the session's language."""
+    return translate(f"models.{name}.title", language())
+
+
 def language_switch() -> None:
     """Sidebar selector for the UI language; keeps ``?lang=`` in the URL in step."""
     current = language()

@@ -13,8 +13,8 @@ from bigmodels import architecture_diagrams as diagrams
 from bigmodels import comparison as cmp
 from bigmodels import comparison_ui as ui
 from bigmodels.checkpoints import CheckpointError
-from bigmodels.registry import get_spec, list_models
-from bigmodels.ui import current_data, language, t
+from bigmodels.registry import list_models
+from bigmodels.ui import current_data, language, model_title, t
 
 lang = language()
 st.title(t("comparison.title"))
@@ -200,8 +200,7 @@ def reading() -> None:
     for source in all_sources:  # shipped first, so a shipped model wins
         by_model.setdefault(source.model_name, source)
     for name in list_models():
-        spec = get_spec(name)
-        st.subheader(t(f"comparison.reading.{name}.title", title=spec.title))
+        st.subheader(t(f"comparison.reading.{name}.title", title=model_title(name)))
         source = by_model.get(name)
         model, trained = None, False
         if source is not None:
@@ -218,7 +217,7 @@ def reading() -> None:
             profile = ui.profile_for(key, model)
             # As an image: st.html's sanitiser drops SVG, an <img> of it draws as is.
             st.image(diagrams.block_diagram_svg(
-                profile.layers, profile.parameters, t("comparison.reading.diagram", title=spec.title),
+                profile.layers, profile.parameters, t("comparison.reading.diagram", title=model_title(name)),
                 params_word=t("comparison.reading.params_word"), input_word=t("comparison.reading.input_word"),
                 extra_word=t("comparison.reading.extra_word")))
         with right:
@@ -257,7 +256,7 @@ def scale() -> None:
     st.write(t("comparison.scale.intro"))
     names = list(scaling.KNOBS)
     name = st.radio(t("comparison.scale.model"), names, horizontal=True, key="comparison_scale_model",
-                    index=names.index(scaling.ARTICLE_REFERENCE["model"]), format_func=lambda n: get_spec(n).title)
+                    index=names.index(scaling.ARTICLE_REFERENCE["model"]), format_func=model_title)
     knobs = scaling.KNOBS[name]
     a, b = st.columns(2)
     width = a.select_slider(t(f"comparison.scale.{name}.width"), options=list(knobs.widths),
@@ -289,7 +288,7 @@ def scale() -> None:
     st.subheader(t("comparison.scale.all_header"))
     with st.spinner(t("comparison.scale.measuring")):
         sweeps = {n: ui.width_sweep(n, scaling.KNOBS[n].default_depth) for n in names}
-    titles = {n: get_spec(n).title for n in names}
+    titles = {n: model_title(n) for n in names}
     st.plotly_chart(scaling.architectures_figure(sweeps, titles, labels | {"width": t("comparison.scale.width"),
                                                                            "depth": t("comparison.scale.depth")},
                                                  reference), key="comparison_scale_all")

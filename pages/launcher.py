@@ -20,7 +20,7 @@ from bigmodels.run_charts import (
 )
 from bigmodels.runs import FINISHED, RESUMABLE, STATUSES, RunStateError, StoreError, finished_run_sources
 from bigmodels.training import OPTIMIZERS, PRECISIONS, SCHEDULES, ConfigError, default_config
-from bigmodels.ui import t
+from bigmodels.ui import language, model_title, t
 from bigmodels.worker import reap_orphans
 
 SELECTED = "launcher_selected"
@@ -79,7 +79,7 @@ with form_column:
     st.subheader(t("launcher.form.title"))
     models = list_models()
     c1, c2 = st.columns(2)
-    model = c1.selectbox(t("launcher.form.model"), models, format_func=lambda m: get_spec(m).title,
+    model = c1.selectbox(t("launcher.form.model"), models, format_func=model_title,
                          key="launcher_model", help=t("launcher.form.model_help"))
     spec = get_spec(model)
     preset = c2.selectbox(t("launcher.form.preset"), list(spec.presets), key=f"launcher_preset_{model}",
@@ -166,7 +166,7 @@ if store is not None:
 def show_live(run) -> None:
     st.subheader(t("launcher.live.title", run=run.id))
     processes = f" × {run.world_size}" if run.world_size > 1 else ""
-    st.markdown(t("launcher.live.summary", status=status_label(run.status), model=get_spec(run.model).title,
+    st.markdown(t("launcher.live.summary", status=status_label(run.status), model=model_title(run.model),
                   device=(run.device or run.target) + processes, attempts=run.attempts))
     if run.status == "failed" and run.error:
         st.error(t("launcher.live.failed", error=run.error))
@@ -319,13 +319,13 @@ def runs_panel() -> None:
     f1, f2 = st.columns(2)
     statuses = f1.multiselect(t("launcher.runs.filter_status"), STATUSES, format_func=status_label,
                               key="launcher_filter_status")
-    archs = f2.multiselect(t("launcher.runs.filter_arch"), list_models(), format_func=lambda m: get_spec(m).title,
+    archs = f2.multiselect(t("launcher.runs.filter_arch"), list_models(), format_func=model_title,
                            key="launcher_filter_arch")
     shown = [r for r in runs if (not statuses or r.status in statuses) and (not archs or r.model in archs)]
     col = {k: t(f"launcher.runs.col.{k}") for k in ("run", "arch", "status", "progress", "best", "duration",
                                                       "device", "created")}
     st.dataframe(
-        [{col["run"]: r.id, col["arch"]: get_spec(r.model).title, col["status"]: status_label(r.status),
+        [{col["run"]: r.id, col["arch"]: model_title(r.model), col["status"]: status_label(r.status),
           col["progress"]: r.progress, col["best"]: None if r.best_accuracy is None else 100 * r.best_accuracy,
           col["duration"]: lui.format_duration(r.duration()),
           col["device"]: (r.device or r.target) + (f" × {r.world_size}" if r.world_size > 1 else ""),
@@ -419,4 +419,4 @@ else:
                         st.download_button(t("launcher.compare.checkpoint"), data=lambda p=path: open(p, "rb").read(),
                                            file_name=f"{target}.pt", mime="application/octet-stream",
                                            width="stretch")
-    st.caption(t("launcher.compare.reuse", n=len(finished_run_sources())))
+    st.caption(t("launcher.compare.reuse", n=len(finished_run_sources(lang=language()))))

@@ -1,5 +1,6 @@
 import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -47,3 +48,17 @@ def test_duplicate_keys_across_files_are_an_error(tmp_path, monkeypatch):
     finally:
         monkeypatch.setattr(i18n, "LOCALES_DIR", LOCALES_DIR)
         i18n.catalogue.cache_clear()
+
+
+def test_every_registered_model_has_a_title_and_source_labels_in_each_language():
+    from bigmodels.model_sources import model_title, run_source, shipped_source
+    from bigmodels.registry import list_models
+
+    for lang in LANGUAGES:
+        titles = {name: model_title(name, lang) for name in list_models()}
+        assert len(set(titles.values())) == len(titles)  # distinct names
+        for name, title in titles.items():
+            assert title in shipped_source(name, lang).label
+            run = run_source("r1", name, 0.9876, Path("x.pt"), lang)
+            assert title in run.label and "98.76%" in run.label and "r1" in run.label
+    assert "随附" in shipped_source("cnn", "zh").label and "shipped" in shipped_source("cnn", "en").label

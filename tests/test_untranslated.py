@@ -49,3 +49,38 @@ def test_page_in_chinese_shows_no_english_labels(page, tmp_path, monkeypatch):
     # code, URLs and cited titles (markdown links to sources) stay in their own language
     long_english = [t for t in texts if ENGLISH_RUN.search(re.sub(r"`[^`]*`|\[[^\]]*\]\([^)]*\)|https?://\S+", "", t))]
     assert long_english == []
+
+
+# Words that stay as they are in Chinese text: names of models, methods, data and
+# hardware, units, and the short technical abbreviations the Chinese catalogue uses too.
+KEPT_WORDS = {
+    "lenet", "cnn", "lstm", "rnn", "vit", "transformer", "mnist", "adam", "adamw", "sgd", "gpu", "cpu", "cuda",
+    "mps", "fp", "bf", "auto", "onecycle", "cosine", "step", "constant", "relu", "gelu", "cls", "mean", "pca",
+    "ms", "img", "mb", "kb", "gb", "mib", "gib", "px", "tflop", "flop", "flops", "macs", "fgsm", "grad", "cam",
+    "llm", "api", "kv", "zero", "csv", "json", "png", "default", "article", "wide", "torch", "pytorch",
+}
+WORD = re.compile(r"[A-Za-z]{2,}")
+
+
+def option_texts(at: AppTest) -> list[str]:
+    """The formatted options of every picker the page shows (what a person reads in the list)."""
+    texts = []
+    for kind in ("selectbox", "multiselect", "radio"):
+        for element in getattr(at, kind, []):
+            texts += [str(option) for option in (element.options or [])]
+    return texts
+
+
+@pytest.mark.parametrize("page", ["comparison", "launcher", "sandbox"])
+def test_pickers_in_chinese_show_no_english_words(page, tmp_path, monkeypatch):
+    """Model names and sources in pickers are translated too (they come from the
+    registry and the run store, not straight from a catalogue)."""
+    monkeypatch.setenv("BIGMODELS_HOME", str(tmp_path))
+    at = AppTest.from_file(str(REPO / "pages" / f"{page}.py"), default_timeout=240)
+    at.session_state["lang"] = "zh"
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    options = option_texts(at)
+    assert options, "the page showed no pickers to check"
+    english = [o for o in options if any(w.lower() not in KEPT_WORDS for w in WORD.findall(o))]
+    assert english == []
