@@ -11,9 +11,16 @@ and everything of that section (table, every chart, diagrams, code) is drawn:
 * in-app navigation -- the page opened from the sidebar (its first section)
   and each other section from its button. This is the page's own load and is
   held to the target.
-* a new browser tab per load (``/comparison?section=...``), which adds the
-  tab's page load, websocket and session set-up; the home page is timed the
-  same way as the reference for what any page of the app costs that way.
+* a new tab in the same browser (``/comparison?section=...``), as when a
+  visitor opens a link in another tab: the app's scripts come from the browser's
+  cache, but the tab still starts Streamlit's frontend, connects its websocket
+  and loads the chart library into a fresh JavaScript context;
+* a new browser with an empty cache, as a first-time visitor: everything above
+  plus downloading every script.
+
+The home page is timed in both new-tab ways as the reference for what any page
+of the app costs that way. Each new-tab load is broken down into the moment the
+document was parsed, the websocket opened, and the page was drawn.
 
 The first, cold visit (which starts the measurements and waits for them) is
 reported apart. Without Playwright/Chromium it falls back to timing Streamlit
@@ -38,6 +45,7 @@ sys.path.insert(0, str(REPO))
 TARGET_S = 2.0
 SECTIONS = ("side", "mistakes", "reading", "scale", "article")
 BUSY_TEXT = "Working in the background"
+VIEWPORT = {"width": 1400, "height": 1000}
 
 
 CHARTS = '[data-testid="stPlotlyChart"] .js-plotly-plot'
@@ -83,11 +91,19 @@ def browser_loads(runs: int, shipped: int) -> tuple[dict, dict, float]:
         print(f"  {what}: {seconds:.2f} s", file=sys.stderr, flush=True)
         return seconds
 
-    def new_tab(browser, url: str, condition: str) -> float:
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        seconds = timed(page, lambda: page.goto(url, wait_until="domcontentloaded"), condition, f"new tab {url}")
+    def new_tab(opener, url: str, condition: str, what: str) -> tuple[float, dict]:
+        """Open ``url`` in a new page of ``opener`` (a browser context, or the
+        browser itself for a new empty context); seconds until drawn, and when
+        the document was parsed and the websocket opened."""
+        is_browser = hasattr(opener, "contexts")  # a Browser gives each page a new empty context
+        page = opener.new_page(viewport=VIEWPORT) if is_browser else opener.new_page()
+        marks: dict[str, float] = {}
+        page.on("websocket", lambda ws: marks.setdefault("websocket_s", time.perf_counter()))
+        start = time.perf_counter()
+        seconds = timed(page, lambda: page.goto(url, wait_until="domcontentloaded"), condition, f"{what} {url}")
+        parsed = page.evaluate("performance.getEntriesByType('navigation')[0].domContentLoadedEventEnd / 1000")
         page.close()
-        return seconds
+        return seconds, {"parsed_s": parsed, "websocket_s": marks.get("websocket_s", start) - start}
 
     home_drawn = ("document.querySelector('h1') && document.querySelector('[data-testid=\"stApp\"]')"
                   "?.dataset.testScriptState === 'notRunning'")
@@ -95,14 +111,23 @@ def browser_loads(runs: int, shipped: int) -> tuple[dict, dict, float]:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         start = time.perf_counter()
         for section in SECTIONS:  # the first visitor: everything is computed and measured
-            new_tab(browser, f"{server.url}/comparison?section={section}", drawn_condition(section, shipped))
+            new_tab(browser, f"{server.url}/comparison?section={section}", drawn_condition(section, shipped),
+                    "first visit")
         first = time.perf_counter() - start
-        tab = {"home (reference)": [new_tab(browser, server.url, home_drawn) for _ in range(runs)]}
-        for section in SECTIONS:
-            tab[section] = [new_tab(browser, f"{server.url}/comparison?section={section}",
-                                    drawn_condition(section, shipped)) for _ in range(runs)]
+        tab, cold, marks = {}, {}, {}
+        warm_browser = browser.new_context(viewport=VIEWPORT)
+        targets = [("home (reference)", server.url, home_drawn)] + [
+            (section, f"{server.url}/comparison?section={section}", drawn_condition(section, shipped))
+            for section in SECTIONS]
+        new_tab(warm_browser, server.url, home_drawn, "fill the cache")
+        for name, url, condition in targets:
+            loads = [new_tab(warm_browser, url, condition, "new tab") for _ in range(runs)]
+            tab[name] = [seconds for seconds, _ in loads]
+            marks[name] = {key: statistics.median(m[key] for _, m in loads) for key in loads[0][1]}
+            cold[name] = [new_tab(browser, url, condition, "empty cache")[0] for _ in range(runs)]
+        warm_browser.close()
         # In-app: the comparison page from the sidebar, then each section from its radio button.
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page = browser.new_page(viewport=VIEWPORT)
         page.goto(server.url, wait_until="domcontentloaded")
         page.wait_for_function(home_drawn, timeout=900_000)
         app = {section: [] for section in SECTIONS}
@@ -119,7 +144,7 @@ def browser_loads(runs: int, shipped: int) -> tuple[dict, dict, float]:
             timed(page, lambda: nav.filter(has_text="Home").click(),
                   home_drawn + " && !document.querySelector('[data-testid=stRadio]')", "sidebar -> home")
         browser.close()
-    return tab, app, first
+    return tab, cold, marks, app, first
 
 
 def apptest_loads(runs: int) -> tuple[dict, float]:
@@ -164,17 +189,24 @@ def main() -> int:
           f"load average {os.getloadavg()[0]:.1f}")
     if method == "apptest":
         loads, first = apptest_loads(args.runs)
+        marks = None
         tables = {"AppTest script runs (include AppTest's own set-up)": loads}
     else:
-        tab, app, first = browser_loads(args.runs, len(shipped))
+        tab, cold, marks, app, first = browser_loads(args.runs, len(shipped))
         tables = {"in-app navigation (sidebar link, then each section's button)": app,
-                  "a new browser tab (includes the tab's own connection set-up)": tab}
+                  "a new tab, same browser (scripts cached; the tab starts Streamlit and its websocket)": tab,
+                  "a new browser, empty cache (a first-time visitor)": cold}
 
     def summary(times):
         return {"runs": times, "median_s": statistics.median(times), "max_s": max(times)}
 
     results = {title: {s: summary(t) for s, t in table.items()} for title, table in tables.items()}
     print(f"\nfirst visit to every section, measuring included: {first:.1f} s (not held to the target)")
+    if marks:
+        print("\nnew tab, same browser: median seconds from opening the tab until")
+        print(f"{'page':<18} {'parsed':>7} {'websocket':>10} {'drawn':>7}")
+        for name, m in marks.items():
+            print(f"{name:<18} {m['parsed_s']:>7.2f} {m['websocket_s']:>10.2f} {statistics.median(tab[name]):>7.2f}")
     for title, rows in results.items():
         print(f"\n{title}\n{'section':<18} {'loads':>5} {'median s':>9} {'max s':>7} {'target s':>9}  ok")
         for section, row in rows.items():
@@ -184,6 +216,7 @@ def main() -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     result = {"target_s": TARGET_S, "method": method, "results": results, "first_visit_s": first,
+              "new_tab_breakdown": marks,
               "shipped_models": shipped, "load_average_1min": os.getloadavg()[0], **provenance("cpu")}
     out.write_text(json.dumps(result, indent=1) + "\n")
     print(f"wrote {out}")

@@ -1,24 +1,48 @@
-"""Load: N concurrent browser sessions on the sandbox and comparison pages while
-one training run is going.
+"""Load: N concurrent sessions on the sandbox and comparison pages while one
+training run is going.
 
     BIGMODELS_DATA_DIR=../shared/mnist python benchmarks/load_test.py [--sessions 20] [--seconds 90]
 
-Starts its own ``streamlit run app.py`` (with a temporary run store) and a
-training worker, queues one short CNN run, then drives ``--sessions`` Playwright
-contexts (one headless Chromium) for ``--seconds``: each session opens the
-sandbox, switches to MNIST test digits and asks for new digits, then opens the
-comparison page, over and over. An interaction's latency is the time from the
-click (or navigation) until the app has finished its script run. Reports the
-median and 95th-percentile latency per interaction, errors (exception boxes,
-timeouts), the server's peak memory (app + worker), and whether the training
-run finished correctly. Writes benchmarks/results/load_test.json.
+Starts its own ``streamlit run app.py`` with a temporary run store, then drives
+``--sessions`` sessions for ``--seconds``. Each session is a browser tab as the
+server sees it -- Streamlit's own websocket protocol, spoken by
+``benchmarks/streamlit_client.py`` (page GET, health checks, XSRF cookie,
+websocket, reruns with widget states, the /media/ pictures fetched as <img>
+tags do) -- without rendering anything: 20 Chromium tabs on the server's own
+2 cores would measure Chromium, and in a deployment each visitor's browser
+runs on the visitor's machine. Each session, over and over:
+
+1. opens a new tab on /sandbox (connection and first run),
+2. switches the input to MNIST test digits, then asks for 3 more digits
+   (every answer checked: three predictions and a verdict),
+3. clicks through to the comparison page (four charts checked),
+
+with a think time between interactions (``--think``, uniform, seconds: people
+read what they asked for; 0 hammers the server). An interaction's latency is
+from the request to the end of its script run, plus its pictures' download.
+
+The training run is the CNN's recipe on full MNIST for ``--train-epochs``
+(default 8, long enough to outlast the window on this CPU), queued
+when the sessions start and served by the worker the app itself starts, as on
+a single-box deployment. Before the clock starts, one session visits both pages
+and waits for the comparison page's one-off measurements (every later visitor
+gets them cached); that warm-up is reported apart.
+
+Reports the median and 95th-percentile latency per interaction, every error
+(exception box, wrong or missing answer, timeout at ``--timeout`` s, lost
+connection), the server's peak memory (app + worker), and the training run's
+result. Writes benchmarks/results/load_test.json; exits 1 on any error or a
+failed run.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
 import json
+import random
+import re
 import statistics
+import string
 import sys
 import tempfile
 import threading
@@ -27,14 +51,32 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.streamlit_client import StreamlitClientError, StreamlitSession  # noqa: E402
 from bigmodels.i18n import translate  # noqa: E402
 from bigmodels.provenance import provenance  # noqa: E402
 from bigmodels.runs import RunStore  # noqa: E402
 from bigmodels.training import default_config  # noqa: E402
-from bigmodels.worker import start_worker  # noqa: E402
-from tests.browser import CHROMIUM, CHROMIUM_ARGS, StreamlitServer  # noqa: E402
+from tests.browser import StreamlitServer  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "load_test.json"
+MODELS = 3  # the sandbox answers with every shipped architecture
+CHARTS = 4  # the comparison page's first section: two scatters, learning curves, per-digit accuracy
+
+
+def en(key: str, **values) -> str:
+    return translate(key, "en", **values)
+
+
+def pattern(key: str) -> re.Pattern:
+    """The English catalogue text of ``key``, its {fields} matching anything. A
+    leading emoji is left out: st.warning and friends show it as the alert's icon."""
+    text = re.sub(r"^[^\w\s]+\s*", "", en(key))
+    parts = [re.escape(literal) + (".+?" if name is not None else "")
+             for literal, name, _, _ in string.Formatter().parse(text)]
+    return re.compile("".join(parts) + "$", re.S)
+
+
+VERDICTS = (pattern("sandbox.agree"), pattern("sandbox.disagree"))
 
 
 def rss_bytes(pid: int) -> int:
@@ -54,141 +96,182 @@ def rss_bytes(pid: int) -> int:
 
 
 class MemorySampler(threading.Thread):
-    def __init__(self, pids):
+    """Peak resident memory of the server and its children (the worker), every 0.5 s."""
+
+    def __init__(self, pid: int):
         super().__init__(daemon=True)
-        self.pids, self.peak, self.samples, self.stop = pids, 0, [], threading.Event()
+        self.pid, self.peak, self.stop = pid, 0, threading.Event()
 
     def run(self):
         while not self.stop.is_set():
-            now = sum(rss_bytes(p) for p in self.pids)
-            self.samples.append(now)
-            self.peak = max(self.peak, now)
+            self.peak = max(self.peak, rss_bytes(self.pid))
             time.sleep(0.5)
 
 
-async def wait_idle(page, timeout=120.0):
-    """Until Streamlit's script run is over (same rule as tests/browser.py)."""
-    deadline = time.monotonic() + timeout
-    quiet = None
-    while time.monotonic() < deadline:
-        state = await page.get_attribute('[data-testid="stApp"]', "data-test-script-state")
-        if state == "notRunning":
-            quiet = quiet or time.monotonic()
-            if time.monotonic() - quiet > 0.3:
-                if await page.locator('[data-testid="stException"]').count():
-                    raise RuntimeError("exception box shown")
-                return
-        else:
-            quiet = None
-        await asyncio.sleep(0.05)
-    raise TimeoutError("script still running")
+class WrongAnswer(AssertionError):
+    """The page ran but did not show what it must."""
 
 
-async def session(browser, url, stop_at, record, errors, index):
-    from playwright.async_api import Error as PlaywrightError
+def check_sandbox(s: StreamlitSession) -> None:
+    predictions = [m for m in s.find("metric") if m.label == en("sandbox.result.prediction")]
+    if len(predictions) != MODELS or not all(len(p.body) == 1 and p.body.isdigit() for p in predictions):
+        raise WrongAnswer(f"expected {MODELS} predicted digits, got {[p.body for p in predictions]}")
+    verdicts = [a.body for a in s.find("alert") if any(v.match(a.body) for v in VERDICTS)]
+    if len(verdicts) != 1:
+        raise WrongAnswer(f"expected one agree/disagree verdict, got {len(verdicts)}")
 
-    context = await browser.new_context(viewport={"width": 1280, "height": 900})
-    page = await context.new_page()
-    page.set_default_timeout(120_000)  # a slow answer is a latency to report, not a crash
-    page.set_default_navigation_timeout(120_000)
-    random_label = translate("sandbox.input.random", "en")
-    next_label = translate("sandbox.random.next", "en")
 
-    async def timed(name, action):
-        t = time.perf_counter()
+def check_comparison(s: StreamlitSession) -> None:
+    if len(s.find("plotly_chart")) != CHARTS:
+        raise WrongAnswer(f"expected {CHARTS} charts, got {len(s.find('plotly_chart'))}")
+
+
+async def visitor(url: str, stop_at: float, think: tuple[float, float], timeout: float, index: int,
+                  record: list, errors: list) -> None:
+    """One person: new tab on the sandbox, a few digits, the comparison page; again."""
+    rng = random.Random(index)
+
+    async def timed(s: StreamlitSession, name: str, action, check=None) -> bool:
+        start = time.perf_counter()
         try:
-            await action()
-            await wait_idle(page)
-            record.append((name, time.perf_counter() - t))
-        except (PlaywrightError, RuntimeError, TimeoutError) as exc:
-            errors.append(f"session {index} {name}: {str(exc).splitlines()[0][:200]}")
+            await asyncio.wait_for(action(), timeout)
+            await asyncio.wait_for(s.fetch_media(), timeout)
+            if check:
+                check(s)
+        except (StreamlitClientError, WrongAnswer, TimeoutError, OSError) as exc:
+            errors.append(f"session {index} {name}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+            return False
+        record.append((name, time.perf_counter() - start))
+        await asyncio.sleep(rng.uniform(*think))
+        return time.monotonic() < stop_at
 
-    await asyncio.sleep(index * 0.25)  # stagger arrivals like people, not a thundering herd
+    await asyncio.sleep(index * 0.25)  # arrivals spread like people's, not a thundering herd
     while time.monotonic() < stop_at:
-        await timed("open sandbox", lambda: page.goto(f"{url}/sandbox", wait_until="domcontentloaded"))
-        await timed("pick test digits", lambda: page.get_by_text(random_label, exact=True).click())
-        for _ in range(3):
-            if time.monotonic() >= stop_at:
-                break
-            await timed("next test digit", lambda: page.get_by_role("button", name=next_label).click())
-        if time.monotonic() < stop_at:
-            await timed("open comparison", lambda: page.goto(f"{url}/comparison", wait_until="domcontentloaded"))
-    await context.close()
+        async with StreamlitSession(url, timeout=timeout) as s:
+            if not await timed(s, "open sandbox (new tab)", lambda: s.open_page("sandbox")):
+                continue
+            try:
+                radio = s.find_widget("radio", en("sandbox.input.label"))
+            except LookupError as exc:
+                errors.append(f"session {index} find input radio: {exc}")
+                continue
+            if not await timed(s, "pick test digits", lambda: s.set_widget(radio, en("sandbox.input.random")),
+                               check_sandbox):
+                continue
+            carry_on = True
+            for _ in range(3):
+                carry_on = await timed(s, "next test digit",
+                                       lambda: s.click(s.find_widget("button", en("sandbox.random.next"))),
+                                       check_sandbox)
+                if not carry_on:
+                    break
+            if carry_on:
+                await timed(s, "open comparison", lambda: s.open_page("comparison"), check_comparison)
 
 
-async def drive(url, sessions, seconds):
-    from playwright.async_api import async_playwright
+async def warm_up(url: str, timeout: float) -> float:
+    """One visit to both pages, waiting for the comparison page's measurements."""
+    start = time.perf_counter()
+    async with StreamlitSession(url, timeout=timeout) as s:
+        await s.open_page("sandbox")
+        await s.set_widget(s.find_widget("radio", en("sandbox.input.label")), en("sandbox.input.random"))
+        check_sandbox(s)
+        await s.open_page("comparison")
+        await s.settle(900)
+        check_comparison(s)
+    return time.perf_counter() - start
 
-    record, errors = [], []
-    async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        stop_at = time.monotonic() + seconds
-        await asyncio.gather(*(session(browser, url, stop_at, record, errors, i) for i in range(sessions)))
-        await browser.close()
-    return record, errors
+
+async def start_training(url: str, timeout: float) -> None:
+    """Open the launcher page: the app starts a worker for the queued run, as after a restart."""
+    async with StreamlitSession(url, timeout=timeout) as s:
+        await s.open_page("launcher")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sessions", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=90)
+    parser.add_argument("--think", type=float, nargs=2, default=(1.0, 3.0), metavar=("MIN", "MAX"),
+                        help="seconds a person pauses between interactions (uniform; default 1 3)")
+    parser.add_argument("--train-epochs", type=int, default=8, help="epochs of the CNN run trained meanwhile")
+    parser.add_argument("--timeout", type=float, default=120, help="an interaction slower than this is an error")
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args()
 
     home = Path(tempfile.mkdtemp(prefix="bigmodels-load-"))
     store = RunStore(home)
-    run = store.submit(default_config("cnn", epochs=1, train_subset=20_000, device="cpu")).run
     with StreamlitServer(home) as server:
-        worker = start_worker(home, "cpu")
-        sampler = MemorySampler([server.process.pid, worker.pid])
+        sampler = MemorySampler(server.process.pid)
         sampler.start()
+        print("warming up (one visit, the comparison page's measurements) ...", flush=True)
+        warm_seconds = asyncio.run(warm_up(server.url, 900))
+        run = store.submit(default_config("cnn", epochs=args.train_epochs, device="cpu")).run
+        asyncio.run(start_training(server.url, args.timeout))
+        print(f"warm-up {warm_seconds:.0f} s; training run {run.id} queued; "
+              f"{args.sessions} sessions for {args.seconds:.0f} s ...", flush=True)
+
+        record: list[tuple[str, float]] = []
+        errors: list[str] = []
+
+        async def drive():
+            stop_at = time.monotonic() + args.seconds
+            await asyncio.gather(*(visitor(server.url, stop_at, tuple(args.think), args.timeout, i, record, errors)
+                                   for i in range(args.sessions)))
+
         t0 = time.perf_counter()
-        record, errors = asyncio.run(drive(server.url, args.sessions, args.seconds))
+        asyncio.run(drive())
         wall = time.perf_counter() - t0
-        deadline = time.monotonic() + 600
+        training_during_load = store.get(run.id).status
+        deadline = time.monotonic() + 900
         while store.get(run.id).status in ("queued", "running") and time.monotonic() < deadline:
             time.sleep(1)
         sampler.stop.set()
-        worker.terminate()
-        worker.wait(30)
     final = store.get(run.id)
     epochs = store.epochs(run.id)
+    accuracy = epochs[-1]["test_accuracy"] if epochs else None
+    train_seconds = epochs[-1]["elapsed"] if epochs else None
 
     by_name: dict[str, list[float]] = {}
     for name, seconds in record:
         by_name.setdefault(name, []).append(seconds)
     everything = [s for _, s in record]
 
-    def pct(values, q):
-        return statistics.quantiles(values, n=100)[q - 1] if len(values) > 1 else values[0]
+    def p95(values):
+        return statistics.quantiles(values, n=100)[94] if len(values) > 1 else values[0]
 
-    print(f"{args.sessions} sessions for {wall:.0f} s, one training run going\n")
-    print(f"{'interaction':<20} {'count':>6} {'median s':>9} {'p95 s':>7}")
+    print(f"\n{args.sessions} sessions for {wall:.0f} s (think {args.think[0]:g}-{args.think[1]:g} s), "
+          f"one training run going (at the end of the window it was {training_during_load})\n")
+    print(f"{'interaction':<24} {'count':>6} {'median s':>9} {'p95 s':>7}")
     rows = {}
     for name, values in by_name.items():
-        rows[name] = {"count": len(values), "median_s": statistics.median(values), "p95_s": pct(values, 95)}
-        print(f"{name:<20} {len(values):>6} {rows[name]['median_s']:>9.2f} {rows[name]['p95_s']:>7.2f}")
+        rows[name] = {"count": len(values), "median_s": statistics.median(values), "p95_s": p95(values)}
+        print(f"{name:<24} {len(values):>6} {rows[name]['median_s']:>9.2f} {rows[name]['p95_s']:>7.2f}")
     if everything:
-        print(f"{'all':<20} {len(everything):>6} {statistics.median(everything):>9.2f} {pct(everything, 95):>7.2f}")
+        print(f"{'all':<24} {len(everything):>6} {statistics.median(everything):>9.2f} {p95(everything):>7.2f}")
     print(f"\nerrors: {len(errors)}")
-    for e in errors[:10]:
+    for e in errors[:20]:
         print("  " + e)
     print(f"server peak memory (app + worker): {sampler.peak / 2**20:.0f} MiB")
-    accuracy = epochs[-1]["test_accuracy"] if epochs else None
-    print(f"training run {final.id}: {final.status}, test accuracy {accuracy}")
+    print(f"training run {final.id}: {final.status}, {len(epochs)} epochs in {train_seconds or 0:.0f} s, "
+          f"test accuracy {accuracy}")
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({
-        "sessions": args.sessions, "seconds": wall, "interactions": rows,
+        "sessions": args.sessions, "seconds": wall, "think_s": list(args.think), "timeout_s": args.timeout,
+        "client": "benchmarks/streamlit_client.py (Streamlit's websocket protocol, no rendering)",
+        "warm_up_s": warm_seconds, "interactions": rows,
         "all": {"count": len(everything), "median_s": statistics.median(everything) if everything else None,
-                "p95_s": pct(everything, 95) if everything else None},
+                "p95_s": p95(everything) if everything else None},
         "errors": errors, "peak_memory_bytes": sampler.peak,
-        "training_run": {"id": final.id, "status": final.status, "test_accuracy": accuracy},
+        "training_run": {"id": final.id, "status": final.status, "epochs": len(epochs), "test_accuracy": accuracy,
+                         "training_seconds": train_seconds,
+                         "status_at_end_of_window": training_during_load},
         **provenance("cpu"),
-    }, indent=1))
+    }, indent=1) + "\n")
     print(f"wrote {out}")
-    return 0 if not errors and final.status == "succeeded" else 1
+    return 0 if not errors and final.status == "succeeded" and everything else 1
 
 
 if __name__ == "__main__":

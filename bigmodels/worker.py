@@ -42,6 +42,7 @@ from bigmodels.runs import EventRecorder, Run, RunStore, StopWatch, device_key
 POLL_SECONDS = 0.1  # how often an idle worker looks for a queued run
 HEARTBEAT_SECONDS = 2.0
 LOCK_WAIT_SECONDS = 5.0  # a lock probe by a page holds it for microseconds; wait that out
+CPU_WORKER_NICE = 10  # below the app (nice 0): see serve_forever
 
 
 # ------------------------------------------------------------------- locks
@@ -460,6 +461,10 @@ def serve_forever(home: str | None, device: str, data_dir: str | None = None, pa
     """The ``python -m bigmodels worker`` process: signals stop it cleanly."""
     if threads:
         torch.set_num_threads(threads)
+    if device == "cpu":
+        # Training on the CPU the app also serves pages from: the pages come first, so a
+        # visitor's click is answered promptly and training takes the cycles left over.
+        os.nice(CPU_WORKER_NICE)
     worker = Worker(home, device, data_dir=data_dir, parent_pid=parent_pid, idle_exit=idle_exit, max_runs=max_runs,
                     warm_models=warm_models)
     signal.signal(signal.SIGTERM, worker.stop)
