@@ -158,7 +158,7 @@ def test_an_unreadable_checkpoint_is_a_message_not_a_crash(tmp_path, monkeypatch
     broken = tmp_path / "broken.pt"
     broken.write_bytes(b"not a checkpoint")
     fake = [ModelSource("run:broken", "cnn", "broken run", broken, "run")]
-    monkeypatch.setattr(sandbox_ui, "list_sources", lambda: fake)
+    monkeypatch.setattr(sandbox_ui, "list_sources", lambda lang="en": fake)
     at = run_page(sb_input="random", sb_random_index=0)
     errors = [e.value for e in at.error]
     assert any("not a readable checkpoint" in e for e in errors), errors
