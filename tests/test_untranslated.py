@@ -34,13 +34,19 @@ def shown_texts(at: AppTest) -> list[str]:
     return texts
 
 
-@pytest.mark.parametrize("page", PAGES)
-def test_page_in_chinese_shows_no_english_labels(page, tmp_path, monkeypatch):
+def run_in_chinese(page: str, tmp_path, monkeypatch) -> AppTest:
+    """``page`` run in-process with the language set to 中文, an empty run store, no exception."""
     monkeypatch.setenv("BIGMODELS_HOME", str(tmp_path))
     at = AppTest.from_file(str(REPO / "pages" / f"{page}.py"), default_timeout=240)
     at.session_state["lang"] = "zh"
     at.run()
     assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_page_in_chinese_shows_no_english_labels(page, tmp_path, monkeypatch):
+    at = run_in_chinese(page, tmp_path, monkeypatch)
     texts = shown_texts(at)
     assert texts, "the page rendered nothing to check"
     english = english_only_texts()
@@ -75,11 +81,7 @@ def option_texts(at: AppTest) -> list[str]:
 def test_pickers_in_chinese_show_no_english_words(page, tmp_path, monkeypatch):
     """Model names and sources in pickers are translated too (they come from the
     registry and the run store, not straight from a catalogue)."""
-    monkeypatch.setenv("BIGMODELS_HOME", str(tmp_path))
-    at = AppTest.from_file(str(REPO / "pages" / f"{page}.py"), default_timeout=240)
-    at.session_state["lang"] = "zh"
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
+    at = run_in_chinese(page, tmp_path, monkeypatch)
     options = option_texts(at)
     assert options, "the page showed no pickers to check"
     english = [o for o in options if any(w.lower() not in KEPT_WORDS for w in WORD.findall(o))]
