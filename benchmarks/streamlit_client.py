@@ -99,11 +99,11 @@ class ScriptError(StreamlitClientError):
 
 
 class ConnectionLost(StreamlitClientError):
-    pass
+    """The websocket closed before the run this session waits for had finished."""
 
 
 class PageNotFound(StreamlitClientError):
-    pass
+    """The app has no page at the URL path asked for."""
 
 
 # ------------------------------------------------------------------ HTTP

@@ -39,17 +39,24 @@ if sources_error:
     st.error(t("comparison.sources.error", error=sources_error))
 
 
+def gather(items, fetch, label):
+    """``fetch(item)`` for each item: (item, result) for the ready ones and the job
+    keys of those still running in the background; a failure is shown, not raised."""
+    ready, pending = [], []
+    for item in items:
+        try:
+            result = fetch(item)
+        except (CheckpointError, RuntimeError) as exc:
+            st.error(t("comparison.entry.error", model=label(item), error=exc))
+            continue
+        (pending.append(result.key) if isinstance(result, ui.Pending) else ready.append((item, result)))
+    return ready, pending
+
+
 def resolve(chosen):
     """Entries for the chosen sources; pending and failed ones are reported."""
-    entries, pending = [], []
-    for source in chosen:
-        try:
-            result = ui.entry_for(source, data)
-        except (CheckpointError, RuntimeError) as exc:
-            st.error(t("comparison.entry.error", model=source.label, error=exc))
-            continue
-        (pending.append(result.key) if isinstance(result, ui.Pending) else entries.append(result))
-    return entries, pending
+    ready, pending = gather(chosen, lambda source: ui.entry_for(source, data), lambda source: source.label)
+    return [entry for _, entry in ready], pending
 
 
 def chosen_entries():
@@ -154,14 +161,10 @@ def gallery(entries) -> None:
     st.subheader(t("comparison.gallery.header"))
     if data.is_sample:
         st.caption(t("comparison.gallery.sample_note", n_test=len(data.test_labels)))
-    ready, pending = {}, []
-    for entry in entries:
-        try:
-            result = ui.gallery_metrics(entry, data)
-        except (CheckpointError, RuntimeError) as exc:
-            st.error(t("comparison.entry.error", model=entry.label, error=exc))
-            continue
-        (pending.append(result.key) if isinstance(result, ui.Pending) else ready.setdefault(entry.source.id, result))
+    gathered, pending = gather(entries, lambda entry: ui.gallery_metrics(entry, data), lambda entry: entry.label)
+    ready = {}
+    for entry, metrics in gathered:
+        ready.setdefault(entry.source.id, metrics)
     if ui.jobs().busy(pending):
         ui.wait_for(ui.jobs().busy(pending), t("comparison.evaluating", n=len(pending)))
     named = [e for e in entries if e.source.id in ready]

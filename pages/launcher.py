@@ -352,7 +352,7 @@ if store is not None:
     try:
         probe = store.list_runs(statuses=["queued", "running"], limit=1)
     except StoreError:
-        pass
+        pass  # poll slowly; the runs panel itself reports an unreadable store
     with runs_column:  # poll the store: briskly while something runs, slowly to notice other tabs' launches
         st.fragment(runs_panel, run_every=2.0 if probe else 15.0)()
 

@@ -82,7 +82,7 @@ class StreamlitServer:
 
 
 class StreamlitExceptionShown(AssertionError):
-    pass
+    """The page showed a Streamlit exception box."""
 
 
 class AppPage:
