@@ -7,7 +7,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from bigmodels.ui import language_switch, t
+from bigmodels.app.session import language_switch, t
 
 st.set_page_config(page_title="bigmodels", page_icon="🧠", layout="wide")
 

@@ -150,7 +150,7 @@ def browser_loads(runs: int, shipped: int) -> tuple[dict, dict, float]:
 def apptest_loads(runs: int) -> tuple[dict, float]:
     from streamlit.testing.v1 import AppTest
 
-    from bigmodels import comparison_ui
+    from bigmodels.app import comparison as comparison_ui
 
     def load(section) -> float:
         at = AppTest.from_file(str(REPO / "pages" / "comparison.py"), default_timeout=900)
@@ -179,7 +179,7 @@ def main() -> int:
 
     os.environ["BIGMODELS_HOME"] = args.home or tempfile.mkdtemp(prefix="bigmodels-bench-")
     from bigmodels.provenance import provenance
-    from bigmodels.shipped import available
+    from bigmodels.models.shipped import available
     from tests.browser import browser_available
 
     shipped = available()

@@ -33,9 +33,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bigmodels.provenance import provenance  # noqa: E402
-from bigmodels.runs import RunStore  # noqa: E402
-from bigmodels.training import default_config  # noqa: E402
-from bigmodels.worker import start_worker, worker_alive  # noqa: E402
+from bigmodels.runs.store import RunStore  # noqa: E402
+from bigmodels.train.engine import default_config  # noqa: E402
+from bigmodels.runs.worker import start_worker, worker_alive  # noqa: E402
 
 WARM_TARGET_SECONDS = 1.0
 

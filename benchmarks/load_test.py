@@ -54,8 +54,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.streamlit_client import StreamlitClientError, StreamlitSession  # noqa: E402
 from bigmodels.i18n import translate  # noqa: E402
 from bigmodels.provenance import provenance  # noqa: E402
-from bigmodels.runs import RunStore  # noqa: E402
-from bigmodels.training import default_config  # noqa: E402
+from bigmodels.runs.store import RunStore  # noqa: E402
+from bigmodels.train.engine import default_config  # noqa: E402
 from tests.browser import StreamlitServer  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "load_test.json"

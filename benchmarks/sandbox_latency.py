@@ -13,7 +13,7 @@ strokes on white):
 * FGSM attack:  explained, with an FGSM attack against each model first.
 
 Models are loaded once (the page caches them per server) and torch runs on one
-thread, as the page does (see ``bigmodels.sandbox_ui.one_thread``).
+thread, as the page does (see ``bigmodels.app.sandbox.one_thread``).
 
     BIGMODELS_DATA_DIR=../shared/mnist python benchmarks/sandbox_latency.py [--digits 200]
 
@@ -39,15 +39,15 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from bigmodels.checkpoints import model_from_checkpoint  # noqa: E402
-from bigmodels.data import load_mnist  # noqa: E402
-from bigmodels.explain import (  # noqa: E402
+from bigmodels.models.checkpoints import model_from_checkpoint  # noqa: E402
+from bigmodels.data.mnist import load_mnist  # noqa: E402
+from bigmodels.analysis.explain import (  # noqa: E402
     LATENCY_REPEATS, CNNExplanation, TransformerExplanation, read_digit,
 )
-from bigmodels.preprocessing import mnist_style  # noqa: E402
+from bigmodels.data.digits import mnist_style  # noqa: E402
 from bigmodels.provenance import provenance  # noqa: E402
-from bigmodels.sandbox_ui import ARCHITECTURES, digit_picture, heat_picture, maps_picture  # noqa: E402
-from bigmodels.shipped import weights_path  # noqa: E402
+from bigmodels.app.sandbox import ARCHITECTURES, digit_picture, heat_picture, maps_picture  # noqa: E402
+from bigmodels.models.shipped import weights_path  # noqa: E402
 
 TARGETS_MS = {"predictions": 25.0, "explained": 150.0}
 CANVAS = 280

@@ -21,10 +21,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bigmodels.data import DeviceMNIST, load_mnist  # noqa: E402
-from bigmodels.devices import describe_device, resolve_device  # noqa: E402
+from bigmodels.data.mnist import DeviceMNIST, load_mnist  # noqa: E402
+from bigmodels.train.devices import describe_device, resolve_device  # noqa: E402
 from bigmodels.provenance import provenance  # noqa: E402
-from bigmodels.training import default_config, train  # noqa: E402
+from bigmodels.train.engine import default_config, train  # noqa: E402
 
 TARGET = 0.99
 

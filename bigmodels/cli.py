@@ -8,7 +8,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from bigmodels.data import DataError
+from bigmodels.data.mnist import DataError
 
 
 
@@ -38,7 +38,7 @@ def _overrides(pairs: list[str]) -> dict:
 
 
 def _load_data(args):
-    from bigmodels.data import load_mnist
+    from bigmodels.data.mnist import load_mnist
 
     data = load_mnist(args.data_dir)
     print(f"data: {data.describe()}", file=sys.stderr)
@@ -49,8 +49,8 @@ def _load_data(args):
 def cmd_train(args) -> int:
     from tqdm import tqdm
 
-    from bigmodels.checkpoints import save_checkpoint
-    from bigmodels.training import ConfigError, default_config, train
+    from bigmodels.models.checkpoints import save_checkpoint
+    from bigmodels.train.engine import ConfigError, default_config, train
 
     changes = {k: v for k, v in {
         "preset": args.preset, "epochs": args.epochs, "batch_size": args.batch_size, "optimizer": args.optimizer,
@@ -111,11 +111,11 @@ def cmd_train(args) -> int:
 
 # -------------------------------------------------------------------- eval
 def cmd_eval(args) -> int:
-    from bigmodels.checkpoints import CheckpointError, load_checkpoint, model_from_checkpoint
-    from bigmodels.evaluation import evaluate
-    from bigmodels.model_profile import profile_model
+    from bigmodels.models.checkpoints import CheckpointError, load_checkpoint, model_from_checkpoint
+    from bigmodels.analysis.evaluation import evaluate
+    from bigmodels.models.profile import profile_model
     from bigmodels.provenance import provenance
-    from bigmodels.shipped import update_metrics
+    from bigmodels.models.shipped import update_metrics
 
     try:
         payload = load_checkpoint(args.checkpoint)
@@ -157,9 +157,9 @@ def cmd_eval(args) -> int:
 # ------------------------------------------------------------------- bench
 def cmd_bench(args) -> int:
     """Inference cost of each registered architecture (or the shipped weights)."""
-    from bigmodels.evaluation import measure_speed
-    from bigmodels.model_profile import profile_model
-    from bigmodels.registry import create_model, list_models
+    from bigmodels.analysis.evaluation import measure_speed
+    from bigmodels.models.profile import profile_model
+    from bigmodels.models.registry import create_model, list_models
 
     names = args.models or list_models()
     print(f"{'model':<12} {'params':>10} {'MACs/image':>12} {'weights KB':>10} {'ms @ b1':>8} {'img/s @ b256':>13}")
@@ -179,7 +179,7 @@ def cmd_bench(args) -> int:
 
 # -------------------------------------------------------------------- data
 def cmd_data(args) -> int:
-    from bigmodels import data as mnist
+    from bigmodels.data import mnist
 
     if args.action == "download":
         target = Path(args.dir or mnist.DEFAULT_DATA_DIR)
@@ -201,9 +201,9 @@ def cmd_data(args) -> int:
 
 # ------------------------------------------------------------------ worker
 def cmd_worker(args) -> int:
-    """Serve one device: execute the runs queued in the run store (see bigmodels.worker)."""
-    from bigmodels.runs import StoreError
-    from bigmodels.worker import serve_forever
+    """Serve one device: execute the runs queued in the run store (see bigmodels.runs.worker)."""
+    from bigmodels.runs.store import StoreError
+    from bigmodels.runs.worker import serve_forever
 
     try:
         warm = None if args.warm is None else [m for m in args.warm.split(",") if m]
@@ -215,8 +215,8 @@ def cmd_worker(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from bigmodels.registry import list_models
-    from bigmodels.training import OPTIMIZERS, PRECISIONS, SCHEDULES
+    from bigmodels.models.registry import list_models
+    from bigmodels.train.engine import OPTIMIZERS, PRECISIONS, SCHEDULES
 
     parser = argparse.ArgumentParser(prog="python -m bigmodels", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)

@@ -8,7 +8,7 @@ language are merged into one catalogue at load time; a key defined twice is an
 error, because a silent override would make one page's text depend on file
 order.
 
-This module does not import Streamlit: the pages call ``bigmodels.ui.t`` which
+This module does not import Streamlit: the pages call ``bigmodels.app.session.t`` which
 adds the user's language choice from the session.
 """
 from __future__ import annotations

@@ -35,7 +35,7 @@ def now_iso() -> str:
 
 
 def provenance(device: str) -> dict:
-    from bigmodels.devices import describe_device
+    from bigmodels.train.devices import describe_device
 
     return {"device": str(device), "device_name": describe_device(device), "measured_at": now_iso(),
             "git_commit": git_commit(), "versions": software_versions()}

@@ -8,7 +8,7 @@ import streamlit as st
 
 from bigmodels.content import views
 from bigmodels.content.cases import CHALLENGES, MODALITIES, REGIONS, WEIGHTS, default_cases
-from bigmodels.ui import language, t
+from bigmodels.app.session import language, t
 
 lang = language()
 all_cases = list(default_cases())

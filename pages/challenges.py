@@ -1,7 +1,7 @@
 """The four challenges of the large-model era, with evidence and calculators.
 
 A thin view: content and figures come from bigmodels.content, formulas from
-bigmodels.calculators.
+bigmodels.analysis.calculators.
 """
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ from pathlib import Path
 
 import streamlit as st
 
-from bigmodels import calculators as calc
+from bigmodels.analysis import calculators as calc
 from bigmodels.content import views
 from bigmodels.content.cases import default_cases
 from bigmodels.content.challenges import default_challenges
-from bigmodels.ui import language, t
+from bigmodels.app.session import language, t
 
 lang = language()
 content = default_challenges()

@@ -1,20 +1,20 @@
 """Architecture comparison: CNN vs LSTM vs Transformer on measured numbers,
 how each reads a digit, how cost grows with scale, and the article's code fixed.
 
-A thin view: numbers, figures and diagrams come from bigmodels.comparison,
-bigmodels.architecture_diagrams, bigmodels.scaling and bigmodels.article_fixes;
-caching and background work from bigmodels.comparison_ui.
+A thin view: numbers, figures and diagrams come from bigmodels.analysis.comparison,
+bigmodels.figures.architecture, bigmodels.analysis.scaling and bigmodels.analysis.article_fixes;
+caching and background work from bigmodels.app.comparison.
 """
 from __future__ import annotations
 
 import streamlit as st
 
-from bigmodels import architecture_diagrams as diagrams
-from bigmodels import comparison as cmp
-from bigmodels import comparison_ui as ui
-from bigmodels.checkpoints import CheckpointError
-from bigmodels.registry import list_models
-from bigmodels.ui import current_data, language, model_title, t
+from bigmodels.figures import architecture as diagrams
+from bigmodels.analysis import comparison as cmp
+from bigmodels.app import comparison as ui
+from bigmodels.models.checkpoints import CheckpointError
+from bigmodels.models.registry import list_models
+from bigmodels.app.session import current_data, language, model_title, t
 
 lang = language()
 st.title(t("comparison.title"))
@@ -254,7 +254,7 @@ def reading() -> None:
 
 
 def scale() -> None:
-    from bigmodels import scaling
+    from bigmodels.analysis import scaling
 
     st.write(t("comparison.scale.intro"))
     names = list(scaling.KNOBS)
@@ -301,7 +301,7 @@ def scale() -> None:
 
 
 def article() -> None:
-    from bigmodels.article_fixes import FIXES
+    from bigmodels.analysis.article_fixes import FIXES
 
     st.write(t("comparison.article.intro"))
     locations = ui.article_fix_locations()

@@ -1,9 +1,9 @@
 """Home: what bigmodels is, which device and data it runs on, and the shipped models."""
 import streamlit as st
 
-from bigmodels.data import ENV_DATA_DIR, has_mnist
-from bigmodels.shipped import load_metrics
-from bigmodels.ui import current_data, data_dir_choice, device_summary, set_data_dir, t
+from bigmodels.data.mnist import ENV_DATA_DIR, has_mnist
+from bigmodels.models.shipped import load_metrics
+from bigmodels.app.session import current_data, data_dir_choice, device_summary, set_data_dir, t
 
 st.title(t("home.title"))
 st.write(t("home.intro"))

@@ -1,8 +1,8 @@
 """Training launcher: queue runs on the server's warm workers, watch them live,
 compare them, resume them, and hand their weights to the other pages.
 
-A thin view: the run store (bigmodels.runs) is the only state; workers
-(bigmodels.worker) train; figures come from bigmodels.run_charts.
+A thin view: the run store (bigmodels.runs.store) is the only state; workers
+(bigmodels.runs.worker) train; figures come from bigmodels.figures.runs.
 """
 from __future__ import annotations
 
@@ -12,16 +12,16 @@ import os
 
 import streamlit as st
 
-from bigmodels import launcher_ui as lui
-from bigmodels.devices import available_devices
-from bigmodels.registry import get_spec, list_models, make_config
-from bigmodels.run_charts import (
+from bigmodels.app import launcher as lui
+from bigmodels.train.devices import available_devices
+from bigmodels.models.registry import get_spec, list_models, make_config
+from bigmodels.figures.runs import (
     accuracy_figure, comparison_rows, epochs_csv, loss_figure, parallel_coordinates, steps_csv, steps_per_epoch,
 )
-from bigmodels.runs import FINISHED, RESUMABLE, STATUSES, RunStateError, StoreError, finished_run_sources
-from bigmodels.training import OPTIMIZERS, PRECISIONS, SCHEDULES, ConfigError, default_config
-from bigmodels.ui import language, model_title, t
-from bigmodels.worker import reap_orphans
+from bigmodels.runs.store import FINISHED, RESUMABLE, STATUSES, RunStateError, StoreError, finished_run_sources
+from bigmodels.train.engine import OPTIMIZERS, PRECISIONS, SCHEDULES, ConfigError, default_config
+from bigmodels.app.session import language, model_title, t
+from bigmodels.runs.worker import reap_orphans
 
 SELECTED = "launcher_selected"
 WAS_ACTIVE = "launcher_was_active"
@@ -280,7 +280,7 @@ def run_actions(run) -> None:
 
 def workers_panel() -> None:
     """The workers serving this store, and the devices this server has."""
-    from bigmodels.worker import pid_alive
+    from bigmodels.runs.worker import pid_alive
 
     live = [w for w in store.workers() if w["state"] != "gone" and pid_alive(w["pid"])]
     with st.expander(t("launcher.workers.title", n=len(live)), expanded=False):

@@ -6,19 +6,19 @@ import plotly.graph_objects as go
 import streamlit as st
 from streamlit_drawable_canvas import st_canvas
 
-from bigmodels.checkpoints import CheckpointError
-from bigmodels.data import DataError
-from bigmodels.explain import (
+from bigmodels.models.checkpoints import CheckpointError
+from bigmodels.data.mnist import DataError
+from bigmodels.analysis.explain import (
     LATENCY_REPEATS, CNNExplanation, LSTMExplanation, TransformerExplanation, believed_digits, disagree, dissenters,
     read_digit, settled_row,
 )
-from bigmodels.perturbations import MAX_EPSILON, MAX_NOISE, MAX_THICKNESS, Perturbation, apply_shared
-from bigmodels.preprocessing import from_uint8, prepare
-from bigmodels.sandbox_ui import (
+from bigmodels.analysis.perturbations import MAX_EPSILON, MAX_NOISE, MAX_THICKNESS, Perturbation, apply_shared
+from bigmodels.data.digits import from_uint8, prepare
+from bigmodels.app.sandbox import (
     ARCHITECTURES, cached_model, digit_picture, heat_picture, maps_picture, one_thread, sources_by_architecture,
 )
-from bigmodels.ui import current_data, t
-from bigmodels.uploads import MAX_PIXELS, MAX_UPLOAD_BYTES, UploadError, read_image
+from bigmodels.app.session import current_data, t
+from bigmodels.data.uploads import MAX_PIXELS, MAX_UPLOAD_BYTES, UploadError, read_image
 
 CANVAS_SIDE = 280
 ROBUST_DEFAULTS = {"sb_rotation": 0, "sb_shift_x": 0, "sb_shift_y": 0, "sb_thickness": 0,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from bigmodels.data import ENV_DATA_DIR, MNIST, has_mnist, load_folder
+from bigmodels.data.mnist import ENV_DATA_DIR, MNIST, has_mnist, load_folder
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_MNIST = REPO.parent / "shared" / "mnist"

@@ -1,6 +1,6 @@
 import pytest
 
-from bigmodels.devices import describe_device, resolve_device
+from bigmodels.train.devices import describe_device, resolve_device
 
 pytestmark = pytest.mark.browser
 

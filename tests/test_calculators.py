@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from bigmodels import calculators as calc
+from bigmodels.analysis import calculators as calc
 
 
 # --------------------------------------------------------------------------

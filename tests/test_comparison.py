@@ -8,15 +8,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from bigmodels import architecture_diagrams as diagrams
-from bigmodels import comparison as cmp
-from bigmodels.article_fixes import FIXES, REPO_ROOT, fix_locations, locate
-from bigmodels.checkpoints import save_checkpoint
-from bigmodels.data import MNIST
+from bigmodels.figures import architecture as diagrams
+from bigmodels.analysis import comparison as cmp
+from bigmodels.analysis.article_fixes import FIXES, REPO_ROOT, fix_locations, locate
+from bigmodels.models.checkpoints import save_checkpoint
+from bigmodels.data.mnist import MNIST
 from bigmodels.i18n import LANGUAGES, catalogue
-from bigmodels.model_profile import profile_model
-from bigmodels.model_sources import ModelSource
-from bigmodels.registry import create_model
+from bigmodels.models.profile import profile_model
+from bigmodels.models.sources import ModelSource
+from bigmodels.models.registry import create_model
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -204,7 +204,7 @@ def test_remeasure_counts_weights_gradients_and_adam_state(tmp_path):
 
 
 def test_remeasure_refuses_a_bad_checkpoint_before_starting(tmp_path):
-    from bigmodels.checkpoints import CheckpointError
+    from bigmodels.models.checkpoints import CheckpointError
 
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
@@ -248,7 +248,7 @@ def test_what_the_models_compute_on_a_digit(full_mnist):
     assert maps.shape == (6, 28, 28) and (maps >= 0).all()
     beliefs = diagrams.row_beliefs(lstm, image)
     assert beliefs.shape == (28, 10)
-    from bigmodels.data import normalize
+    from bigmodels.data.mnist import normalize
     with torch.no_grad():
         final = torch.softmax(lstm(normalize(image[None])), -1)[0].numpy()
     assert abs(beliefs[-1] - final).max() < 1e-5  # the last row's belief is the model's answer
@@ -267,7 +267,7 @@ def test_what_the_models_compute_on_a_digit(full_mnist):
 
 def test_attention_maps_follow_the_encoder_exactly(full_mnist):
     """Running the layers one by one (as attention_maps does) must give the encoder's own output."""
-    from bigmodels.data import normalize
+    from bigmodels.data.mnist import normalize
 
     vit = create_model("transformer").eval()
     x = vit.tokens(normalize(full_mnist.test_images[:1]))
@@ -332,8 +332,8 @@ def run_page(section=None, timeout=300):
 
 def test_page_reports_a_failed_measurement_and_stops_waiting(page_env, monkeypatch):
     """When measuring fails, the page says so once and does not retry in a loop."""
-    from bigmodels import comparison_ui
-    from bigmodels.shipped import available
+    from bigmodels.app import comparison as comparison_ui
+    from bigmodels.models.shipped import available
 
     if not available():
         pytest.fail("the shipped weights are missing")
@@ -369,7 +369,7 @@ def test_sections_open_by_link_and_the_link_follows_the_choice(page_env):
     assert not at.exception, [e.message for e in at.exception]
     assert at.title[0].value.startswith("Architecture comparison")
     assert len(at.code) == 2 * len(FIXES)
-    assert any("bigmodels/models.py:" in c.value for c in at.caption)
+    assert any("bigmodels/models/nets.py:" in c.value for c in at.caption)
     at.radio(key="comparison_section").set_value("reading").run()
     assert not at.exception, [e.message for e in at.exception]
     assert at.query_params["section"] == ["reading"] or at.query_params["section"] == "reading"

@@ -5,8 +5,8 @@ import time
 
 import pytest
 
-from bigmodels.registry import get_spec
-from bigmodels.shipped import available
+from bigmodels.models.registry import get_spec
+from bigmodels.models.shipped import available
 
 pytestmark = pytest.mark.browser
 
@@ -107,7 +107,7 @@ def test_scale_explorer_measures_the_article_transformer(app_page):
 def test_article_fixes_show_code_with_line_numbers(app_page):
     page = open_section(app_page, "article", '[data-testid="stCode"]', 10)
     text = page.locator('[data-testid="stMain"]').inner_text()
-    assert "bigmodels/models.py:" in text
+    assert "bigmodels/models/nets.py:" in text
     assert "has no attribute 'PositionalEncoding'" in text
     assert "400x120" in text
     assert page.locator('[data-testid="stCode"]').count() == 10

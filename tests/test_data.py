@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from bigmodels import data as mnist
-from bigmodels.data import DataError, DeviceMNIST, load_mnist, normalize, read_idx
+from bigmodels.data import mnist
+from bigmodels.data.mnist import DataError, DeviceMNIST, load_mnist, normalize, read_idx
 
 
 def write_idx(path, array: np.ndarray, compress: bool):

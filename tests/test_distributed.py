@@ -3,11 +3,11 @@ two-process gloo run on the CPU that trains and records one run."""
 import pytest
 import torch
 
-from bigmodels.checkpoints import load_checkpoint, model_from_checkpoint
-from bigmodels.distributed import backend_for, launch_command, shard_batches, steps_per_epoch
-from bigmodels.runs import RunStore
-from bigmodels.training import default_config
-from bigmodels.worker import Worker
+from bigmodels.models.checkpoints import load_checkpoint, model_from_checkpoint
+from bigmodels.train.distributed import backend_for, launch_command, shard_batches, steps_per_epoch
+from bigmodels.runs.store import RunStore
+from bigmodels.train.engine import default_config
+from bigmodels.runs.worker import Worker
 from tests.test_worker import write_mnist_folder
 
 cuda = pytest.mark.cuda
@@ -38,7 +38,7 @@ def test_launch_lines():
 
 
 def test_the_entry_point_refuses_to_run_outside_torchrun(capsys):
-    from bigmodels.distributed import main
+    from bigmodels.train.distributed import main
 
     with pytest.raises(SystemExit):
         main(["--run-id", "x"])

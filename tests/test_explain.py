@@ -2,16 +2,16 @@ import pytest
 import torch
 from torch import nn
 
-from bigmodels.checkpoints import model_from_checkpoint
-from bigmodels.explain import (
+from bigmodels.models.checkpoints import model_from_checkpoint
+from bigmodels.analysis.explain import (
     Answer, CNNExplanation, LSTMExplanation, TransformerExplanation, _encoder_layer_with_weights,
     _feature_to_input_map, answer, believed_digits, disagree, dissenters, explain, explain_cnn, explain_lstm, read_digit, rollout,
     settled_row, transformer_attention,
 )
-from bigmodels.models import IMAGE_SIZE
-from bigmodels.preprocessing import from_uint8, to_model_input
-from bigmodels.registry import create_model
-from bigmodels.shipped import weights_path
+from bigmodels.models.nets import IMAGE_SIZE
+from bigmodels.data.digits import from_uint8, to_model_input
+from bigmodels.models.registry import create_model
+from bigmodels.models.shipped import weights_path
 
 
 @pytest.fixture(autouse=True)

@@ -51,8 +51,8 @@ def test_duplicate_keys_across_files_are_an_error(tmp_path, monkeypatch):
 
 
 def test_every_registered_model_has_a_title_and_source_labels_in_each_language():
-    from bigmodels.model_sources import model_title, run_source, shipped_source
-    from bigmodels.registry import list_models
+    from bigmodels.models.sources import model_title, run_source, shipped_source
+    from bigmodels.models.registry import list_models
 
     for lang in LANGUAGES:
         titles = {name: model_title(name, lang) for name in list_models()}

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from bigmodels.i18n import translate
-from bigmodels.runs import RunStore
+from bigmodels.runs.store import RunStore
 from tests.test_sandbox_browser import TIMEOUT, stroke, wait_for_predictions
 
 pytestmark = pytest.mark.browser

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from bigmodels.runs import RunStore, finished_run_sources
+from bigmodels.runs.store import RunStore, finished_run_sources
 
 pytestmark = pytest.mark.browser
 STEP = re.compile(r"Step \d+ of \d+")  # the live view's progress line

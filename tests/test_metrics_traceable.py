@@ -5,13 +5,13 @@ a shared machine."""
 import pytest
 import torch
 
-from bigmodels import comparison as cmp
-from bigmodels.checkpoints import load_checkpoint, model_from_checkpoint
-from bigmodels.evaluation import evaluate, measure_speed
-from bigmodels.model_profile import profile_model
-from bigmodels.model_sources import shipped_sources
-from bigmodels.registry import list_models
-from bigmodels.shipped import load_metrics, weights_path
+from bigmodels.analysis import comparison as cmp
+from bigmodels.models.checkpoints import load_checkpoint, model_from_checkpoint
+from bigmodels.analysis.evaluation import evaluate, measure_speed
+from bigmodels.models.profile import profile_model
+from bigmodels.models.sources import shipped_sources
+from bigmodels.models.registry import list_models
+from bigmodels.models.shipped import load_metrics, weights_path
 
 # A shared 2-core CPU: timings of the same model vary several-fold with load,
 # so a recorded timing must only be the same order of magnitude as a fresh one.

@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from bigmodels.model_profile import profile_model, training_memory_bytes
-from bigmodels.models import CNNConfig, LeNet5
-from bigmodels.registry import create_model, get_spec, list_models, make_config
+from bigmodels.models.profile import profile_model, training_memory_bytes
+from bigmodels.models.nets import CNNConfig, LeNet5
+from bigmodels.models.registry import create_model, get_spec, list_models, make_config
 
 
 def test_registry_lists_the_three_architectures():

@@ -86,7 +86,7 @@ def test_challenges_calculator_recomputes():
 def test_every_catalogue_key_the_pages_use_exists():
     import re
 
-    from bigmodels import calculators
+    from bigmodels.analysis import calculators
     from bigmodels.content import views
     from bigmodels.i18n import catalogue
 

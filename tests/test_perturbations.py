@@ -2,13 +2,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bigmodels.checkpoints import model_from_checkpoint
-from bigmodels.perturbations import (
+from bigmodels.models.checkpoints import model_from_checkpoint
+from bigmodels.analysis.perturbations import (
     Perturbation, apply_shared, fgsm, gaussian_noise, rotate, shift, thickness,
 )
-from bigmodels.preprocessing import centre_of_mass, from_uint8, to_model_input
-from bigmodels.registry import create_model
-from bigmodels.shipped import weights_path
+from bigmodels.data.digits import centre_of_mass, from_uint8, to_model_input
+from bigmodels.models.registry import create_model
+from bigmodels.models.shipped import weights_path
 
 
 @pytest.fixture(autouse=True)

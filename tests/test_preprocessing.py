@@ -3,12 +3,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bigmodels.models import IMAGE_SIZE
-from bigmodels.preprocessing import (
+from bigmodels.models.nets import IMAGE_SIZE
+from bigmodels.data.digits import (
     DIGIT_BOX, MNIST_CENTRE, centre_of_mass, from_uint8, ink_map, mnist_style, naive_resize, prepare,
     to_model_input, to_uint8,
 )
-from bigmodels.data import normalize
+from bigmodels.data.mnist import normalize
 
 
 # ----------------------------------------------------------------- rendering
@@ -196,8 +196,8 @@ def canvas_digits(full_mnist):
 
 @pytest.mark.parametrize("name", ["cnn", "lstm", "transformer"])
 def test_shipped_models_keep_97_percent_on_canvas_drawn_digits(canvas_digits, name):
-    from bigmodels.checkpoints import model_from_checkpoint
-    from bigmodels.shipped import weights_path
+    from bigmodels.models.checkpoints import model_from_checkpoint
+    from bigmodels.models.shipped import weights_path
 
     if not weights_path(name).is_file():
         pytest.fail(f"the shipped {name} weights are missing ({weights_path(name)})")

@@ -10,17 +10,17 @@ import time
 import pytest
 import torch
 
-from bigmodels.checkpoints import save_checkpoint
-from bigmodels.launcher_ui import checkpoint_problem, format_duration, parse_form
-from bigmodels.model_sources import list_sources
-from bigmodels.registry import create_model
-from bigmodels.run_charts import (
+from bigmodels.models.checkpoints import save_checkpoint
+from bigmodels.app.launcher import checkpoint_problem, format_duration, parse_form
+from bigmodels.models.sources import list_sources
+from bigmodels.models.registry import create_model
+from bigmodels.figures.runs import (
     accuracy_figure, comparison_rows, epochs_csv, loss_figure, parallel_coordinates, smooth, steps_csv, thin,
 )
-from bigmodels.runs import (
+from bigmodels.runs.store import (
     EventRecorder, RunStateError, RunStore, StopWatch, StoreError, finished_run_sources, run_history,
 )
-from bigmodels.training import ConfigError, TrainEvent, default_config
+from bigmodels.train.engine import ConfigError, TrainEvent, default_config
 
 RECORD_KEYS = {"epoch", "train_loss", "test_loss", "test_accuracy", "samples_per_second", "lr", "elapsed",
                "memory_bytes"}
@@ -301,7 +301,7 @@ def test_finished_runs_become_model_sources(store, monkeypatch):
     assert "97.00%" in source.label and source.checkpoint == store.checkpoint_path(good.id)
     monkeypatch.setenv("BIGMODELS_HOME", str(store.home))
     assert f"run:{good.id}" in [s.id for s in list_sources()]
-    from bigmodels.model_sources import load_model
+    from bigmodels.models.sources import load_model
 
     assert not load_model(source).training
 

@@ -18,8 +18,8 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from bigmodels.i18n import LANGUAGES, catalogue, translate
-from bigmodels.sandbox_ui import ARCHITECTURES
-from bigmodels.shipped import weights_path
+from bigmodels.app.sandbox import ARCHITECTURES
+from bigmodels.models.shipped import weights_path
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = ROOT / "pages" / "sandbox.py"
@@ -44,7 +44,7 @@ def test_every_catalogue_key_the_page_uses_exists():
 
 # ------------------------------------------------------------ page support
 def test_pictures_keep_model_pixels_as_squares_and_heat_in_colour():
-    from bigmodels.sandbox_ui import HEAT, digit_picture, heat_picture, maps_picture
+    from bigmodels.app.sandbox import HEAT, digit_picture, heat_picture, maps_picture
 
     pixels = torch.zeros(28, 28)
     pixels[3, 5] = 1.0
@@ -63,8 +63,8 @@ def test_pictures_keep_model_pixels_as_squares_and_heat_in_colour():
 
 
 def test_sources_are_grouped_per_architecture(tmp_path):
-    from bigmodels.model_sources import ModelSource
-    from bigmodels.sandbox_ui import sources_by_architecture
+    from bigmodels.models.sources import ModelSource
+    from bigmodels.app.sandbox import sources_by_architecture
 
     sources = [ModelSource("shipped:cnn", "cnn", "CNN", tmp_path / "a.pt", "shipped"),
                ModelSource("run:1", "transformer", "run 1", tmp_path / "b.pt", "run"),
@@ -152,8 +152,8 @@ def test_geometric_disturbances_show_the_disturbed_digit():
 
 
 def test_an_unreadable_checkpoint_is_a_message_not_a_crash(tmp_path, monkeypatch):
-    import bigmodels.sandbox_ui as sandbox_ui
-    from bigmodels.model_sources import ModelSource
+    import bigmodels.app.sandbox as sandbox_ui
+    from bigmodels.models.sources import ModelSource
 
     broken = tmp_path / "broken.pt"
     broken.write_bytes(b"not a checkpoint")

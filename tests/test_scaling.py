@@ -3,9 +3,9 @@ import dataclasses
 import pytest
 import torch
 
-from bigmodels import scaling
-from bigmodels.model_profile import profile_model, training_memory_bytes
-from bigmodels.registry import create_model, make_config
+from bigmodels.analysis import scaling
+from bigmodels.models.profile import profile_model, training_memory_bytes
+from bigmodels.models.registry import create_model, make_config
 
 SMALL = [("cnn", 3, 1), ("cnn", 12, 3), ("lstm", 16, 1), ("lstm", 64, 3), ("transformer", 64, 1),
          ("transformer", 128, 2)]

@@ -11,11 +11,11 @@ import pytest
 import torch
 from PIL import Image
 
-from bigmodels.checkpoints import CheckpointError, load_checkpoint, model_from_checkpoint
-from bigmodels.runs import InvalidRunId, RunStore, check_run_id
-from bigmodels.shipped import weights_path
-from bigmodels.training import default_config
-from bigmodels.uploads import MAX_UPLOAD_BYTES, UploadError, read_image
+from bigmodels.models.checkpoints import CheckpointError, load_checkpoint, model_from_checkpoint
+from bigmodels.runs.store import InvalidRunId, RunStore, check_run_id
+from bigmodels.models.shipped import weights_path
+from bigmodels.train.engine import default_config
+from bigmodels.data.uploads import MAX_UPLOAD_BYTES, UploadError, read_image
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -16,9 +16,9 @@ import string
 import pytest
 
 from benchmarks.streamlit_client import StreamlitSession
-from bigmodels.data import ENV_DATA_DIR
+from bigmodels.data.mnist import ENV_DATA_DIR
 from bigmodels.i18n import translate
-from bigmodels.sandbox_ui import ARCHITECTURES
+from bigmodels.app.sandbox import ARCHITECTURES
 from tests.browser import StreamlitServer
 from tests.conftest import mnist_dir
 

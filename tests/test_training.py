@@ -3,12 +3,12 @@ import argparse
 import pytest
 import torch
 
-from bigmodels.checkpoints import CheckpointError, load_checkpoint, model_from_checkpoint, save_checkpoint
-from bigmodels.data import DeviceMNIST
-from bigmodels.evaluation import evaluate
-from bigmodels.registry import create_model
-from bigmodels.training import ConfigError, TrainConfig, default_config, train
-from bigmodels.training import measure_test_split as measure_split
+from bigmodels.models.checkpoints import CheckpointError, load_checkpoint, model_from_checkpoint, save_checkpoint
+from bigmodels.data.mnist import DeviceMNIST
+from bigmodels.analysis.evaluation import evaluate
+from bigmodels.models.registry import create_model
+from bigmodels.train.engine import ConfigError, TrainConfig, default_config, train
+from bigmodels.train.engine import measure_test_split as measure_split
 
 
 def quick(model="cnn", **changes):
@@ -124,7 +124,7 @@ def test_config_collects_every_problem_and_hash_is_stable():
 
 def test_nan_loss_fails_with_a_reason(small_mnist, monkeypatch):
     """A diverging run stops at the first non-finite loss instead of training on garbage."""
-    import bigmodels.training as engine
+    import bigmodels.train.engine as engine
 
     calls = []
     real = engine.F.cross_entropy

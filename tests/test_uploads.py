@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bigmodels.preprocessing import mnist_style
-from bigmodels.uploads import MAX_PIXELS, MAX_UPLOAD_BYTES, WORKING_SIDE, UploadError, read_image
+from bigmodels.data.digits import mnist_style
+from bigmodels.data.uploads import MAX_PIXELS, MAX_UPLOAD_BYTES, WORKING_SIDE, UploadError, read_image
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -12,10 +12,10 @@ import time
 import pytest
 import torch
 
-from bigmodels.checkpoints import load_checkpoint
-from bigmodels.runs import RunStore
-from bigmodels.training import default_config, train
-from bigmodels.worker import (
+from bigmodels.models.checkpoints import load_checkpoint
+from bigmodels.runs.store import RunStore
+from bigmodels.train.engine import default_config, train
+from bigmodels.runs.worker import (
     FileLock, Worker, busy_lock, pid_alive, reap_orphans, worker_alive, worker_command, worker_lock,
 )
 from tests.conftest import REPO
@@ -82,7 +82,7 @@ def in_background(worker):
 
 # ---------------------------------------------------------------- failures
 def test_failures_are_recorded_and_the_worker_keeps_serving(store, small_mnist, monkeypatch):
-    import bigmodels.training as training
+    import bigmodels.train.engine as training
 
     nan_run = store.submit(default_config(
         "transformer", model_overrides={"patch_size": 7, "dim": 32, "depth": 1, "heads": 2}, optimizer="sgd",
@@ -196,7 +196,7 @@ def test_reaping_marks_runs_of_dead_workers_only(store):
 
 # ------------------------------------------------------------------- locks
 def test_one_worker_per_device(store, monkeypatch):
-    import bigmodels.worker as worker_module
+    import bigmodels.runs.worker as worker_module
 
     monkeypatch.setattr(worker_module, "LOCK_WAIT_SECONDS", 0.2)
     first = worker_lock(store, "cpu")
@@ -233,8 +233,8 @@ def test_file_lock_is_released_when_the_holder_dies(tmp_path, processes):
 
 
 def test_the_app_starts_one_worker_however_many_sessions_ask(store, monkeypatch):
-    import bigmodels.launcher_ui as lui
-    import bigmodels.worker as worker_module
+    import bigmodels.app.launcher as lui
+    import bigmodels.runs.worker as worker_module
 
     started = []
 

@@ -12,7 +12,7 @@ from typing import Iterable, Sequence
 
 import plotly.graph_objects as go
 
-from bigmodels.calculators import format_flops
+from bigmodels.analysis.calculators import format_flops
 from bigmodels.i18n import translate
 from bigmodels.content.cases import CHALLENGES, COUNTRIES, MODALITIES, REGIONS, WEIGHTS, Case
 from bigmodels.content.challenges import Dataset

@@ -2,7 +2,7 @@
 form parsing and formatting helpers.
 
 Kept apart from ``pages/launcher.py`` so the page stays a view, and apart from
-``bigmodels.ui`` (shared by every page). The pure helpers here (``parse_form``,
+``bigmodels.app.session`` (shared by every page). The pure helpers here (``parse_form``,
 ``format_duration``...) do not touch Streamlit's session and are tested as
 plain functions.
 """
@@ -20,8 +20,8 @@ from typing import Any
 import streamlit as st
 
 from bigmodels.access import AccessPolicy, load_policy
-from bigmodels.runs import RunStore, StoreError, home_dir
-from bigmodels.training import ConfigError, TrainConfig
+from bigmodels.runs.store import RunStore, StoreError, home_dir
+from bigmodels.train.engine import ConfigError, TrainConfig
 
 _TOKEN_KEY = "launcher_operator_token"
 ENV_WORKER_THREADS = "BIGMODELS_WORKER_THREADS"  # CPU threads for the worker the app starts (default: PyTorch's)
@@ -45,7 +45,7 @@ def _workers(home: str) -> _Workers:
 def ensure_worker(store: RunStore, device: str) -> str:
     """Start a worker for ``device`` unless one serves it already (ours, or one an
     operator runs by hand). Returns "running", "starting" or "started"."""
-    from bigmodels.worker import start_worker, worker_alive
+    from bigmodels.runs.worker import start_worker, worker_alive
 
     registry = _workers(str(store.home.resolve()))
     with registry.lock:  # two sessions launching at once start one worker, not two
@@ -62,7 +62,7 @@ def ensure_worker(store: RunStore, device: str) -> str:
 
 def serve_queued(store: RunStore) -> None:
     """After a restart of the app, queued runs for this machine's devices need a worker."""
-    from bigmodels.devices import available_devices
+    from bigmodels.train.devices import available_devices
 
     local = set(available_devices())
     for target in {r.target for r in store.list_runs(statuses=["queued"])}:
@@ -189,7 +189,7 @@ STATUS_EMOJI = {"queued": "⏳", "running": "🏃", "succeeded": "✅", "failed"
 # ------------------------------------------------------- checkpoint check
 @st.cache_data(show_spinner=False, max_entries=64)
 def _checkpoint_problem(path: str, mtime_ns: int, size: int) -> str | None:
-    from bigmodels.checkpoints import CheckpointError, load_checkpoint
+    from bigmodels.models.checkpoints import CheckpointError, load_checkpoint
 
     try:
         load_checkpoint(path)

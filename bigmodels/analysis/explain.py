@@ -14,7 +14,7 @@ One explanation per architecture, each the natural one for how it reads:
   ``transformer_attention`` also returns the logits so a test can prove the
   recomputation is the model's own forward pass.
 
-Inputs are pixels: float (28, 28) in [0, 1] (see ``bigmodels.preprocessing``).
+Inputs are pixels: float (28, 28) in [0, 1] (see ``bigmodels.data.digits``).
 """
 from __future__ import annotations
 
@@ -26,9 +26,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bigmodels.models import IMAGE_SIZE, LeNet5, RowLSTM, VisionTransformer
-from bigmodels.perturbations import fgsm
-from bigmodels.preprocessing import to_model_input
+from bigmodels.models.nets import IMAGE_SIZE, LeNet5, RowLSTM, VisionTransformer
+from bigmodels.analysis.perturbations import fgsm
+from bigmodels.data.digits import to_model_input
 
 
 # ----------------------------------------------------------------- the answer

@@ -74,7 +74,7 @@ _DATA_DIR_KEY = "data_dir"
 
 @st.cache_resource(show_spinner=False)
 def _load_data_cached(data_dir: str | None):
-    from bigmodels.data import load_mnist
+    from bigmodels.data.mnist import load_mnist
 
     return load_mnist(data_dir)
 
@@ -93,7 +93,7 @@ def current_data():
 
     Returns (data, error): a folder that fails to load gives its message and the
     default source instead, so one bad setting never breaks a page."""
-    from bigmodels.data import DataError
+    from bigmodels.data.mnist import DataError
 
     try:
         return _load_data_cached(data_dir_choice()), None
@@ -104,7 +104,7 @@ def current_data():
 @st.cache_resource(show_spinner=False)
 def device_summary() -> tuple[str, str]:
     """(device id, human description) of the best device on this server."""
-    from bigmodels.devices import describe_device, resolve_device
+    from bigmodels.train.devices import describe_device, resolve_device
 
     device = resolve_device("auto")
     return str(device), describe_device(device)

@@ -6,7 +6,7 @@ in each: NCCL between GPUs, gloo between CPU processes. Every process holds the
 same model; each step, every process takes its own slice of the global batch,
 and DDP averages the gradients so the replicas stay identical.
 
-What is the same as the one-process engine (``bigmodels.training``): the
+What is the same as the one-process engine (``bigmodels.train.engine``): the
 optimizer, schedule, precision, seed, checkpoint format (so the sandbox loads a
 DDP run like any other) and the per-epoch records. What differs, on purpose:
 ``batch_size`` is per process, so one optimizer step sees ``batch_size x
@@ -19,10 +19,10 @@ group, so on several nodes only the head node needs the store.
 Entry points:
 
     # what a worker runs for a queued run
-    python -m torch.distributed.run --standalone --nproc-per-node 2 -m bigmodels.distributed --run-id ID
+    python -m torch.distributed.run --standalone --nproc-per-node 2 -m bigmodels.train.distributed --run-id ID
     # a run started by hand on several nodes (the same command on every node)
     torchrun --nnodes 2 --nproc-per-node 8 --rdzv-backend c10d --rdzv-endpoint head:29500 \\
-        -m bigmodels.distributed --config '{"model": "transformer", "epochs": 10}'
+        -m bigmodels.train.distributed --config '{"model": "transformer", "epochs": 10}'
 """
 from __future__ import annotations
 
@@ -43,11 +43,11 @@ import torch.distributed as dist
 from torch.nn import functional as F
 from torch.nn.parallel import DistributedDataParallel
 
-from bigmodels.checkpoints import load_checkpoint, save_checkpoint
-from bigmodels.data import MNIST, DeviceMNIST, normalize
-from bigmodels.devices import memory_in_use
-from bigmodels.registry import create_model
-from bigmodels.training import (
+from bigmodels.models.checkpoints import load_checkpoint, save_checkpoint
+from bigmodels.data.mnist import MNIST, DeviceMNIST, normalize
+from bigmodels.train.devices import memory_in_use
+from bigmodels.models.registry import create_model
+from bigmodels.train.engine import (
     TrainConfig, TrainEvent, TrainResult, _build_optimizer, _build_schedule, autocast_context, optimizer_step,
 )
 
@@ -86,7 +86,7 @@ def launch_command(run_id: str, home: str | os.PathLike, world_size: int, backen
         if not rdzv_endpoint:
             raise ValueError("several nodes need a rendezvous endpoint (host:port of the head node)")
         cmd += [f"--nnodes={nnodes}", "--rdzv-backend=c10d", f"--rdzv-endpoint={rdzv_endpoint}"]
-    cmd += ["-m", "bigmodels.distributed", "--home", str(home), "--run-id", run_id, "--backend", backend]
+    cmd += ["-m", "bigmodels.train.distributed", "--home", str(home), "--run-id", run_id, "--backend", backend]
     if data_dir:
         cmd += ["--data-dir", str(data_dir)]
     return cmd
@@ -257,7 +257,7 @@ def _share(obj: Any, device: torch.device) -> Any:
 
 def _rank0_setup(args) -> dict[str, Any]:
     """Open the store, find or create the run, load a checkpoint to resume from."""
-    from bigmodels.runs import RunStore
+    from bigmodels.runs.store import RunStore
 
     store = RunStore(args.home)
     if args.run_id:
@@ -286,7 +286,7 @@ def _rank0_setup(args) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bigmodels.distributed", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m bigmodels.train.distributed", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--run-id", help="a run in the store (queued, or claimed by the worker that launched this)")
@@ -298,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parent-pid", type=int, help="stop when this process (the worker) has gone")
     args = parser.parse_args(argv)
     if "RANK" not in os.environ:
-        parser.error("run me under torchrun (python -m torch.distributed.run ... -m bigmodels.distributed)")
+        parser.error("run me under torchrun (python -m torch.distributed.run ... -m bigmodels.train.distributed)")
 
     signal.signal(signal.SIGTERM, _on_sigterm)
     backend = args.backend or ("nccl" if torch.cuda.is_available() else "gloo")
@@ -326,8 +326,8 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         config = TrainConfig.from_dict(setup["config"])
 
-        from bigmodels.data import load_mnist
-        from bigmodels.runs import EventRecorder, RunStore, StopWatch
+        from bigmodels.data.mnist import load_mnist
+        from bigmodels.runs.store import EventRecorder, RunStore, StopWatch
 
         data = load_mnist(args.data_dir)
         should_stop = None
@@ -339,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
                                  f"{dist.get_world_size()} processes, {backend}", data.describe(),
                                  software_versions(), git_commit(), setup["checkpoint"])
             recorder = EventRecorder(store, setup["run_id"], config.batch_size * dist.get_world_size())
-            from bigmodels.worker import pid_alive
+            from bigmodels.runs.worker import pid_alive
 
             parent_gone = (lambda: not pid_alive(args.parent_pid)) if args.parent_pid else (lambda: False)
             should_stop = StopWatch(store, setup["run_id"], also=lambda: _terminate_requested or parent_gone())

@@ -10,9 +10,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bigmodels.checkpoints import CheckpointError, atomic_write_bytes
+from bigmodels.models.checkpoints import CheckpointError, atomic_write_bytes
 
-WEIGHTS_DIR = Path(__file__).parent / "weights"
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 METRICS_PATH = WEIGHTS_DIR / "metrics.json"
 
 
@@ -21,7 +21,7 @@ def weights_path(model: str) -> Path:
 
 
 def available() -> list[str]:
-    from bigmodels.registry import list_models
+    from bigmodels.models.registry import list_models
 
     return [m for m in list_models() if weights_path(m).is_file()]
 

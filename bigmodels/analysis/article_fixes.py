@@ -19,11 +19,11 @@ from typing import Callable
 import torch
 from torch import nn
 
-from bigmodels import models
-from bigmodels.models import LeNet5, RowLSTM, VisionTransformer
-from bigmodels.registry import create_model
+from bigmodels.models import nets as models
+from bigmodels.models.nets import LeNet5, RowLSTM, VisionTransformer
+from bigmodels.models.registry import create_model
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 @dataclass(frozen=True)
@@ -98,7 +98,7 @@ def _check_imports() -> Outcome:
     except NameError as exc:
         article = _error(exc)
     model = create_model("cnn")
-    ours = f"bigmodels.models: LeNet5() -> {sum(p.numel() for p in model.parameters()):,} parameters"
+    ours = f"bigmodels.models.nets: LeNet5() -> {sum(p.numel() for p in model.parameters()):,} parameters"
     return Outcome(article, ours)
 
 

@@ -1,6 +1,6 @@
 """Page support for the sandbox: models loaded once per server, and the pictures.
 
-Kept out of ``bigmodels.ui`` (the lead's) so the sandbox owns its caching. The
+Kept out of ``bigmodels.app.session`` (the lead's) so the sandbox owns its caching. The
 picture helpers are pure numpy and tested without Streamlit.
 """
 from __future__ import annotations
@@ -13,9 +13,9 @@ import torch
 from plotly.colors import hex_to_rgb, sequential
 from torch import nn
 
-from bigmodels.checkpoints import model_from_checkpoint
-from bigmodels.model_sources import ModelSource, list_sources
-from bigmodels.ui import language
+from bigmodels.models.checkpoints import model_from_checkpoint
+from bigmodels.models.sources import ModelSource, list_sources
+from bigmodels.app.session import language
 
 ARCHITECTURES = ("cnn", "lstm", "transformer")  # the three columns, left to right
 SCALE = 6  # a 28x28 digit is shown 168 px wide: big enough to see pixels, small enough for three

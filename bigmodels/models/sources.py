@@ -10,9 +10,9 @@ from pathlib import Path
 
 from torch import nn
 
-from bigmodels.checkpoints import model_from_checkpoint
+from bigmodels.models.checkpoints import model_from_checkpoint
 from bigmodels.i18n import DEFAULT_LANGUAGE, translate
-from bigmodels.shipped import available, weights_path
+from bigmodels.models.shipped import available, weights_path
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ def list_sources(lang: str = DEFAULT_LANGUAGE) -> list[ModelSource]:
     """Every model a page can load, labelled in ``lang``: shipped weights first, then finished runs."""
     sources = shipped_sources(lang)
     try:
-        from bigmodels.runs import finished_run_sources  # the launcher's run store (issue 3)
+        from bigmodels.runs.store import finished_run_sources  # the launcher's run store (issue 3)
     except ImportError:
         return sources
     return sources + finished_run_sources(lang=lang)

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from bigmodels.registry import model_from_config
+from bigmodels.models.registry import model_from_config
 
 FORMAT = "bigmodels-checkpoint-v1"
 

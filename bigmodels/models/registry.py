@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 from torch import nn
 
-from bigmodels.models import (
+from bigmodels.models.nets import (
     CNNConfig, LeNet5, LSTMConfig, RowLSTM, TransformerConfig, VisionTransformer, init_weights_,
 )
 

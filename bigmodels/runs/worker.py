@@ -4,7 +4,7 @@
 *warm session* on it -- the device initialised, MNIST resident in its memory,
 each architecture's kernels run once -- so a run submitted to an idle worker
 starts training within a fraction of a second. Runs come from the run store
-(``bigmodels.runs``); metrics, logs and the final status go back there.
+(``bigmodels.runs.store``); metrics, logs and the final status go back there.
 
 One device, one worker, one job at a time. Two lock files per device, under
 ``<home>/locks``, enforce it across processes:
@@ -36,8 +36,9 @@ from pathlib import Path
 
 import torch
 
-from bigmodels.data import MNIST, DeviceMNIST, load_mnist
-from bigmodels.runs import EventRecorder, Run, RunStore, StopWatch, device_key
+from bigmodels.data.mnist import MNIST, DeviceMNIST, load_mnist
+from bigmodels.child_process import child_env
+from bigmodels.runs.store import EventRecorder, Run, RunStore, StopWatch, device_key
 
 POLL_SECONDS = 0.1  # how often an idle worker looks for a queued run
 HEARTBEAT_SECONDS = 2.0
@@ -153,9 +154,9 @@ class DeviceSession:
 
     def __init__(self, device: str, data: MNIST | None = None, data_dir: str | None = None,
                  warm_models: list[str] | None = None):
-        from bigmodels.devices import describe_device, resolve_device
+        from bigmodels.train.devices import describe_device, resolve_device
         from bigmodels.provenance import git_commit, software_versions
-        from bigmodels.registry import get_spec, list_models
+        from bigmodels.models.registry import get_spec, list_models
 
         self.device = resolve_device(device)
         self.mnist = data if data is not None else load_mnist(data_dir)
@@ -170,8 +171,8 @@ class DeviceSession:
     def _warm_up(self) -> float:
         """One forward and backward pass of each architecture, so the first real step
         does not pay for kernel selection, allocator growth and lazy imports."""
-        from bigmodels.data import normalize
-        from bigmodels.registry import create_model
+        from bigmodels.data.mnist import normalize
+        from bigmodels.models.registry import create_model
 
         start = time.perf_counter()
         batch = normalize(self.full.test_x[:64])
@@ -218,7 +219,7 @@ def _describe_failure(exc: BaseException) -> str:
                 f"bf16")
     if isinstance(exc, FloatingPointError):
         return f"numerical failure: {exc}"
-    from bigmodels.training import ConfigError
+    from bigmodels.train.engine import ConfigError
 
     if isinstance(exc, ConfigError):
         return "invalid configuration: " + "; ".join(exc.errors)
@@ -231,7 +232,7 @@ class Worker:
     def __init__(self, home: str | os.PathLike | None = None, device: str = "cpu", data: MNIST | None = None,
                  data_dir: str | None = None, parent_pid: int | None = None, idle_exit: float | None = None,
                  max_runs: int | None = None, poll: float = POLL_SECONDS, warm_models: list[str] | None = None):
-        from bigmodels.devices import resolve_device
+        from bigmodels.train.devices import resolve_device
 
         self.store = RunStore(home)
         resolved = resolve_device(device)
@@ -355,8 +356,8 @@ class Worker:
         return status
 
     def _execute_local(self, run: Run) -> str:
-        from bigmodels.devices import resolve_device
-        from bigmodels.training import train
+        from bigmodels.train.devices import resolve_device
+        from bigmodels.train.engine import train
 
         checkpoint = self.store.checkpoint_path(run.id)
         session = self.session
@@ -388,7 +389,7 @@ class Worker:
         return "interrupted"
 
     def _execute_distributed(self, run: Run) -> str:
-        from bigmodels.distributed import backend_for, launch_command
+        from bigmodels.train.distributed import backend_for, launch_command
 
         backend = backend_for("cuda" if run.target.startswith("cuda") else "cpu")
         data_dir = self.data_dir or os.environ.get("BIGMODELS_DATA_DIR")
@@ -399,7 +400,7 @@ class Worker:
                                f"output in {log_path}")
         with open(log_path, "ab") as log:
             proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
-                                    env={**_child_env(), "BIGMODELS_HOME": str(self.store.home)})
+                                    env={**child_env(), "BIGMODELS_HOME": str(self.store.home)})
             stop_sent = False
             while proc.poll() is None:
                 if self.should_exit() and not stop_sent:
@@ -416,16 +417,6 @@ class Worker:
 
 
 # --------------------------------------------------------------- start it
-def _child_env() -> dict[str, str]:
-    """This environment, with this package importable whatever the child's cwd, and
-    OpenMP told to sleep rather than spin while it waits: on a machine shared with
-    other busy processes, spinning threads made a CPU training step 30x slower
-    (an LSTM step took 17 s instead of 0.5 s here). An operator's own setting wins."""
-    package_root = str(Path(__file__).resolve().parent.parent)
-    paths = [package_root, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
-    return {"OMP_WAIT_POLICY": "PASSIVE", **os.environ, "PYTHONPATH": os.pathsep.join(dict.fromkeys(paths))}
-
-
 def worker_command(home: str | os.PathLike, device: str, data_dir: str | None = None,
                    parent_pid: int | None = None, threads: int | None = None,
                    warm_models: list[str] | None = None) -> list[str]:
@@ -450,7 +441,7 @@ def start_worker(home: str | os.PathLike, device: str, data_dir: str | None = No
     log = open(store.logs_dir / f"worker-{device_key(device)}.log", "ab")
     try:
         return subprocess.Popen(worker_command(store.home, device, data_dir, os.getpid() if owned else None, threads),
-                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=_child_env())
+                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=child_env())
     finally:
         log.close()  # the child has its own copy of the descriptor
 

@@ -2,7 +2,7 @@
 
 The source article lists robustness and safety among the challenges of large
 models; these make it visible on one digit. All take and return pixels: a
-float tensor (28, 28) of ink in [0, 1] (see ``bigmodels.preprocessing``). None
+float tensor (28, 28) of ink in [0, 1] (see ``bigmodels.data.digits``). None
 changes its input in place.
 
 * ``rotate``, ``shift``, ``thickness`` -- the natural variation of handwriting;
@@ -21,7 +21,7 @@ from torch import nn
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
-from bigmodels.preprocessing import to_model_input
+from bigmodels.data.digits import to_model_input
 
 # Slider ranges the UI offers; ``Perturbation.problems`` enforces them so a
 # hand-built request cannot ask for a 10,000-step dilation.

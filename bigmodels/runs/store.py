@@ -2,7 +2,7 @@
 
 One SQLite database in WAL mode under the data home (``BIGMODELS_HOME``,
 default ``./runs``) is the single source of truth. The launcher page only reads
-and writes rows here; workers (``bigmodels.worker``) claim queued runs and
+and writes rows here; workers (``bigmodels.runs.worker``) claim queued runs and
 stream their metrics back. Any number of browser tabs, users and worker
 processes see the same state, and a worker that dies leaves a row that says so.
 
@@ -10,7 +10,7 @@ Layout of the home::
 
     runs.sqlite            runs, per-step and per-epoch metrics, logs, workers
     checkpoints/<id>.pt    a run's resumable checkpoint (written every epoch)
-    locks/                 one lock file per device (see bigmodels.worker)
+    locks/                 one lock file per device (see bigmodels.runs.worker)
     logs/                  worker process output
 
 Every connection is opened per operation (SQLite connections must not cross
@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from bigmodels.training import ConfigError, TrainConfig, TrainEvent
+from bigmodels.train.engine import ConfigError, TrainConfig, TrainEvent
 
 ENV_HOME = "BIGMODELS_HOME"
 DEFAULT_HOME = Path("runs")
@@ -152,7 +152,7 @@ def device_key(device: str) -> str:
 def target_device(config: TrainConfig) -> str:
     """The concrete device a worker must serve to run ``config`` (``auto`` and
     ``cuda`` resolve to what exists here; raises ValueError if it does not exist)."""
-    from bigmodels.devices import resolve_device
+    from bigmodels.train.devices import resolve_device
 
     device = resolve_device(config.device)
     if device.type == "cuda":
@@ -165,7 +165,7 @@ def parameter_count(config: TrainConfig) -> int:
     (shapes only, no memory), so a huge model is refused before anything allocates it."""
     import torch
 
-    from bigmodels.registry import create_model
+    from bigmodels.models.registry import create_model
 
     with torch.device("meta"):
         model = create_model(config.model, config.preset, **config.model_overrides)
@@ -768,8 +768,8 @@ def finished_run_sources(home: str | os.PathLike | None = None, lang: str = "en"
     """Every succeeded run whose checkpoint file exists, as a ``ModelSource``
     (id ``run:<id>``) the sandbox and the comparison page can load. An
     unreadable store gives no sources (the launcher page shows why)."""
-    from bigmodels.model_sources import run_source
-    from bigmodels.registry import list_models
+    from bigmodels.models.sources import run_source
+    from bigmodels.models.registry import list_models
 
     try:
         runs = RunStore(home).list_runs(statuses=["succeeded"])

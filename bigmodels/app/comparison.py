@@ -18,12 +18,12 @@ from typing import Any, Callable
 import streamlit as st
 import torch
 
-from bigmodels import comparison as cmp
-from bigmodels.checkpoints import CheckpointError, load_checkpoint
-from bigmodels.data import MNIST
-from bigmodels.model_sources import ModelSource, load_model, shipped_sources
-from bigmodels.shipped import METRICS_PATH, load_metrics
-from bigmodels.ui import language
+from bigmodels.analysis import comparison as cmp
+from bigmodels.models.checkpoints import CheckpointError, load_checkpoint
+from bigmodels.data.mnist import MNIST
+from bigmodels.models.sources import ModelSource, load_model, shipped_sources
+from bigmodels.models.shipped import METRICS_PATH, load_metrics
+from bigmodels.app.session import language
 
 
 class BackgroundJobs:
@@ -132,14 +132,14 @@ def model_for(source: ModelSource) -> torch.nn.Module:
 @st.cache_resource(show_spinner=False)
 def untrained_model(name: str) -> torch.nn.Module:
     """An architecture's default, untrained: its structure, when no weights exist."""
-    from bigmodels.registry import create_model
+    from bigmodels.models.registry import create_model
 
     return create_model(name).eval()
 
 
 @st.cache_resource(show_spinner=False, max_entries=16)
 def _cached_profile(key: tuple, _model: torch.nn.Module):
-    from bigmodels.model_profile import profile_model
+    from bigmodels.models.profile import profile_model
 
     return profile_model(_model)
 
@@ -153,7 +153,7 @@ def profile_for(key: tuple, model: torch.nn.Module):
 # ------------------------------------------------------------- sources
 def sources() -> tuple[list[ModelSource], str | None]:
     """Every model source, or the shipped ones and a message when the run store fails."""
-    from bigmodels.model_sources import list_sources
+    from bigmodels.models.sources import list_sources
 
     try:
         return list_sources(language()), None
@@ -254,33 +254,33 @@ def wait_for(job_keys: list[str], message: str) -> None:
 # ---------------------------------------------------------- scale explorer
 @st.cache_data(show_spinner=False, max_entries=256)
 def scale_point(model: str, width: int, depth: int):
-    from bigmodels import scaling
+    from bigmodels.analysis import scaling
 
     return scaling.measure(model, width, depth)
 
 
 def width_sweep(model: str, depth: int):
-    from bigmodels.scaling import KNOBS
+    from bigmodels.analysis.scaling import KNOBS
 
     return [scale_point(model, w, depth) for w in KNOBS[model].widths]
 
 
 def depth_sweep(model: str, width: int):
-    from bigmodels.scaling import KNOBS
+    from bigmodels.analysis.scaling import KNOBS
 
     return [scale_point(model, width, d) for d in KNOBS[model].depths]
 
 
 @st.cache_data(show_spinner=False)
 def article_fix_locations():
-    from bigmodels.article_fixes import fix_locations
+    from bigmodels.analysis.article_fixes import fix_locations
 
     return fix_locations()
 
 
 @st.cache_data(show_spinner=False)
 def article_fix_results() -> dict[str, tuple[str, str]]:
-    from bigmodels.article_fixes import FIXES
+    from bigmodels.analysis.article_fixes import FIXES
 
     return {fix.id: tuple(vars(fix.check()).values()) for fix in FIXES}
 

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from bigmodels.data import MNIST, DeviceMNIST, normalize
-from bigmodels.models import NUM_CLASSES
+from bigmodels.data.mnist import MNIST, DeviceMNIST, normalize
+from bigmodels.models.nets import NUM_CLASSES
 
 
 @dataclass

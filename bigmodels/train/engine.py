@@ -23,10 +23,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from bigmodels.checkpoints import load_checkpoint, save_checkpoint
-from bigmodels.data import MNIST, DeviceMNIST, load_mnist
-from bigmodels.devices import memory_in_use, resolve_device
-from bigmodels.registry import create_model, get_spec, make_config
+from bigmodels.models.checkpoints import load_checkpoint, save_checkpoint
+from bigmodels.data.mnist import MNIST, DeviceMNIST, load_mnist
+from bigmodels.train.devices import memory_in_use, resolve_device
+from bigmodels.models.registry import create_model, get_spec, make_config
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("onecycle", "cosine", "step", "constant")

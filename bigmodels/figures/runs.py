@@ -12,7 +12,7 @@ from typing import Any, Sequence
 
 import plotly.graph_objects as go
 
-from bigmodels.runs import Run
+from bigmodels.runs.store import Run
 
 PALETTE = ["#3b5bdb", "#e8590c", "#2b8a3e", "#c2255c", "#5f3dc4", "#0b7285", "#a61e4d", "#5c940d"]
 MAX_POINTS = 1500  # a step curve is thinned to this many points: a browser chart, not an archive

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from bigmodels.data import MNIST_MEAN, MNIST_STD
-from bigmodels.models import IMAGE_SIZE
+from bigmodels.data.mnist import MNIST_MEAN, MNIST_STD
+from bigmodels.models.nets import IMAGE_SIZE
 
 DIGIT_BOX = 20  # MNIST scaled each digit's longer side to 20 px ...
 # ... and shifted it by whole pixels so that its centre of mass lands here (row,
@@ -163,7 +163,7 @@ def prepare(image: np.ndarray, method: str = "mnist") -> torch.Tensor | None:
 
 def to_model_input(pixels: torch.Tensor) -> torch.Tensor:
     """Pixels (28, 28) or (B, 28, 28) in [0, 1] -> the normalised (B, 1, 28, 28)
-    float input the models were trained on (same as ``bigmodels.data.normalize``)."""
+    float input the models were trained on (same as ``bigmodels.data.mnist.normalize``)."""
     if pixels.ndim == 2:
         pixels = pixels[None]
     return ((pixels.float() - MNIST_MEAN) / MNIST_STD).unsqueeze(1)

@@ -11,7 +11,7 @@ is evaluated here by ``evaluate_source`` with the same code. Peak memory is not
 in metrics.json: ``remeasure`` measures it, with latency and throughput, in a
 fresh process.
 
-Run as ``python -m bigmodels.comparison measure CHECKPOINT`` it is that
+Run as ``python -m bigmodels.analysis.comparison measure CHECKPOINT`` it is that
 fresh process.
 """
 from __future__ import annotations
@@ -32,11 +32,12 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
-from bigmodels.checkpoints import CheckpointError, atomic_write_bytes, load_checkpoint, model_from_checkpoint
-from bigmodels.data import MNIST
+from bigmodels.models.checkpoints import CheckpointError, atomic_write_bytes, load_checkpoint, model_from_checkpoint
+from bigmodels.child_process import child_env
+from bigmodels.data.mnist import MNIST
 from bigmodels.i18n import translate
-from bigmodels.model_sources import ModelSource
-from bigmodels.registry import get_spec
+from bigmodels.models.sources import ModelSource
+from bigmodels.models.registry import get_spec
 
 ENV_HOME = "BIGMODELS_HOME"
 DEFAULT_HOME = Path("runs")
@@ -101,7 +102,7 @@ def run_history(source: ModelSource, payload: dict[str, Any]) -> list[dict]:
     """Per-epoch records: the launcher's run store for runs, else the checkpoint's own."""
     if source.origin == "run":
         try:
-            from bigmodels.runs import run_history as store_history  # the launcher (issue 3)
+            from bigmodels.runs.store import run_history as store_history  # the launcher (issue 3)
 
             history = store_history(source.id.removeprefix("run:"))
         except (ImportError, RuntimeError, OSError):  # no launcher, or an unreadable store
@@ -113,8 +114,8 @@ def run_history(source: ModelSource, payload: dict[str, Any]) -> list[dict]:
 
 def evaluate_source(source: ModelSource, data: MNIST, timing: bool = True) -> dict[str, Any]:
     """The metrics ``python -m bigmodels eval`` would write, measured here now on ``data``."""
-    from bigmodels.evaluation import evaluate
-    from bigmodels.model_profile import profile_model
+    from bigmodels.analysis.evaluation import evaluate
+    from bigmodels.models.profile import profile_model
     from bigmodels.provenance import provenance
 
     payload = load_checkpoint(source.checkpoint)
@@ -274,7 +275,7 @@ def _heap_for_speed() -> None:
 def measure_in_this_process(checkpoint: str, device: str = "cpu", repeats: int = 50) -> dict[str, Any]:
     """Peak memory (when this platform can measure it), then latency and
     throughput, of one checkpoint; meant for a fresh process."""
-    from bigmodels.evaluation import measure_speed
+    from bigmodels.analysis.evaluation import measure_speed
     from bigmodels.provenance import provenance
 
     out: dict[str, Any] = {}
@@ -293,11 +294,9 @@ def remeasure(source: ModelSource, device: str = "cpu", repeats: int = 50, timeo
     follows the tensors that are alive. Raises ``RuntimeError`` with the
     child's message; ``CheckpointError`` for a bad file, before starting anything."""
     load_checkpoint(source.checkpoint)
-    root = str(Path(__file__).resolve().parent.parent)
-    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072",
-           "PYTHONPATH": os.pathsep.join([root] + [p for p in [os.environ.get("PYTHONPATH")] if p])}
+    env = child_env(MALLOC_MMAP_THRESHOLD_="131072")
     proc = subprocess.run(
-        [sys.executable, "-m", "bigmodels.comparison", "measure", str(source.checkpoint), "--device", device,
+        [sys.executable, "-m", "bigmodels.analysis.comparison", "measure", str(source.checkpoint), "--device", device,
          "--repeats", str(repeats)],
         capture_output=True, text=True, timeout=timeout, env=env)
     if proc.returncode != 0:
@@ -543,7 +542,7 @@ def digit_tile(image: torch.Tensor, scale: int = 3) -> np.ndarray:
 
 # ------------------------------------------------------------ child process
 def _main(argv: Iterable[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bigmodels.comparison")
+    parser = argparse.ArgumentParser(prog="python -m bigmodels.analysis.comparison")
     sub = parser.add_subparsers(dest="command", required=True)
     measure = sub.add_parser("measure", help="peak memory, latency and throughput of one checkpoint, as JSON")
     measure.add_argument("checkpoint")

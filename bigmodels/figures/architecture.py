@@ -19,9 +19,9 @@ import torch.nn.functional as F
 from plotly.subplots import make_subplots
 from torch import nn
 
-from bigmodels.data import normalize
-from bigmodels.model_profile import LayerRow
-from bigmodels.models import IMAGE_SIZE, LeNet5, RowLSTM, VisionTransformer
+from bigmodels.data.mnist import normalize
+from bigmodels.models.profile import LayerRow
+from bigmodels.models.nets import IMAGE_SIZE, LeNet5, RowLSTM, VisionTransformer
 
 # ------------------------------------------------------------ block diagrams
 KIND_COLOURS = {

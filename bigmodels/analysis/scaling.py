@@ -24,8 +24,8 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
-from bigmodels.model_profile import profile_model, training_memory_bytes
-from bigmodels.registry import create_model, make_config
+from bigmodels.models.profile import profile_model, training_memory_bytes
+from bigmodels.models.registry import create_model, make_config
 
 # The CNN's stack is two conv+pool stages (a 28x28 digit leaves room for no
 # more 5x5 ones), so its depth knob is the number of dense layers after them.

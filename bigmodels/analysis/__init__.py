@@ -1,0 +1,1 @@
+"""Measurements and explanations over trained models: evaluation, saliency, perturbations, scaling, comparison."""

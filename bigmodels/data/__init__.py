@@ -1,0 +1,1 @@
+"""Data in: MNIST files, the sandbox's drawn digits, uploads."""

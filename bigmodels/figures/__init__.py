@@ -1,0 +1,1 @@
+"""Pictures as data: plotly figures and numpy images, no Streamlit."""

@@ -1,0 +1,1 @@
+"""Architectures, the registry that builds them, checkpoints, and where weights come from."""
