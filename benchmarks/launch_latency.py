@@ -36,6 +36,7 @@ from bigmodels.provenance import provenance  # noqa: E402
 from bigmodels.runs.store import RunStore  # noqa: E402
 from bigmodels.train.engine import default_config  # noqa: E402
 from bigmodels.runs.worker import start_worker, worker_alive  # noqa: E402
+from bigmodels.runs.queue import submit
 
 WARM_TARGET_SECONDS = 1.0
 
@@ -78,7 +79,7 @@ def main() -> int:
     def submit(model: str) -> str:
         # full training set (resident on the device), a fresh seed so nothing is a cache hit
         config = default_config(model, device=args.device, epochs=1, seed=next(seed))
-        return store.submit(config).run.id
+        return submit(store, config).run.id
 
     rows = []
     worker, target = None, args.device

@@ -56,6 +56,7 @@ from bigmodels.i18n import translate  # noqa: E402
 from bigmodels.provenance import provenance  # noqa: E402
 from bigmodels.runs.store import RunStore  # noqa: E402
 from bigmodels.train.engine import default_config  # noqa: E402
+from bigmodels.runs.queue import submit
 from tests.browser import StreamlitServer  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "load_test.json"
@@ -206,7 +207,7 @@ def main() -> int:
         sampler.start()
         print("warming up (one visit, the comparison page's measurements) ...", flush=True)
         warm_seconds = asyncio.run(warm_up(server.url, 900))
-        run = store.submit(default_config("cnn", epochs=args.train_epochs, device="cpu")).run
+        run = submit(store, default_config("cnn", epochs=args.train_epochs, device="cpu")).run
         asyncio.run(start_training(server.url, args.timeout))
         print(f"warm-up {warm_seconds:.0f} s; training run {run.id} queued; "
               f"{args.sessions} sessions for {args.seconds:.0f} s ...", flush=True)

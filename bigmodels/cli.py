@@ -49,26 +49,24 @@ def _load_data(args):
 def cmd_train(args) -> int:
     from tqdm import tqdm
 
-    from bigmodels.models.checkpoints import save_checkpoint
-    from bigmodels.train.engine import ConfigError, default_config, train
+    from bigmodels.models.checkpoints import load_checkpoint, save_checkpoint
+    from bigmodels.provenance import provenance
+    from bigmodels.train.config import default_config, settings
+    from bigmodels.train.engine import checkpoint_payload, train
+    from bigmodels.train.plan import Resources, plan
 
-    changes = {k: v for k, v in {
-        "preset": args.preset, "epochs": args.epochs, "batch_size": args.batch_size, "optimizer": args.optimizer,
-        "lr": args.lr, "schedule": args.schedule, "weight_decay": args.weight_decay,
-        "label_smoothing": args.label_smoothing, "seed": args.seed, "device": args.device,
-        "precision": args.precision, "train_subset": args.train_subset,
-    }.items() if v is not None}
-    try:
-        config = default_config(args.model, model_overrides=_overrides(args.set), **changes).validate()
-    except ConfigError as exc:
-        for problem in exc.errors:
-            print(f"error: {problem}", file=sys.stderr)
-        return 2
+    changes = {name: getattr(args, name) for name in ("preset", *settings()) if getattr(args, name) is not None}
+    config = default_config(args.model, model_overrides=_overrides(args.set), **changes)
+    config.validate()  # every bad flag value at once, before loading anything
+    resume = load_checkpoint(args.resume) if args.resume else None  # a bad file: one error line, before training
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)  # on a shared machine, 1 thread avoids OpenMP spin contention
     data = _load_data(args)
+    run_plan = plan(config, Resources.local(), data_size=len(data.train_labels))
+    for note in run_plan.notes:
+        print(f"note: {note}", file=sys.stderr)
     print("config: " + json.dumps(config.to_dict()), file=sys.stderr)
     bar = None
 
@@ -88,24 +86,17 @@ def cmd_train(args) -> int:
         elif event.kind == "end":
             bar.close()
 
-    result = train(config, data, on_event=on_event, checkpoint_path=args.checkpoint, resume_from=args.resume)
+    result = train(run_plan, data, on_event=on_event, checkpoint_path=args.checkpoint, resume_from=resume)
     if args.export:
-        from bigmodels.provenance import provenance
-
-        save_checkpoint({
-            "model_name": config.model,
-            "model_config": dataclasses.asdict(result.model.config),
-            "state_dict": result.model.state_dict(),
-            "train_config": config.to_dict(),
-            "history": result.history,
-            "data": data.describe(),
-            "command": "python -m bigmodels " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
-            "provenance": provenance(result.device),
-        }, args.export)
+        save_checkpoint(checkpoint_payload(
+            config, result.model, result.history, data=data.describe(),
+            command="python -m bigmodels " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+            provenance=provenance(result.device)), args.export)
         print(f"exported weights to {args.export}", file=sys.stderr)
     final = result.final
     print(json.dumps({"model": config.model, "epochs": len(result.history),
-                      "test_accuracy": final.get("test_accuracy"), "elapsed": final.get("elapsed")}))
+                      "test_accuracy": final.get("test_accuracy"), "elapsed": final.get("elapsed"),
+                      "train_size": run_plan.train_size}))
     return 0
 
 
@@ -214,9 +205,20 @@ def cmd_worker(args) -> int:
         return 2
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from bigmodels.i18n import translate
     from bigmodels.models.registry import list_models
-    from bigmodels.train.engine import OPTIMIZERS, PRECISIONS, SCHEDULES
+    from bigmodels.train.config import settings
 
     parser = argparse.ArgumentParser(prog="python -m bigmodels", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -229,35 +231,31 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--model", choices=list_models(), default="cnn")
     t.add_argument("--preset")
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="model setting, e.g. --set hidden_size=256")
-    t.add_argument("--epochs", type=int)
-    t.add_argument("--batch-size", type=int)
-    t.add_argument("--optimizer", choices=OPTIMIZERS)
-    t.add_argument("--lr", type=float)
-    t.add_argument("--schedule", choices=SCHEDULES)
-    t.add_argument("--weight-decay", type=float)
-    t.add_argument("--label-smoothing", type=float)
-    t.add_argument("--seed", type=int)
-    t.add_argument("--device")
-    t.add_argument("--precision", choices=PRECISIONS)
-    t.add_argument("--train-subset", type=int)
+    for name, how in settings().items():  # one flag per declared TrainConfig setting
+        help_text = translate(how.help_key(name), "en", **how.bounds())
+        flag = "--" + name.replace("_", "-")
+        if how.kind == "choice" and name != "device":
+            t.add_argument(flag, choices=how.choices, help=help_text)
+        else:
+            t.add_argument(flag, type={"int": int, "subset": int, "float": float}.get(how.kind, str), help=help_text)
     t.add_argument("--checkpoint", help="write a resumable checkpoint here after every epoch")
     t.add_argument("--resume", help="resume from this checkpoint (same settings)")
     t.add_argument("--export", help="write slim weights (no optimizer state) here when done")
-    t.add_argument("--threads", type=int, help="CPU threads for PyTorch (default: all cores)")
+    t.add_argument("--threads", type=_positive_int, help="CPU threads for PyTorch (default: all cores)")
     data_dir(t)
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("eval", help="evaluate a checkpoint on the test split")
     e.add_argument("--checkpoint", required=True)
     e.add_argument("--metrics-json", help="merge the measured metrics into this JSON file")
-    e.add_argument("--repeats", type=int, default=200, help="timed single-image runs")
+    e.add_argument("--repeats", type=_positive_int, default=200, help="timed single-image runs")
     data_dir(e)
     e.set_defaults(func=cmd_eval)
 
     b = sub.add_parser("bench", help="inference cost of each architecture")
     b.add_argument("--models", nargs="*")
     b.add_argument("--preset", default="default")
-    b.add_argument("--repeats", type=int, default=100)
+    b.add_argument("--repeats", type=_positive_int, default=100)
     b.add_argument("--json")
     b.set_defaults(func=cmd_bench)
 
@@ -270,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     w = sub.add_parser("worker", help="execute queued training runs on one device (one worker per device)")
     w.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, mps or auto (default: the best present)")
     w.add_argument("--home", help="run store folder (default: $BIGMODELS_HOME, then ./runs)")
-    w.add_argument("--threads", type=int, help="CPU threads for PyTorch (default: PyTorch's choice)")
+    w.add_argument("--threads", type=_positive_int, help="CPU threads for PyTorch (default: PyTorch's choice)")
     w.add_argument("--idle-exit", type=float, metavar="SECONDS", help="exit after this long without work")
     w.add_argument("--max-runs", type=int, help="exit after executing this many runs")
     w.add_argument("--parent-pid", type=int, help="exit when this process (the app that started us) is gone")
@@ -282,10 +280,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run a command; a user's mistake (a bad value, file or folder) is one
+    ``error:`` line per problem and exit code 2, never a traceback."""
+    from bigmodels.models.checkpoints import CheckpointError
+    from bigmodels.problems import ConfigError
+    from bigmodels.runs.store import StoreError
+
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except DataError as exc:
+    except ConfigError as exc:
+        for problem in exc.errors:
+            print(f"error: {problem}", file=sys.stderr)
+        return 2
+    except (DataError, CheckpointError, StoreError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -4,10 +4,13 @@ import pytest
 import torch
 
 from bigmodels.models.checkpoints import load_checkpoint, model_from_checkpoint
-from bigmodels.train.distributed import backend_for, launch_command, shard_batches, steps_per_epoch
+from bigmodels.runs.torchrun import launch_command
+from bigmodels.train.ranks import backend_for
+from bigmodels.train.ranks import Ranks
 from bigmodels.runs.store import RunStore
-from bigmodels.train.engine import default_config
+from bigmodels.train.config import default_config
 from bigmodels.runs.worker import Worker
+from bigmodels.runs.queue import submit
 from tests.test_worker import write_mnist_folder
 
 cuda = pytest.mark.cuda
@@ -16,8 +19,8 @@ cuda = pytest.mark.cuda
 @pytest.mark.parametrize("n, batch, world", [(2000, 64, 2), (2001, 64, 2), (100, 7, 3), (10, 64, 4)])
 def test_shards_cover_every_image_once_with_equal_step_counts(n, batch, world):
     order = torch.randperm(n, generator=torch.Generator().manual_seed(0))
-    shards = [shard_batches(order, batch, world, rank) for rank in range(world)]
-    assert len({len(s) for s in shards}) == 1 == len({steps_per_epoch(n, batch, world), len(shards[0])})
+    shards = [Ranks(torch.device("cpu"), rank, world).shard(order, batch) for rank in range(world)]
+    assert len({len(s) for s in shards}) == 1 == len({Ranks(torch.device("cpu"), 0, world).steps_per_epoch(n, batch), len(shards[0])})
     seen = torch.cat([b for s in shards for b in s])
     assert sorted(seen.tolist()) == list(range(n))
     for step in range(len(shards[0])):  # each step's global batch is at most batch x world
@@ -38,7 +41,7 @@ def test_launch_lines():
 
 
 def test_the_entry_point_refuses_to_run_outside_torchrun(capsys):
-    from bigmodels.train.distributed import main
+    from bigmodels.runs.torchrun import main
 
     with pytest.raises(SystemExit):
         main(["--run-id", "x"])
@@ -53,9 +56,9 @@ def ddp_config(**changes):
 def test_two_cpu_processes_train_one_run_with_gloo(tmp_path, small_mnist, monkeypatch):
     monkeypatch.setenv("BIGMODELS_DATA_DIR", str(write_mnist_folder(small_mnist, tmp_path / "mnist")))
     store = RunStore(tmp_path / "home")
-    run = store.submit(ddp_config(), world_size=2).run
+    run = submit(store, ddp_config(), world_size=2).run
     assert run.world_size == 2 and run.target == "cpu"
-    assert not store.submit(ddp_config()).cached  # one process is another computation
+    assert not submit(store, ddp_config()).cached  # one process is another computation
 
     worker = Worker(store.home, "cpu", data=small_mnist, max_runs=1, warm_models=[])
     assert worker.serve() == 0
@@ -63,7 +66,7 @@ def test_two_cpu_processes_train_one_run_with_gloo(tmp_path, small_mnist, monkey
     assert [r.id for r in store.list_runs(statuses=["succeeded"])] == [run.id]  # one run, recorded once
     done = store.get(run.id)
     assert done.device == "cpu x2" and "gloo" in done.device_name
-    steps = 2 * steps_per_epoch(2000, 64, 2)
+    steps = 2 * Ranks(torch.device("cpu"), 0, 2).steps_per_epoch(2000, 64)
     assert done.step == done.total_steps == steps and [s["step"] for s in store.steps(run.id)] == list(range(1, steps + 1))
     history = store.epochs(run.id)
     assert [h["epoch"] for h in history] == [1, 2]
@@ -73,7 +76,7 @@ def test_two_cpu_processes_train_one_run_with_gloo(tmp_path, small_mnist, monkey
     model = model_from_checkpoint(ckpt)  # a DDP run is usable like any other
     assert model(torch.zeros(1, 1, 28, 28)).shape == (1, 10)
     assert any("2 processes with torchrun (gloo)" in line for _, line in store.logs(run.id))
-    assert store.submit(ddp_config(), world_size=2).cached
+    assert submit(store, ddp_config(), world_size=2).cached
 
 
 @cuda
@@ -81,7 +84,7 @@ def test_two_cpu_processes_train_one_run_with_gloo(tmp_path, small_mnist, monkey
 def test_two_gpus_train_one_run_with_nccl(tmp_path, small_mnist, monkeypatch):
     monkeypatch.setenv("BIGMODELS_DATA_DIR", str(write_mnist_folder(small_mnist, tmp_path / "mnist")))
     store = RunStore(tmp_path / "home")
-    run = store.submit(ddp_config(device="cuda"), world_size=2).run
+    run = submit(store, ddp_config(device="cuda"), world_size=2).run
     assert Worker(store.home, "cuda:0", data=small_mnist, max_runs=1, warm_models=[]).serve() == 0
     done = store.get(run.id)
     assert done.status == "succeeded" and "nccl" in done.device_name

@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from bigmodels.runs.store import RunStore, finished_run_sources
+from bigmodels.runs.store import RunStore
+from bigmodels.models.sources import finished_run_sources
 
 pytestmark = pytest.mark.browser
 STEP = re.compile(r"Step \d+ of \d+")  # the live view's progress line

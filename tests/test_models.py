@@ -65,7 +65,7 @@ def test_article_transformer_preset_is_768_wide():
     ("transformer", {"patch_size": 5}, "divide 28"),
     ("lstm", {"hidden_size": 0}, "hidden_size"),
     ("cnn", {"conv_channels": (6, 16, 32, 64)}, "too many conv layers"),
-    ("cnn", {"not_a_setting": 1}, "unknown setting"),
+    ("cnn", {"not_a_setting": 1}, "unknown model setting"),
 ])
 def test_bad_settings_are_refused_with_a_clear_message(name, bad, message):
     with pytest.raises(ValueError, match=message):

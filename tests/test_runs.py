@@ -11,16 +11,20 @@ import pytest
 import torch
 
 from bigmodels.models.checkpoints import save_checkpoint
-from bigmodels.app.launcher import checkpoint_problem, format_duration, parse_form
+from bigmodels.app.launcher import checkpoint_problem, parse_form
+from bigmodels.formatting import format_duration
 from bigmodels.models.sources import list_sources
 from bigmodels.models.registry import create_model
 from bigmodels.figures.runs import (
     accuracy_figure, comparison_rows, epochs_csv, loss_figure, parallel_coordinates, smooth, steps_csv, thin,
 )
-from bigmodels.runs.store import (
-    EventRecorder, RunStateError, RunStore, StopWatch, StoreError, finished_run_sources, run_history,
-)
-from bigmodels.train.engine import ConfigError, TrainEvent, default_config
+from bigmodels.runs.recorder import EventRecorder, StopWatch
+from bigmodels.runs.store import RunStateError, RunStore, StoreError, run_history
+from bigmodels.models.sources import finished_run_sources
+from bigmodels.problems import ConfigError
+from bigmodels.train.engine import TrainEvent
+from bigmodels.train.config import default_config
+from bigmodels.runs.queue import submit
 
 RECORD_KEYS = {"epoch", "train_loss", "test_loss", "test_accuracy", "samples_per_second", "lr", "elapsed",
                "memory_bytes"}
@@ -69,7 +73,7 @@ def store(tmp_path):
 
 # ------------------------------------------------------------------ submit
 def test_submit_queues_a_validated_run(store):
-    sub = store.submit(cfg())
+    sub = submit(store, cfg())
     assert not sub.cached
     run = store.get(sub.run.id)
     assert run.status == "queued" and run.target == "cpu" and run.world_size == 1
@@ -81,35 +85,35 @@ def test_submit_queues_a_validated_run(store):
 
 
 @pytest.mark.parametrize("changes, message", [
-    (dict(epochs=0), "epochs"),
-    (dict(lr=-1.0), "learning rate"),
+    (dict(epochs=0), "Epochs"),
+    (dict(lr=-1.0), "Learning rate"),
     (dict(precision="fp16"), "fp16"),
-    (dict(train_subset=3), "train subset"),
-    (dict(model_overrides={"no_such": 1}), "unknown setting"),
+    (dict(train_subset=3), "Training images"),
+    (dict(model_overrides={"no_such": 1}), "unknown model setting"),
     (dict(model="transformer", model_overrides={"dim": 4096, "depth": 6, "heads": 64, "mlp_ratio": 8.0}),
-     "parameters; the launcher accepts at most"),
+     "parameters; at most 1B are accepted"),
 ])
 def test_invalid_configs_queue_nothing(store, changes, message):
     with pytest.raises(ConfigError) as info:
-        store.submit(cfg(**changes))
+        submit(store, cfg(**changes))
     assert any(message in e for e in info.value.errors)
     assert store.list_runs() == []
 
 
 def test_a_missing_device_or_too_many_processes_is_refused(store):
     if not torch.cuda.is_available():
-        with pytest.raises(ConfigError, match="no CUDA GPU"):
-            store.submit(cfg(device="cuda"))
+        with pytest.raises(ConfigError, match="device cuda was asked for, but this server has none"):
+            submit(store, cfg(device="cuda"))
     with pytest.raises(ConfigError, match="processes"):
-        store.submit(cfg(), world_size=0)
+        submit(store, cfg(), world_size=0)
     with pytest.raises(ConfigError, match="cores|processes"):
-        store.submit(cfg(), world_size=(os.cpu_count() or 1) + 1)
+        submit(store, cfg(), world_size=(os.cpu_count() or 1) + 1)
     assert store.list_runs() == []
 
 
 def test_the_same_submission_key_queues_once(store):
-    first = store.submit(cfg(), submission="form-1")
-    again = store.submit(cfg(), submission="form-1")
+    first = submit(store, cfg(), submission="form-1")
+    again = submit(store, cfg(), submission="form-1")
     assert again.run.id == first.run.id and len(store.list_runs()) == 1
 
 
@@ -121,8 +125,8 @@ def test_two_tabs_launching_at_once_each_queue_exactly_once(store):
     def tab(i):
         try:
             barrier.wait()
-            results.append(RunStore(store.home).submit(cfg(seed=i % 2), submission=f"tab-{i}").run.id)
-            results.append(RunStore(store.home).submit(cfg(seed=i % 2), submission=f"tab-{i}").run.id)  # a rerun
+            results.append(submit(RunStore(store.home), cfg(seed=i % 2), submission=f"tab-{i}").run.id)
+            results.append(submit(RunStore(store.home), cfg(seed=i % 2), submission=f"tab-{i}").run.id)  # a rerun
         except Exception as exc:  # pragma: no cover -- reported below
             errors.append(exc)
 
@@ -138,28 +142,28 @@ def test_two_tabs_launching_at_once_each_queue_exactly_once(store):
 
 
 def test_a_succeeded_config_is_returned_cached_unless_trained_again(store):
-    run = store.submit(cfg()).run
+    run = submit(store, cfg()).run
     finish_run(store, run.id)
-    cached = store.submit(cfg())
+    cached = submit(store, cfg())
     assert cached.cached and cached.run.id == run.id and cached.run.status == "succeeded"
     assert len(store.list_runs()) == 1
-    fresh = store.submit(cfg(), train_again=True)
+    fresh = submit(store, cfg(), train_again=True)
     assert not fresh.cached and fresh.run.id != run.id
-    other = store.submit(cfg(seed=7))
+    other = submit(store, cfg(seed=7))
     assert not other.cached
     assert len(store.list_runs()) == 3
 
 
 def test_a_failed_run_is_not_a_cache_hit(store):
-    run = store.submit(cfg()).run
+    run = submit(store, cfg()).run
     store.claim_next("cpu", "w", 1)
     store.finish(run.id, "failed", "boom")
-    assert not store.submit(cfg()).cached
+    assert not submit(store, cfg()).cached
 
 
 # ------------------------------------------------------------------ claim
 def test_claims_are_atomic_and_oldest_first(store):
-    ids = [store.submit(cfg(seed=i)).run.id for i in range(3)]
+    ids = [submit(store, cfg(seed=i)).run.id for i in range(3)]
     got, barrier = [], threading.Barrier(6)
 
     def claimer(i):
@@ -179,8 +183,8 @@ def test_claims_are_atomic_and_oldest_first(store):
 
 
 def test_claim_skips_runs_the_worker_cannot_take(store):
-    first = store.submit(cfg(seed=1)).run
-    second = store.submit(cfg(seed=2)).run
+    first = submit(store, cfg(seed=1)).run
+    second = submit(store, cfg(seed=2)).run
     run = store.claim_next("cpu", "w", 1, can_run=lambda r: r.id != first.id)
     assert run.id == second.id and store.get(first.id).status == "queued"
     assert store.claim_next("cuda:0", "w", 1) is None  # another device's queue
@@ -188,13 +192,13 @@ def test_claim_skips_runs_the_worker_cannot_take(store):
 
 # ---------------------------------------------------------------- control
 def test_cancel_resume_delete_follow_the_run_state(store):
-    queued = store.submit(cfg(seed=1)).run
+    queued = submit(store, cfg(seed=1)).run
     assert store.request_cancel(queued.id) == "cancelled"
     assert store.get(queued.id).status == "cancelled"
     with pytest.raises(RunStateError):
         store.request_cancel(queued.id)
 
-    running = store.submit(cfg(seed=2)).run
+    running = submit(store, cfg(seed=2)).run
     store.claim_next("cpu", "w", 1)
     assert store.request_cancel(running.id) == "running" and store.cancel_requested(running.id)
     with pytest.raises(RunStateError, match="cancel it before"):
@@ -214,7 +218,7 @@ def test_cancel_resume_delete_follow_the_run_state(store):
 
 
 def test_delete_removes_rows_and_checkpoint(store):
-    run = finish_run(store, store.submit(cfg()).run.id)
+    run = finish_run(store, submit(store, cfg()).run.id)
     assert store.checkpoint_path(run.id).is_file()
     removed = store.delete(run.id)
     assert removed == [store.checkpoint_path(run.id)]
@@ -226,14 +230,14 @@ def test_delete_removes_rows_and_checkpoint(store):
 
 
 def test_stop_watch_reads_the_cancel_flag(store):
-    run = store.submit(cfg()).run
+    run = submit(store, cfg()).run
     store.claim_next("cpu", "w", 1)
     flag = []
     watch = StopWatch(store, run.id, every=0.0, also=lambda: bool(flag))
     assert not watch()
     store.request_cancel(run.id)
     assert watch()
-    other = store.submit(cfg(seed=3)).run
+    other = submit(store, cfg(seed=3)).run
     store.claim_next("cpu", "w", 1)
     watch = StopWatch(store, other.id, every=0.0, also=lambda: bool(flag))
     flag.append(1)
@@ -242,7 +246,7 @@ def test_stop_watch_reads_the_cancel_flag(store):
 
 # -------------------------------------------------------------- recording
 def test_event_recorder_writes_progress_metrics_and_first_step(store):
-    run = finish_run(store, store.submit(cfg()).run.id, accuracies=(0.91, 0.96))
+    run = finish_run(store, submit(store, cfg()).run.id, accuracies=(0.91, 0.96))
     assert run.status == "succeeded" and run.progress == 1.0
     assert run.step == 64 and run.total_steps == 64 and run.epoch == 2
     assert run.best_accuracy == 0.96 and run.final_accuracy == 0.96
@@ -257,7 +261,7 @@ def test_event_recorder_writes_progress_metrics_and_first_step(store):
 
 
 def test_a_resume_drops_metrics_that_will_be_redone(store):
-    run = store.submit(cfg()).run
+    run = submit(store, cfg()).run
     store.claim_next("cpu", "w", 1)
     recorder = EventRecorder(store, run.id, 64)
     recorder(TrainEvent("start", 0, 0, 64, {}))
@@ -276,7 +280,7 @@ def test_a_resume_drops_metrics_that_will_be_redone(store):
 
 
 def test_progress_and_eta(store):
-    run = store.submit(cfg()).run
+    run = submit(store, cfg()).run
     store.claim_next("cpu", "w", 1)
     EventRecorder(store, run.id, 64)(TrainEvent("start", 0, 0, 100, {}))
     with store._write() as db:  # 11 steps done, 10 s after the first: 1 step/s, 89 to go
@@ -288,11 +292,11 @@ def test_progress_and_eta(store):
 
 # ------------------------------------------------------- for other pages
 def test_finished_runs_become_model_sources(store, monkeypatch):
-    good = finish_run(store, store.submit(cfg()).run.id, accuracies=(0.97,))
-    failed = store.submit(cfg(seed=5)).run
+    good = finish_run(store, submit(store, cfg()).run.id, accuracies=(0.97,))
+    failed = submit(store, cfg(seed=5)).run
     store.claim_next("cpu", "w", 1)
     store.finish(failed.id, "failed", "x")
-    gone = finish_run(store, store.submit(cfg(seed=6)).run.id)
+    gone = finish_run(store, submit(store, cfg(seed=6)).run.id)
     store.checkpoint_path(gone.id).unlink()
     sources = finished_run_sources(store.home)
     assert [s.id for s in sources] == [f"run:{good.id}"]
@@ -333,7 +337,7 @@ def test_the_page_survives_an_unreadable_store_and_checkpoint(tmp_path, monkeypa
 
     home = tmp_path / "home"
     store = RunStore(home)
-    run = finish_run(store, store.submit(cfg()).run.id)
+    run = finish_run(store, submit(store, cfg()).run.id)
     store.checkpoint_path(run.id).write_bytes(b"truncated")
     monkeypatch.setenv("BIGMODELS_HOME", str(home))
     monkeypatch.delenv("BIGMODELS_OPERATOR_TOKEN", raising=False)
@@ -369,8 +373,8 @@ def test_thinning_keeps_the_ends():
 
 
 def test_figures_tables_and_csv(store):
-    a = finish_run(store, store.submit(cfg()).run.id, accuracies=(0.9, 0.95))
-    b = finish_run(store, store.submit(cfg(lr=1e-3, batch_size=128)).run.id, accuracies=(0.8, 0.85))
+    a = finish_run(store, submit(store, cfg()).run.id, accuracies=(0.9, 0.95))
+    b = finish_run(store, submit(store, cfg(lr=1e-3, batch_size=128)).run.id, accuracies=(0.8, 0.85))
     texts = {"raw": "raw", "train_loss": "train", "test_loss": "test", "x": "epoch", "y": "loss"}
     fig = loss_figure([(r.id, store.steps(r.id), store.epochs(r.id), 32) for r in (a, b)], 0.6, texts)
     assert len(fig.data) == 6  # raw + smoothed + test loss, per run
@@ -408,7 +412,7 @@ def test_the_form_parses_into_a_launch_request():
 @pytest.mark.parametrize("settings, message", [
     ("{not json", "not valid JSON"),
     ("[1, 2]", "JSON object"),
-    ('{"nope": 1}', "unknown setting"),
+    ('{"nope": 1}', "unknown model setting"),
     ('{"kernel_size": 4}', "kernel_size must be 3 or 5"),
 ])
 def test_bad_model_settings_are_explained(settings, message):
@@ -423,7 +427,7 @@ def test_format_duration():
 
 
 def test_json_in_the_store_is_plain(store):
-    run = store.submit(cfg(model_overrides={"fc_sizes": (100, 50)})).run
+    run = submit(store, cfg(model_overrides={"fc_sizes": (100, 50)})).run
     with store._connect() as db:
         raw = db.execute("SELECT config FROM runs WHERE id = ?", (run.id,)).fetchone()[0]
     assert json.loads(raw)["model_overrides"] == {"fc_sizes": [100, 50]}

@@ -14,8 +14,9 @@ from PIL import Image
 from bigmodels.models.checkpoints import CheckpointError, load_checkpoint, model_from_checkpoint
 from bigmodels.runs.store import InvalidRunId, RunStore, check_run_id
 from bigmodels.models.shipped import weights_path
-from bigmodels.train.engine import default_config
+from bigmodels.train.config import default_config
 from bigmodels.data.uploads import MAX_UPLOAD_BYTES, UploadError, read_image
+from bigmodels.runs.queue import submit
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -33,7 +34,7 @@ def test_run_ids_from_the_ui_never_reach_the_file_system(tmp_path, bad):
 
 
 def test_issued_run_ids_pass_the_check(tmp_path):
-    run = RunStore(tmp_path).submit(default_config("cnn", epochs=1, train_subset=100, device="cpu")).run
+    run = submit(RunStore(tmp_path), default_config("cnn", epochs=1, train_subset=100, device="cpu")).run
     assert check_run_id(run.id) == run.id
     assert RunStore(tmp_path).checkpoint_path(run.id).parent == RunStore(tmp_path).checkpoints_dir
 

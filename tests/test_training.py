@@ -7,7 +7,9 @@ from bigmodels.models.checkpoints import CheckpointError, load_checkpoint, model
 from bigmodels.data.mnist import DeviceMNIST
 from bigmodels.analysis.evaluation import evaluate
 from bigmodels.models.registry import create_model
-from bigmodels.train.engine import ConfigError, TrainConfig, default_config, train
+from bigmodels.problems import ConfigError
+from bigmodels.train.config import TrainConfig, default_config
+from bigmodels.train.engine import train
 from bigmodels.train.engine import measure_test_split as measure_split
 
 
@@ -32,7 +34,7 @@ def test_a_short_run_learns(small_mnist, model):
     assert result.history[-1]["train_loss"] < first_loss * 0.5
     torch.manual_seed(config.seed)
     untrained = create_model(config.model, **config.model_overrides)
-    before = measure_split(untrained, DeviceMNIST(small_mnist), torch.device("cpu"))["test_accuracy"]
+    before = measure_split(untrained, DeviceMNIST(small_mnist))["test_accuracy"]
     assert before < 0.25  # about chance (0.10) before training
     assert result.history[-1]["test_accuracy"] > max(0.6, before + 0.4)
     for key in ("train_loss", "test_loss", "test_accuracy", "samples_per_second", "lr", "elapsed"):
@@ -66,7 +68,7 @@ def test_resume_is_bit_for_bit(small_mnist, tmp_path, stop_after):
 
 def test_resume_with_other_settings_is_refused(small_mnist, tmp_path):
     train(quick(epochs=1), small_mnist, checkpoint_path=tmp_path / "c.pt")
-    with pytest.raises(ConfigError, match="different configuration"):
+    with pytest.raises(ConfigError, match="other settings or another number of processes"):
         train(quick(epochs=1, lr=0.5), small_mnist, resume_from=tmp_path / "c.pt")
 
 
@@ -95,17 +97,17 @@ def test_atomic_write_leaves_no_temp_files(tmp_path):
 
 
 @pytest.mark.parametrize("changes,fragment", [
-    ({"epochs": 0}, "epochs"),
-    ({"batch_size": 100_000}, "batch_size"),
-    ({"lr": -1.0}, "learning rate"),
-    ({"lr": float("nan")}, "learning rate"),
-    ({"optimizer": "lion"}, "optimizer"),
-    ({"schedule": "warmup"}, "schedule"),
-    ({"label_smoothing": 1.0}, "label smoothing"),
-    ({"precision": "fp8"}, "precision"),
-    ({"device": "tpu"}, "device"),
-    ({"train_subset": 3}, "train subset"),
-    ({"model": "mlp"}, "unknown model"),
+    ({"epochs": 0}, "Epochs must be from 1 to 200"),
+    ({"batch_size": 100_000}, "Batch size must be from 1 to 8192"),
+    ({"lr": -1.0}, "Learning rate must be above 0"),
+    ({"lr": float("nan")}, "Learning rate must be a finite number"),
+    ({"optimizer": "lion"}, "Optimizer must be one of sgd, adam, adamw"),
+    ({"schedule": "warmup"}, "LR schedule must be one of"),
+    ({"label_smoothing": 1.0}, "Label smoothing must be at least 0 and below 1"),
+    ({"precision": "fp8"}, "Precision must be one of"),
+    ({"device": "tpu"}, "Device must be one of"),
+    ({"train_subset": 3}, "Training images must be 0 or empty"),
+    ({"model": "mlp"}, "unknown architecture"),
     ({"model_overrides": {"dim": 30, "heads": 4}, "model": "transformer"}, "divisible"),
 ])
 def test_config_validation_messages(changes, fragment):

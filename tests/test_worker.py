@@ -14,10 +14,11 @@ import torch
 
 from bigmodels.models.checkpoints import load_checkpoint
 from bigmodels.runs.store import RunStore
-from bigmodels.train.engine import default_config, train
-from bigmodels.runs.worker import (
-    FileLock, Worker, busy_lock, pid_alive, reap_orphans, worker_alive, worker_command, worker_lock,
-)
+from bigmodels.train.config import default_config
+from bigmodels.train.engine import train
+from bigmodels.runs.worker import FileLock, Worker, busy_lock, reap_orphans, worker_alive, worker_command, worker_lock
+from bigmodels.runs.processes import pid_alive
+from bigmodels.runs.queue import submit
 from tests.conftest import REPO
 
 
@@ -82,23 +83,23 @@ def in_background(worker):
 
 # ---------------------------------------------------------------- failures
 def test_failures_are_recorded_and_the_worker_keeps_serving(store, small_mnist, monkeypatch):
-    import bigmodels.train.engine as training
+    import bigmodels.runs.worker as worker_module
 
-    nan_run = store.submit(default_config(
+    nan_run = submit(store, default_config(
         "transformer", model_overrides={"patch_size": 7, "dim": 32, "depth": 1, "heads": 2}, optimizer="sgd",
         lr=10.0, momentum=0.99, schedule="constant", label_smoothing=0.0, epochs=1, batch_size=64,
         train_subset=640, device="cpu")).run
-    oom_run = store.submit(cfg(seed=42)).run
-    good_run = store.submit(cfg()).run
+    oom_run = submit(store, cfg(seed=42)).run
+    good_run = submit(store, cfg()).run
 
-    real_train = training.train
+    real_train = worker_module.train
 
-    def train_with_a_full_gpu(config, *args, **kwargs):  # what torch raises when CUDA runs out of memory
-        if config.seed == 42:
+    def train_with_a_full_gpu(run_plan, *args, **kwargs):  # what torch raises when CUDA runs out of memory
+        if run_plan.config.seed == 42:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB (GPU 0; 79.10 GiB total)")
-        return real_train(config, *args, **kwargs)
+        return real_train(run_plan, *args, **kwargs)
 
-    monkeypatch.setattr(training, "train", train_with_a_full_gpu)
+    monkeypatch.setattr(worker_module, "train", train_with_a_full_gpu)
     worker = Worker(store.home, "cpu", data=small_mnist, max_runs=3, warm_models=[])
     assert worker.serve() == 0
 
@@ -119,7 +120,7 @@ def test_failures_are_recorded_and_the_worker_keeps_serving(store, small_mnist, 
 
 
 def test_cancel_stops_a_running_run_and_stop_interrupts_it(store, small_mnist):
-    run = store.submit(cfg(epochs=3, batch_size=32)).run
+    run = submit(store, cfg(epochs=3, batch_size=32)).run
     worker = Worker(store.home, "cpu", data=small_mnist, max_runs=1, warm_models=["cnn"])
     thread, result = in_background(worker)
     wait_for(lambda: store.get(run.id).step >= 5, what="5 steps")
@@ -149,7 +150,7 @@ def test_cancel_stops_a_running_run_and_stop_interrupts_it(store, small_mnist):
 # -------------------------------------------------------- SIGKILL + resume
 def test_sigkill_mid_run_then_resume_gives_the_uninterrupted_weights(store, small_mnist, small_mnist_dir, processes):
     config = cfg(epochs=3, label_smoothing=0.1)
-    run = store.submit(config).run
+    run = submit(store, config).run
     env = {**os.environ, "BIGMODELS_DATA_DIR": str(small_mnist_dir), "PYTHONPATH": str(REPO)}
     command = worker_command(store.home, "cpu", threads=torch.get_num_threads(), warm_models=["cnn"])
     proc = subprocess.Popen(command + ["--idle-exit", "60"], cwd=REPO, env=env, stdout=subprocess.DEVNULL,
@@ -185,9 +186,9 @@ def test_sigkill_mid_run_then_resume_gives_the_uninterrupted_weights(store, smal
 
 
 def test_reaping_marks_runs_of_dead_workers_only(store):
-    dead = store.submit(cfg(seed=1)).run
+    dead = submit(store, cfg(seed=1)).run
     store.claim_next("cpu", "gone-worker", 2**22 + 12345)  # no such process
-    alive = store.submit(cfg(seed=2)).run
+    alive = submit(store, cfg(seed=2)).run
     with store._write() as db:  # a run taken by a live process on another device
         db.execute("UPDATE runs SET status='running', target='mps', worker_pid=? WHERE id=?", (os.getpid(), alive.id))
     assert reap_orphans(store) == [dead.id]
@@ -208,7 +209,7 @@ def test_one_worker_per_device(store, monkeypatch):
 
 def test_a_busy_device_is_not_given_another_job(store):
     worker = Worker(store.home, "cpu")
-    run = store.get(store.submit(cfg()).run.id)
+    run = store.get(submit(store, cfg()).run.id)
     other = busy_lock(store, "cpu")
     assert other.acquire()
     assert not worker._take_devices(run)
@@ -247,7 +248,7 @@ def test_the_app_starts_one_worker_however_many_sessions_ask(store, monkeypatch)
         started.append(device)
         return Running()
 
-    monkeypatch.setattr(worker_module, "start_worker", fake_start)
+    monkeypatch.setattr(lui, "start_worker", fake_start)
     lui._workers.clear()
     barrier = threading.Barrier(6)
     answers = []
@@ -296,8 +297,8 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 @pytest.mark.cuda
 @needs_cuda
 def test_a_warm_gpu_session_starts_runs_at_once_and_reports_memory(store, small_mnist):
-    first = store.submit(cfg(device="cuda")).run
-    second = store.submit(cfg(device="cuda", seed=4)).run
+    first = submit(store, cfg(device="cuda")).run
+    second = submit(store, cfg(device="cuda", seed=4)).run
     assert first.target == "cuda:0"
     worker = Worker(store.home, "cuda:0", data=small_mnist, max_runs=2, warm_models=["cnn"])
     assert worker.serve() == 0
@@ -312,8 +313,8 @@ def test_a_warm_gpu_session_starts_runs_at_once_and_reports_memory(store, small_
 @needs_cuda
 def test_real_cuda_out_of_memory_fails_the_run_and_the_worker_goes_on(store, small_mnist):
     # 8192 images through the wide CNN's first convolution alone need ~0.8 GB
-    too_big = store.submit(cfg(device="cuda", preset="wide", batch_size=8192, train_subset=None)).run
-    fine = store.submit(cfg(device="cuda")).run
+    too_big = submit(store, cfg(device="cuda", preset="wide", batch_size=8192, train_subset=None)).run
+    fine = submit(store, cfg(device="cuda")).run
     torch.cuda.empty_cache()
     torch.cuda.set_per_process_memory_fraction(0.3 * 2**30 / torch.cuda.get_device_properties(0).total_memory, 0)
     try:

@@ -20,8 +20,13 @@ from typing import Any
 import streamlit as st
 
 from bigmodels.access import AccessPolicy, load_policy
+from bigmodels.data.mnist import ENV_DATA_DIR
+from bigmodels.models.checkpoints import CheckpointError, load_checkpoint
+from bigmodels.problems import ConfigError, Problem
 from bigmodels.runs.store import RunStore, StoreError, home_dir
-from bigmodels.train.engine import ConfigError, TrainConfig
+from bigmodels.runs.worker import start_worker, worker_alive
+from bigmodels.train.config import Setting, TrainConfig, parse_model_settings, settings
+from bigmodels.train.plan import Plan, Resources, plan
 
 _TOKEN_KEY = "launcher_operator_token"
 ENV_WORKER_THREADS = "BIGMODELS_WORKER_THREADS"  # CPU threads for the worker the app starts (default: PyTorch's)
@@ -45,8 +50,6 @@ def _workers(home: str) -> _Workers:
 def ensure_worker(store: RunStore, device: str) -> str:
     """Start a worker for ``device`` unless one serves it already (ours, or one an
     operator runs by hand). Returns "running", "starting" or "started"."""
-    from bigmodels.runs.worker import start_worker, worker_alive
-
     registry = _workers(str(store.home.resolve()))
     with registry.lock:  # two sessions launching at once start one worker, not two
         if worker_alive(store, device):
@@ -55,16 +58,14 @@ def ensure_worker(store: RunStore, device: str) -> str:
         if process is not None and process.poll() is None:
             return "starting"  # launched, still importing torch / loading data
         threads = os.environ.get(ENV_WORKER_THREADS, "").strip()
-        registry.processes[device] = start_worker(store.home, device, data_dir=os.environ.get("BIGMODELS_DATA_DIR"),
+        registry.processes[device] = start_worker(store.home, device, data_dir=os.environ.get(ENV_DATA_DIR),
                                                   threads=int(threads) if threads.isdigit() else None)
         return "started"
 
 
 def serve_queued(store: RunStore) -> None:
     """After a restart of the app, queued runs for this machine's devices need a worker."""
-    from bigmodels.train.devices import available_devices
-
-    local = set(available_devices())
+    local = {d.name for d in Resources.local().devices}
     for target in {r.target for r in store.list_runs(statuses=["queued"])}:
         if target in local:
             ensure_worker(store, target)
@@ -108,78 +109,61 @@ def new_submission_key() -> None:
     st.session_state[_SUBMISSION_KEY] = uuid.uuid4().hex
 
 
-# ------------------------------------------------------------ pure helpers
+# ------------------------------------------------------------------ the form
 @dataclass(frozen=True)
 class LaunchRequest:
-    config: TrainConfig
-    world_size: int
+    plan: Plan
     train_again: bool
 
+    @property
+    def config(self) -> TrainConfig:
+        return self.plan.config
 
-def parse_model_settings(text: str) -> dict[str, Any]:
-    """The form's model-settings box: a JSON object, e.g. ``{"hidden_size": 64}``
-    (empty means none). Raises ConfigError with a sentence a user can act on."""
-    text = (text or "").strip()
-    if not text:
-        return {}
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError([f"model settings are not valid JSON ({exc.msg} at character {exc.pos}); "
-                           f'write e.g. {{"hidden_size": 64}}']) from None
-    if not isinstance(value, dict):
-        raise ConfigError(['model settings must be a JSON object, e.g. {"hidden_size": 64}'])
-    return value
+    @property
+    def world_size(self) -> int:
+        return self.plan.world_size
 
 
-def parse_form(values: dict[str, Any]) -> LaunchRequest:
-    """Turn the form's values into a validated launch request, or raise
-    ConfigError listing every problem (nothing is queued then)."""
-    errors: list[str] = []
-    try:
-        overrides = parse_model_settings(values.get("model_settings", ""))
-    except ConfigError as exc:
-        errors += exc.errors
+def setting_input(container, name: str, how: Setting, value: Any, label: str, help_text: str,
+                  device_choices: list[str]) -> Any:
+    """The widget for one TrainConfig setting, from its declaration. Number inputs
+    carry no bounds: an out-of-range value reaches the plan, which says what is
+    wrong, instead of a field that silently refuses it."""
+    if how.kind == "choice":
+        options = device_choices if name == "device" else list(how.choices)
+        return container.selectbox(label, options, index=options.index(value) if value in options else 0,
+                                   help=help_text)
+    if how.kind in ("int", "subset"):
+        return container.number_input(label, value=int(value or 0), step=int(how.step or 1), help=help_text)
+    return container.number_input(label, value=float(value), step=float(how.step), format=how.fmt or "%.4f",
+                                  help=help_text)
+
+
+def parse_form(values: dict[str, Any], resources: Resources | None = None) -> LaunchRequest:
+    """Turn the form's values into a planned launch request, or raise ConfigError
+    listing every problem (nothing is queued then)."""
+    problems: list[Problem] = []
+    overrides = parse_model_settings(values.get("model_settings", ""))
+    if isinstance(overrides, Problem):
+        problems.append(overrides)
         overrides = {}
-    subset = values.get("train_subset")
-    subset = None if subset in (None, 0, "") else subset
-    fields = {k: values[k] for k in ("model", "preset", "epochs", "batch_size", "optimizer", "lr", "schedule",
-                                     "weight_decay", "label_smoothing", "momentum", "seed", "device", "precision")
-              if k in values}
-    for key in ("epochs", "batch_size", "seed"):  # number inputs give floats for whole-number fields at times
-        if isinstance(fields.get(key), float) and fields[key].is_integer():
+    fields = {k: values[k] for k in ("model", "preset", *settings()) if k in values}
+    for key, how in settings().items():  # number inputs give floats for whole-number fields at times
+        if how.kind in ("int", "subset") and isinstance(fields.get(key), float) and fields[key].is_integer():
             fields[key] = int(fields[key])
-    config = TrainConfig(**fields, model_overrides=overrides, train_subset=subset)
-    errors += config.problems()
-    world_size = values.get("processes", 1)
-    if not isinstance(world_size, int) or world_size < 1:
-        errors.append(f"processes must be a whole number of at least 1 (got {world_size!r})")
-    if errors:
-        raise ConfigError(errors)
-    return LaunchRequest(config, world_size, bool(values.get("train_again", False)))
-
-
-def format_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "–"
-    seconds = int(round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h {minutes:02d}m"
-    if minutes:
-        return f"{minutes}m {secs:02d}s"
-    return f"{secs}s"
-
-
-def format_bytes(n: int | None) -> str:
-    if n is None:
-        return "–"
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
+    if fields.get("train_subset") in (0, ""):
+        fields["train_subset"] = None  # the form's 0 means all the data
+    processes = values.get("processes", 1)
+    if isinstance(processes, float) and processes.is_integer():
+        processes = int(processes)
+    config = TrainConfig(**fields, model_overrides=overrides)
+    try:
+        planned = plan(config, resources, world_size=processes)
+    except ConfigError as exc:
+        raise ConfigError(problems + exc.problems) from None
+    if problems:
+        raise ConfigError(problems)
+    return LaunchRequest(planned, bool(values.get("train_again", False)))
 
 
 STATUS_EMOJI = {"queued": "⏳", "running": "🏃", "succeeded": "✅", "failed": "❌", "cancelled": "🚫",
@@ -189,8 +173,6 @@ STATUS_EMOJI = {"queued": "⏳", "running": "🏃", "succeeded": "✅", "failed"
 # ------------------------------------------------------- checkpoint check
 @st.cache_data(show_spinner=False, max_entries=64)
 def _checkpoint_problem(path: str, mtime_ns: int, size: int) -> str | None:
-    from bigmodels.models.checkpoints import CheckpointError, load_checkpoint
-
     try:
         load_checkpoint(path)
     except CheckpointError as exc:

@@ -13,6 +13,7 @@ from typing import Any, Sequence
 import plotly.graph_objects as go
 
 from bigmodels.runs.store import Run
+from bigmodels.train.config import settings
 
 PALETTE = ["#3b5bdb", "#e8590c", "#2b8a3e", "#c2255c", "#5f3dc4", "#0b7285", "#a61e4d", "#5c940d"]
 MAX_POINTS = 1500  # a step curve is thinned to this many points: a browser chart, not an archive
@@ -98,8 +99,7 @@ def accuracy_figure(runs: Sequence[tuple[str, list[dict]]], texts: dict[str, str
 
 
 # ------------------------------------------------------------ comparison
-HYPERPARAMETERS = ("model", "preset", "epochs", "batch_size", "optimizer", "lr", "schedule", "weight_decay",
-                   "label_smoothing", "momentum", "seed", "device", "precision", "train_subset")
+HYPERPARAMETERS = ("model", "preset", *settings())  # every TrainConfig setting, in declaration order
 
 
 def comparison_rows(runs: Sequence[Run]) -> list[dict[str, Any]]:

@@ -1,7 +1,8 @@
-"""Where a trained model can come from: the shipped weights, or a finished run.
+"""Where a trained model's weights come from: the shipped files, or a finished run.
 
-The sandbox and the comparison page offer every source in one list, so a run
-trained in the launcher is usable there as soon as it finishes.
+This is the one module that decides it (as timm decides pretrained sources in
+one function): the sandbox and the comparison page offer every source in one
+list, so a run trained in the launcher is usable there as soon as it finishes.
 """
 from __future__ import annotations
 
@@ -10,9 +11,13 @@ from pathlib import Path
 
 from torch import nn
 
-from bigmodels.models.checkpoints import model_from_checkpoint
+import os
+
 from bigmodels.i18n import DEFAULT_LANGUAGE, translate
+from bigmodels.models.checkpoints import model_from_checkpoint
+from bigmodels.models.registry import list_models
 from bigmodels.models.shipped import available, weights_path
+from bigmodels.runs.store import RunStore, StoreError
 
 
 @dataclass(frozen=True)
@@ -47,12 +52,19 @@ def shipped_sources(lang: str = DEFAULT_LANGUAGE) -> list[ModelSource]:
 
 def list_sources(lang: str = DEFAULT_LANGUAGE) -> list[ModelSource]:
     """Every model a page can load, labelled in ``lang``: shipped weights first, then finished runs."""
-    sources = shipped_sources(lang)
+    return shipped_sources(lang) + finished_run_sources(lang=lang)
+
+
+def finished_run_sources(home: str | os.PathLike | None = None, lang: str = DEFAULT_LANGUAGE) -> list[ModelSource]:
+    """Every succeeded run whose checkpoint file exists (id ``run:<id>``). An
+    unreadable store gives no sources (the launcher page shows why)."""
     try:
-        from bigmodels.runs.store import finished_run_sources  # the launcher's run store (issue 3)
-    except ImportError:
-        return sources
-    return sources + finished_run_sources(lang=lang)
+        runs = RunStore(home).list_runs(statuses=["succeeded"])
+    except StoreError:
+        return []
+    return [run_source(run.id, run.model, run.final_accuracy, Path(run.checkpoint), lang) for run in runs
+            if run.checkpoint and Path(run.checkpoint).is_file()
+            and run.model in list_models()]  # not a model this version no longer has
 
 
 def load_model(source: ModelSource, device: str = "cpu") -> nn.Module:

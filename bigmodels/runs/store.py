@@ -1,4 +1,9 @@
-"""The run store: every launched training run, its metrics and its files.
+"""The run store: every launched training run, its metrics, logs and files.
+
+An API over runs and nothing else, as MLflow's tracking store is: it knows
+neither training nor the UI (a run's config is a JSON object to it; what is
+valid is the launch plan's business, ``bigmodels.train.plan``, and what a run
+means to a page is the page's), and it imports no torch.
 
 One SQLite database in WAL mode under the data home (``BIGMODELS_HOME``,
 default ``./runs``) is the single source of truth. The launcher page only reads
@@ -26,12 +31,12 @@ import os
 import re
 import secrets
 import sqlite3
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from bigmodels.train.engine import ConfigError, TrainConfig, TrainEvent
 
 ENV_HOME = "BIGMODELS_HOME"
 DEFAULT_HOME = Path("runs")
@@ -41,8 +46,6 @@ STATUSES = ("queued", "running", "succeeded", "failed", "cancelled", "interrupte
 ACTIVE = ("queued", "running")
 FINISHED = ("succeeded", "failed", "cancelled", "interrupted")
 RESUMABLE = ("interrupted", "cancelled", "failed")
-MAX_WORLD_SIZE = 1024  # processes in one run, over all nodes
-MAX_PARAMETERS = 1_000_000_000  # a model settings box must not be able to exhaust a shared server's memory
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -110,6 +113,10 @@ CREATE TABLE IF NOT EXISTS workers (
 _ADDED_COLUMNS = {"start_step": "INTEGER NOT NULL DEFAULT 0", "loop_started_at": "REAL"}
 
 
+_SCHEMA_READY: set[str] = set()  # database files whose schema this process has set up
+_SCHEMA_LOCK = threading.Lock()
+
+
 class StoreError(RuntimeError):
     """The run store cannot be opened or read; the message says which file and why."""
 
@@ -147,29 +154,6 @@ def new_run_id(model: str) -> str:
 def device_key(device: str) -> str:
     """A device name as a file-name part: ``cuda:0`` -> ``cuda-0``."""
     return "".join(c if c.isalnum() else "-" for c in device)
-
-
-def target_device(config: TrainConfig) -> str:
-    """The concrete device a worker must serve to run ``config`` (``auto`` and
-    ``cuda`` resolve to what exists here; raises ValueError if it does not exist)."""
-    from bigmodels.train.devices import resolve_device
-
-    device = resolve_device(config.device)
-    if device.type == "cuda":
-        return f"cuda:{device.index or 0}"
-    return device.type
-
-
-def parameter_count(config: TrainConfig) -> int:
-    """Parameters of the model ``config`` builds, counted on PyTorch's meta device
-    (shapes only, no memory), so a huge model is refused before anything allocates it."""
-    import torch
-
-    from bigmodels.models.registry import create_model
-
-    with torch.device("meta"):
-        model = create_model(config.model, config.preset, **config.model_overrides)
-    return sum(p.numel() for p in model.parameters())
 
 
 def _finite_or_none(value: Any) -> float | None:
@@ -227,10 +211,6 @@ class Run:
         values["resume"] = bool(values["resume"])
         values["cancel_requested"] = bool(values["cancel_requested"])
         return cls(**values)
-
-    @property
-    def train_config(self) -> TrainConfig:
-        return TrainConfig.from_dict(self.config)
 
     @property
     def is_active(self) -> bool:
@@ -299,16 +279,27 @@ class RunStore:
                 folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreError(f"{self.home}: cannot create the run folder ({exc})") from None
-        with self._connect() as db:
-            try:
-                db.execute("PRAGMA journal_mode=WAL")
-                db.executescript(_SCHEMA)
-                have = {row["name"] for row in db.execute("PRAGMA table_info(runs)")}
-                for column, declaration in _ADDED_COLUMNS.items():
-                    if column not in have:
-                        db.execute(f"ALTER TABLE runs ADD COLUMN {column} {declaration}")
-            except sqlite3.DatabaseError as exc:
-                raise StoreError(self._unreadable(exc)) from None
+        self._ensure_schema()
+
+    def _ensure_schema(self) -> None:
+        """Create or upgrade the tables once per database file and process (every
+        page rerun opens a store; it should not pay for DDL each time). A file
+        deleted since is set up again."""
+        key = str(self.path.resolve())
+        with _SCHEMA_LOCK:
+            if key in _SCHEMA_READY and self.path.is_file():
+                return
+            with self._connect() as db:
+                try:
+                    db.execute("PRAGMA journal_mode=WAL")
+                    db.executescript(_SCHEMA)
+                    have = {row["name"] for row in db.execute("PRAGMA table_info(runs)")}
+                    for column, declaration in _ADDED_COLUMNS.items():
+                        if column not in have:
+                            db.execute(f"ALTER TABLE runs ADD COLUMN {column} {declaration}")
+                except sqlite3.DatabaseError as exc:
+                    raise StoreError(self._unreadable(exc)) from None
+            _SCHEMA_READY.add(key)
 
     def _unreadable(self, exc: Exception) -> str:
         return (f"{self.path}: the run store cannot be read ({exc}); move the file aside to start an empty "
@@ -346,75 +337,40 @@ class RunStore:
         return self.checkpoints_dir / f"{check_run_id(run_id)}.pt"
 
     # ----------------------------------------------------------- submitting
-    def submit(self, config: TrainConfig, world_size: int = 1, train_again: bool = False,
-               submission: str | None = None, target: str | None = None) -> Submission:
-        """Queue ``config`` (validated), or return the run that already computed it.
+    def add_run(self, model: str, config: dict[str, Any], config_hash: str, target: str, world_size: int = 1,
+                reuse_succeeded: bool = True, submission: str | None = None) -> Submission:
+        """Queue a run of ``config`` for ``target``, or return the run that already
+        computed it. Callers plan first (``bigmodels.runs.queue.submit``).
 
         ``submission`` is the form's one-time key: submitting it again (a double
         click, a rerun) returns the run it created instead of queueing twice.
-        ``target`` names the executor instead of the device the config asks for
-        (a ``torchrun`` started by hand on several nodes); no worker claims it.
+        ``reuse_succeeded``: a succeeded run with the same ``config_hash`` and
+        ``world_size`` is returned (cached) instead of training again.
         """
-        problems = config.problems()
-        if not isinstance(world_size, int) or isinstance(world_size, bool) or not 1 <= world_size <= MAX_WORLD_SIZE:
-            problems.append(f"processes must be a whole number from 1 to {MAX_WORLD_SIZE} (got {world_size!r})")
-        if problems:
-            raise ConfigError(problems)
-        parameters = parameter_count(config)
-        if parameters > MAX_PARAMETERS:
-            raise ConfigError([f"the model would have {parameters:,} parameters; the launcher accepts at most "
-                               f"{MAX_PARAMETERS:,}"])
-        if target is None:
-            target = self._check_target(config, world_size)
-        config_hash = config.hash()
         now = time.time()
         with self._write() as db:
             if submission is not None:
                 row = db.execute("SELECT * FROM runs WHERE submission = ?", (submission,)).fetchone()
                 if row is not None:
                     return Submission(Run.from_row(row), cached=False)
-            if not train_again:
+            if reuse_succeeded:
                 row = db.execute("SELECT * FROM runs WHERE config_hash = ? AND world_size = ? AND status = "
                                  "'succeeded' ORDER BY finished_at DESC LIMIT 1", (config_hash, world_size)).fetchone()
                 if row is not None:
                     return Submission(Run.from_row(row), cached=True)
-            run_id = new_run_id(config.model)
+            run_id = new_run_id(model)
             while db.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone():
-                run_id = new_run_id(config.model)
+                run_id = new_run_id(model)
             db.execute(
                 "INSERT INTO runs (id, submission, model, config, config_hash, world_size, target, status, "
                 "created_at, queued_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?)",
-                (run_id, submission, config.model, json.dumps(config.to_dict()), config_hash, world_size,
+                (run_id, submission, model, json.dumps(config), config_hash, world_size,
                  target, now, now))
             db.execute("INSERT INTO logs (run_id, t, message) VALUES (?, ?, ?)",
                        (run_id, now, f"queued for {target}" + (f" on {world_size} processes" if world_size > 1
                                                                else "")))
             row = db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
         return Submission(Run.from_row(row), cached=False)
-
-    @staticmethod
-    def _check_target(config: TrainConfig, world_size: int) -> str:
-        """The device a worker must serve for ``config``; ConfigError if it cannot run here."""
-        try:
-            target = target_device(config)
-        except ValueError as exc:
-            raise ConfigError([str(exc)]) from None
-        if target == "cpu" and config.precision == "fp16":
-            raise ConfigError(["fp16 autocast needs a GPU; use bf16 or fp32 on the CPU"])
-        if world_size > 1 and target.startswith("cuda"):
-            import torch
-
-            if target != "cuda:0":
-                raise ConfigError(["a run on several GPUs uses GPUs 0 to N-1; choose device auto or cuda"])
-            if world_size > torch.cuda.device_count():
-                raise ConfigError([f"{world_size} processes need {world_size} GPUs; "
-                                   f"{torch.cuda.device_count()} are present"])
-        if world_size > 1 and target == "mps":
-            raise ConfigError(["distributed training is not available on Apple's MPS backend"])
-        if world_size > 1 and target == "cpu" and world_size > (os.cpu_count() or 1):
-            raise ConfigError([f"{world_size} CPU processes asked for, but this machine has "
-                               f"{os.cpu_count()} cores"])
-        return target
 
     # -------------------------------------------------------------- reading
     def get(self, run_id: str) -> Run | None:
@@ -683,103 +639,9 @@ class RunStore:
                        (state, run_id, time.time(), worker_id))
 
 
-# --------------------------------------------------------- event recording
-class EventRecorder:
-    """Writes a run's ``TrainEvent`` stream into the store.
-
-    Step events are buffered and written at most every ``flush_every`` seconds
-    (one transaction per flush, not per step), except the very first step, which
-    is written at once: it is the moment the launch latency is measured to.
-    """
-
-    def __init__(self, store: RunStore, run_id: str, batch_size: int, flush_every: float = 0.5):
-        self.store, self.run_id, self.batch_size, self.flush_every = store, run_id, batch_size, flush_every
-        self.buffer: list[tuple[int, int, float, float, float]] = []
-        self.last_flush = time.time()
-        self.first_step_seen = False
-        self.samples_per_step = batch_size
-        self._rate_mark: tuple[int, float] | None = None
-
-    def __call__(self, event: TrainEvent) -> None:
-        now = time.time()
-        if event.kind == "start":
-            self.store.record_start(self.run_id, event.step, event.epoch, event.total_steps, at=now)
-            note = "resumed" if event.data.get("resumed") else "training started"
-            self.store.log(self.run_id, f"{note} at step {event.step} of {event.total_steps} on "
-                                        f"{event.data.get('device')} ({event.data.get('train_size', 0):,} "
-                                        f"training images, {event.data.get('steps_per_epoch')} steps per epoch)")
-            self._rate_mark = (event.step, now)
-        elif event.kind == "step":
-            self.buffer.append((event.step, event.epoch, event.data["loss"], event.data["lr"], now))
-            if not self.first_step_seen:
-                self.first_step_seen = True
-                self.flush(first_step=True)
-            elif now - self.last_flush >= self.flush_every:
-                self.flush()
-        elif event.kind in ("epoch", "end"):
-            self.flush()
-            if event.kind == "epoch":
-                self.store.record_epoch(self.run_id, event.data)
-                self._rate_mark = (event.step, time.time())  # the test pass is not training speed
-
-    def flush(self, first_step: bool = False) -> None:
-        if not self.buffer:
-            return
-        now = time.time()
-        rate = None
-        last_step = self.buffer[-1][0]
-        if self._rate_mark is not None and last_step > self._rate_mark[0] and now > self._rate_mark[1]:
-            rate = (last_step - self._rate_mark[0]) * self.samples_per_step / (now - self._rate_mark[1])
-        self.store.record_steps(self.run_id, self.buffer, samples_per_second=rate, first_step=first_step)
-        self._rate_mark = (last_step, now)
-        self.buffer = []
-        self.last_flush = now
-
-
-class StopWatch:
-    """``should_stop`` for ``train``: true once the run's cancel flag is set in the
-    store (read at most every ``every`` seconds) or ``also()`` says so (the worker
-    is shutting down, its parent died)."""
-
-    def __init__(self, store: RunStore, run_id: str, every: float = 0.5, also=None):
-        self.store, self.run_id, self.every, self.also = store, run_id, every, also
-        self.last_check = 0.0
-        self.cancelled = False
-
-    def __call__(self) -> bool:
-        if self.also is not None and self.also():
-            return True
-        now = time.monotonic()
-        if not self.cancelled and now - self.last_check >= self.every:
-            self.last_check = now
-            self.cancelled = self.store.cancel_requested(self.run_id)
-        return self.cancelled
-
-
 # ------------------------------------------------------- for other pages
 def run_history(run_id: str, home: str | os.PathLike | None = None) -> list[dict[str, Any]]:
     """Per-epoch records of a run, with the training engine's keys (epoch,
     train_loss, test_loss, test_accuracy, samples_per_second, lr, elapsed,
     memory_bytes). Empty for an unknown run."""
     return RunStore(home).epochs(run_id)
-
-
-def finished_run_sources(home: str | os.PathLike | None = None, lang: str = "en") -> list:
-    """Every succeeded run whose checkpoint file exists, as a ``ModelSource``
-    (id ``run:<id>``) the sandbox and the comparison page can load. An
-    unreadable store gives no sources (the launcher page shows why)."""
-    from bigmodels.models.sources import run_source
-    from bigmodels.models.registry import list_models
-
-    try:
-        runs = RunStore(home).list_runs(statuses=["succeeded"])
-    except StoreError:
-        return []
-    sources = []
-    for run in runs:
-        if not run.checkpoint or not Path(run.checkpoint).is_file():
-            continue
-        if run.model not in list_models():
-            continue  # a model this version no longer has
-        sources.append(run_source(run.id, run.model, run.final_accuracy, Path(run.checkpoint), lang))
-    return sources

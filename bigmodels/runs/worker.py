@@ -22,7 +22,6 @@ from it (bit for bit on the CPU).
 from __future__ import annotations
 
 import collections
-import copy
 import fcntl
 import os
 import signal
@@ -36,9 +35,20 @@ from pathlib import Path
 
 import torch
 
-from bigmodels.data.mnist import MNIST, DeviceMNIST, load_mnist
 from bigmodels.child_process import child_env
-from bigmodels.runs.store import EventRecorder, Run, RunStore, StopWatch, device_key
+from bigmodels.data.mnist import ENV_DATA_DIR, MNIST, DeviceMNIST, load_mnist, normalize
+from bigmodels.models.registry import create_model, get_spec, list_models
+from bigmodels.problems import ConfigError, Problem
+from bigmodels.provenance import git_commit, software_versions
+from bigmodels.runs.processes import pid_alive, process_memory
+from bigmodels.runs.recorder import EventRecorder, StopWatch, record_outcome
+from bigmodels.runs.store import Run, RunStore, device_key
+from bigmodels.runs.torchrun import launch_command
+from bigmodels.train.config import TrainConfig
+from bigmodels.train.devices import describe_device
+from bigmodels.train.engine import train
+from bigmodels.train.plan import Resources, plan, resolve_device
+from bigmodels.train.ranks import backend_for
 
 POLL_SECONDS = 0.1  # how often an idle worker looks for a queued run
 HEARTBEAT_SECONDS = 2.0
@@ -110,21 +120,6 @@ def worker_alive(store: RunStore, device: str) -> bool:
     return worker_lock(store, device).held_elsewhere()
 
 
-def pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie (dead, not yet reaped by its parent) answers kill(0) too
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
-
-
 def reap_orphans(store: RunStore) -> list[str]:
     """Mark runs interrupted whose worker is gone: no process serves their device
     and the process that took them is dead. Safe to call from any page load."""
@@ -137,14 +132,6 @@ def reap_orphans(store: RunStore) -> list[str]:
     return orphaned
 
 
-def process_memory() -> int | None:
-    """Resident memory of this process, in bytes (Linux; None elsewhere)."""
-    try:
-        return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return None
-
-
 # ---------------------------------------------------------- warm sessions
 class DeviceSession:
     """A device made ready once and reused by every run: MNIST on the device,
@@ -154,11 +141,7 @@ class DeviceSession:
 
     def __init__(self, device: str, data: MNIST | None = None, data_dir: str | None = None,
                  warm_models: list[str] | None = None):
-        from bigmodels.train.devices import describe_device, resolve_device
-        from bigmodels.provenance import git_commit, software_versions
-        from bigmodels.models.registry import get_spec, list_models
-
-        self.device = resolve_device(device)
+        self.device = torch.device(serving_device(device))
         self.mnist = data if data is not None else load_mnist(data_dir)
         self.full = DeviceMNIST(self.mnist, self.device)
         self._subsets: collections.OrderedDict[tuple[int, int], DeviceMNIST] = collections.OrderedDict()
@@ -171,9 +154,6 @@ class DeviceSession:
     def _warm_up(self) -> float:
         """One forward and backward pass of each architecture, so the first real step
         does not pay for kernel selection, allocator growth and lazy imports."""
-        from bigmodels.data.mnist import normalize
-        from bigmodels.models.registry import create_model
-
         start = time.perf_counter()
         batch = normalize(self.full.test_x[:64])
         for name in self.warm_models:
@@ -186,7 +166,7 @@ class DeviceSession:
             torch.cuda.synchronize(self.device)
         return time.perf_counter() - start
 
-    def data_for(self, run_device: torch.device, train_subset: int | None, seed: int) -> DeviceMNIST | MNIST:
+    def data_for(self, train_subset: int | None, seed: int) -> DeviceMNIST | MNIST:
         """The resident data ``train`` will accept without reloading for this run."""
         if train_subset is None or train_subset >= self.full.train_size:
             if train_subset is not None:
@@ -200,9 +180,6 @@ class DeviceSession:
                     self._subsets.popitem(last=False)
             self._subsets.move_to_end(key)
             chosen = self._subsets[key]
-        if chosen.device != run_device:  # "cuda" and "cuda:0" are one GPU; name it as the engine does
-            chosen = copy.copy(chosen)
-            chosen.device = run_device
         return chosen
 
     def memory(self) -> tuple[int | None, str]:
@@ -212,6 +189,17 @@ class DeviceSession:
 
 
 # ------------------------------------------------------------------ worker
+def serving_device(requested: str) -> str:
+    """The device a worker for ``requested`` serves, named as the plan names it
+    ("cuda:0", "cpu"); ConfigError if this machine has none such."""
+    resources = Resources.local()
+    found = resolve_device(requested, resources)
+    if found is None:
+        raise ConfigError([Problem.of("plan.problem.no_device", device=requested,
+                                      present=", ".join(d.name for d in resources.devices))])
+    return found
+
+
 def _describe_failure(exc: BaseException) -> str:
     if isinstance(exc, torch.OutOfMemoryError):
         first = str(exc).splitlines()[0] if str(exc) else ""
@@ -219,8 +207,6 @@ def _describe_failure(exc: BaseException) -> str:
                 f"bf16")
     if isinstance(exc, FloatingPointError):
         return f"numerical failure: {exc}"
-    from bigmodels.train.engine import ConfigError
-
     if isinstance(exc, ConfigError):
         return "invalid configuration: " + "; ".join(exc.errors)
     return f"{type(exc).__name__}: {exc}"
@@ -232,11 +218,8 @@ class Worker:
     def __init__(self, home: str | os.PathLike | None = None, device: str = "cpu", data: MNIST | None = None,
                  data_dir: str | None = None, parent_pid: int | None = None, idle_exit: float | None = None,
                  max_runs: int | None = None, poll: float = POLL_SECONDS, warm_models: list[str] | None = None):
-        from bigmodels.train.devices import resolve_device
-
         self.store = RunStore(home)
-        resolved = resolve_device(device)
-        self.device = f"cuda:{resolved.index or 0}" if resolved.type == "cuda" else resolved.type
+        self.device = serving_device(device)
         self.data, self.data_dir, self.warm_models = data, data_dir, warm_models
         self.parent_pid, self.idle_exit, self.max_runs, self.poll = parent_pid, idle_exit, max_runs, poll
         self.id = f"{socket.gethostname()}:{os.getpid()}:{self.device}"
@@ -356,21 +339,18 @@ class Worker:
         return status
 
     def _execute_local(self, run: Run) -> str:
-        from bigmodels.train.devices import resolve_device
-        from bigmodels.train.engine import train
-
         checkpoint = self.store.checkpoint_path(run.id)
         session = self.session
         try:
-            config = run.train_config
-            run_device = resolve_device(config.device)
-            self.store.set_provenance(run.id, str(run_device), session.device_name, session.mnist.describe(),
+            config = TrainConfig.from_dict(run.config)
+            run_plan = plan(config, Resources.local(), data_size=session.full.train_size)
+            self.store.set_provenance(run.id, run_plan.target, session.device_name, session.mnist.describe(),
                                       session.versions, session.git_commit, str(checkpoint))
             resume = checkpoint if run.resume and checkpoint.is_file() else None
-            data = session.data_for(run_device, config.train_subset, config.seed)
+            data = session.data_for(config.train_subset, config.seed)
             recorder = EventRecorder(self.store, run.id, config.batch_size)
             should_stop = StopWatch(self.store, run.id, also=self.should_exit)
-            result = train(config, data, on_event=recorder, should_stop=should_stop, checkpoint_path=checkpoint,
+            result = train(run_plan, data, on_event=recorder, should_stop=should_stop, checkpoint_path=checkpoint,
                            resume_from=resume)
         except Exception as exc:
             reason = _describe_failure(exc)
@@ -379,20 +359,11 @@ class Worker:
             if isinstance(exc, torch.OutOfMemoryError) and torch.cuda.is_available():
                 torch.cuda.empty_cache()
             return "failed"
-        if not result.stopped:
-            self.store.finish(run.id, "succeeded")
-            return "succeeded"
-        if self.store.cancel_requested(run.id):
-            self.store.finish(run.id, "cancelled")
-            return "cancelled"
-        self.store.finish(run.id, "interrupted", "the worker was stopped; resume continues from the last checkpoint")
-        return "interrupted"
+        return record_outcome(self.store, run.id, result.stopped)
 
     def _execute_distributed(self, run: Run) -> str:
-        from bigmodels.train.distributed import backend_for, launch_command
-
         backend = backend_for("cuda" if run.target.startswith("cuda") else "cpu")
-        data_dir = self.data_dir or os.environ.get("BIGMODELS_DATA_DIR")
+        data_dir = self.data_dir or os.environ.get(ENV_DATA_DIR)
         command = launch_command(run.id, self.store.home, run.world_size, backend, data_dir)
         command += ["--parent-pid", str(os.getpid())]
         log_path = self.store.logs_dir / f"{run.id}.torchrun.log"
