@@ -68,9 +68,13 @@ def test_invalid_settings_queue_nothing(app_page):
     assert "Open access" in main_text(page)
     launch(app_page, page, "Nothing was queued", **{"Model settings (JSON, optional)": '{"kernel_size": 4, "nope": 1}'})
     text = main_text(page)
-    assert "Nothing was queued" in text and "unknown setting" in text
+    assert "Nothing was queued" in text and "unknown model setting" in text
     assert len(store.list_runs()) == before
     app_page.screenshot("launcher-invalid")
+    # an out-of-range number is a message from the plan, not a field that silently refuses it
+    launch(app_page, page, "Epochs must be from 1 to 200", Epochs=500, **{"Model settings (JSON, optional)": ""})
+    assert "Nothing was queued" in main_text(page)
+    assert len(store.list_runs()) == before
 
 
 def test_launch_watch_live_cache_and_reuse(app_page):
