@@ -6,7 +6,7 @@ training run is going.
 Starts its own ``streamlit run app.py`` with a temporary run store, then drives
 ``--sessions`` sessions for ``--seconds``. Each session is a browser tab as the
 server sees it -- Streamlit's own websocket protocol, spoken by
-``benchmarks/streamlit_client.py`` (page GET, health checks, XSRF cookie,
+``bigmodels/harness/streamlit_client.py`` (page GET, health checks, XSRF cookie,
 websocket, reruns with widget states, the /media/ pictures fetched as <img>
 tags do) -- without rendering anything: 20 Chromium tabs on the server's own
 2 cores would measure Chromium, and in a deployment each visitor's browser
@@ -51,12 +51,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.streamlit_client import StreamlitClientError, StreamlitSession  # noqa: E402
+from bigmodels.harness.server import StreamlitServer  # noqa: E402
+from bigmodels.harness.streamlit_client import StreamlitClientError, StreamlitSession  # noqa: E402
 from bigmodels.i18n import translate  # noqa: E402
 from bigmodels.provenance import provenance  # noqa: E402
 from bigmodels.runs.store import RunStore  # noqa: E402
 from bigmodels.train.engine import default_config  # noqa: E402
-from tests.browser import StreamlitServer  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "load_test.json"
 MODELS = 3  # the sandbox answers with every shipped architecture
@@ -260,7 +260,7 @@ def main() -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({
         "sessions": args.sessions, "seconds": wall, "think_s": list(args.think), "timeout_s": args.timeout,
-        "client": "benchmarks/streamlit_client.py (Streamlit's websocket protocol, no rendering)",
+        "client": "bigmodels/harness/streamlit_client.py (Streamlit's websocket protocol, no rendering)",
         "warm_up_s": warm_seconds, "interactions": rows,
         "all": {"count": len(everything), "median_s": statistics.median(everything) if everything else None,
                 "p95_s": p95(everything) if everything else None},

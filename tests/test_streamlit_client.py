@@ -1,4 +1,4 @@
-"""The browserless Streamlit client (benchmarks/streamlit_client.py) against the
+"""The browserless Streamlit client (bigmodels/harness/streamlit_client.py) against the
 live app: if it gets the protocol wrong, the load benchmark built on it measures
 nothing, so every step here checks what the app put on screen.
 
@@ -15,11 +15,11 @@ import string
 
 import pytest
 
-from benchmarks.streamlit_client import StreamlitSession
 from bigmodels.data.mnist import ENV_DATA_DIR
 from bigmodels.i18n import translate
 from bigmodels.app.sandbox import ARCHITECTURES
-from tests.browser import StreamlitServer
+from bigmodels.harness.server import StreamlitServer
+from bigmodels.harness.streamlit_client import StreamlitSession
 from tests.conftest import mnist_dir
 
 pytestmark = pytest.mark.browser
