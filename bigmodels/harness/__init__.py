@@ -7,7 +7,9 @@ Both ``tests/`` and ``benchmarks/`` import from here, and never from each other:
 * ``bigmodels.harness.browser``: headless Chromium on that server through
   Playwright (``AppPage``, ``browser_available``);
 * ``bigmodels.harness.streamlit_client``: a browser's side of Streamlit's
-  websocket protocol without a browser (``StreamlitSession``).
+  websocket protocol without a browser (``StreamlitSession``);
+* ``bigmodels.harness.catalogue``: a catalogue text as Streamlit shows it
+  (``shown``), for checking what a page put on screen.
 
 None of it imports Streamlit's API: the app is driven from outside, over HTTP,
 its websocket and a browser. The protocol client reads and writes Streamlit's
