@@ -40,9 +40,7 @@ import argparse
 import asyncio
 import json
 import random
-import re
 import statistics
-import string
 import sys
 import tempfile
 import threading
@@ -51,6 +49,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bigmodels.harness.catalogue import shown  # noqa: E402
 from bigmodels.harness.server import StreamlitServer  # noqa: E402
 from bigmodels.harness.streamlit_client import StreamlitClientError, StreamlitSession  # noqa: E402
 from bigmodels.i18n import translate  # noqa: E402
@@ -65,18 +64,6 @@ CHARTS = 4  # the comparison page's first section: two scatters, learning curves
 
 def en(key: str, **values) -> str:
     return translate(key, "en", **values)
-
-
-def pattern(key: str) -> re.Pattern:
-    """The English catalogue text of ``key``, its {fields} matching anything. A
-    leading emoji is left out: st.warning and friends show it as the alert's icon."""
-    text = re.sub(r"^[^\w\s]+\s*", "", en(key))
-    parts = [re.escape(literal) + (".+?" if name is not None else "")
-             for literal, name, _, _ in string.Formatter().parse(text)]
-    return re.compile("".join(parts) + "$", re.S)
-
-
-VERDICTS = (pattern("sandbox.agree"), pattern("sandbox.disagree"))
 
 
 def rss_bytes(pid: int) -> int:
@@ -116,9 +103,14 @@ def check_sandbox(s: StreamlitSession) -> None:
     predictions = [m for m in s.find("metric") if m.label == en("sandbox.result.prediction")]
     if len(predictions) != MODELS or not all(len(p.body) == 1 and p.body.isdigit() for p in predictions):
         raise WrongAnswer(f"expected {MODELS} predicted digits, got {[p.body for p in predictions]}")
-    verdicts = [a.body for a in s.find("alert") if any(v.match(a.body) for v in VERDICTS)]
+    verdicts = [a.body for a in s.find("alert")
+                if shown("sandbox.agree").match(a.body) or shown("sandbox.disagree").match(a.body)]
     if len(verdicts) != 1:
         raise WrongAnswer(f"expected one agree/disagree verdict, got {len(verdicts)}")
+    digits = {p.body for p in predictions}
+    expected = shown("sandbox.agree", digit=digits.pop()) if len(digits) == 1 else shown("sandbox.disagree")
+    if not expected.match(verdicts[0]):
+        raise WrongAnswer(f"predictions {[p.body for p in predictions]} but the verdict says {verdicts[0]!r}")
 
 
 def check_comparison(s: StreamlitSession) -> None:
