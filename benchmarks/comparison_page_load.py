@@ -1,6 +1,6 @@
 """Comparison page load time with cached measurements (target: at most 2 s).
 
-    BIGMODELS_DATA_DIR=../shared/mnist python benchmarks/comparison_page_load.py [--runs 5]
+    BIGMODELS_DATA_DIR=../shared/mnist python -m benchmarks.comparison_page_load [--runs 5]
 
 What is timed, in headless Chromium against a live ``streamlit run app.py``,
 on a warm server (MNIST loaded, shipped metrics read, the page's own
@@ -40,8 +40,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
 TARGET_S = 2.0
 SECTIONS = ("side", "mistakes", "reading", "scale", "article")
 BUSY_TEXT = "Working in the background"

@@ -1,7 +1,7 @@
 """Load: N concurrent sessions on the sandbox and comparison pages while one
 training run is going.
 
-    BIGMODELS_DATA_DIR=../shared/mnist python benchmarks/load_test.py [--sessions 20] [--seconds 90]
+    BIGMODELS_DATA_DIR=../shared/mnist python -m benchmarks.load_test [--sessions 20] [--seconds 90]
 
 Starts its own ``streamlit run app.py`` with a temporary run store, then drives
 ``--sessions`` sessions for ``--seconds``. Each session is a browser tab as the
@@ -41,21 +41,18 @@ import asyncio
 import json
 import random
 import statistics
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from bigmodels.harness.catalogue import shown  # noqa: E402
-from bigmodels.harness.server import StreamlitServer  # noqa: E402
-from bigmodels.harness.streamlit_client import StreamlitClientError, StreamlitSession  # noqa: E402
-from bigmodels.i18n import translate  # noqa: E402
-from bigmodels.provenance import provenance  # noqa: E402
-from bigmodels.runs.store import RunStore  # noqa: E402
-from bigmodels.train.engine import default_config  # noqa: E402
+from bigmodels.harness.catalogue import shown
+from bigmodels.harness.server import StreamlitServer
+from bigmodels.harness.streamlit_client import StreamlitClientError, StreamlitSession
+from bigmodels.i18n import translate
+from bigmodels.provenance import provenance
+from bigmodels.runs.store import RunStore
+from bigmodels.train.engine import default_config
 
 RESULTS = Path(__file__).parent / "results" / "load_test.json"
 MODELS = 3  # the sandbox answers with every shipped architecture

@@ -1,7 +1,9 @@
 """The shared harness (bigmodels/harness/): its catalogue matcher against what
-Streamlit itself does to a text."""
+Streamlit itself does to a text, and the rule that tests and benchmarks share it
+instead of importing each other."""
 from __future__ import annotations
 
+import ast
 import string
 import subprocess
 import sys
@@ -79,3 +81,21 @@ def test_the_harness_does_not_import_streamlit():
     code = ("import sys, bigmodels.harness, bigmodels.harness.server, bigmodels.harness.browser, "
             "bigmodels.harness.catalogue; sys.exit('streamlit' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], cwd=REPO).returncode == 0
+
+
+def imported_modules(path: Path) -> set[str]:
+    modules = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            modules |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            modules.add(node.module)
+    return modules
+
+
+def test_tests_and_benchmarks_share_the_harness_instead_of_importing_each_other():
+    for path in sorted((REPO / "tests").glob("*.py")):
+        assert not {m for m in imported_modules(path) if m.split(".")[0] == "benchmarks"}, path
+    for path in sorted((REPO / "benchmarks").glob("*.py")):
+        assert not {m for m in imported_modules(path) if m.split(".")[0] == "tests"}, path
+        assert "sys.path.insert" not in path.read_text(), f"{path}: run it as python -m benchmarks.{path.stem}"
