@@ -1,6 +1,6 @@
 """Comparison page load time with cached measurements (target: at most 2 s).
 
-    BIGMODELS_DATA_DIR=../shared/mnist python benchmarks/comparison_page_load.py [--runs 5]
+    BIGMODELS_DATA_DIR=../shared/mnist python -m benchmarks.comparison_page_load [--runs 5]
 
 What is timed, in headless Chromium against a live ``streamlit run app.py``,
 on a warm server (MNIST loaded, shipped metrics read, the page's own
@@ -40,8 +40,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
 TARGET_S = 2.0
 SECTIONS = ("side", "mistakes", "reading", "scale", "article")
 BUSY_TEXT = "Working in the background"
@@ -77,7 +75,8 @@ def browser_loads(runs: int, shipped: int) -> tuple[dict, dict, float]:
     """(loads in a new tab, loads by in-app navigation, the first visit's seconds)."""
     from playwright.sync_api import sync_playwright
 
-    from tests.browser import CHROMIUM, CHROMIUM_ARGS, StreamlitServer
+    from bigmodels.harness.browser import launch_chromium
+    from bigmodels.harness.server import StreamlitServer
 
     env = {k: os.environ[k] for k in ("BIGMODELS_HOME", "BIGMODELS_DATA_DIR") if k in os.environ}
 
@@ -108,7 +107,7 @@ def browser_loads(runs: int, shipped: int) -> tuple[dict, dict, float]:
     home_drawn = ("document.querySelector('h1') && document.querySelector('[data-testid=\"stApp\"]')"
                   "?.dataset.testScriptState === 'notRunning'")
     with StreamlitServer(Path(os.environ["BIGMODELS_HOME"]), env) as server, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        browser = launch_chromium(p)
         start = time.perf_counter()
         for section in SECTIONS:  # the first visitor: everything is computed and measured
             new_tab(browser, f"{server.url}/comparison?section={section}", drawn_condition(section, shipped),
@@ -180,7 +179,7 @@ def main() -> int:
     os.environ["BIGMODELS_HOME"] = args.home or tempfile.mkdtemp(prefix="bigmodels-bench-")
     from bigmodels.provenance import provenance
     from bigmodels.models.shipped import available
-    from tests.browser import browser_available
+    from bigmodels.harness.browser import browser_available
 
     shipped = available()
     no_browser = browser_available()  # None, or why no browser can run here

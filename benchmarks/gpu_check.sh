@@ -19,4 +19,4 @@ echo "== CUDA tests"
 python3 -m pytest -m cuda -rs -q tests/test_worker.py tests/test_distributed.py tests/test_runs.py
 
 echo "== launch latency on cuda"
-python3 benchmarks/launch_latency.py --device cuda --json "$RESULT"
+python3 -m benchmarks.launch_latency --device cuda --json "$RESULT"

@@ -12,8 +12,8 @@ can follow. Times are read from the store (``loop_started_at`` and
 ``first_step_at`` minus ``queued_at``), written by the submitting and the
 training process on the same clock.
 
-    python benchmarks/launch_latency.py                 # CPU
-    python benchmarks/launch_latency.py --device cuda   # GPU box
+    python -m benchmarks.launch_latency                 # CPU
+    python -m benchmarks.launch_latency --device cuda   # GPU box
 
 Prints a table and writes benchmarks/results/launch_latency.json (or --json).
 """
@@ -24,19 +24,17 @@ import json
 import os
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from bigmodels.provenance import provenance  # noqa: E402
-from bigmodels.runs.store import RunStore  # noqa: E402
-from bigmodels.train.engine import default_config  # noqa: E402
-from bigmodels.runs.worker import start_worker, worker_alive  # noqa: E402
+from bigmodels.provenance import provenance
 from bigmodels.runs.queue import submit
+from bigmodels.runs.store import RunStore
+from bigmodels.runs.worker import start_worker, worker_alive
+from bigmodels.train.config import default_config
+
+ROOT = Path(__file__).resolve().parent.parent
 
 WARM_TARGET_SECONDS = 1.0
 

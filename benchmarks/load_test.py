@@ -1,12 +1,12 @@
 """Load: N concurrent sessions on the sandbox and comparison pages while one
 training run is going.
 
-    BIGMODELS_DATA_DIR=../shared/mnist python benchmarks/load_test.py [--sessions 20] [--seconds 90]
+    BIGMODELS_DATA_DIR=../shared/mnist python -m benchmarks.load_test [--sessions 20] [--seconds 90]
 
 Starts its own ``streamlit run app.py`` with a temporary run store, then drives
 ``--sessions`` sessions for ``--seconds``. Each session is a browser tab as the
 server sees it -- Streamlit's own websocket protocol, spoken by
-``benchmarks/streamlit_client.py`` (page GET, health checks, XSRF cookie,
+``bigmodels/harness/streamlit_client.py`` (page GET, health checks, XSRF cookie,
 websocket, reruns with widget states, the /media/ pictures fetched as <img>
 tags do) -- without rendering anything: 20 Chromium tabs on the server's own
 2 cores would measure Chromium, and in a deployment each visitor's browser
@@ -40,24 +40,20 @@ import argparse
 import asyncio
 import json
 import random
-import re
 import statistics
-import string
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from benchmarks.streamlit_client import StreamlitClientError, StreamlitSession  # noqa: E402
-from bigmodels.i18n import translate  # noqa: E402
-from bigmodels.provenance import provenance  # noqa: E402
-from bigmodels.runs.store import RunStore  # noqa: E402
-from bigmodels.train.engine import default_config  # noqa: E402
+from bigmodels.harness.catalogue import shown
+from bigmodels.harness.server import StreamlitServer
+from bigmodels.harness.streamlit_client import StreamlitClientError, StreamlitSession
+from bigmodels.i18n import translate
+from bigmodels.provenance import provenance
 from bigmodels.runs.queue import submit
-from tests.browser import StreamlitServer  # noqa: E402
+from bigmodels.runs.store import RunStore
+from bigmodels.train.config import default_config
 
 RESULTS = Path(__file__).parent / "results" / "load_test.json"
 MODELS = 3  # the sandbox answers with every shipped architecture
@@ -66,18 +62,6 @@ CHARTS = 4  # the comparison page's first section: two scatters, learning curves
 
 def en(key: str, **values) -> str:
     return translate(key, "en", **values)
-
-
-def pattern(key: str) -> re.Pattern:
-    """The English catalogue text of ``key``, its {fields} matching anything. A
-    leading emoji is left out: st.warning and friends show it as the alert's icon."""
-    text = re.sub(r"^[^\w\s]+\s*", "", en(key))
-    parts = [re.escape(literal) + (".+?" if name is not None else "")
-             for literal, name, _, _ in string.Formatter().parse(text)]
-    return re.compile("".join(parts) + "$", re.S)
-
-
-VERDICTS = (pattern("sandbox.agree"), pattern("sandbox.disagree"))
 
 
 def rss_bytes(pid: int) -> int:
@@ -117,9 +101,14 @@ def check_sandbox(s: StreamlitSession) -> None:
     predictions = [m for m in s.find("metric") if m.label == en("sandbox.result.prediction")]
     if len(predictions) != MODELS or not all(len(p.body) == 1 and p.body.isdigit() for p in predictions):
         raise WrongAnswer(f"expected {MODELS} predicted digits, got {[p.body for p in predictions]}")
-    verdicts = [a.body for a in s.find("alert") if any(v.match(a.body) for v in VERDICTS)]
+    verdicts = [a.body for a in s.find("alert")
+                if shown("sandbox.agree").match(a.body) or shown("sandbox.disagree").match(a.body)]
     if len(verdicts) != 1:
         raise WrongAnswer(f"expected one agree/disagree verdict, got {len(verdicts)}")
+    digits = {p.body for p in predictions}
+    expected = shown("sandbox.agree", digit=digits.pop()) if len(digits) == 1 else shown("sandbox.disagree")
+    if not expected.match(verdicts[0]):
+        raise WrongAnswer(f"predictions {[p.body for p in predictions]} but the verdict says {verdicts[0]!r}")
 
 
 def check_comparison(s: StreamlitSession) -> None:
@@ -261,7 +250,7 @@ def main() -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({
         "sessions": args.sessions, "seconds": wall, "think_s": list(args.think), "timeout_s": args.timeout,
-        "client": "benchmarks/streamlit_client.py (Streamlit's websocket protocol, no rendering)",
+        "client": "bigmodels/harness/streamlit_client.py (Streamlit's websocket protocol, no rendering)",
         "warm_up_s": warm_seconds, "interactions": rows,
         "all": {"count": len(everything), "median_s": statistics.median(everything) if everything else None,
                 "p95_s": p95(everything) if everything else None},

@@ -15,7 +15,7 @@ strokes on white):
 Models are loaded once (the page caches them per server) and torch runs on one
 thread, as the page does (see ``bigmodels.app.sandbox.one_thread``).
 
-    BIGMODELS_DATA_DIR=../shared/mnist python benchmarks/sandbox_latency.py [--digits 200]
+    BIGMODELS_DATA_DIR=../shared/mnist python -m benchmarks.sandbox_latency [--digits 200]
 
 Prints a table and writes benchmarks/results/sandbox_latency.json (or --json).
 Targets (CPU): predictions <= 25 ms median, explained <= 150 ms median.
@@ -31,23 +31,22 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from bigmodels.models.checkpoints import model_from_checkpoint  # noqa: E402
-from bigmodels.data.mnist import load_mnist  # noqa: E402
-from bigmodels.analysis.explain import (  # noqa: E402
+from bigmodels.analysis.explain import (
     LATENCY_REPEATS, CNNExplanation, TransformerExplanation, read_digit,
 )
-from bigmodels.data.digits import mnist_style  # noqa: E402
-from bigmodels.provenance import provenance  # noqa: E402
-from bigmodels.app.sandbox import ARCHITECTURES, digit_picture, heat_picture, maps_picture  # noqa: E402
-from bigmodels.models.shipped import weights_path  # noqa: E402
+from bigmodels.app.sandbox import ARCHITECTURES, digit_picture, heat_picture, maps_picture
+from bigmodels.data.digits import mnist_style
+from bigmodels.data.mnist import load_mnist
+from bigmodels.models.checkpoints import model_from_checkpoint
+from bigmodels.models.shipped import weights_path
+from bigmodels.provenance import provenance
+
+ROOT = Path(__file__).resolve().parent.parent
 
 TARGETS_MS = {"predictions": 25.0, "explained": 150.0}
 CANVAS = 280

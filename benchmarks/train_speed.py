@@ -1,7 +1,7 @@
 """Training speed: time to 99% test accuracy for the CNN recipe, and seconds per
 epoch and accuracy for all three architectures.
 
-    BIGMODELS_DATA_DIR=../shared/mnist python benchmarks/train_speed.py [--seeds 0 1 2] [--full]
+    BIGMODELS_DATA_DIR=../shared/mnist python -m benchmarks.train_speed [--seeds 0 1 2] [--full]
 
 The clock starts when ``train()`` is called with MNIST already loaded (and, on a
 GPU, already resident on the device) and stops at the end of the evaluation
@@ -13,18 +13,16 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from bigmodels.data.mnist import DeviceMNIST, load_mnist  # noqa: E402
-from bigmodels.train.devices import describe_device, resolve_device  # noqa: E402
-from bigmodels.provenance import provenance  # noqa: E402
-from bigmodels.train.engine import default_config, train  # noqa: E402
+from bigmodels.data.mnist import DeviceMNIST, load_mnist
+from bigmodels.provenance import provenance
+from bigmodels.train.devices import describe_device, resolve_device
+from bigmodels.train.config import default_config
+from bigmodels.train.engine import train
 
 TARGET = 0.99
 

@@ -45,16 +45,30 @@ def small_mnist(full_mnist) -> MNIST:
 
 
 # ------------------------------------------------------------ browser fixtures
+# The live server and Chromium come from bigmodels.harness (shared with the benchmarks).
+def require_browser() -> None:
+    """Skip (fail in CI) a test that needs Chromium where there is none."""
+    from bigmodels.harness.browser import browser_available
+
+    reason = browser_available()
+    if reason:
+        if os.environ.get("CI"):
+            pytest.fail(f"browser tests must run in CI: {reason}")
+        pytest.skip(reason)
+
+
+def server_env() -> dict[str, str]:
+    """The environment a live app server of the tests gets: this MNIST folder, if any."""
+    folder = mnist_dir()
+    return {ENV_DATA_DIR: str(folder)} if folder is not None else {}
+
+
 @pytest.fixture(scope="session")
 def app_server(tmp_path_factory):
-    from tests.browser import StreamlitServer, require_browser
+    from bigmodels.harness.server import StreamlitServer
 
     require_browser()
-    env = {}
-    folder = mnist_dir()
-    if folder is not None:
-        env[ENV_DATA_DIR] = str(folder)
-    with StreamlitServer(tmp_path_factory.mktemp("bigmodels-home"), env) as server:
+    with StreamlitServer(tmp_path_factory.mktemp("bigmodels-home"), server_env()) as server:
         yield server
 
 
@@ -62,18 +76,18 @@ def app_server(tmp_path_factory):
 def chromium():
     from playwright.sync_api import sync_playwright
 
-    from tests.browser import CHROMIUM, CHROMIUM_ARGS, require_browser
+    from bigmodels.harness.browser import launch_chromium
 
     require_browser()
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        browser = launch_chromium(p)
         yield browser
         browser.close()
 
 
 @pytest.fixture
 def app_page(chromium, app_server):
-    from tests.browser import AppPage
+    from bigmodels.harness.browser import AppPage
 
     context = chromium.new_context(viewport={"width": 1400, "height": 1000})
     page = AppPage(context, app_server)

@@ -36,7 +36,8 @@ def test_bad_data_folder_keeps_the_current_source(app_page):
 def test_a_deep_link_on_a_fresh_server_goes_through_the_app_shell(chromium, tmp_path):
     """With a pages/ folder, a fresh Streamlit server would run /cases on its own
     (no app.py: no language switch, an auto-generated page list)."""
-    from tests.browser import AppPage, StreamlitServer
+    from bigmodels.harness.browser import AppPage
+    from bigmodels.harness.server import StreamlitServer
 
     with StreamlitServer(tmp_path) as server:
         context = chromium.new_context()

@@ -24,11 +24,11 @@ def main_text(page):
 @pytest.fixture
 def journey_page(chromium, tmp_path):
     """A server of its own: the run this journey launches must not show up in other tests."""
-    from tests.browser import AppPage, StreamlitServer
-    from tests.conftest import mnist_dir
+    from bigmodels.harness.browser import AppPage
+    from bigmodels.harness.server import StreamlitServer
+    from tests.conftest import server_env
 
-    env = {"BIGMODELS_DATA_DIR": str(mnist_dir())} if mnist_dir() else {}
-    with StreamlitServer(tmp_path / "home", env) as server:
+    with StreamlitServer(tmp_path / "home", server_env()) as server:
         context = chromium.new_context(viewport={"width": 1400, "height": 1000})
         yield AppPage(context, server)
         context.close()

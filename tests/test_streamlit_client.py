@@ -1,4 +1,4 @@
-"""The browserless Streamlit client (benchmarks/streamlit_client.py) against the
+"""The browserless Streamlit client (bigmodels/harness/streamlit_client.py) against the
 live app: if it gets the protocol wrong, the load benchmark built on it measures
 nothing, so every step here checks what the app put on screen.
 
@@ -11,16 +11,15 @@ import asyncio
 import concurrent.futures
 import json
 import re
-import string
 
 import pytest
 
-from benchmarks.streamlit_client import StreamlitSession
-from bigmodels.data.mnist import ENV_DATA_DIR
-from bigmodels.i18n import translate
 from bigmodels.app.sandbox import ARCHITECTURES
-from tests.browser import StreamlitServer
-from tests.conftest import mnist_dir
+from bigmodels.harness.catalogue import shown
+from bigmodels.harness.server import StreamlitServer
+from bigmodels.harness.streamlit_client import StreamlitSession
+from bigmodels.i18n import translate
+from tests.conftest import server_env
 
 pytestmark = pytest.mark.browser
 
@@ -32,41 +31,56 @@ def en(key: str, **values) -> str:
     return translate(key, "en", **values)
 
 
-def pattern(key: str) -> re.Pattern:
-    """The English catalogue text of ``key`` with its {fields} as named groups."""
-    parts = []
-    for literal, name, _, _ in string.Formatter().parse(en(key)):
-        parts.append(re.escape(literal))
-        if name is not None:
-            parts.append(f"(?P<{name}>.+?)")
-    return re.compile("".join(parts) + "$", re.S)
-
-
 @pytest.fixture(scope="module")
 def live_app(tmp_path_factory):
-    folder = mnist_dir()
-    env = {ENV_DATA_DIR: str(folder)} if folder is not None else {}
-    with StreamlitServer(tmp_path_factory.mktemp("bigmodels-home"), env) as server:
+    with StreamlitServer(tmp_path_factory.mktemp("bigmodels-home"), server_env()) as server:
         yield server
 
 
-def check_sandbox_answers(s: StreamlitSession) -> int:
+def expected_verdict(predictions: dict[str, int]) -> re.Pattern:
+    """The verdict the sandbox must show for these answers (architecture ->
+    predicted digit, in its columns' order): agreement on the one digit, or
+    every model's answer listed."""
+    if len(set(predictions.values())) == 1:
+        return shown("sandbox.agree", digit=next(iter(predictions.values())))
+    answers = ", ".join(en("sandbox.answer_item", model=en(f"sandbox.arch.{arch}"), digit=digit)
+                        for arch, digit in predictions.items())
+    return shown("sandbox.disagree", answers=answers)
+
+
+def predictions_by_model(s: StreamlitSession) -> dict[str, int]:
+    """Each column's predicted digit, by the model named in the column's heading
+    (the heading and the metric share the column's place in the delta tree)."""
+    headings = {path[:-1]: arch for path, kind, e in s.elements for arch in ARCHITECTURES
+                if kind == "markdown" and e.markdown.body == f"#### {en(f'sandbox.arch.{arch}')}"}
+    assert len(headings) == len(ARCHITECTURES), [e.markdown.body for _, k, e in s.elements if k == "markdown"]
+    found = {}
+    for path, kind, e in s.elements:
+        if kind == "metric" and e.metric.label == en("sandbox.result.prediction"):
+            arch = next(a for column, a in headings.items() if path[:len(column)] == column)
+            assert arch not in found and re.fullmatch(r"\d", e.metric.body), (arch, e.metric.body)
+            found[arch] = int(e.metric.body)
+    assert list(found) == list(ARCHITECTURES), found  # one answer per column, left to right
+    return found
+
+
+def check_sandbox_answers(s: StreamlitSession) -> dict[str, int]:
     """The test digit's caption, one right/wrong line per model naming that
-    digit's true label, a prediction per model, and the verdict. Returns the label."""
-    captions = [m.body for m in s.find("markdown") if pattern("sandbox.random.caption").match(m.body)]
+    digit's true label, a prediction per model, and the one verdict those
+    predictions call for, whichever digit came up. Returns the predictions."""
+    captions = [m.body for m in s.find("markdown") if shown("sandbox.random.caption").match(m.body)]
     assert len(captions) == 1, [m.body for m in s.find("markdown")]
-    label = int(pattern("sandbox.random.caption").match(captions[0])["label"])
-    answers = [m.body for m in s.find("markdown")
-               if m.body in (en("sandbox.result.correct", label=label), en("sandbox.result.wrong", label=label))]
+    label = int(shown("sandbox.random.caption").match(captions[0])["label"])
+    correct, wrong = shown("sandbox.result.correct", label=label), shown("sandbox.result.wrong", label=label)
+    answers = [m.body for m in s.find("markdown") if correct.match(m.body) or wrong.match(m.body)]
     assert len(answers) == len(ARCHITECTURES) == 3, [m.body for m in s.find("markdown")]
-    predictions = [m.body for m in s.find("metric") if m.label == en("sandbox.result.prediction")]
-    assert len(predictions) == 3 and all(p in "0123456789" and len(p) == 1 for p in predictions), predictions
-    right = sum(a == en("sandbox.result.correct", label=label) for a in answers)
-    assert right == sum(int(p) == label for p in predictions)
-    verdicts = [a.body for a in s.find("alert")
-                if pattern("sandbox.agree").match(a.body) or pattern("sandbox.disagree").match(a.body)]
-    assert len(verdicts) == 1, [a.body for a in s.find("alert")]
-    return label
+    predictions = predictions_by_model(s)
+    assert sum(bool(correct.match(a)) for a in answers) == sum(p == label for p in predictions.values())
+    alerts = [a.body for a in s.find("alert")]
+    verdicts = [a for a in alerts if shown("sandbox.agree").match(a) or shown("sandbox.disagree").match(a)]
+    assert len(verdicts) == 1, alerts
+    assert expected_verdict(predictions).match(verdicts[0]), (predictions, verdicts[0])
+    return predictions
 
 
 def test_sandbox_then_comparison_over_the_websocket(live_app):

@@ -1,84 +1,31 @@
-"""Real-browser test harness: a live ``streamlit run app.py`` and headless Chromium.
+"""Headless Chromium on a live app (``bigmodels.harness.server``), through Playwright.
 
-Every page's browser test uses it:
+Every page's browser test uses it (``tests/conftest.py`` makes the fixtures):
 
     def test_something(app_page):
         page = app_page.open("sandbox")          # waits until the script run is done
         ...                                      # Playwright calls on ``page``
         app_page.screenshot("sandbox-drawn")     # saved under test-artifacts/screenshots/
 
-``app_page`` fails the test when Streamlit shows an exception box, and records
-every request the browser makes (``app_page.requests``) so offline tests can
-assert that nothing left the server.
+``AppPage`` fails when Streamlit shows an exception box, and records every
+request the browser makes (``AppPage.requests``) so offline tests can assert
+that nothing left the server. Playwright is imported by whoever launches the
+browser; this module only needs it to be installed (``browser_available``).
 """
 from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
-from contextlib import closing
 from pathlib import Path
 from urllib.parse import urlparse
 
-import pytest
+from bigmodels.harness.server import ARTIFACTS, StreamlitServer
 
-REPO = Path(__file__).resolve().parent.parent
-ARTIFACTS = REPO / "test-artifacts"
 SCREENSHOTS = ARTIFACTS / "screenshots"
 CHROMIUM = os.environ.get("BIGMODELS_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-quic"]
-
-
-def free_port() -> int:
-    with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class StreamlitServer:
-    """``streamlit run app.py`` on a free loopback port, with its own run home."""
-
-    def __init__(self, home: Path, env: dict[str, str] | None = None):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.home = home
-        self.log_path = ARTIFACTS / f"streamlit-{self.port}.log"
-        self.env = {**os.environ, "BIGMODELS_HOME": str(home), "PYTHONUNBUFFERED": "1", **(env or {})}
-        self.process: subprocess.Popen | None = None
-
-    def __enter__(self) -> "StreamlitServer":
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        self._log = open(self.log_path, "w")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(self.port),
-             "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-            cwd=REPO, env=self.env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"streamlit exited with {self.process.returncode}; see {self.log_path}")
-            try:
-                with urllib.request.urlopen(self.url + "/_stcore/health", timeout=2) as r:
-                    if r.status == 200:
-                        return self
-            except OSError:
-                time.sleep(0.3)
-        self.__exit__(None, None, None)
-        raise RuntimeError(f"streamlit did not become healthy in 60 s; see {self.log_path}")
-
-    def __exit__(self, *exc) -> None:
-        if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, 15)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, 9)
-        self._log.close()
 
 
 class StreamlitExceptionShown(AssertionError):
@@ -158,9 +105,7 @@ def browser_available() -> str | None:
     return None
 
 
-def require_browser() -> None:
-    reason = browser_available()
-    if reason:
-        if os.environ.get("CI"):
-            pytest.fail(f"browser tests must run in CI: {reason}")
-        pytest.skip(reason)
+def launch_chromium(playwright):
+    """Headless Chromium (the system one, ``$BIGMODELS_CHROMIUM``) from a started
+    ``sync_playwright()`` or ``async_playwright()``; close it when done."""
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
