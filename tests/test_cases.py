@@ -147,7 +147,7 @@ _DELETE = object()
         ({"year": THIS_YEAR + 1}, "year"),
         ({"country": "XXX"}, "country"),
         ({"country": "US"}, "country"),
-        ({"modality": "video"}, "modality"),
+        ({"modality": "hologram"}, "modality"),
         ({"challenge": "cost"}, "challenge"),
         ({"weights": "partly"}, "weights"),
         ({"parameters": "about 70B"}, "parameters"),

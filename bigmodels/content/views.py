@@ -14,7 +14,7 @@ import plotly.graph_objects as go
 
 from bigmodels.calculators import format_flops
 from bigmodels.i18n import translate
-from bigmodels.content.cases import CHALLENGES, COUNTRIES, MODALITIES, REGIONS, WEIGHTS, Case
+from bigmodels.content.cases import CHALLENGES, CONTINENTS, COUNTRIES, MODALITIES, REGIONS, WEIGHTS, Case
 from bigmodels.content.challenges import Dataset
 
 #: Where the app serves the plotly topojson files (see static/topojson/SOURCE.md).
@@ -163,6 +163,7 @@ def summary_counts(cases: Sequence[Case]) -> dict[str, int]:
         "countries": len({c.country for c in cases}),
         "modalities": len({c.modality for c in cases}),
         "open": sum(c.weights == "open" for c in cases),
+        "continents": len({c.continent for c in cases}),
     }
 
 
@@ -226,6 +227,7 @@ def world_map_figure(cases: Sequence[Case], lang: str) -> go.Figure:
 MODALITY_COLOURS = {
     "text": "#1f77b4", "code": "#ff7f0e", "image": "#2ca02c", "speech": "#d62728",
     "biology": "#9467bd", "weather": "#17becf", "translation": "#8c564b", "multimodal": "#e377c2",
+    "video": "#bcbd22",
 }
 
 
@@ -345,6 +347,18 @@ def region_of(code: str) -> str:
 
 def region_options() -> list[str]:
     return list(REGIONS)
+
+
+def continent_of(code: str) -> str:
+    return COUNTRIES[code]["continent"]
+
+
+def cases_per_continent(cases: Iterable[Case]) -> dict[str, int]:
+    """Number of cases on each inhabited continent (every continent listed, zeros included)."""
+    counts = {key: 0 for key in CONTINENTS}
+    for c in cases:
+        counts[c.continent] += 1
+    return counts
 
 
 # --------------------------------------------------------------------------
