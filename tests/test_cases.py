@@ -14,7 +14,9 @@ import pytest
 from bigmodels.content import cases as cases_mod
 from bigmodels.content import challenges as ch_mod
 from bigmodels.content import views
-from bigmodels.content.cases import CHALLENGES, COUNTRIES, MODALITIES, load_cases, read_raw, validate_cases
+from bigmodels.content.cases import (
+    CHALLENGES, CONTINENTS, COUNTRIES, MODALITIES, REGIONS, load_cases, read_raw, validate_cases,
+)
 from bigmodels.content.challenges import load_challenges, validate_challenges
 from bigmodels.i18n import LANGUAGES, placeholders
 
@@ -124,6 +126,153 @@ def test_every_country_can_be_drawn_on_the_offline_map(cases):
 
 
 # --------------------------------------------------------------------------
+# coverage and corrections of the late-2026 update (issue 15)
+# --------------------------------------------------------------------------
+
+def test_cases_cover_every_inhabited_continent(cases):
+    assert len(cases) >= 36
+    assert len({c.country for c in cases}) >= 16
+    assert set(CONTINENTS) == {"africa", "asia", "europe", "north_america", "south_america", "oceania"}
+    assert {c.continent for c in cases} == set(CONTINENTS)
+    per_continent = views.cases_per_continent(cases)
+    assert set(per_continent) == set(CONTINENTS)
+    assert all(n >= 1 for n in per_continent.values()), per_continent
+    assert sum(per_continent.values()) == len(cases)
+    assert views.summary_counts(cases)["continents"] == 6
+
+
+def test_every_country_has_a_known_region_and_continent():
+    for code, info in COUNTRIES.items():
+        assert info["region"] in REGIONS, code
+        assert info["continent"] in CONTINENTS, code
+        assert info["en"] and re.search(r"[\u4e00-\u9fff]", info["zh"]), code
+    for mapping in (REGIONS, CONTINENTS):
+        for key, names in mapping.items():
+            assert names["en"] and re.search(r"[\u4e00-\u9fff]", names["zh"]), key
+    assert {"africa", "latin_america", "oceania"} <= set(REGIONS)
+    assert "video" in MODALITIES and re.search(r"[\u4e00-\u9fff]", MODALITIES["video"]["zh"])
+    assert set(views.MODALITY_COLOURS) == set(MODALITIES)
+
+
+@pytest.mark.parametrize(
+    ("changes", "continent"),
+    [
+        ({"country": "ZAF", "modality": "video"}, "africa"),
+        ({"country": "CHL"}, "south_america"),
+        ({"country": "BRA"}, "south_america"),
+        ({"country": "AUS"}, "oceania"),
+        ({"country": "SAU"}, "asia"),
+        ({"country": "PRT"}, "europe"),
+    ],
+)
+def test_schema_accepts_the_new_countries_and_modalities(raw, tmp_path, changes, continent):
+    data = _mutated(raw, 0, **changes)
+    assert validate_cases(data) == []
+    path = tmp_path / "cases.yaml"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    first = load_cases(path)[0]
+    assert first.continent == continent
+    assert first.region == COUNTRIES[changes["country"]]["region"]
+
+
+def test_the_2025_26_wave_is_there(cases):
+    by_id = {c.id: c for c in cases}
+    for case_id in ("deepseek-r1", "qwen3", "kimi-k2", "gpt-oss", "llama-4", "gemma-3", "apple-on-device",
+                    "gpt-5", "allam", "eurollm", "teuken", "inkubalm", "latam-gpt", "wan-video", "aps-copilot-trial"):
+        assert case_id in by_id, case_id
+    assert sum(c.year >= 2025 for c in cases) >= 10
+    assert any(c.modality == "video" for c in cases)
+    assert by_id["inkubalm"].country == "ZAF" and by_id["latam-gpt"].country == "CHL"
+    assert by_id["aps-copilot-trial"].country == "AUS"
+
+
+def test_new_parameter_counts_are_as_published(cases):
+    by_id = {c.id: c for c in cases}
+    assert by_id["kimi-k2"].parameters == 1_040_000_000_000
+    assert by_id["qwen3"].parameters == 235_000_000_000
+    assert by_id["deepseek-r1"].parameters == 671_000_000_000
+    assert by_id["gpt-oss"].parameters == 116_800_000_000
+    assert by_id["llama-4"].parameters == 400_000_000_000
+    assert by_id["inkubalm"].parameters == 400_000_000
+    assert by_id["gpt-5"].parameters is None
+    assert by_id["aps-copilot-trial"].parameters is None
+    # Mixtures of experts give the total and the active count.
+    for case_id, active in (("kimi-k2", "32B"), ("qwen3", "22B"), ("deepseek-r1", "37B"), ("gpt-oss", "5.1B"), ("llama-4", "17B")):
+        note = by_id[case_id].parameters_note["en"]
+        assert "total" in note and active in note, (case_id, note)
+
+
+def test_custom_licences_are_not_called_open_source(cases):
+    for c in cases:
+        text = c.licence.lower()
+        if "open source" in text or "open-source" in text:
+            assert "not open source" in text, (c.id, c.licence)
+    by_id = {c.id: c for c in cases}
+    assert by_id["llama-4"].licence == "Llama 4 Community License"
+    assert by_id["kimi-k2"].licence == "Modified MIT License"
+    assert "Gemma Terms of Use" in by_id["gemma-3"].licence
+    assert by_id["inkubalm"].licence.startswith("CC BY-NC 4.0")
+
+
+def test_reviewed_facts_are_corrected(cases):
+    by_id = {c.id: c for c in cases}
+    hyperclova = by_id["hyperclova"].outcome["en"]
+    assert "150B tokens" in hyperclova and "560B" in hyperclova and "300B" in hyperclova
+    assert "31 July 2023" in by_id["graphcast"].deployment["en"]
+    assert "alongside" not in by_id["graphcast"].deployment["en"]
+    assert "16 days on 192" in by_id["pangu-weather"].challenge_note["en"]
+    assert "two weeks" not in by_id["pangu-weather"].challenge_note["en"]
+    gemini = by_id["gemini"].outcome["en"]
+    assert "90.0%" in gemini and "CoT@32" in gemini and "84.0%" in gemini and "greedy" in gemini
+    assert "hallucinat" in by_id["whisper"].challenge_note["en"]
+    assert any("2402.08021" in s.url for s in by_id["whisper"].all_sources)
+    chatgpt = by_id["chatgpt"].outcome["en"]
+    assert "900 million weekly" in chatgpt and "2026" in chatgpt
+    assert not any("techtimes" in s.url for s in by_id["ernie-bot"].all_sources)
+
+
+def test_hyperclova_tokens_are_the_tokens_seen_not_the_corpus(content):
+    rows = {r.model: r for r in content.datasets["training_tokens"].rows}
+    assert rows["HyperCLOVA 82B"].value == pytest.approx(1.5e11)
+    assert rows["HyperCLOVA 82B"].basis == "reported"
+    assert "560B" in rows["HyperCLOVA 82B"].note["en"]
+
+
+def test_kv_cache_sizes_use_one_unit_convention(content):
+    from bigmodels import calculators as calc
+    from bigmodels.i18n import catalogue
+
+    per_token = calc.kv_cache_bytes(layers=40, kv_heads=40, head_dim=128, seq_len=1, dtype="fp16")
+    request = calc.kv_cache_bytes(layers=40, kv_heads=40, head_dim=128, seq_len=2048, dtype="fp16")
+    assert calc.format_bytes(per_token) == "819.20 kB"
+    assert calc.format_bytes(request) == "1.68 GB"
+    kv_evidence = [e for e in content.get("compute").evidence if "OPT-13B" in e.text["en"]]
+    assert len(kv_evidence) == 1
+    for lang in LANGUAGES:
+        text = kv_evidence[0].text[lang]
+        assert "819.2 kB" in text and "1.68 GB" in text and "10⁹" in text, lang
+        formula = catalogue(lang)["challenges.calc.kv.formula"]
+        assert "819.2 kB" in formula and "1.68 GB" in formula, lang
+        assert "10⁹" in catalogue(lang)["challenges.calc.intro"], lang
+
+
+def test_compute_chart_reaches_2025_with_labelled_bases(content):
+    rows = {r.model: r for r in content.datasets["training_compute"].rows}
+    recent = [r for r in rows.values() if r.year >= 2025]
+    assert len(recent) >= 4
+    for r in recent:
+        assert r.basis in ch_mod.BASES
+        if r.basis == "derived":
+            assert r.note and "6 ×" in r.note["en"] and "6 ×" in r.note["zh"], r.model
+    assert rows["Kimi K2"].value == pytest.approx(6 * 32e9 * 15.5e12)
+    assert rows["Qwen3-235B-A22B"].value == pytest.approx(6 * 22e9 * 36e12)
+    assert rows["Llama 4 Maverick"].value == pytest.approx(6 * 17e9 * 22e12)
+    assert rows["Gemma 3 27B"].value == pytest.approx(6 * 27e9 * 14e12)
+    tokens = {r.model: r for r in content.datasets["training_tokens"].rows}
+    assert tokens["Qwen3"].value == pytest.approx(36e12) and tokens["Kimi K2"].value == pytest.approx(15.5e12)
+
+
+# --------------------------------------------------------------------------
 # the validator rejects bad data
 # --------------------------------------------------------------------------
 
@@ -147,7 +296,7 @@ _DELETE = object()
         ({"year": THIS_YEAR + 1}, "year"),
         ({"country": "XXX"}, "country"),
         ({"country": "US"}, "country"),
-        ({"modality": "video"}, "modality"),
+        ({"modality": "hologram"}, "modality"),
         ({"challenge": "cost"}, "challenge"),
         ({"weights": "partly"}, "weights"),
         ({"parameters": "about 70B"}, "parameters"),
@@ -269,6 +418,9 @@ def test_filters(cases):
     recent = views.filter_cases(cases, views.CaseFilter(year_range=(2024, 2025)))
     assert recent and all(2024 <= c.year <= 2025 for c in recent)
     assert views.filter_cases(cases, views.CaseFilter(year_range=(2017, 2018))) == []
+    for region in ("africa", "latin_america", "oceania"):
+        shown = views.filter_cases(cases, views.CaseFilter(regions=frozenset({region})))
+        assert shown and all(c.region == region for c in shown), region
 
 
 def test_sorting(cases):

@@ -29,6 +29,7 @@ MODALITIES: dict[str, dict[str, str]] = {
     "weather": {"en": "Science: weather", "zh": "科学：气象"},
     "translation": {"en": "Translation", "zh": "翻译"},
     "multimodal": {"en": "Multimodal", "zh": "多模态"},
+    "video": {"en": "Video", "zh": "视频"},
 }
 
 #: The four challenges named by the source article.
@@ -47,27 +48,52 @@ WEIGHTS: dict[str, dict[str, str]] = {
 #: Regions used by the filters.
 REGIONS: dict[str, dict[str, str]] = {
     "north_america": {"en": "North America", "zh": "北美"},
+    "latin_america": {"en": "Latin America", "zh": "拉丁美洲"},
     "europe": {"en": "Europe", "zh": "欧洲"},
+    "africa": {"en": "Africa", "zh": "非洲"},
+    "middle_east": {"en": "Middle East", "zh": "中东"},
     "east_asia": {"en": "East Asia", "zh": "东亚"},
     "south_asia": {"en": "South Asia", "zh": "南亚"},
-    "middle_east": {"en": "Middle East", "zh": "中东"},
+    "oceania": {"en": "Oceania", "zh": "大洋洲"},
 }
 
-#: ISO 3166-1 alpha-3 codes a case may use, their names and region. A code
-#: must be here to be accepted, so a typo cannot silently drop a case off the
-#: map.
+#: The six inhabited continents (the Americas counted as two). Every country
+#: names one, so the cases can be counted per continent.
+CONTINENTS: dict[str, dict[str, str]] = {
+    "africa": {"en": "Africa", "zh": "非洲"},
+    "asia": {"en": "Asia", "zh": "亚洲"},
+    "europe": {"en": "Europe", "zh": "欧洲"},
+    "north_america": {"en": "North America", "zh": "北美洲"},
+    "south_america": {"en": "South America", "zh": "南美洲"},
+    "oceania": {"en": "Oceania", "zh": "大洋洲"},
+}
+
+#: ISO 3166-1 alpha-3 codes a case may use, their names, region and
+#: continent. A code must be here to be accepted, so a typo cannot silently
+#: drop a case off the map.
 COUNTRIES: dict[str, dict[str, str]] = {
-    "USA": {"en": "United States", "zh": "美国", "region": "north_america"},
-    "CAN": {"en": "Canada", "zh": "加拿大", "region": "north_america"},
-    "GBR": {"en": "United Kingdom", "zh": "英国", "region": "europe"},
-    "FRA": {"en": "France", "zh": "法国", "region": "europe"},
-    "DEU": {"en": "Germany", "zh": "德国", "region": "europe"},
-    "CHE": {"en": "Switzerland", "zh": "瑞士", "region": "europe"},
-    "CHN": {"en": "China", "zh": "中国", "region": "east_asia"},
-    "JPN": {"en": "Japan", "zh": "日本", "region": "east_asia"},
-    "KOR": {"en": "South Korea", "zh": "韩国", "region": "east_asia"},
-    "IND": {"en": "India", "zh": "印度", "region": "south_asia"},
-    "ARE": {"en": "United Arab Emirates", "zh": "阿联酋", "region": "middle_east"},
+    "USA": {"en": "United States", "zh": "美国", "region": "north_america", "continent": "north_america"},
+    "CAN": {"en": "Canada", "zh": "加拿大", "region": "north_america", "continent": "north_america"},
+    "MEX": {"en": "Mexico", "zh": "墨西哥", "region": "latin_america", "continent": "north_america"},
+    "BRA": {"en": "Brazil", "zh": "巴西", "region": "latin_america", "continent": "south_america"},
+    "CHL": {"en": "Chile", "zh": "智利", "region": "latin_america", "continent": "south_america"},
+    "ARG": {"en": "Argentina", "zh": "阿根廷", "region": "latin_america", "continent": "south_america"},
+    "GBR": {"en": "United Kingdom", "zh": "英国", "region": "europe", "continent": "europe"},
+    "FRA": {"en": "France", "zh": "法国", "region": "europe", "continent": "europe"},
+    "DEU": {"en": "Germany", "zh": "德国", "region": "europe", "continent": "europe"},
+    "CHE": {"en": "Switzerland", "zh": "瑞士", "region": "europe", "continent": "europe"},
+    "PRT": {"en": "Portugal", "zh": "葡萄牙", "region": "europe", "continent": "europe"},
+    "ZAF": {"en": "South Africa", "zh": "南非", "region": "africa", "continent": "africa"},
+    "NGA": {"en": "Nigeria", "zh": "尼日利亚", "region": "africa", "continent": "africa"},
+    "KEN": {"en": "Kenya", "zh": "肯尼亚", "region": "africa", "continent": "africa"},
+    "ARE": {"en": "United Arab Emirates", "zh": "阿联酋", "region": "middle_east", "continent": "asia"},
+    "SAU": {"en": "Saudi Arabia", "zh": "沙特阿拉伯", "region": "middle_east", "continent": "asia"},
+    "CHN": {"en": "China", "zh": "中国", "region": "east_asia", "continent": "asia"},
+    "JPN": {"en": "Japan", "zh": "日本", "region": "east_asia", "continent": "asia"},
+    "KOR": {"en": "South Korea", "zh": "韩国", "region": "east_asia", "continent": "asia"},
+    "IND": {"en": "India", "zh": "印度", "region": "south_asia", "continent": "asia"},
+    "AUS": {"en": "Australia", "zh": "澳大利亚", "region": "oceania", "continent": "oceania"},
+    "NZL": {"en": "New Zealand", "zh": "新西兰", "region": "oceania", "continent": "oceania"},
 }
 
 UNDISCLOSED = "undisclosed"
@@ -112,6 +138,10 @@ class Case:
     @property
     def region(self) -> str:
         return COUNTRIES[self.country]["region"]
+
+    @property
+    def continent(self) -> str:
+        return COUNTRIES[self.country]["continent"]
 
     @property
     def all_sources(self) -> tuple[Source, ...]:

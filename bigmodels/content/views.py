@@ -14,7 +14,7 @@ import plotly.graph_objects as go
 
 from bigmodels.analysis.calculators import format_flops
 from bigmodels.i18n import translate
-from bigmodels.content.cases import CHALLENGES, COUNTRIES, MODALITIES, REGIONS, WEIGHTS, Case
+from bigmodels.content.cases import CHALLENGES, CONTINENTS, COUNTRIES, MODALITIES, REGIONS, WEIGHTS, Case
 from bigmodels.content.challenges import Dataset
 
 #: Where the app serves the plotly topojson files (see static/topojson/SOURCE.md).
@@ -163,6 +163,7 @@ def summary_counts(cases: Sequence[Case]) -> dict[str, int]:
         "countries": len({c.country for c in cases}),
         "modalities": len({c.modality for c in cases}),
         "open": sum(c.weights == "open" for c in cases),
+        "continents": len({c.continent for c in cases}),
     }
 
 
@@ -226,6 +227,7 @@ def world_map_figure(cases: Sequence[Case], lang: str) -> go.Figure:
 MODALITY_COLOURS = {
     "text": "#1f77b4", "code": "#ff7f0e", "image": "#2ca02c", "speech": "#d62728",
     "biology": "#9467bd", "weather": "#17becf", "translation": "#8c564b", "multimodal": "#e377c2",
+    "video": "#bcbd22",
 }
 
 
@@ -272,21 +274,35 @@ def timeline_figure(cases: Sequence[Case], lang: str) -> go.Figure:
 def dataset_figure(dataset: Dataset, lang: str, log_y: bool = True) -> go.Figure:
     """Scatter of a challenge dataset over time, coloured by where each number comes from."""
     fig = go.Figure()
+    # Points of the same year are spread sideways (and their labels alternate
+    # above and below) so that labels of close values stay readable.
+    same_year: dict[int, list[int]] = {}
+    for i, r in enumerate(dataset.rows):
+        same_year.setdefault(r.year, []).append(i)
+    x_of: dict[int, float] = {}
+    label_pos: dict[int, str] = {}
+    for members in same_year.values():
+        ordered = sorted(members, key=lambda i: dataset.rows[i].value)
+        for k, i in enumerate(ordered):
+            x_of[i] = dataset.rows[i].year + (k - (len(ordered) - 1) / 2) * min(0.25, 0.8 / len(ordered))
+            highest = k == len(ordered) - 1
+            label_pos[i] = "top center" if highest or k % 2 == 1 else "bottom center"
     for basis in BASIS_COLOURS:
-        rows = [r for r in dataset.rows if r.basis == basis]
-        if not rows:
+        idx = [i for i, r in enumerate(dataset.rows) if r.basis == basis]
+        if not idx:
             continue
+        rows = [dataset.rows[i] for i in idx]
         fig.add_trace(go.Scatter(
-            x=[r.year for r in rows],
+            x=[x_of[i] for i in idx],
             y=[r.value for r in rows],
             mode="markers+text",
             text=[r.model for r in rows],
-            textposition="top center",
+            textposition=[label_pos[i] for i in idx],
             textfont={"size": 10},
             marker={"size": 11, "color": BASIS_COLOURS[basis], "symbol": BASIS_SYMBOLS[basis]},
-            customdata=[[r.organisation, format_scientific(r.value), r.source.title] for r in rows],
+            customdata=[[r.organisation, format_scientific(r.value), r.source.title, r.year] for r in rows],
             hovertemplate=(
-                "<b>%{text}</b> (%{customdata[0]}, %{x})<br>%{customdata[1]} " + dataset.unit
+                "<b>%{text}</b> (%{customdata[0]}, %{customdata[3]})<br>%{customdata[1]} " + dataset.unit
                 + "<br>%{customdata[2]}<extra></extra>"
             ),
             name=translate(f"challenges.basis.{basis}", lang),
@@ -345,6 +361,18 @@ def region_of(code: str) -> str:
 
 def region_options() -> list[str]:
     return list(REGIONS)
+
+
+def continent_of(code: str) -> str:
+    return COUNTRIES[code]["continent"]
+
+
+def cases_per_continent(cases: Iterable[Case]) -> dict[str, int]:
+    """Number of cases on each inhabited continent (every continent listed, zeros included)."""
+    counts = {key: 0 for key in CONTINENTS}
+    for c in cases:
+        counts[c.continent] += 1
+    return counts
 
 
 # --------------------------------------------------------------------------
