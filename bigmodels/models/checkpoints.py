@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from bigmodels.models.registry import model_from_config
+from bigmodels.models.registry import MAX_PARAMETERS, check_model_settings, model_from_config, parameter_count
 
 FORMAT = "bigmodels-checkpoint-v1"
 
@@ -87,8 +87,19 @@ def model_from_checkpoint(payload_or_path: dict[str, Any] | str | os.PathLike,
                           device: str | torch.device = "cpu") -> nn.Module:
     """Rebuild the model a checkpoint describes and load its weights (eval mode)."""
     payload = payload_or_path if isinstance(payload_or_path, dict) else load_checkpoint(payload_or_path)
+    name, config = payload["model_name"], payload["model_config"]
+    problems = check_model_settings(name, "default", config)
+    if problems:
+        raise CheckpointError(f"checkpoint does not describe a model this version can build: {problems[0]}")
+    # Sized on the meta device first: a tampered config asking for enormous layers is refused
+    # before anything is allocated, and one that disagrees with its weights is refused too.
+    parameters = parameter_count(name, "default", **config)
+    stored = sum(t.numel() for t in payload["state_dict"].values() if isinstance(t, torch.Tensor))
+    if parameters > MAX_PARAMETERS or parameters > stored:
+        raise CheckpointError(f"checkpoint does not match its model description: the config asks for "
+                              f"{parameters:,} parameters, the file holds {stored:,} weights")
     try:
-        model = model_from_config(payload["model_name"], payload["model_config"])
+        model = model_from_config(name, config)
         model.load_state_dict(payload["state_dict"])
     except (ValueError, RuntimeError, TypeError) as exc:
         raise CheckpointError(f"checkpoint does not match its model description: {str(exc).splitlines()[0]}") from None
