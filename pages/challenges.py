@@ -13,6 +13,7 @@ from bigmodels.analysis import calculators as calc
 from bigmodels.content import views
 from bigmodels.content.cases import default_cases
 from bigmodels.content.challenges import default_challenges
+from bigmodels.formatting import format_bytes, format_flops
 from bigmodels.app.session import language, t
 
 lang = language()
@@ -135,7 +136,7 @@ with st.container(border=True):
         st.error(t("challenges.calc.error", message=str(exc)))
     else:
         m = st.columns(5)
-        m[0].metric(t("challenges.calc.train.flops"), calc.format_flops(est.flops))
+        m[0].metric(t("challenges.calc.train.flops"), format_flops(est.flops))
         m[1].metric(t("challenges.calc.train.gpu_hours"), f"{est.gpu_hours:,.0f}")
         m[2].metric(t("challenges.calc.train.gpu_days"), f"{est.gpu_days:,.0f}")
         m[3].metric(t("challenges.calc.train.wall", gpus=int(gpus)), f"{est.wall_clock_days:,.1f}")
@@ -172,8 +173,8 @@ with st.container(border=True):
         st.error(t("challenges.calc.error", message=str(exc)))
     else:
         m = st.columns(2)
-        m[0].metric(t("challenges.calc.mem.weights"), calc.format_bytes(w))
-        m[1].metric(t("challenges.calc.mem.training"), calc.format_bytes(s))
+        m[0].metric(t("challenges.calc.mem.weights"), format_bytes(w, si=True))
+        m[1].metric(t("challenges.calc.mem.training"), format_bytes(s, si=True))
         st.write(
             t(
                 "challenges.calc.mem.gpus",
@@ -222,9 +223,9 @@ with st.container(border=True):
         st.error(t("challenges.calc.error", message=str(exc)))
     else:
         m = st.columns(3)
-        m[0].metric(t("challenges.calc.kv.weights"), calc.format_bytes(mem.weights))
-        m[1].metric(t("challenges.calc.kv.cache"), calc.format_bytes(mem.kv_cache))
-        m[2].metric(t("challenges.calc.kv.total"), calc.format_bytes(mem.total))
+        m[0].metric(t("challenges.calc.kv.weights"), format_bytes(mem.weights, si=True))
+        m[1].metric(t("challenges.calc.kv.cache"), format_bytes(mem.kv_cache, si=True))
+        m[2].metric(t("challenges.calc.kv.total"), format_bytes(mem.total, si=True))
         st.write(t("challenges.calc.kv.gpus", n=calc.gpus_needed(mem.total, kv_acc), gpu=calc.ACCELERATORS[kv_acc].name))
     accelerator_caption(kv_acc)
     if kv:
