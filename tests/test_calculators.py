@@ -217,5 +217,3 @@ def test_bad_inputs_raise_clear_errors(call, message):
 
 def test_zero_price_is_allowed_for_owned_hardware():
     assert calc.estimate_training(1e9, 1e9, price_per_gpu_hour=0).cost == 0
-
-

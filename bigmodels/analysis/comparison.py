@@ -34,6 +34,7 @@ from plotly.subplots import make_subplots
 
 from bigmodels.models.checkpoints import CheckpointError, atomic_write_bytes, load_checkpoint, model_from_checkpoint
 from bigmodels.child_process import child_env
+from bigmodels.data.digits import enlarge
 from bigmodels.data.mnist import MNIST
 from bigmodels.i18n import translate
 from bigmodels.models.sources import ModelSource
@@ -536,8 +537,7 @@ def right_here_wrong_there(right: dict[str, Any], wrong: dict[str, Any], labels:
 def digit_tile(image: torch.Tensor, scale: int = 3) -> np.ndarray:
     """A uint8 digit, dark on light like the rest of the page, enlarged with
     square pixels (no blur)."""
-    inverted = 255 - image.numpy()
-    return np.kron(inverted, np.ones((scale, scale), dtype=np.uint8))
+    return enlarge(255 - image.numpy(), scale)
 
 
 # ------------------------------------------------------------ child process

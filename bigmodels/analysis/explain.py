@@ -28,7 +28,7 @@ from torch import nn
 
 from bigmodels.models.nets import IMAGE_SIZE, LeNet5, RowLSTM, VisionTransformer
 from bigmodels.analysis.perturbations import fgsm
-from bigmodels.data.digits import to_model_input
+from bigmodels.data.digits import enlarge, to_model_input
 
 
 # ----------------------------------------------------------------- the answer
@@ -205,7 +205,7 @@ class TransformerExplanation:
 
     def on_pixels(self, grid_map: torch.Tensor) -> torch.Tensor:
         """A (grid, grid) patch map blown up to (28, 28): every pixel takes its patch's value."""
-        return grid_map.repeat_interleave(self.patch_size, 0).repeat_interleave(self.patch_size, 1)
+        return enlarge(grid_map, self.patch_size)
 
 
 def _encoder_layer_with_weights(layer: nn.TransformerEncoderLayer,
