@@ -267,10 +267,10 @@ def scale() -> None:
     depth = b.select_slider(t(f"comparison.scale.{name}.depth"), options=list(knobs.depths),
                             value=knobs.default_depth, key=f"comparison_scale_depth_{name}")
     with st.spinner(t("comparison.scale.measuring")):
-        current = ui.scale_point(name, width, depth)
-        widths, depths = ui.width_sweep(name, depth), ui.depth_sweep(name, width)
+        current = scaling.measure(name, width, depth)
+        widths, depths = scaling.width_sweep(name, depth), scaling.depth_sweep(name, width)
         ref = scaling.ARTICLE_REFERENCE
-        reference = ui.scale_point(ref["model"], ref["width"], ref["depth"])
+        reference = scaling.measure(ref["model"], ref["width"], ref["depth"])
     cols = st.columns(4)
     cols[0].metric(t("comparison.scale.parameters"), f"{current.parameters:,}")
     cols[1].metric(t("comparison.scale.macs"), f"{current.macs_per_image:,}")
@@ -290,7 +290,7 @@ def scale() -> None:
                  depth_factor=f"{scaling.growth_factor(depths, 'parameters'):,.1f}"))
     st.subheader(t("comparison.scale.all_header"))
     with st.spinner(t("comparison.scale.measuring")):
-        sweeps = {n: ui.width_sweep(n, scaling.KNOBS[n].default_depth) for n in names}
+        sweeps = {n: scaling.width_sweep(n, scaling.KNOBS[n].default_depth) for n in names}
     titles = {n: model_title(n) for n in names}
     st.plotly_chart(scaling.architectures_figure(sweeps, titles, labels | {"width": t("comparison.scale.width"),
                                                                            "depth": t("comparison.scale.depth")},

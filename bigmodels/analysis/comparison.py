@@ -41,10 +41,8 @@ from bigmodels.models.checkpoints import CheckpointError, atomic_write_bytes, lo
 from bigmodels.models.registry import get_spec
 from bigmodels.models.sources import ModelSource
 from bigmodels.provenance import provenance
-from bigmodels.runs.store import run_history as store_history
+from bigmodels.runs.store import home_dir, run_history as store_history
 
-ENV_HOME = "BIGMODELS_HOME"
-DEFAULT_HOME = Path("runs")
 INFER_BATCH = 256  # peak memory of one inference batch of this size
 TRAIN_BATCH = 128  # ... and of one Adam training step at this batch size
 FAMILY_COLOURS = {"CNN": "#1971c2", "RNN": "#e8590c", "Transformer": "#2b8a3e"}
@@ -73,7 +71,7 @@ class Entry:
 
 def comparison_home() -> Path:
     """Where the page keeps what it measured (beside the launcher's run store)."""
-    return Path(os.environ.get(ENV_HOME) or DEFAULT_HOME).expanduser() / "comparison"
+    return home_dir() / "comparison"
 
 
 def file_fingerprint(path: str | os.PathLike) -> str:

@@ -251,26 +251,7 @@ def wait_for(job_keys: list[str], message: str) -> None:
     st.info(message, icon="⏳")
 
 
-# ---------------------------------------------------------- scale explorer
-@st.cache_data(show_spinner=False, max_entries=256)
-def scale_point(model: str, width: int, depth: int):
-    from bigmodels.analysis import scaling
-
-    return scaling.measure(model, width, depth)
-
-
-def width_sweep(model: str, depth: int):
-    from bigmodels.analysis.scaling import KNOBS
-
-    return [scale_point(model, w, depth) for w in KNOBS[model].widths]
-
-
-def depth_sweep(model: str, width: int):
-    from bigmodels.analysis.scaling import KNOBS
-
-    return [scale_point(model, width, d) for d in KNOBS[model].depths]
-
-
+# ------------------------------------------------------------ article fixes
 @st.cache_data(show_spinner=False)
 def article_fix_locations():
     from bigmodels.analysis.article_fixes import fix_locations
