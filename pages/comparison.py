@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import streamlit as st
 
-from bigmodels.figures import architecture as diagrams
 from bigmodels.analysis import comparison as cmp
+from bigmodels.analysis import scaling
+from bigmodels.analysis.article_fixes import FIXES
 from bigmodels.app import comparison as ui
+from bigmodels.app.session import current_data, language, model_title, t
+from bigmodels.figures import architecture as diagrams
 from bigmodels.models.checkpoints import CheckpointError
 from bigmodels.models.registry import list_models
-from bigmodels.app.session import current_data, language, model_title, t
 
 lang = language()
 st.title(t("comparison.title"))
@@ -254,8 +256,6 @@ def reading() -> None:
 
 
 def scale() -> None:
-    from bigmodels.analysis import scaling
-
     st.write(t("comparison.scale.intro"))
     names = list(scaling.KNOBS)
     name = st.radio(t("comparison.scale.model"), names, horizontal=True, key="comparison_scale_model",
@@ -301,8 +301,6 @@ def scale() -> None:
 
 
 def article() -> None:
-    from bigmodels.analysis.article_fixes import FIXES
-
     st.write(t("comparison.article.intro"))
     locations = ui.article_fix_locations()
     outcomes = ui.article_fix_results()

@@ -17,6 +17,8 @@ fresh process.
 from __future__ import annotations
 
 import argparse
+import ctypes
+import gc
 import hashlib
 import json
 import math
@@ -31,6 +33,7 @@ import numpy as np
 import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
+from torch.nn import functional as F
 
 from bigmodels.analysis.evaluation import measure_speed, metrics_entry, plain_json, split_fingerprint
 from bigmodels.child_process import child_env
@@ -139,9 +142,6 @@ def _reset_rss_peak() -> None:
 def _release_freed_memory() -> None:
     """Ask glibc to return freed heap pages to the system, so the next phase's
     resident-set baseline holds only live data (a no-op elsewhere)."""
-    import ctypes
-    import gc
-
     gc.collect()
     try:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
@@ -151,8 +151,6 @@ def _release_freed_memory() -> None:
 
 def _one_pass(model: torch.nn.Module, x_infer, x_train, y_train, sync) -> tuple[Callable, Callable]:
     """Returns the two phases measured: one inference batch; one Adam step."""
-    from torch.nn import functional as F
-
     def infer():
         model.eval()
         with torch.no_grad():
@@ -226,8 +224,6 @@ def _heap_for_speed() -> None:
     """Undo the memory phase's malloc setting: with large thresholds, freed
     activations are reused from the heap instead of being mapped afresh (and
     page-faulted in) on every call, as in a normal process."""
-    import ctypes
-
     try:
         libc = ctypes.CDLL("libc.so.6")
         libc.mallopt(-3, 256 * 2**20)  # M_MMAP_THRESHOLD
