@@ -86,23 +86,24 @@ def accelerator_caption(key: str) -> None:
     )
 
 
-def preset_select(key: str, presets: dict, label_of) -> str:
+def calculator_preset(kind: str, presets: dict, label_of):
+    """A calculator's heading and preset picker: (preset id, the preset or None for "custom")."""
+    st.subheader(t(f"challenges.calc.{kind}.header"))
     options = ["custom", *presets]
-    return st.selectbox(
+    preset_id = st.selectbox(
         t("challenges.calc.preset"),
         options=options,
         index=1,
         format_func=lambda k: t("challenges.calc.preset.custom") if k == "custom" else label_of(presets[k]),
-        key=key,
+        key=f"{kind}_preset",
     )
+    return preset_id, presets.get(preset_id)
 
 
 def training_calculator() -> None:
     """Training compute, time and cost."""
     with st.container(border=True):
-        st.subheader(t("challenges.calc.train.header"))
-        preset_id = preset_select("train_preset", views.TRAINING_PRESETS, lambda p: p.label)
-        preset = views.TRAINING_PRESETS.get(preset_id)
+        preset_id, preset = calculator_preset("train", views.TRAINING_PRESETS, lambda p: p.label)
         with st.form("train_form"):
             c1, c2 = st.columns(2)
             n_b = c1.number_input(
@@ -139,9 +140,7 @@ def training_calculator() -> None:
 def memory_calculator() -> None:
     """Memory for the weights and for training."""
     with st.container(border=True):
-        st.subheader(t("challenges.calc.mem.header"))
-        mem_id = preset_select("mem_preset", views.MEMORY_PRESETS, lambda p: p[0])
-        mem_preset = views.MEMORY_PRESETS.get(mem_id)
+        mem_id, mem_preset = calculator_preset("mem", views.MEMORY_PRESETS, lambda p: p[0])
         with st.form("mem_form"):
             c1, c2, c3, c4 = st.columns(4)
             params_b = c1.number_input(
@@ -182,9 +181,7 @@ def memory_calculator() -> None:
 def serving_calculator() -> None:
     """Serving memory: the weights and the KV cache."""
     with st.container(border=True):
-        st.subheader(t("challenges.calc.kv.header"))
-        kv_id = preset_select("kv_preset", views.SERVING_PRESETS, lambda p: p.label)
-        kv = views.SERVING_PRESETS.get(kv_id)
+        kv_id, kv = calculator_preset("kv", views.SERVING_PRESETS, lambda p: p.label)
         with st.form("kv_form"):
             c1, c2, c3, c4 = st.columns(4)
             kv_params = c1.number_input(
