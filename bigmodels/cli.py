@@ -102,10 +102,8 @@ def cmd_train(args) -> int:
 
 # -------------------------------------------------------------------- eval
 def cmd_eval(args) -> int:
+    from bigmodels.analysis.evaluation import metrics_entry
     from bigmodels.models.checkpoints import CheckpointError, load_checkpoint, model_from_checkpoint
-    from bigmodels.analysis.evaluation import evaluate
-    from bigmodels.models.profile import profile_model
-    from bigmodels.provenance import provenance
     from bigmodels.models.shipped import update_metrics
 
     try:
@@ -115,27 +113,7 @@ def cmd_eval(args) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     data = _load_data(args)
-    result = evaluate(model, data, timing=True, timing_repeats=args.repeats)
-    profile = profile_model(model)
-    history = payload.get("history", [])
-    entry = {
-        "model": payload["model_name"],
-        "model_config": payload["model_config"],
-        "checkpoint": str(args.checkpoint),
-        "data": data.describe(),
-        "data_source": data.source,
-        **result.to_dict(with_predictions=True),
-        "parameters": profile.parameters,
-        "macs_per_image": profile.macs_per_image,
-        "disk_bytes": Path(args.checkpoint).stat().st_size,
-        "state_dict_bytes": profile.disk_bytes,
-        "history": history,
-        "train_seconds_per_epoch": (history[-1]["elapsed"] / len(history)) if history else None,
-        "train_config": payload.get("train_config"),
-        "train_command": payload.get("command"),
-        "train_provenance": payload.get("provenance"),
-        **provenance("cpu"),
-    }
+    entry = metrics_entry(args.checkpoint, payload, model, data, timing=True, timing_repeats=args.repeats)
     summary = {k: entry[k] for k in ("model", "accuracy", "latency_ms_batch1", "throughput_batch256",
                                       "parameters", "macs_per_image", "disk_bytes")}
     print(json.dumps(summary, indent=1))

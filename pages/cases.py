@@ -10,52 +10,48 @@ from bigmodels.content import views
 from bigmodels.content.cases import CHALLENGES, MODALITIES, REGIONS, WEIGHTS, default_cases
 from bigmodels.app.session import language, t
 
-lang = language()
-all_cases = list(default_cases())
 
-st.title(t("cases.title"))
-st.write(t("cases.intro", n=len(all_cases), countries=len({c.country for c in all_cases})))
-
-# ---------------------------------------------------------------- filters
-lo, hi = views.year_bounds(all_cases)
-with st.sidebar:
-    st.header(t("cases.filter.header"))
-    regions = st.multiselect(
-        t("cases.filter.region"), options=list(REGIONS), format_func=lambda k: REGIONS[k][lang], key="cases_regions"
+def filtered(all_cases, lang: str):
+    """The sidebar filters, and the cases they let through."""
+    lo, hi = views.year_bounds(all_cases)
+    with st.sidebar:
+        st.header(t("cases.filter.header"))
+        regions = st.multiselect(
+            t("cases.filter.region"), options=list(REGIONS), format_func=lambda k: REGIONS[k][lang], key="cases_regions"
+        )
+        modalities = st.multiselect(
+            t("cases.filter.modality"), options=list(MODALITIES), format_func=lambda k: MODALITIES[k][lang], key="cases_modalities"
+        )
+        years = st.slider(t("cases.filter.years"), min_value=lo, max_value=hi, value=(lo, hi), key="cases_years")
+        weights = st.multiselect(
+            t("cases.filter.weights"), options=list(WEIGHTS), format_func=lambda k: WEIGHTS[k][lang], key="cases_weights"
+        )
+        challenges = st.multiselect(
+            t("cases.filter.challenge"), options=list(CHALLENGES), format_func=lambda k: CHALLENGES[k][lang], key="cases_challenges"
+        )
+    return views.filter_cases(
+        all_cases,
+        views.CaseFilter(
+            regions=frozenset(regions),
+            modalities=frozenset(modalities),
+            weights=frozenset(weights),
+            challenges=frozenset(challenges),
+            year_range=(int(years[0]), int(years[1])),
+        ),
     )
-    modalities = st.multiselect(
-        t("cases.filter.modality"), options=list(MODALITIES), format_func=lambda k: MODALITIES[k][lang], key="cases_modalities"
-    )
-    years = st.slider(t("cases.filter.years"), min_value=lo, max_value=hi, value=(lo, hi), key="cases_years")
-    weights = st.multiselect(
-        t("cases.filter.weights"), options=list(WEIGHTS), format_func=lambda k: WEIGHTS[k][lang], key="cases_weights"
-    )
-    challenges = st.multiselect(
-        t("cases.filter.challenge"), options=list(CHALLENGES), format_func=lambda k: CHALLENGES[k][lang], key="cases_challenges"
-    )
 
-shown = views.filter_cases(
-    all_cases,
-    views.CaseFilter(
-        regions=frozenset(regions),
-        modalities=frozenset(modalities),
-        weights=frozenset(weights),
-        challenges=frozenset(challenges),
-        year_range=(int(years[0]), int(years[1])),
-    ),
-)
 
-counts = views.summary_counts(shown)
-cols = st.columns(4)
-cols[0].metric(t("cases.metric.cases"), counts["cases"])
-cols[1].metric(t("cases.metric.countries"), counts["countries"])
-cols[2].metric(t("cases.metric.modalities"), counts["modalities"])
-cols[3].metric(t("cases.metric.open"), counts["open"])
+def summary(shown) -> None:
+    counts = views.summary_counts(shown)
+    cols = st.columns(4)
+    cols[0].metric(t("cases.metric.cases"), counts["cases"])
+    cols[1].metric(t("cases.metric.countries"), counts["countries"])
+    cols[2].metric(t("cases.metric.modalities"), counts["modalities"])
+    cols[3].metric(t("cases.metric.open"), counts["open"])
 
-if not shown:
-    st.info(t("cases.filter.empty"))
-else:
-    # ---------------------------------------------------------------- map
+
+def map_and_timeline(shown, lang: str) -> None:
+    """Where and when: the world map and the timeline."""
     st.subheader(t("cases.map.header"))
     st.plotly_chart(views.world_map_figure(shown, lang), config=views.PLOTLY_CONFIG, key="cases_map")
     st.caption(t("cases.map.caption"))
@@ -64,7 +60,9 @@ else:
     st.subheader(t("cases.timeline.header"))
     st.plotly_chart(views.timeline_figure(shown, lang), config=views.PLOTLY_CONFIG, key="cases_timeline")
 
-    # ---------------------------------------------------------------- table
+
+def table(shown, lang: str) -> None:
+    """The sortable table of every case shown."""
     st.subheader(t("cases.table.header"))
     st.dataframe(
         views.cases_table(shown, lang),
@@ -78,7 +76,9 @@ else:
     )
     st.caption(t("cases.table.caption"))
 
-    # ---------------------------------------------------------------- cards
+
+def cards(shown, lang: str) -> None:
+    """One card per case, in the order chosen."""
     st.subheader(t("cases.cards.header"))
     sort_col, order_col = st.columns([3, 1])
     sort_key = sort_col.selectbox(
@@ -119,7 +119,28 @@ else:
                 for src in case.all_sources:
                     st.markdown(f"- [{src.title}]({src.url})")
 
-try:
-    st.page_link("pages/challenges.py", label=t("cases.link.challenges"))
-except Exception:  # the page is not registered when this script runs on its own
-    pass
+
+def challenges_link() -> None:
+    try:
+        st.page_link("pages/challenges.py", label=t("cases.link.challenges"))
+    except Exception:  # the page is not registered when this script runs on its own
+        pass
+
+
+def main() -> None:
+    lang = language()
+    all_cases = list(default_cases())
+    st.title(t("cases.title"))
+    st.write(t("cases.intro", n=len(all_cases), countries=len({c.country for c in all_cases})))
+    shown = filtered(all_cases, lang)
+    summary(shown)
+    if not shown:
+        st.info(t("cases.filter.empty"))
+    else:
+        map_and_timeline(shown, lang)
+        table(shown, lang)
+        cards(shown, lang)
+    challenges_link()
+
+
+main()

@@ -13,15 +13,12 @@ from bigmodels.analysis import calculators as calc
 from bigmodels.content import views
 from bigmodels.content.cases import default_cases
 from bigmodels.content.challenges import default_challenges
+from bigmodels.formatting import format_bytes, format_flops
 from bigmodels.app.session import language, t
 
-lang = language()
-content = default_challenges()
-cases = list(default_cases())
 PAGES_DIR = Path(__file__).resolve().parent
-
-st.title(t("challenges.title"))
-st.write(t("challenges.intro"))
+ACCELERATOR_KEYS = list(calc.ACCELERATORS)
+DTYPES = list(calc.DTYPE_BYTES)
 
 
 def demo_link(page: str, label: str) -> None:
@@ -35,52 +32,44 @@ def demo_link(page: str, label: str) -> None:
         st.caption(t("challenges.demo.unavailable", page=page))
 
 
-# ------------------------------------------------------------------ challenges
-tabs = st.tabs([c.title[lang] for c in content.challenges])
-for tab, challenge in zip(tabs, content.challenges):
-    with tab:
-        st.header(challenge.title[lang])
-        st.write(challenge.summary[lang])
+def challenge_tabs(content, cases, lang: str) -> None:
+    """One tab per challenge: the evidence, the responses, the cases, a demo."""
+    tabs = st.tabs([c.title[lang] for c in content.challenges])
+    for tab, challenge in zip(tabs, content.challenges):
+        with tab:
+            st.header(challenge.title[lang])
+            st.write(challenge.summary[lang])
 
-        if challenge.chart:
-            dataset = content.datasets[challenge.chart]
-            log_y = st.toggle(t("challenges.chart.log"), value=True, key=f"log_{challenge.id}")
-            st.plotly_chart(
-                views.dataset_figure(dataset, lang, log_y=log_y),
-                config=views.PLOTLY_CONFIG,
-                key=f"chart_{challenge.id}",
-            )
-            factor, years = views.growth_factor(dataset)
-            st.caption(t("challenges.chart.caption") + " " + t("challenges.chart.growth", factor=f"{factor:,.0f}", years=years))
-            with st.expander(t("challenges.chart.table")):
-                st.dataframe(
-                    views.dataset_table(dataset, lang),
-                    hide_index=True,
-                    column_config={t("challenges.table.source"): st.column_config.LinkColumn()},
+            if challenge.chart:
+                dataset = content.datasets[challenge.chart]
+                log_y = st.toggle(t("challenges.chart.log"), value=True, key=f"log_{challenge.id}")
+                st.plotly_chart(
+                    views.dataset_figure(dataset, lang, log_y=log_y),
+                    config=views.PLOTLY_CONFIG,
+                    key=f"chart_{challenge.id}",
                 )
+                factor, years = views.growth_factor(dataset)
+                st.caption(t("challenges.chart.caption") + " " + t("challenges.chart.growth", factor=f"{factor:,.0f}", years=years))
+                with st.expander(t("challenges.chart.table")):
+                    st.dataframe(
+                        views.dataset_table(dataset, lang),
+                        hide_index=True,
+                        column_config={t("challenges.table.source"): st.column_config.LinkColumn()},
+                    )
 
-        st.subheader(t("challenges.section.evidence"))
-        for ev in challenge.evidence:
-            st.markdown(f"- {ev.text[lang]} — [{ev.source.title}]({ev.source.url})")
+            st.subheader(t("challenges.section.evidence"))
+            for ev in challenge.evidence:
+                st.markdown(f"- {ev.text[lang]} — [{ev.source.title}]({ev.source.url})")
 
-        st.subheader(t("challenges.section.responses"))
-        st.markdown("\n".join(f"- {r[lang]}" for r in challenge.responses))
+            st.subheader(t("challenges.section.responses"))
+            st.markdown("\n".join(f"- {r[lang]}" for r in challenge.responses))
 
-        names = views.cases_for_challenge(cases, challenge.id, lang)
-        if names:
-            st.caption(t("challenges.section.cases", names="、".join(names) if lang == "zh" else ", ".join(names)))
+            names = views.cases_for_challenge(cases, challenge.id, lang)
+            if names:
+                st.caption(t("challenges.section.cases", names="、".join(names) if lang == "zh" else ", ".join(names)))
 
-        st.subheader(t("challenges.section.try"))
-        demo_link(challenge.demo_page, challenge.demo_label[lang])
-
-
-# ------------------------------------------------------------------ calculators
-st.divider()
-st.header(t("challenges.calc.header"))
-st.write(t("challenges.calc.intro"))
-
-ACCELERATOR_KEYS = list(calc.ACCELERATORS)
-DTYPES = list(calc.DTYPE_BYTES)
+            st.subheader(t("challenges.section.try"))
+            demo_link(challenge.demo_page, challenge.demo_label[lang])
 
 
 def accelerator_caption(key: str) -> None:
@@ -97,136 +86,157 @@ def accelerator_caption(key: str) -> None:
     )
 
 
-def preset_select(key: str, presets: dict, label_of) -> str:
+def calculator_preset(kind: str, presets: dict, label_of):
+    """A calculator's heading and preset picker: (preset id, the preset or None for "custom")."""
+    st.subheader(t(f"challenges.calc.{kind}.header"))
     options = ["custom", *presets]
-    return st.selectbox(
+    preset_id = st.selectbox(
         t("challenges.calc.preset"),
         options=options,
         index=1,
         format_func=lambda k: t("challenges.calc.preset.custom") if k == "custom" else label_of(presets[k]),
-        key=key,
+        key=f"{kind}_preset",
     )
+    return preset_id, presets.get(preset_id)
 
 
-# --- training compute, time and cost
-with st.container(border=True):
-    st.subheader(t("challenges.calc.train.header"))
-    preset_id = preset_select("train_preset", views.TRAINING_PRESETS, lambda p: p.label)
-    preset = views.TRAINING_PRESETS.get(preset_id)
-    with st.form("train_form"):
-        c1, c2 = st.columns(2)
-        n_b = c1.number_input(
-            t("challenges.calc.train.params"), min_value=0.0, value=(preset.n_params / 1e9 if preset else 7.0),
-            step=1.0, key=f"train_n_{preset_id}",
-        )
-        d_b = c2.number_input(
-            t("challenges.calc.train.tokens"), min_value=0.0, value=(preset.n_tokens / 1e9 if preset else 1000.0),
-            step=100.0, key=f"train_d_{preset_id}",
-        )
-        c3, c4, c5, c6 = st.columns(4)
-        acc_key = c3.selectbox(t("challenges.calc.train.accelerator"), ACCELERATOR_KEYS, index=1, key="train_acc")
-        mfu = c4.slider(t("challenges.calc.train.mfu"), 0.05, 1.0, 0.40, 0.01, help=t("challenges.calc.train.mfu_help"), key="train_mfu")
-        price = c5.number_input(t("challenges.calc.train.price"), min_value=0.0, value=2.0, step=0.25, key="train_price")
-        gpus = c6.number_input(t("challenges.calc.train.gpus"), min_value=1, value=1024, step=1, key="train_gpus")
-        st.form_submit_button(t("challenges.calc.train.submit"))
-    try:
-        est = calc.estimate_training(n_b * 1e9, d_b * 1e9, acc_key, mfu=mfu, price_per_gpu_hour=price, n_gpus=int(gpus))
-    except ValueError as exc:
-        st.error(t("challenges.calc.error", message=str(exc)))
-    else:
-        m = st.columns(5)
-        m[0].metric(t("challenges.calc.train.flops"), calc.format_flops(est.flops))
-        m[1].metric(t("challenges.calc.train.gpu_hours"), f"{est.gpu_hours:,.0f}")
-        m[2].metric(t("challenges.calc.train.gpu_days"), f"{est.gpu_days:,.0f}")
-        m[3].metric(t("challenges.calc.train.wall", gpus=int(gpus)), f"{est.wall_clock_days:,.1f}")
-        m[4].metric(t("challenges.calc.train.cost"), f"{est.cost:,.0f}")
-    accelerator_caption(acc_key)
-    if preset:
-        st.caption(t("challenges.calc.source", title=preset.source_title, url=preset.source_url))
-    st.markdown(t("challenges.calc.train.formula"))
-
-# --- memory for weights and training
-with st.container(border=True):
-    st.subheader(t("challenges.calc.mem.header"))
-    mem_id = preset_select("mem_preset", views.MEMORY_PRESETS, lambda p: p[0])
-    mem_preset = views.MEMORY_PRESETS.get(mem_id)
-    with st.form("mem_form"):
-        c1, c2, c3, c4 = st.columns(4)
-        params_b = c1.number_input(
-            t("challenges.calc.mem.params"), min_value=0.0, value=(mem_preset[1] / 1e9 if mem_preset else 7.0),
-            step=1.0, key=f"mem_n_{mem_id}",
-        )
-        dtype = c2.selectbox(t("challenges.calc.mem.dtype"), DTYPES, index=DTYPES.index("bf16"), key="mem_dtype")
-        convention = c3.selectbox(
-            t("challenges.calc.mem.convention"),
-            list(calc.TRAINING_CONVENTIONS),
-            format_func=lambda k: t(f"challenges.calc.conv.{k}"),
-            key="mem_conv",
-        )
-        mem_acc = c4.selectbox(t("challenges.calc.mem.accelerator"), ACCELERATOR_KEYS, index=2, key="mem_acc")
-        st.form_submit_button(t("challenges.calc.mem.submit"))
-    try:
-        w = calc.weights_bytes(params_b * 1e9, dtype)
-        s = calc.training_state_bytes(params_b * 1e9, convention)
-    except ValueError as exc:
-        st.error(t("challenges.calc.error", message=str(exc)))
-    else:
-        m = st.columns(2)
-        m[0].metric(t("challenges.calc.mem.weights"), calc.format_bytes(w))
-        m[1].metric(t("challenges.calc.mem.training"), calc.format_bytes(s))
-        st.write(
-            t(
-                "challenges.calc.mem.gpus",
-                n=calc.gpus_needed(w, mem_acc),
-                m=calc.gpus_needed(s, mem_acc),
-                gpu=calc.ACCELERATORS[mem_acc].name,
+def training_calculator() -> None:
+    """Training compute, time and cost."""
+    with st.container(border=True):
+        preset_id, preset = calculator_preset("train", views.TRAINING_PRESETS, lambda p: p.label)
+        with st.form("train_form"):
+            c1, c2 = st.columns(2)
+            n_b = c1.number_input(
+                t("challenges.calc.train.params"), min_value=0.0, value=(preset.n_params / 1e9 if preset else 7.0),
+                step=1.0, key=f"train_n_{preset_id}",
             )
-        )
-    if mem_preset:
-        st.caption(t("challenges.calc.source", title=mem_preset[0], url=mem_preset[2]))
-    st.markdown(t("challenges.calc.mem.formula"))
+            d_b = c2.number_input(
+                t("challenges.calc.train.tokens"), min_value=0.0, value=(preset.n_tokens / 1e9 if preset else 1000.0),
+                step=100.0, key=f"train_d_{preset_id}",
+            )
+            c3, c4, c5, c6 = st.columns(4)
+            acc_key = c3.selectbox(t("challenges.calc.train.accelerator"), ACCELERATOR_KEYS, index=1, key="train_acc")
+            mfu = c4.slider(t("challenges.calc.train.mfu"), 0.05, 1.0, 0.40, 0.01, help=t("challenges.calc.train.mfu_help"), key="train_mfu")
+            price = c5.number_input(t("challenges.calc.train.price"), min_value=0.0, value=2.0, step=0.25, key="train_price")
+            gpus = c6.number_input(t("challenges.calc.train.gpus"), min_value=1, value=1024, step=1, key="train_gpus")
+            st.form_submit_button(t("challenges.calc.train.submit"))
+        try:
+            est = calc.estimate_training(n_b * 1e9, d_b * 1e9, acc_key, mfu=mfu, price_per_gpu_hour=price, n_gpus=int(gpus))
+        except ValueError as exc:
+            st.error(t("challenges.calc.error", message=str(exc)))
+        else:
+            m = st.columns(5)
+            m[0].metric(t("challenges.calc.train.flops"), format_flops(est.flops))
+            m[1].metric(t("challenges.calc.train.gpu_hours"), f"{est.gpu_hours:,.0f}")
+            m[2].metric(t("challenges.calc.train.gpu_days"), f"{est.gpu_days:,.0f}")
+            m[3].metric(t("challenges.calc.train.wall", gpus=int(gpus)), f"{est.wall_clock_days:,.1f}")
+            m[4].metric(t("challenges.calc.train.cost"), f"{est.cost:,.0f}")
+        accelerator_caption(acc_key)
+        if preset:
+            st.caption(t("challenges.calc.source", title=preset.source_title, url=preset.source_url))
+        st.markdown(t("challenges.calc.train.formula"))
 
-# --- serving memory: weights + KV cache
-with st.container(border=True):
-    st.subheader(t("challenges.calc.kv.header"))
-    kv_id = preset_select("kv_preset", views.SERVING_PRESETS, lambda p: p.label)
-    kv = views.SERVING_PRESETS.get(kv_id)
-    with st.form("kv_form"):
-        c1, c2, c3, c4 = st.columns(4)
-        kv_params = c1.number_input(
-            t("challenges.calc.kv.params"), min_value=0.0, value=(kv.n_params / 1e9 if kv else 7.0), step=1.0, key=f"kv_n_{kv_id}"
-        )
-        w_dtype = c2.selectbox(
-            t("challenges.calc.kv.weight_dtype"), DTYPES, index=DTYPES.index(kv.dtype if kv else "bf16"), key=f"kv_wd_{kv_id}"
-        )
-        layers = c3.number_input(t("challenges.calc.kv.layers"), min_value=1, value=kv.layers if kv else 32, step=1, key=f"kv_l_{kv_id}")
-        kv_heads = c4.number_input(
-            t("challenges.calc.kv.kv_heads"), min_value=1, value=kv.kv_heads if kv else 8, step=1, key=f"kv_h_{kv_id}"
-        )
-        c5, c6, c7, c8, c9 = st.columns(5)
-        head_dim = c5.number_input(
-            t("challenges.calc.kv.head_dim"), min_value=1, value=kv.head_dim if kv else 128, step=1, key=f"kv_d_{kv_id}"
-        )
-        seq = c6.number_input(t("challenges.calc.kv.seq"), min_value=1, value=2048, step=256, key="kv_seq")
-        batch = c7.number_input(t("challenges.calc.kv.batch"), min_value=1, value=1, step=1, key="kv_batch")
-        kv_dtype = c8.selectbox(
-            t("challenges.calc.kv.dtype"), DTYPES, index=DTYPES.index(kv.dtype if kv else "bf16"), key=f"kv_kd_{kv_id}"
-        )
-        kv_acc = c9.selectbox(t("challenges.calc.kv.accelerator"), ACCELERATOR_KEYS, index=2, key="kv_acc")
-        st.form_submit_button(t("challenges.calc.kv.submit"))
-    try:
-        mem = calc.inference_memory(
-            kv_params * 1e9, w_dtype, int(layers), int(kv_heads), int(head_dim), int(seq), int(batch), kv_dtype
-        )
-    except ValueError as exc:
-        st.error(t("challenges.calc.error", message=str(exc)))
-    else:
-        m = st.columns(3)
-        m[0].metric(t("challenges.calc.kv.weights"), calc.format_bytes(mem.weights))
-        m[1].metric(t("challenges.calc.kv.cache"), calc.format_bytes(mem.kv_cache))
-        m[2].metric(t("challenges.calc.kv.total"), calc.format_bytes(mem.total))
-        st.write(t("challenges.calc.kv.gpus", n=calc.gpus_needed(mem.total, kv_acc), gpu=calc.ACCELERATORS[kv_acc].name))
-    accelerator_caption(kv_acc)
-    if kv:
-        st.caption(t("challenges.calc.source", title=kv.source_title, url=kv.source_url))
-    st.markdown(t("challenges.calc.kv.formula"))
+
+def memory_calculator() -> None:
+    """Memory for the weights and for training."""
+    with st.container(border=True):
+        mem_id, mem_preset = calculator_preset("mem", views.MEMORY_PRESETS, lambda p: p[0])
+        with st.form("mem_form"):
+            c1, c2, c3, c4 = st.columns(4)
+            params_b = c1.number_input(
+                t("challenges.calc.mem.params"), min_value=0.0, value=(mem_preset[1] / 1e9 if mem_preset else 7.0),
+                step=1.0, key=f"mem_n_{mem_id}",
+            )
+            dtype = c2.selectbox(t("challenges.calc.mem.dtype"), DTYPES, index=DTYPES.index("bf16"), key="mem_dtype")
+            convention = c3.selectbox(
+                t("challenges.calc.mem.convention"),
+                list(calc.TRAINING_CONVENTIONS),
+                format_func=lambda k: t(f"challenges.calc.conv.{k}"),
+                key="mem_conv",
+            )
+            mem_acc = c4.selectbox(t("challenges.calc.mem.accelerator"), ACCELERATOR_KEYS, index=2, key="mem_acc")
+            st.form_submit_button(t("challenges.calc.mem.submit"))
+        try:
+            w = calc.weights_bytes(params_b * 1e9, dtype)
+            s = calc.training_state_bytes(params_b * 1e9, convention)
+        except ValueError as exc:
+            st.error(t("challenges.calc.error", message=str(exc)))
+        else:
+            m = st.columns(2)
+            m[0].metric(t("challenges.calc.mem.weights"), format_bytes(w, si=True))
+            m[1].metric(t("challenges.calc.mem.training"), format_bytes(s, si=True))
+            st.write(
+                t(
+                    "challenges.calc.mem.gpus",
+                    n=calc.gpus_needed(w, mem_acc),
+                    m=calc.gpus_needed(s, mem_acc),
+                    gpu=calc.ACCELERATORS[mem_acc].name,
+                )
+            )
+        if mem_preset:
+            st.caption(t("challenges.calc.source", title=mem_preset[0], url=mem_preset[2]))
+        st.markdown(t("challenges.calc.mem.formula"))
+
+
+def serving_calculator() -> None:
+    """Serving memory: the weights and the KV cache."""
+    with st.container(border=True):
+        kv_id, kv = calculator_preset("kv", views.SERVING_PRESETS, lambda p: p.label)
+        with st.form("kv_form"):
+            c1, c2, c3, c4 = st.columns(4)
+            kv_params = c1.number_input(
+                t("challenges.calc.kv.params"), min_value=0.0, value=(kv.n_params / 1e9 if kv else 7.0), step=1.0, key=f"kv_n_{kv_id}"
+            )
+            w_dtype = c2.selectbox(
+                t("challenges.calc.kv.weight_dtype"), DTYPES, index=DTYPES.index(kv.dtype if kv else "bf16"), key=f"kv_wd_{kv_id}"
+            )
+            layers = c3.number_input(t("challenges.calc.kv.layers"), min_value=1, value=kv.layers if kv else 32, step=1, key=f"kv_l_{kv_id}")
+            kv_heads = c4.number_input(
+                t("challenges.calc.kv.kv_heads"), min_value=1, value=kv.kv_heads if kv else 8, step=1, key=f"kv_h_{kv_id}"
+            )
+            c5, c6, c7, c8, c9 = st.columns(5)
+            head_dim = c5.number_input(
+                t("challenges.calc.kv.head_dim"), min_value=1, value=kv.head_dim if kv else 128, step=1, key=f"kv_d_{kv_id}"
+            )
+            seq = c6.number_input(t("challenges.calc.kv.seq"), min_value=1, value=2048, step=256, key="kv_seq")
+            batch = c7.number_input(t("challenges.calc.kv.batch"), min_value=1, value=1, step=1, key="kv_batch")
+            kv_dtype = c8.selectbox(
+                t("challenges.calc.kv.dtype"), DTYPES, index=DTYPES.index(kv.dtype if kv else "bf16"), key=f"kv_kd_{kv_id}"
+            )
+            kv_acc = c9.selectbox(t("challenges.calc.kv.accelerator"), ACCELERATOR_KEYS, index=2, key="kv_acc")
+            st.form_submit_button(t("challenges.calc.kv.submit"))
+        try:
+            mem = calc.inference_memory(
+                kv_params * 1e9, w_dtype, int(layers), int(kv_heads), int(head_dim), int(seq), int(batch), kv_dtype
+            )
+        except ValueError as exc:
+            st.error(t("challenges.calc.error", message=str(exc)))
+        else:
+            m = st.columns(3)
+            m[0].metric(t("challenges.calc.kv.weights"), format_bytes(mem.weights, si=True))
+            m[1].metric(t("challenges.calc.kv.cache"), format_bytes(mem.kv_cache, si=True))
+            m[2].metric(t("challenges.calc.kv.total"), format_bytes(mem.total, si=True))
+            st.write(t("challenges.calc.kv.gpus", n=calc.gpus_needed(mem.total, kv_acc), gpu=calc.ACCELERATORS[kv_acc].name))
+        accelerator_caption(kv_acc)
+        if kv:
+            st.caption(t("challenges.calc.source", title=kv.source_title, url=kv.source_url))
+        st.markdown(t("challenges.calc.kv.formula"))
+
+
+def main() -> None:
+    lang = language()
+    content = default_challenges()
+    cases = list(default_cases())
+    st.title(t("challenges.title"))
+    st.write(t("challenges.intro"))
+    challenge_tabs(content, cases, lang)
+
+    st.divider()
+    st.header(t("challenges.calc.header"))
+    st.write(t("challenges.calc.intro"))
+    training_calculator()
+    memory_calculator()
+    serving_calculator()
+
+
+main()

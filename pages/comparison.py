@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import streamlit as st
 
-from bigmodels.figures import architecture as diagrams
 from bigmodels.analysis import comparison as cmp
+from bigmodels.analysis import scaling
+from bigmodels.analysis.article_fixes import FIXES
 from bigmodels.app import comparison as ui
+from bigmodels.app.session import current_data, language, model_title, t
+from bigmodels.figures import architecture as diagrams
 from bigmodels.models.checkpoints import CheckpointError
 from bigmodels.models.registry import list_models
-from bigmodels.app.session import current_data, language, model_title, t
 
 lang = language()
 st.title(t("comparison.title"))
@@ -254,8 +256,6 @@ def reading() -> None:
 
 
 def scale() -> None:
-    from bigmodels.analysis import scaling
-
     st.write(t("comparison.scale.intro"))
     names = list(scaling.KNOBS)
     name = st.radio(t("comparison.scale.model"), names, horizontal=True, key="comparison_scale_model",
@@ -267,10 +267,10 @@ def scale() -> None:
     depth = b.select_slider(t(f"comparison.scale.{name}.depth"), options=list(knobs.depths),
                             value=knobs.default_depth, key=f"comparison_scale_depth_{name}")
     with st.spinner(t("comparison.scale.measuring")):
-        current = ui.scale_point(name, width, depth)
-        widths, depths = ui.width_sweep(name, depth), ui.depth_sweep(name, width)
+        current = scaling.measure(name, width, depth)
+        widths, depths = scaling.width_sweep(name, depth), scaling.depth_sweep(name, width)
         ref = scaling.ARTICLE_REFERENCE
-        reference = ui.scale_point(ref["model"], ref["width"], ref["depth"])
+        reference = scaling.measure(ref["model"], ref["width"], ref["depth"])
     cols = st.columns(4)
     cols[0].metric(t("comparison.scale.parameters"), f"{current.parameters:,}")
     cols[1].metric(t("comparison.scale.macs"), f"{current.macs_per_image:,}")
@@ -290,7 +290,7 @@ def scale() -> None:
                  depth_factor=f"{scaling.growth_factor(depths, 'parameters'):,.1f}"))
     st.subheader(t("comparison.scale.all_header"))
     with st.spinner(t("comparison.scale.measuring")):
-        sweeps = {n: ui.width_sweep(n, scaling.KNOBS[n].default_depth) for n in names}
+        sweeps = {n: scaling.width_sweep(n, scaling.KNOBS[n].default_depth) for n in names}
     titles = {n: model_title(n) for n in names}
     st.plotly_chart(scaling.architectures_figure(sweeps, titles, labels | {"width": t("comparison.scale.width"),
                                                                            "depth": t("comparison.scale.depth")},
@@ -301,8 +301,6 @@ def scale() -> None:
 
 
 def article() -> None:
-    from bigmodels.analysis.article_fixes import FIXES
-
     st.write(t("comparison.article.intro"))
     locations = ui.article_fix_locations()
     outcomes = ui.article_fix_results()

@@ -1,28 +1,29 @@
 """Home: what bigmodels is, which device and data it runs on, and the shipped models."""
 import streamlit as st
 
+from bigmodels.app.session import current_data, data_dir_choice, device_summary, set_data_dir, t
 from bigmodels.data.mnist import ENV_DATA_DIR, has_mnist
 from bigmodels.models.shipped import load_metrics
-from bigmodels.app.session import current_data, data_dir_choice, device_summary, set_data_dir, t
 
-st.title(t("home.title"))
-st.write(t("home.intro"))
 
-cols = st.columns(4)
-for col, part in zip(cols, ("comparison", "launcher", "writeups", "sandbox")):
-    with col.container(border=True):
-        st.subheader(t(f"home.part.{part}.title"))
-        st.write(t(f"home.part.{part}.body"))
+def parts() -> None:
+    """One card per part of the app."""
+    cols = st.columns(4)
+    for col, part in zip(cols, ("comparison", "launcher", "writeups", "sandbox")):
+        with col.container(border=True):
+            st.subheader(t(f"home.part.{part}.title"))
+            st.write(t(f"home.part.{part}.body"))
 
-st.divider()
-left, right = st.columns(2)
-with left:
+
+def device_panel() -> None:
     st.subheader(t("home.device.title"))
     device, description = device_summary()
     st.caption(t("home.device.label"))
     st.markdown(f"**{description}**", help=t("home.device.help", device=device))
 
-with right:
+
+def data_panel() -> None:
+    """Which MNIST this session reads, and a form to name another folder."""
     st.subheader(t("home.data.title"))
     data, error = current_data()
     if error:
@@ -44,16 +45,18 @@ with right:
                     set_data_dir(folder or None)
                     st.rerun()
 
-st.divider()
-st.subheader(t("home.models.title"))
-try:
-    metrics = load_metrics()
-except Exception as exc:  # an unreadable metrics file must not take the home page down
-    metrics = {}
-    st.error(t("home.models.unreadable", error=exc))
-if not metrics:
-    st.info(t("home.models.none"))
-else:
+
+def shipped_models() -> None:
+    """The shipped models' measured numbers, from metrics.json."""
+    st.subheader(t("home.models.title"))
+    try:
+        metrics = load_metrics()
+    except Exception as exc:  # an unreadable metrics file must not take the home page down
+        metrics = {}
+        st.error(t("home.models.unreadable", error=exc))
+    if not metrics:
+        st.info(t("home.models.none"))
+        return
     rows = [{
         t("home.models.col.model"): name,
         t("home.models.col.accuracy"): f"{m['accuracy']:.2%}",
@@ -63,3 +66,20 @@ else:
     } for name, m in metrics.items()]
     st.dataframe(rows, hide_index=True, width="stretch")
     st.caption(t("home.models.caption"))
+
+
+def main() -> None:
+    st.title(t("home.title"))
+    st.write(t("home.intro"))
+    parts()
+    st.divider()
+    left, right = st.columns(2)
+    with left:
+        device_panel()
+    with right:
+        data_panel()
+    st.divider()
+    shipped_models()
+
+
+main()

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from bigmodels.analysis import calculators as calc
+from bigmodels.formatting import format_bytes
 
 
 # --------------------------------------------------------------------------
@@ -74,7 +75,7 @@ def test_accelerator_figures_are_the_datasheet_dense_rates():
 
 def test_7b_model_in_bf16_is_14_gb():
     assert calc.weights_bytes(7e9, "bf16") == pytest.approx(14e9)
-    assert calc.format_bytes(calc.weights_bytes(7e9, "bf16")) == "14.00 GB"
+    assert format_bytes(calc.weights_bytes(7e9, "bf16"), si=True) == "14.00 GB"
 
 
 def test_dtype_sizes_halve_down_the_ladder():
@@ -216,9 +217,3 @@ def test_bad_inputs_raise_clear_errors(call, message):
 
 def test_zero_price_is_allowed_for_owned_hardware():
     assert calc.estimate_training(1e9, 1e9, price_per_gpu_hour=0).cost == 0
-
-
-def test_formatting():
-    assert calc.format_flops(3.15e23) == "3.15 × 10²³"
-    assert calc.format_bytes(810e9) == "810.00 GB"
-    assert calc.format_bytes(512) == "512 B"

@@ -12,7 +12,7 @@ from bigmodels.figures import architecture as diagrams
 from bigmodels.analysis import comparison as cmp
 from bigmodels.analysis.article_fixes import FIXES, REPO_ROOT, fix_locations, locate
 from bigmodels.models.checkpoints import save_checkpoint
-from bigmodels.data.mnist import MNIST
+from bigmodels.data.mnist import ENV_DATA_DIR, MNIST
 from bigmodels.i18n import LANGUAGES, catalogue
 from bigmodels.models.profile import profile_model
 from bigmodels.models.sources import ModelSource
@@ -315,7 +315,7 @@ def page_env(tmp_path, monkeypatch):
 
     monkeypatch.setenv("BIGMODELS_HOME", str(tmp_path))
     if mnist_dir() is not None:
-        monkeypatch.setenv("BIGMODELS_DATA_DIR", str(mnist_dir()))
+        monkeypatch.setenv(ENV_DATA_DIR, str(mnist_dir()))
     return tmp_path
 
 

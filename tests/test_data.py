@@ -57,6 +57,20 @@ def test_truncated_file_names_the_file(tmp_path):
         mnist.load_folder(tmp_path)
 
 
+@pytest.mark.parametrize("dims", [(2**31, 28, 28), (2**31, 2**31, 4), (2**16, 2**16, 2**32 - 1), (2**32 - 1,)])
+def test_a_header_claiming_huge_sizes_is_a_data_error(tmp_path, dims):
+    """Sizes whose product overflows 64 bits (2**31 x 2**31 x 4 wraps to 0, which
+    a header-only file would match) or just exceeds the file get the same
+    one-line message as any other damaged file, and nothing is allocated."""
+    path = tmp_path / "train-images-idx3-ubyte"
+    path.write_bytes(bytes([0, 0, 0x08, len(dims)]) + struct.pack(">" + "I" * len(dims), *dims))  # no pixels
+    with pytest.raises(DataError) as caught:
+        read_idx(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: truncated or padded") and "\n" not in message
+    assert f"-- {4 + 4 * len(dims)} bytes" in message and " x ".join(map(str, dims)) in message
+
+
 def test_wrong_magic_names_the_file(tmp_path):
     make_folder(tmp_path, compress=False)
     path = tmp_path / "train-labels-idx1-ubyte"

@@ -43,6 +43,8 @@ import math
 from dataclasses import dataclass
 from numbers import Real
 
+from bigmodels.formatting import format_flops  # noqa: F401 -- bigmodels.content.views imports it from here
+
 __all__ = [
     "ACCELERATORS",
     "DTYPE_BYTES",
@@ -58,7 +60,6 @@ __all__ = [
     "kv_cache_bytes",
     "inference_memory",
     "gpus_needed",
-    "format_bytes",
     "format_flops",
 ]
 
@@ -371,28 +372,3 @@ def gpus_needed(total_bytes: float, accelerator: str | Accelerator = "H100") -> 
     (a lower bound: real deployments keep headroom for activations)."""
     acc = _accelerator(accelerator)
     return max(1, math.ceil(_positive("total_bytes", total_bytes) / acc.memory_bytes))
-
-
-# --------------------------------------------------------------------------
-# formatting
-# --------------------------------------------------------------------------
-
-_SUPERSCRIPT = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
-_BYTE_UNITS = ((1e15, "PB"), (1e12, "TB"), (1e9, "GB"), (1e6, "MB"), (1e3, "kB"))
-
-
-def format_bytes(n: float) -> str:
-    """Decimal units (1 GB = 10⁹ bytes), as accelerator datasheets use."""
-    n = _non_negative("n", n)
-    for size, unit in _BYTE_UNITS:
-        if n >= size:
-            return f"{n / size:,.2f} {unit}"
-    return f"{n:,.0f} B"
-
-
-def format_flops(flops: float) -> str:
-    """Scientific notation with a superscript exponent, e.g. ``3.15 × 10²³``."""
-    flops = _positive("flops", flops)
-    exponent = math.floor(math.log10(flops))
-    mantissa = flops / 10**exponent
-    return f"{mantissa:.2f} × 10{str(exponent).translate(_SUPERSCRIPT)}"

@@ -17,6 +17,8 @@ fresh process.
 from __future__ import annotations
 
 import argparse
+import ctypes
+import gc
 import hashlib
 import json
 import math
@@ -31,16 +33,19 @@ import numpy as np
 import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
+from torch.nn import functional as F
 
-from bigmodels.models.checkpoints import CheckpointError, atomic_write_bytes, load_checkpoint, model_from_checkpoint
+from bigmodels.analysis.evaluation import measure_speed, metrics_entry, plain_json, split_fingerprint
 from bigmodels.child_process import child_env
+from bigmodels.data.digits import enlarge
 from bigmodels.data.mnist import MNIST
 from bigmodels.i18n import translate
-from bigmodels.models.sources import ModelSource
+from bigmodels.models.checkpoints import CheckpointError, atomic_write_bytes, load_checkpoint, model_from_checkpoint
 from bigmodels.models.registry import get_spec
+from bigmodels.models.sources import ModelSource
+from bigmodels.provenance import provenance
+from bigmodels.runs.store import home_dir, run_history as store_history
 
-ENV_HOME = "BIGMODELS_HOME"
-DEFAULT_HOME = Path("runs")
 INFER_BATCH = 256  # peak memory of one inference batch of this size
 TRAIN_BATCH = 128  # ... and of one Adam training step at this batch size
 FAMILY_COLOURS = {"CNN": "#1971c2", "RNN": "#e8590c", "Transformer": "#2b8a3e"}
@@ -69,43 +74,27 @@ class Entry:
 
 def comparison_home() -> Path:
     """Where the page keeps what it measured (beside the launcher's run store)."""
-    return Path(os.environ.get(ENV_HOME) or DEFAULT_HOME).expanduser() / "comparison"
+    return home_dir() / "comparison"
 
 
 def file_fingerprint(path: str | os.PathLike) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
-def split_fingerprint(data: MNIST) -> str:
-    """Identifies the test split (images and labels), so predictions made on one
-    test set are never shown against the images of another."""
-    digest = hashlib.sha256(data.test_images.numpy().tobytes())
-    digest.update(data.test_labels.numpy().tobytes())
-    return f"{data.source}-{len(data.test_labels)}-{digest.hexdigest()[:12]}"
-
-
 def shipped_metrics_match(source: ModelSource, metrics: dict[str, Any], payload: dict[str, Any]) -> bool:
     """Whether a metrics.json entry was measured on this checkpoint: same model,
     same config and the same training history (a retrained file differs)."""
     return (metrics.get("model") == source.model_name == payload.get("model_name")
-            and _plain(metrics.get("model_config")) == _plain(payload.get("model_config"))
-            and _plain(metrics.get("history")) == _plain(payload.get("history")))
-
-
-def _plain(value: Any) -> Any:
-    """JSON's view of a value (tuples become lists), for comparing checkpoint
-    contents with what was written to metrics.json."""
-    return json.loads(json.dumps(value, default=str))
+            and plain_json(metrics.get("model_config")) == plain_json(payload.get("model_config"))
+            and plain_json(metrics.get("history")) == plain_json(payload.get("history")))
 
 
 def run_history(source: ModelSource, payload: dict[str, Any]) -> list[dict]:
     """Per-epoch records: the launcher's run store for runs, else the checkpoint's own."""
     if source.origin == "run":
         try:
-            from bigmodels.runs.store import run_history as store_history  # the launcher (issue 3)
-
             history = store_history(source.id.removeprefix("run:"))
-        except (ImportError, RuntimeError, OSError):  # no launcher, or an unreadable store
+        except (RuntimeError, OSError):  # an unreadable store
             history = None
         if history:
             return list(history)
@@ -113,33 +102,11 @@ def run_history(source: ModelSource, payload: dict[str, Any]) -> list[dict]:
 
 
 def evaluate_source(source: ModelSource, data: MNIST, timing: bool = True) -> dict[str, Any]:
-    """The metrics ``python -m bigmodels eval`` would write, measured here now on ``data``."""
-    from bigmodels.analysis.evaluation import evaluate
-    from bigmodels.models.profile import profile_model
-    from bigmodels.provenance import provenance
-
+    """The metrics ``python -m bigmodels eval`` would write, measured here now on
+    ``data`` (with a run's history from the run store)."""
     payload = load_checkpoint(source.checkpoint)
-    model = model_from_checkpoint(payload)
-    result = evaluate(model, data, timing=timing)
-    profile = profile_model(model)
-    history = run_history(source, payload)
-    return {
-        "model": payload["model_name"],
-        "model_config": _plain(payload["model_config"]),
-        "checkpoint": str(source.checkpoint),
-        "data": data.describe(),
-        "data_source": data.source,
-        "test_set": split_fingerprint(data),
-        **result.to_dict(with_predictions=True),
-        "parameters": profile.parameters,
-        "macs_per_image": profile.macs_per_image,
-        "disk_bytes": Path(source.checkpoint).stat().st_size,
-        "history": _plain(history),
-        "train_seconds_per_epoch": (history[-1]["elapsed"] / len(history)) if history else None,
-        "train_config": _plain(payload.get("train_config")),
-        "train_provenance": _plain(payload.get("provenance")),
-        **provenance("cpu"),
-    }
+    return metrics_entry(source.checkpoint, payload, model_from_checkpoint(payload), data, timing=timing,
+                         history=run_history(source, payload))
 
 
 def predictions_fit(metrics: dict[str, Any], data: MNIST) -> bool:
@@ -175,9 +142,6 @@ def _reset_rss_peak() -> None:
 def _release_freed_memory() -> None:
     """Ask glibc to return freed heap pages to the system, so the next phase's
     resident-set baseline holds only live data (a no-op elsewhere)."""
-    import ctypes
-    import gc
-
     gc.collect()
     try:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
@@ -187,8 +151,6 @@ def _release_freed_memory() -> None:
 
 def _one_pass(model: torch.nn.Module, x_infer, x_train, y_train, sync) -> tuple[Callable, Callable]:
     """Returns the two phases measured: one inference batch; one Adam step."""
-    from torch.nn import functional as F
-
     def infer():
         model.eval()
         with torch.no_grad():
@@ -262,8 +224,6 @@ def _heap_for_speed() -> None:
     """Undo the memory phase's malloc setting: with large thresholds, freed
     activations are reused from the heap instead of being mapped afresh (and
     page-faulted in) on every call, as in a normal process."""
-    import ctypes
-
     try:
         libc = ctypes.CDLL("libc.so.6")
         libc.mallopt(-3, 256 * 2**20)  # M_MMAP_THRESHOLD
@@ -275,9 +235,6 @@ def _heap_for_speed() -> None:
 def measure_in_this_process(checkpoint: str, device: str = "cpu", repeats: int = 50) -> dict[str, Any]:
     """Peak memory (when this platform can measure it), then latency and
     throughput, of one checkpoint; meant for a fresh process."""
-    from bigmodels.analysis.evaluation import measure_speed
-    from bigmodels.provenance import provenance
-
     out: dict[str, Any] = {}
     if peak_memory_supported(device):
         out |= peak_memory_in_this_process(checkpoint, device)
@@ -536,8 +493,7 @@ def right_here_wrong_there(right: dict[str, Any], wrong: dict[str, Any], labels:
 def digit_tile(image: torch.Tensor, scale: int = 3) -> np.ndarray:
     """A uint8 digit, dark on light like the rest of the page, enlarged with
     square pixels (no blur)."""
-    inverted = 255 - image.numpy()
-    return np.kron(inverted, np.ones((scale, scale), dtype=np.uint8))
+    return enlarge(255 - image.numpy(), scale)
 
 
 # ------------------------------------------------------------ child process

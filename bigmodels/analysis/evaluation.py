@@ -1,15 +1,27 @@
-"""Measure a trained model: accuracy in detail, and how fast it answers."""
+"""Measure a trained model: accuracy in detail, and how fast it answers.
+
+``metrics_entry`` is the one record of a checkpoint's measurements: what
+``python -m bigmodels eval`` writes to ``bigmodels/weights/metrics.json`` and
+what the comparison page stores for the models it evaluates itself.
+"""
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import statistics
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
 from bigmodels.data.mnist import MNIST, DeviceMNIST, normalize
 from bigmodels.models.nets import NUM_CLASSES
+from bigmodels.models.profile import profile_model
+from bigmodels.provenance import provenance
 
 
 @dataclass
@@ -112,3 +124,49 @@ def evaluate(model: nn.Module, data: MNIST | DeviceMNIST, timing: bool = True, t
         result.throughput_batch256 = speed.pop("throughput_batch256")
         result.timing_detail = speed
     return result
+
+
+# ------------------------------------------------------------- the record
+def plain_json(value: Any) -> Any:
+    """JSON's view of a value (tuples become lists), for comparing checkpoint
+    contents with what was written to metrics.json."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def split_fingerprint(data: MNIST) -> str:
+    """Identifies the test split (images and labels), so predictions made on one
+    test set are never shown against the images of another."""
+    digest = hashlib.sha256(data.test_images.numpy().tobytes())
+    digest.update(data.test_labels.numpy().tobytes())
+    return f"{data.source}-{len(data.test_labels)}-{digest.hexdigest()[:12]}"
+
+
+def metrics_entry(checkpoint: str | os.PathLike, payload: dict[str, Any], model: nn.Module, data: MNIST,
+                  timing: bool = True, timing_repeats: int = 50,
+                  history: list[dict] | None = None) -> dict[str, Any]:
+    """Everything measured about one checkpoint (its loaded ``payload`` and
+    ``model``) on ``data``'s test split: accuracy in detail with every
+    prediction, costs, training history (the checkpoint's own unless given),
+    and where and when it was measured."""
+    result = evaluate(model, data, timing=timing, timing_repeats=timing_repeats)
+    profile = profile_model(model)
+    history = list(payload.get("history") or []) if history is None else history
+    return {
+        "model": payload["model_name"],
+        "model_config": plain_json(payload["model_config"]),
+        "checkpoint": str(checkpoint),
+        "data": data.describe(),
+        "data_source": data.source,
+        "test_set": split_fingerprint(data),
+        **result.to_dict(with_predictions=True),
+        "parameters": profile.parameters,
+        "macs_per_image": profile.macs_per_image,
+        "disk_bytes": Path(checkpoint).stat().st_size,
+        "state_dict_bytes": profile.disk_bytes,
+        "history": plain_json(history),
+        "train_seconds_per_epoch": (history[-1]["elapsed"] / len(history)) if history else None,
+        "train_config": plain_json(payload.get("train_config")),
+        "train_command": payload.get("command"),
+        "train_provenance": plain_json(payload.get("provenance")),
+        **provenance("cpu"),
+    }

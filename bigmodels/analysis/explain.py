@@ -28,7 +28,7 @@ from torch import nn
 
 from bigmodels.models.nets import IMAGE_SIZE, LeNet5, RowLSTM, VisionTransformer
 from bigmodels.analysis.perturbations import fgsm
-from bigmodels.data.digits import to_model_input
+from bigmodels.data.digits import enlarge, to_model_input
 
 
 # ----------------------------------------------------------------- the answer
@@ -163,12 +163,17 @@ class LSTMExplanation:
 
 
 @torch.inference_mode()
+def row_probabilities(model: RowLSTM, pixels: torch.Tensor) -> torch.Tensor:
+    """(28 rows, 10): the classifier applied to the LSTM's state after each row."""
+    logits = model.forward_per_row(to_model_input(pixels).to(_device(model)))
+    return torch.softmax(logits.float(), -1)[0].cpu()
+
+
 def explain_lstm(model: RowLSTM, pixels: torch.Tensor) -> LSTMExplanation:
     if model.config.bidirectional:
         # a bidirectional LSTM's state at row r has already seen the rows below it
         return LSTMExplanation(None)
-    logits = model.forward_per_row(to_model_input(pixels).to(_device(model)))
-    return LSTMExplanation(torch.softmax(logits.float(), -1)[0].cpu())
+    return LSTMExplanation(row_probabilities(model, pixels))
 
 
 def settled_row(row_probabilities: torch.Tensor) -> int:
@@ -205,7 +210,7 @@ class TransformerExplanation:
 
     def on_pixels(self, grid_map: torch.Tensor) -> torch.Tensor:
         """A (grid, grid) patch map blown up to (28, 28): every pixel takes its patch's value."""
-        return grid_map.repeat_interleave(self.patch_size, 0).repeat_interleave(self.patch_size, 1)
+        return enlarge(grid_map, self.patch_size)
 
 
 def _encoder_layer_with_weights(layer: nn.TransformerEncoderLayer,
@@ -244,6 +249,13 @@ def rollout(attention: torch.Tensor) -> torch.Tensor:
     return flow
 
 
+def patch_weights(token_weights: torch.Tensor, has_cls: bool) -> torch.Tensor:
+    """(T, T) token-to-token weights -> (patches,): what the token the head reads
+    drew from each patch -- the class token's row (its own column dropped), or
+    with mean pooling the average over every token's row."""
+    return token_weights[0, 1:] if has_cls else token_weights.mean(0)
+
+
 @torch.inference_mode()
 def transformer_attention(model: VisionTransformer, pixels: torch.Tensor) -> TransformerExplanation:
     x = to_model_input(pixels).to(_device(model))
@@ -261,10 +273,7 @@ def transformer_attention(model: VisionTransformer, pixels: torch.Tensor) -> Tra
     attention = torch.stack(per_layer)  # (depth, heads, T, T)
     flow = rollout(attention)
     grid = model.config.grid
-    if has_cls:  # what the class token -- the one the head reads -- drew from each patch
-        last, rolled = attention[-1].mean(0)[0, 1:], flow[0, 1:]
-    else:  # mean pooling: the head reads every token equally
-        last, rolled = attention[-1].mean(0).mean(0), flow.mean(0)
+    last, rolled = patch_weights(attention[-1].mean(0), has_cls), patch_weights(flow, has_cls)
     return TransformerExplanation(
         logits=logits, attention=attention,
         last_layer=_unit(last).reshape(grid, grid), rollout=_unit(rolled).reshape(grid, grid),

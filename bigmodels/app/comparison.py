@@ -19,11 +19,14 @@ import streamlit as st
 import torch
 
 from bigmodels.analysis import comparison as cmp
-from bigmodels.models.checkpoints import CheckpointError, load_checkpoint
-from bigmodels.data.mnist import MNIST
-from bigmodels.models.sources import ModelSource, load_model, shipped_sources
-from bigmodels.models.shipped import METRICS_PATH, load_metrics
+from bigmodels.analysis.article_fixes import FIXES, fix_locations
 from bigmodels.app.session import language
+from bigmodels.data.mnist import MNIST
+from bigmodels.models.checkpoints import CheckpointError, load_checkpoint
+from bigmodels.models.profile import profile_model
+from bigmodels.models.registry import create_model
+from bigmodels.models.shipped import METRICS_PATH, load_metrics
+from bigmodels.models.sources import ModelSource, list_sources, load_model, shipped_sources
 
 
 class BackgroundJobs:
@@ -132,15 +135,11 @@ def model_for(source: ModelSource) -> torch.nn.Module:
 @st.cache_resource(show_spinner=False)
 def untrained_model(name: str) -> torch.nn.Module:
     """An architecture's default, untrained: its structure, when no weights exist."""
-    from bigmodels.models.registry import create_model
-
     return create_model(name).eval()
 
 
 @st.cache_resource(show_spinner=False, max_entries=16)
 def _cached_profile(key: tuple, _model: torch.nn.Module):
-    from bigmodels.models.profile import profile_model
-
     return profile_model(_model)
 
 
@@ -153,8 +152,6 @@ def profile_for(key: tuple, model: torch.nn.Module):
 # ------------------------------------------------------------- sources
 def sources() -> tuple[list[ModelSource], str | None]:
     """Every model source, or the shipped ones and a message when the run store fails."""
-    from bigmodels.models.sources import list_sources
-
     try:
         return list_sources(language()), None
     except Exception as exc:  # a broken run store must not hide the shipped models
@@ -251,36 +248,13 @@ def wait_for(job_keys: list[str], message: str) -> None:
     st.info(message, icon="⏳")
 
 
-# ---------------------------------------------------------- scale explorer
-@st.cache_data(show_spinner=False, max_entries=256)
-def scale_point(model: str, width: int, depth: int):
-    from bigmodels.analysis import scaling
-
-    return scaling.measure(model, width, depth)
-
-
-def width_sweep(model: str, depth: int):
-    from bigmodels.analysis.scaling import KNOBS
-
-    return [scale_point(model, w, depth) for w in KNOBS[model].widths]
-
-
-def depth_sweep(model: str, width: int):
-    from bigmodels.analysis.scaling import KNOBS
-
-    return [scale_point(model, width, d) for d in KNOBS[model].depths]
-
-
+# ------------------------------------------------------------ article fixes
 @st.cache_data(show_spinner=False)
 def article_fix_locations():
-    from bigmodels.analysis.article_fixes import fix_locations
-
     return fix_locations()
 
 
 @st.cache_data(show_spinner=False)
 def article_fix_results() -> dict[str, tuple[str, str]]:
-    from bigmodels.analysis.article_fixes import FIXES
-
     return {fix.id: tuple(vars(fix.check()).values()) for fix in FIXES}
 

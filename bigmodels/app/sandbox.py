@@ -13,6 +13,7 @@ import torch
 from plotly.colors import hex_to_rgb, sequential
 from torch import nn
 
+from bigmodels.data.digits import enlarge, to_uint8
 from bigmodels.models.checkpoints import model_from_checkpoint
 from bigmodels.models.sources import ModelSource, list_sources
 from bigmodels.app.session import language
@@ -80,14 +81,9 @@ def _palette(name: str = "Inferno", steps: int = 256) -> np.ndarray:
 HEAT = _palette("Inferno")
 
 
-def enlarge(image: np.ndarray, scale: int = SCALE) -> np.ndarray:
-    """Nearest-neighbour upscaling: every model pixel stays a visible square."""
-    return np.repeat(np.repeat(image, scale, axis=0), scale, axis=1)
-
-
 def digit_picture(pixels: torch.Tensor, scale: int = SCALE) -> np.ndarray:
     """A 28x28 digit as the model sees it (white ink on black), enlarged, uint8 grey."""
-    return enlarge(pixels.detach().clamp(0, 1).mul(255).round().to(torch.uint8).cpu().numpy(), scale)
+    return enlarge(to_uint8(pixels), scale)
 
 
 def heat_picture(heat: torch.Tensor, pixels: torch.Tensor | None = None, scale: int = SCALE,
@@ -113,5 +109,5 @@ def maps_picture(maps: torch.Tensor, columns: int = 3, scale: int = 3, gap: int 
         unit = (fmap - lo) / (hi - lo) if hi > lo else torch.zeros_like(fmap)
         r, c = divmod(i, columns)
         top, left = r * (tile_h + gap), c * (tile_w + gap)
-        sheet[top:top + tile_h, left:left + tile_w] = enlarge((unit * 255).round().to(torch.uint8).numpy(), scale)
+        sheet[top:top + tile_h, left:left + tile_w] = enlarge(to_uint8(unit), scale)
     return sheet

@@ -1,36 +1,21 @@
-"""Streamlit glue shared by the pages: the language choice and translation.
+"""Streamlit glue shared by the pages: the language choice and translation,
+the MNIST folder this session uses, and the device summary.
 
-This is the one module of the package that imports Streamlit; pages stay thin
-by calling it, and everything it calls is testable without Streamlit.
+Pages stay thin by calling it; everything it calls is testable without Streamlit.
 """
 from __future__ import annotations
 
 import streamlit as st
 
+from bigmodels.app.routing import leave_pages_directory_mode
+from bigmodels.data.mnist import DataError, load_mnist
 from bigmodels.i18n import DEFAULT_LANGUAGE, LANGUAGES, translate
+from bigmodels.models import sources
+from bigmodels.train.devices import describe_device, resolve_device
+
+leave_pages_directory_mode()  # on the first import, which every page makes: see bigmodels.app.routing
 
 _LANG_KEY = "lang"
-
-
-def _leave_pages_directory_mode() -> None:
-    """Make a deep link work on a fresh server.
-
-    Because a ``pages/`` folder sits next to ``app.py``, Streamlit starts each
-    server in its old multipage mode and, until the first ``st.navigation`` call,
-    runs a requested page (``/sandbox``) on its own -- without ``app.py``, so
-    without the language switch or our navigation. Every page imports this
-    module, so on that first import we switch the mode off and rerun, and the
-    rerun goes through ``app.py`` like every later one."""
-    try:
-        from streamlit.runtime.pages_manager import PagesManager
-    except ImportError:  # a Streamlit without the flag has no such mode
-        return
-    if PagesManager.uses_pages_directory:
-        PagesManager.uses_pages_directory = False
-        st.rerun()
-
-
-_leave_pages_directory_mode()
 
 
 def language() -> str:
@@ -49,7 +34,7 @@ def t(key: str, **values: object) -> str:
 
 def model_title(name: str) -> str:
     """An architecture's display name in the session's language."""
-    return translate(f"models.{name}.title", language())
+    return sources.model_title(name, language())
 
 
 def language_switch() -> None:
@@ -74,8 +59,6 @@ _DATA_DIR_KEY = "data_dir"
 
 @st.cache_resource(show_spinner=False)
 def _load_data_cached(data_dir: str | None):
-    from bigmodels.data.mnist import load_mnist
-
     return load_mnist(data_dir)
 
 
@@ -93,8 +76,6 @@ def current_data():
 
     Returns (data, error): a folder that fails to load gives its message and the
     default source instead, so one bad setting never breaks a page."""
-    from bigmodels.data.mnist import DataError
-
     try:
         return _load_data_cached(data_dir_choice()), None
     except DataError as exc:
@@ -104,7 +85,5 @@ def current_data():
 @st.cache_resource(show_spinner=False)
 def device_summary() -> tuple[str, str]:
     """(device id, human description) of the best device on this server."""
-    from bigmodels.train.devices import describe_device, resolve_device
-
     device = resolve_device("auto")
     return str(device), describe_device(device)

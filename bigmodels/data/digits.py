@@ -177,3 +177,10 @@ def from_uint8(images: torch.Tensor | np.ndarray) -> torch.Tensor:
 def to_uint8(pixels: torch.Tensor) -> np.ndarray:
     """Pixels in [0, 1] as a uint8 array, for display."""
     return pixels.detach().clamp(0, 1).mul(255).round().to(torch.uint8).cpu().numpy()
+
+
+def enlarge(image: np.ndarray | torch.Tensor, scale: int) -> np.ndarray | torch.Tensor:
+    """Nearest-neighbour upscaling of the first two axes (numpy or torch): every
+    pixel becomes a ``scale`` x ``scale`` square, so model pixels stay visible."""
+    repeat = torch.repeat_interleave if isinstance(image, torch.Tensor) else np.repeat
+    return repeat(repeat(image, scale, 0), scale, 1)

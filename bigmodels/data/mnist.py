@@ -17,6 +17,7 @@ permutation, normalised on the device.
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import struct
 from dataclasses import dataclass
@@ -94,9 +95,12 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     if len(raw) < header:
         raise DataError(f"{path}: truncated header")
     dims = struct.unpack(">" + "I" * ndim, raw[4:header])
-    expected = header + int(np.prod(dims))
+    # Exact integers: numpy's fixed-width product would wrap around for sizes a
+    # damaged header can claim (2**31 x 2**31 x 4 is 0 in int64).
+    expected = header + math.prod(dims)
     if len(raw) != expected:
-        raise DataError(f"{path}: truncated or padded -- {len(raw):,} bytes, header says {expected:,}")
+        raise DataError(f"{path}: truncated or padded -- {len(raw):,} bytes, header says "
+                        f"{' x '.join(map(str, dims))} = {expected:,}")
     return np.frombuffer(raw, dtype=_IDX_DTYPES[dtype_code], offset=header).reshape(dims)
 
 

@@ -7,6 +7,8 @@
   model computes on it: the CNN's 5x5 receptive field and the feature maps its
   shared filters produce; the LSTM's rows as time steps and its belief after
   each row; the Transformer's patch grid and where its class token attends.
+  What the model computes comes from ``bigmodels.analysis.explain``, the
+  sandbox's explainer, so both pages show the same numbers.
 """
 from __future__ import annotations
 
@@ -15,13 +17,13 @@ import html
 import numpy as np
 import plotly.graph_objects as go
 import torch
-import torch.nn.functional as F
 from plotly.subplots import make_subplots
 from torch import nn
 
-from bigmodels.data.mnist import normalize
-from bigmodels.models.profile import LayerRow
+from bigmodels.analysis.explain import explain_cnn, patch_weights, row_probabilities, transformer_attention
+from bigmodels.data.digits import centre_of_mass, from_uint8
 from bigmodels.models.nets import IMAGE_SIZE, LeNet5, RowLSTM, VisionTransformer
+from bigmodels.models.profile import LayerRow
 
 # ------------------------------------------------------------ block diagrams
 KIND_COLOURS = {
@@ -105,46 +107,30 @@ def receptive_fields(model: LeNet5) -> list[dict]:
     return out
 
 
-@torch.no_grad()
 def first_conv_maps(model: LeNet5, image: torch.Tensor) -> np.ndarray:
     """The first convolution's output (after ReLU) for one uint8 digit: one map
     per filter, each made by sliding the same 5x5 weights over every position."""
     model.eval()
-    conv = model.features[0]
-    return F.relu(conv(normalize(image[None]))).squeeze(0).numpy()
+    return explain_cnn(model, from_uint8(image)).feature_maps.numpy()
 
 
-@torch.no_grad()
 def row_beliefs(model: RowLSTM, image: torch.Tensor) -> np.ndarray:
     """(28, 10): the LSTM's class probabilities after reading each row."""
     model.eval()
-    return torch.softmax(model.forward_per_row(normalize(image[None])), -1).squeeze(0).numpy()
+    return row_probabilities(model, from_uint8(image)).numpy()
 
 
-@torch.no_grad()
 def attention_maps(model: VisionTransformer, image: torch.Tensor) -> list[torch.Tensor]:
     """Each encoder layer's attention weights (tokens x tokens, averaged over
-    heads), computed by running the layers one by one exactly as the encoder
-    does (pre-norm), asking each attention block for its weights."""
+    heads), from the sandbox's layer-by-layer recomputation of the encoder."""
     model.eval()
-    x = model.tokens(normalize(image[None]))
-    maps = []
-    for layer in model.encoder.layers:
-        h = layer.norm1(x)
-        _, weights = layer.self_attn(h, h, h, need_weights=True, average_attn_weights=True)
-        maps.append(weights.squeeze(0))
-        x = layer(x)
-    return maps
+    return list(transformer_attention(model, from_uint8(image)).attention.mean(1))
 
 
 def class_token_attention(model: VisionTransformer, image: torch.Tensor) -> np.ndarray:
     """(grid, grid): how much the last layer's class token (or, with mean
     pooling, the average token) attends to each patch."""
-    last = attention_maps(model, image)[-1]
-    if model.cls_token is not None:
-        weights = last[0, 1:]
-    else:
-        weights = last.mean(0)
+    weights = patch_weights(attention_maps(model, image)[-1], model.cls_token is not None)
     grid = model.config.grid
     return weights.reshape(grid, grid).numpy()
 
@@ -167,12 +153,11 @@ def _square_axes(fig: go.Figure, row: int, col: int, size: int = IMAGE_SIZE) -> 
 
 
 def ink_centre(image: torch.Tensor) -> tuple[int, int]:
-    """(row, col) of the digit's centre of ink, where the receptive fields are drawn."""
-    weights = image.double()
-    total = float(weights.sum()) or 1.0
-    rows = torch.arange(IMAGE_SIZE, dtype=torch.float64)
-    r = float((weights.sum(1) * rows).sum()) / total
-    c = float((weights.sum(0) * rows).sum()) / total
+    """(row, col) of the digit's centre of ink, where the receptive fields are
+    drawn; (0, 0) for a blank image."""
+    if not image.any():
+        return 0, 0
+    r, c = centre_of_mass(image)
     return round(r), round(c)
 
 

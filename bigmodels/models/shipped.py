@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from bigmodels.models.checkpoints import CheckpointError, atomic_write_bytes
+from bigmodels.models.registry import list_models
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 METRICS_PATH = WEIGHTS_DIR / "metrics.json"
@@ -21,8 +22,6 @@ def weights_path(model: str) -> Path:
 
 
 def available() -> list[str]:
-    from bigmodels.models.registry import list_models
-
     return [m for m in list_models() if weights_path(m).is_file()]
 
 

@@ -1,0 +1,51 @@
+"""The app's pages, and the one Streamlit workaround that keeping ``pages/`` needs.
+
+``PAGES`` is the table ``app.py`` builds its ``st.navigation`` from: every page
+of the app, its title and section (as translation keys) and its URL, which is
+the file's name (``pages/sandbox.py`` is ``/sandbox``).
+
+The workaround: because a ``pages/`` folder sits next to ``app.py``, Streamlit
+starts each server in its old multipage ("pages directory") mode, and until
+the first ``st.navigation`` call it runs a requested page on its own. A deep
+link such as ``/sandbox`` on a fresh server would then run
+``pages/sandbox.py`` without ``app.py`` -- without the language switch or this
+navigation. ``leave_pages_directory_mode`` switches that mode off and reruns,
+so the rerun goes through ``app.py`` like every later one. Every page imports
+``bigmodels.app.session`` first, and that module calls it on its first import.
+tests/test_app_home.py opens a deep link on a fresh server to check it.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import streamlit as st
+from streamlit.runtime.pages_manager import PagesManager
+
+# (file, title key, emoji icon, section key). Emoji, not ":material/" icons:
+# those load a web font from the internet.
+PAGES = [
+    ("pages/home.py", "nav.home", "🏠", "nav.section.start"),
+    ("pages/comparison.py", "nav.comparison", "📊", "nav.section.models"),
+    ("pages/launcher.py", "nav.launcher", "🚀", "nav.section.models"),
+    ("pages/sandbox.py", "nav.sandbox", "✏️", "nav.section.models"),
+    ("pages/cases.py", "nav.cases", "🌍", "nav.section.writeups"),
+    ("pages/challenges.py", "nav.challenges", "⚖️", "nav.section.writeups"),
+]
+HOME = "pages/home.py"
+
+
+def leave_pages_directory_mode() -> None:
+    """Make a deep link work on a fresh server (see the module docstring)."""
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
+def navigation(translate: Callable[[str], str]):
+    """``st.navigation`` over ``PAGES``, grouped by section, titled by ``translate``."""
+    sections: dict[str, list] = {}
+    for file, title_key, icon, section_key in PAGES:
+        sections.setdefault(translate(section_key), []).append(
+            st.Page(file, title=translate(title_key), icon=icon, default=file == HOME, url_path=Path(file).stem))
+    return st.navigation(sections)
