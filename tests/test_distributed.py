@@ -11,7 +11,7 @@ from bigmodels.runs.store import RunStore
 from bigmodels.train.config import default_config
 from bigmodels.runs.worker import Worker
 from bigmodels.runs.queue import submit
-from tests.test_worker import write_mnist_folder
+from tests.conftest import write_mnist_folder
 
 cuda = pytest.mark.cuda
 

@@ -1,7 +1,6 @@
 """Byte sizes, durations and FLOP counts as people read them."""
 import pytest
 
-from bigmodels.app import launcher
 from bigmodels.formatting import format_bytes, format_duration, format_flops
 
 
@@ -25,11 +24,3 @@ def test_flops_in_scientific_notation():
     assert format_flops(3.15e23) == "3.15 × 10²³"
     with pytest.raises(ValueError):
         format_flops(0)
-
-
-@pytest.mark.parametrize("value", [None, 0, 1, 1023, 1024, 1536, 2**20 - 1, 7.3e9, 2**40, 2**52, -5])
-def test_the_launchers_copies_say_the_same(value):
-    """bigmodels.app.launcher still has its own two; these are drop-in replacements."""
-    assert format_bytes(value) == launcher.format_bytes(value)
-    assert format_duration(value if value is None else abs(value)) == launcher.format_duration(
-        value if value is None else abs(value))

@@ -22,27 +22,6 @@ from bigmodels.runs.queue import submit
 from tests.conftest import REPO
 
 
-def write_mnist_folder(data, folder):
-    """``data`` as the four gzipped IDX files, so a worker process can load it
-    (a small MNIST keeps the per-epoch test pass short)."""
-    import gzip
-    import struct
-
-    folder.mkdir(parents=True, exist_ok=True)
-    arrays = {"train-images-idx3-ubyte": data.train_images, "train-labels-idx1-ubyte": data.train_labels,
-              "t10k-images-idx3-ubyte": data.test_images, "t10k-labels-idx1-ubyte": data.test_labels}
-    for name, tensor in arrays.items():
-        values = tensor.to(torch.uint8).numpy()
-        header = struct.pack(">BBBB", 0, 0, 0x08, values.ndim) + struct.pack(">" + "I" * values.ndim, *values.shape)
-        (folder / f"{name}.gz").write_bytes(gzip.compress(header + values.tobytes(), compresslevel=1))
-    return folder
-
-
-@pytest.fixture(scope="module")
-def small_mnist_dir(small_mnist, tmp_path_factory):
-    return write_mnist_folder(small_mnist, tmp_path_factory.mktemp("small-mnist"))
-
-
 def cfg(**changes):
     return default_config("cnn", **{"epochs": 1, "batch_size": 64, "train_subset": 2000, "device": "cpu",
                                     "seed": 3, **changes})

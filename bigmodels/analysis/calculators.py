@@ -43,7 +43,6 @@ import math
 from dataclasses import dataclass
 from numbers import Real
 
-from bigmodels.formatting import format_flops  # noqa: F401 -- bigmodels.content.views imports it from here
 
 __all__ = [
     "ACCELERATORS",
@@ -60,7 +59,6 @@ __all__ = [
     "kv_cache_bytes",
     "inference_memory",
     "gpus_needed",
-    "format_flops",
 ]
 
 #: Bytes per element for the storage types the calculators accept.

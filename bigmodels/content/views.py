@@ -12,7 +12,7 @@ from typing import Iterable, Sequence
 
 import plotly.graph_objects as go
 
-from bigmodels.analysis.calculators import format_flops
+from bigmodels.formatting import format_flops
 from bigmodels.i18n import translate
 from bigmodels.content.cases import CHALLENGES, CONTINENTS, COUNTRIES, MODALITIES, REGIONS, WEIGHTS, Case
 from bigmodels.content.challenges import Dataset

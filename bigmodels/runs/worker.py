@@ -42,7 +42,7 @@ from bigmodels.problems import ConfigError, Problem
 from bigmodels.provenance import git_commit, software_versions
 from bigmodels.runs.processes import pid_alive, process_memory
 from bigmodels.runs.recorder import EventRecorder, StopWatch, record_outcome
-from bigmodels.runs.store import Run, RunStore, device_key
+from bigmodels.runs.store import ENV_HOME, Run, RunStore, device_key
 from bigmodels.runs.torchrun import launch_command
 from bigmodels.train.config import TrainConfig
 from bigmodels.train.devices import describe_device
@@ -371,7 +371,7 @@ class Worker:
                                f"output in {log_path}")
         with open(log_path, "ab") as log:
             proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
-                                    env={**child_env(), "BIGMODELS_HOME": str(self.store.home)})
+                                    env=child_env(**{ENV_HOME: str(self.store.home)}))
             stop_sent = False
             while proc.poll() is None:
                 if self.should_exit() and not stop_sent:
