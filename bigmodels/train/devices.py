@@ -18,23 +18,6 @@ def available_devices() -> list[str]:
     return found
 
 
-def resolve_device(requested: str = "auto") -> torch.device:
-    """Turn 'auto' / 'cpu' / 'cuda' / 'cuda:N' / 'mps' into a device that exists, or raise."""
-    if requested == "auto":
-        return torch.device(available_devices()[0].replace("cuda:0", "cuda"))
-    device = torch.device(requested)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError("device 'cuda' asked for, but no CUDA GPU is available here")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ValueError(f"device {requested!r} asked for, but only {torch.cuda.device_count()} GPU(s) exist")
-    elif device.type == "mps" and not (torch.backends.mps.is_available()):
-        raise ValueError("device 'mps' asked for, but Apple's MPS backend is not available here")
-    elif device.type not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"unknown device {requested!r}; use auto, cpu, cuda, cuda:N or mps")
-    return device
-
-
 def describe_device(device: str | torch.device) -> str:
     device = torch.device(device)
     if device.type == "cuda":
