@@ -114,8 +114,7 @@ def launch(store, values: dict, resources: Resources) -> None:
         return
     try:
         request = lui.parse_form(values, resources)
-        submission = submit(store, request.config, request.world_size, request.train_again, lui.submission_key(),
-                            resources=resources)
+        submission = submit(store, request.plan, train_again=request.train_again, submission=lui.submission_key())
     except ConfigError as exc:
         st.error(t("launcher.form.invalid") + "\n\n" + bullet_list(exc.messages(language())))
         return

@@ -404,9 +404,9 @@ def form(**changes):
 
 def test_the_form_parses_into_a_launch_request():
     request = parse_form(form(model_settings='{"dropout": 0.1}', train_subset=2000, train_again=True))
-    assert request.config.model_overrides == {"dropout": 0.1} and request.config.train_subset == 2000
-    assert request.train_again and request.world_size == 1
-    assert parse_form(form()).config.train_subset is None  # 0 = all images
+    assert request.plan.config.model_overrides == {"dropout": 0.1} and request.plan.config.train_subset == 2000
+    assert request.train_again and request.plan.world_size == 1
+    assert parse_form(form()).plan.config.train_subset is None  # 0 = all images
 
 
 @pytest.mark.parametrize("settings, message", [

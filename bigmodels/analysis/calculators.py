@@ -125,48 +125,28 @@ ACCELERATORS: dict[str, Accelerator] = {
 @dataclass(frozen=True)
 class TrainingConvention:
     key: str
-    bytes_per_param: float
-    breakdown: tuple[tuple[str, float], ...]
+    breakdown: tuple[tuple[str, float], ...]  # (what, bytes per parameter)
+
+    @property
+    def bytes_per_param(self) -> float:
+        return sum(b for _, b in self.breakdown)
+
+    @classmethod
+    def of(cls, key: str, **bytes_per_param: float) -> "TrainingConvention":
+        return cls(key, tuple(bytes_per_param.items()))
 
 
 #: Bytes of model state per parameter during training, activations excluded.
-TRAINING_CONVENTIONS: dict[str, TrainingConvention] = {
+TRAINING_CONVENTIONS: dict[str, TrainingConvention] = {c.key: c for c in (
     # Rajbhandari et al. 2020 (ZeRO), section 3.1: 2Ψ + 2Ψ + 12Ψ = 16Ψ.
-    "mixed_adam": TrainingConvention(
-        key="mixed_adam",
-        bytes_per_param=16.0,
-        breakdown=(
-            ("weights_16bit", 2.0),
-            ("grads_16bit", 2.0),
-            ("master_fp32", 4.0),
-            ("adam_m_fp32", 4.0),
-            ("adam_v_fp32", 4.0),
-        ),
-    ),
-    # Same, with gradients accumulated in fp32.
-    "mixed_adam_fp32_grads": TrainingConvention(
-        key="mixed_adam_fp32_grads",
-        bytes_per_param=18.0,
-        breakdown=(
-            ("weights_16bit", 2.0),
-            ("grads_fp32", 4.0),
-            ("master_fp32", 4.0),
-            ("adam_m_fp32", 4.0),
-            ("adam_v_fp32", 4.0),
-        ),
-    ),
-    # Plain fp32 training with Adam: weights, gradients and two moments.
-    "fp32_adam": TrainingConvention(
-        key="fp32_adam",
-        bytes_per_param=16.0,
-        breakdown=(
-            ("weights_fp32", 4.0),
-            ("grads_fp32", 4.0),
-            ("adam_m_fp32", 4.0),
-            ("adam_v_fp32", 4.0),
-        ),
-    ),
-}
+    TrainingConvention.of("mixed_adam", weights_16bit=2.0, grads_16bit=2.0, master_fp32=4.0, adam_m_fp32=4.0,
+                          adam_v_fp32=4.0),
+    # Same, with gradients accumulated in fp32: 18 bytes.
+    TrainingConvention.of("mixed_adam_fp32_grads", weights_16bit=2.0, grads_fp32=4.0, master_fp32=4.0,
+                          adam_m_fp32=4.0, adam_v_fp32=4.0),
+    # Plain fp32 training with Adam: weights, gradients and two moments, 16 bytes.
+    TrainingConvention.of("fp32_adam", weights_fp32=4.0, grads_fp32=4.0, adam_m_fp32=4.0, adam_v_fp32=4.0),
+)}
 
 
 # --------------------------------------------------------------------------

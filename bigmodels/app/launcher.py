@@ -112,16 +112,8 @@ def new_submission_key() -> None:
 # ------------------------------------------------------------------ the form
 @dataclass(frozen=True)
 class LaunchRequest:
-    plan: Plan
+    plan: Plan  # what will run where (its config and processes)
     train_again: bool
-
-    @property
-    def config(self) -> TrainConfig:
-        return self.plan.config
-
-    @property
-    def world_size(self) -> int:
-        return self.plan.world_size
 
 
 def setting_input(container, name: str, how: Setting, value: Any, label: str, help_text: str,

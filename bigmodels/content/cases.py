@@ -16,57 +16,35 @@ from typing import Any, Mapping
 
 import yaml
 
+from bigmodels.i18n import translate
+
 CASES_PATH = Path(__file__).with_name("cases.yaml")
 LANGS = ("en", "zh")
 
+
+def _labelled(kind: str, keys: tuple[str, ...]) -> dict[str, dict[str, str]]:
+    """key -> {language: display name}; the names live in the catalogues (``cases.<kind>.<key>``)."""
+    return {key: {lang: translate(f"cases.{kind}.{key}", lang) for lang in LANGS} for key in keys}
+
+
 #: Modalities a case may have, with display names.
-MODALITIES: dict[str, dict[str, str]] = {
-    "text": {"en": "Text", "zh": "文本"},
-    "code": {"en": "Code", "zh": "代码"},
-    "image": {"en": "Image", "zh": "图像"},
-    "speech": {"en": "Speech", "zh": "语音"},
-    "biology": {"en": "Science: biology", "zh": "科学：生物"},
-    "weather": {"en": "Science: weather", "zh": "科学：气象"},
-    "translation": {"en": "Translation", "zh": "翻译"},
-    "multimodal": {"en": "Multimodal", "zh": "多模态"},
-    "video": {"en": "Video", "zh": "视频"},
-}
+MODALITIES = _labelled("modality", (
+    "text", "code", "image", "speech", "biology", "weather", "translation", "multimodal", "video"
+))
 
 #: The four challenges named by the source article.
-CHALLENGES: dict[str, dict[str, str]] = {
-    "compute": {"en": "Compute and storage", "zh": "算力与存储"},
-    "data": {"en": "Data collection and labelling", "zh": "数据采集与标注"},
-    "interpretability": {"en": "Interpretability and controllability", "zh": "可解释性与可控性"},
-    "robustness": {"en": "Robustness and safety", "zh": "鲁棒性与安全性"},
-}
+CHALLENGES = _labelled("challenge", ("compute", "data", "interpretability", "robustness"))
 
-WEIGHTS: dict[str, dict[str, str]] = {
-    "open": {"en": "Open weights", "zh": "开放权重"},
-    "closed": {"en": "Closed weights", "zh": "闭源权重"},
-}
+WEIGHTS = _labelled("weights", ("open", "closed"))
 
 #: Regions used by the filters.
-REGIONS: dict[str, dict[str, str]] = {
-    "north_america": {"en": "North America", "zh": "北美"},
-    "latin_america": {"en": "Latin America", "zh": "拉丁美洲"},
-    "europe": {"en": "Europe", "zh": "欧洲"},
-    "africa": {"en": "Africa", "zh": "非洲"},
-    "middle_east": {"en": "Middle East", "zh": "中东"},
-    "east_asia": {"en": "East Asia", "zh": "东亚"},
-    "south_asia": {"en": "South Asia", "zh": "南亚"},
-    "oceania": {"en": "Oceania", "zh": "大洋洲"},
-}
+REGIONS = _labelled("region", (
+    "north_america", "latin_america", "europe", "africa", "middle_east", "east_asia", "south_asia", "oceania"
+))
 
 #: The six inhabited continents (the Americas counted as two). Every country
 #: names one, so the cases can be counted per continent.
-CONTINENTS: dict[str, dict[str, str]] = {
-    "africa": {"en": "Africa", "zh": "非洲"},
-    "asia": {"en": "Asia", "zh": "亚洲"},
-    "europe": {"en": "Europe", "zh": "欧洲"},
-    "north_america": {"en": "North America", "zh": "北美洲"},
-    "south_america": {"en": "South America", "zh": "南美洲"},
-    "oceania": {"en": "Oceania", "zh": "大洋洲"},
-}
+CONTINENTS = _labelled("continent", ("africa", "asia", "europe", "north_america", "south_america", "oceania"))
 
 #: ISO 3166-1 alpha-3 codes a case may use, their names, region and
 #: continent. A code must be here to be accepted, so a typo cannot silently

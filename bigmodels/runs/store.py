@@ -264,6 +264,27 @@ class Submission:
     cached: bool  # True: an identical config had already succeeded; nothing was queued
 
 
+# ------------------------------------------------------------ row helpers
+def _find_row(db: sqlite3.Connection, run_id: str) -> sqlite3.Row | None:
+    return db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+
+
+def _get_row(db: sqlite3.Connection, run_id: str) -> sqlite3.Row:
+    """The run's row, or RunStateError: what every action on one run starts with."""
+    row = _find_row(db, run_id)
+    if row is None:
+        raise RunStateError(f"run {run_id} does not exist")
+    return row
+
+
+def _get_run(db: sqlite3.Connection, run_id: str) -> Run:
+    return Run.from_row(_get_row(db, run_id))
+
+
+def _log(db: sqlite3.Connection, run_id: str, message: str, at: float | None = None) -> None:
+    db.execute("INSERT INTO logs (run_id, t, message) VALUES (?, ?, ?)", (run_id, at or time.time(), message))
+
+
 # -------------------------------------------------------------------- store
 class RunStore:
     """The SQLite run store under ``home`` (created on first use)."""
@@ -366,17 +387,14 @@ class RunStore:
                 "created_at, queued_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?)",
                 (run_id, submission, model, json.dumps(config), config_hash, world_size,
                  target, now, now))
-            db.execute("INSERT INTO logs (run_id, t, message) VALUES (?, ?, ?)",
-                       (run_id, now, f"queued for {target}" + (f" on {world_size} processes" if world_size > 1
-                                                               else "")))
-            row = db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
-        return Submission(Run.from_row(row), cached=False)
+            _log(db, run_id, f"queued for {target}" + (f" on {world_size} processes" if world_size > 1 else ""), now)
+            return Submission(_get_run(db, run_id), cached=False)
 
     # -------------------------------------------------------------- reading
     def get(self, run_id: str) -> Run | None:
         check_run_id(run_id)
         with self._connect() as db:
-            row = db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+            row = _find_row(db, run_id)
         return Run.from_row(row) if row else None
 
     def list_runs(self, statuses: list[str] | tuple[str, ...] | None = None,
@@ -433,19 +451,15 @@ class RunStore:
         check_run_id(run_id)
         now = time.time()
         with self._write() as db:
-            row = db.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()
-            if row is None:
-                raise RunStateError(f"run {run_id} does not exist")
-            status = row["status"]
+            status = _get_row(db, run_id)["status"]
             if status == "queued":
                 db.execute("UPDATE runs SET status = 'cancelled', finished_at = ?, cancel_requested = 1 "
                            "WHERE id = ?", (now, run_id))
-                db.execute("INSERT INTO logs (run_id, t, message) VALUES (?, ?, 'cancelled while queued')",
-                           (run_id, now))
+                _log(db, run_id, "cancelled while queued", now)
                 return "cancelled"
             if status == "running":
                 db.execute("UPDATE runs SET cancel_requested = 1 WHERE id = ?", (run_id,))
-                db.execute("INSERT INTO logs (run_id, t, message) VALUES (?, ?, 'cancel requested')", (run_id, now))
+                _log(db, run_id, "cancel requested", now)
                 return "running"
             raise RunStateError(f"run {run_id} is {status}; only queued or running runs can be cancelled")
 
@@ -455,9 +469,7 @@ class RunStore:
         check_run_id(run_id)
         now = time.time()
         with self._write() as db:
-            row = db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
-            if row is None:
-                raise RunStateError(f"run {run_id} does not exist")
+            row = _get_row(db, run_id)
             if row["status"] not in RESUMABLE:
                 raise RunStateError(f"run {run_id} is {row['status']}; only {', '.join(RESUMABLE)} runs can resume")
             has_checkpoint = bool(row["checkpoint"]) and Path(row["checkpoint"]).is_file()
@@ -465,19 +477,15 @@ class RunStore:
                        "error = NULL, finished_at = NULL, loop_started_at = NULL, first_step_at = NULL, worker = NULL, "
                        "worker_pid = NULL "
                        "WHERE id = ?", (now, int(has_checkpoint), run_id))
-            db.execute("INSERT INTO logs (run_id, t, message) VALUES (?, ?, ?)", (
-                run_id, now, "queued to resume from its last checkpoint" if has_checkpoint
-                else "queued again; no checkpoint was written yet, so it starts over"))
-            row = db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
-        return Run.from_row(row)
+            _log(db, run_id, "queued to resume from its last checkpoint" if has_checkpoint
+                 else "queued again; no checkpoint was written yet, so it starts over", now)
+            return _get_run(db, run_id)
 
     def delete(self, run_id: str) -> list[Path]:
         """Remove a finished run, its metrics and its checkpoint; returns the files removed."""
         check_run_id(run_id)
         with self._write() as db:
-            row = db.execute("SELECT status, checkpoint FROM runs WHERE id = ?", (run_id,)).fetchone()
-            if row is None:
-                raise RunStateError(f"run {run_id} does not exist")
+            row = _get_row(db, run_id)
             if row["status"] in ACTIVE:
                 raise RunStateError(f"run {run_id} is {row['status']}; cancel it before deleting it")
             for table in ("steps", "epochs", "logs"):
@@ -506,26 +514,22 @@ class RunStore:
                 db.execute("UPDATE runs SET status = 'running', worker = ?, worker_pid = ?, started_at = "
                            "COALESCE(started_at, ?), heartbeat_at = ?, attempts = attempts + 1, error = NULL "
                            "WHERE id = ? AND status = 'queued'", (worker_id, pid, now, now, run.id))
-                db.execute("INSERT INTO logs (run_id, t, message) VALUES (?, ?, ?)",
-                           (run.id, now, f"started by worker {worker_id} (pid {pid})"))
-                return Run.from_row(db.execute("SELECT * FROM runs WHERE id = ?", (run.id,)).fetchone())
+                _log(db, run.id, f"started by worker {worker_id} (pid {pid})", now)
+                return _get_run(db, run.id)
         return None
 
     def claim(self, run_id: str, worker_id: str, pid: int) -> Run:
         """Take one queued run (a ``torchrun`` started by hand names its run)."""
         now = time.time()
         with self._write() as db:
-            row = db.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()
-            if row is None:
-                raise RunStateError(f"run {run_id} does not exist")
+            row = _get_row(db, run_id)
             if row["status"] != "queued":
                 raise RunStateError(f"run {run_id} is {row['status']}; only a queued run can be started")
             db.execute("UPDATE runs SET status = 'running', worker = ?, worker_pid = ?, started_at = "
                        "COALESCE(started_at, ?), heartbeat_at = ?, attempts = attempts + 1 WHERE id = ?",
                        (worker_id, pid, now, now, run_id))
-            db.execute("INSERT INTO logs (run_id, t, message) VALUES (?, ?, ?)",
-                       (run_id, now, f"started by {worker_id} (pid {pid})"))
-            return Run.from_row(db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone())
+            _log(db, run_id, f"started by {worker_id} (pid {pid})", now)
+            return _get_run(db, run_id)
 
     def set_provenance(self, run_id: str, device: str, device_name: str, data_source: str,
                        versions: dict[str, str], git_commit: str | None, checkpoint: str) -> None:
@@ -572,10 +576,9 @@ class RunStore:
                        "final_accuracy = ?, samples_per_second = ?, heartbeat_at = ? WHERE id = ?",
                        (record["epoch"], record["test_accuracy"], record["test_accuracy"],
                         record.get("samples_per_second"), time.time(), run_id))
-            db.execute("INSERT INTO logs (run_id, t, message) VALUES (?, ?, ?)", (run_id, time.time(), (
-                f"epoch {record['epoch']}: train loss {record['train_loss']:.4f}, test loss "
-                f"{record['test_loss']:.4f}, test accuracy {record['test_accuracy']:.2%}, "
-                f"{record.get('samples_per_second', 0):,.0f} samples/s")))
+            _log(db, run_id, f"epoch {record['epoch']}: train loss {record['train_loss']:.4f}, test loss "
+                             f"{record['test_loss']:.4f}, test accuracy {record['test_accuracy']:.2%}, "
+                             f"{record.get('samples_per_second', 0):,.0f} samples/s")
 
     def heartbeat(self, run_id: str | None, worker_id: str, memory_bytes: int | None = None,
                   memory_kind: str | None = None) -> None:
@@ -593,7 +596,7 @@ class RunStore:
 
     def log(self, run_id: str, message: str) -> None:
         with self._write() as db:
-            db.execute("INSERT INTO logs (run_id, t, message) VALUES (?, ?, ?)", (run_id, time.time(), message))
+            _log(db, run_id, message)
 
     def finish(self, run_id: str, status: str, error: str | None = None) -> None:
         """End a running run as succeeded, failed, cancelled or interrupted."""
@@ -605,7 +608,7 @@ class RunStore:
         with self._write() as db:
             db.execute("UPDATE runs SET status = ?, error = ?, finished_at = ?, resume = 0 "
                        "WHERE id = ? AND status = 'running'", (status, error, now, run_id))
-            db.execute("INSERT INTO logs (run_id, t, message) VALUES (?, ?, ?)", (run_id, now, message))
+            _log(db, run_id, message, now)
 
     def interrupt(self, run_ids: list[str], reason: str) -> list[str]:
         """Mark these runs interrupted if they are still 'running' (their worker is gone);
@@ -617,8 +620,7 @@ class RunStore:
                 changed = db.execute("UPDATE runs SET status = 'interrupted', error = ?, finished_at = ? "
                                      "WHERE id = ? AND status = 'running'", (reason, now, run_id)).rowcount
                 if changed:
-                    db.execute("INSERT INTO logs (run_id, t, message) VALUES (?, ?, ?)",
-                               (run_id, now, f"interrupted: {reason}"))
+                    _log(db, run_id, f"interrupted: {reason}", now)
                     done.append(run_id)
         return done
 
