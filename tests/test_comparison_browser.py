@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from bigmodels.models.registry import get_spec
+from bigmodels.models.sources import model_title
 from bigmodels.models.shipped import available
 
 pytestmark = pytest.mark.browser
@@ -63,7 +63,7 @@ def test_side_by_side_measures_and_draws_every_chart(app_page):
     shipped = available()
     assert shipped, "no shipped weights to compare"
     for name in shipped:
-        assert get_spec(name).title in text
+        assert model_title(name) in text
     table = page.locator('[data-testid="stDataFrame"]')
     assert table.count() == 1
     assert charts(page).count() == 4  # 2 scatter charts, learning curves, per-digit accuracy
@@ -87,7 +87,7 @@ def test_each_architecture_is_drawn_from_its_module(app_page):
     page = open_section(app_page, "reading", '[data-testid="stPlotlyChart"] .js-plotly-plot', len(available()))
     text = page.locator('[data-testid="stMain"]').inner_text()
     for name in ("cnn", "lstm", "transformer"):
-        assert get_spec(name).title in text
+        assert model_title(name) in text
     diagrams = page.locator('[data-testid="stMain"] [data-testid="stImage"] img[src^="data:image/svg+xml"]')
     assert diagrams.count() == 3  # one block diagram per architecture, drawn as SVG
     first = base64.b64decode(diagrams.first.get_attribute("src").split(",", 1)[1]).decode()
