@@ -28,6 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bigmodels.data.mnist import ENV_DATA_DIR
 from bigmodels.provenance import provenance
 from bigmodels.runs.queue import submit
 from bigmodels.runs.store import RunStore
@@ -69,12 +70,12 @@ def main() -> int:
     parser.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "launch_latency.json"))
     args = parser.parse_args()
 
-    data_dir = args.data_dir or os.environ.get("BIGMODELS_DATA_DIR")
+    data_dir = args.data_dir or os.environ.get(ENV_DATA_DIR)
     home = Path(tempfile.mkdtemp(prefix="bigmodels-latency-"))
     store = RunStore(home)
     seed = iter(range(10_000))
 
-    def submit(model: str) -> str:
+    def queue_run(model: str) -> str:
         # full training set (resident on the device), a fresh seed so nothing is a cache hit
         config = default_config(model, device=args.device, epochs=1, seed=next(seed))
         return submit(store, config).run.id
@@ -82,7 +83,7 @@ def main() -> int:
     rows = []
     worker, target = None, args.device
     try:
-        run_id = submit("cnn")
+        run_id = queue_run("cnn")
         target = store.get(run_id).target
         worker = start_worker(home, target, data_dir=data_dir)
         begins, done = wait_first_step(store, run_id, timeout=600)
@@ -91,7 +92,7 @@ def main() -> int:
         for model in ("cnn", "lstm", "transformer"):
             times = []
             for _ in range(1 + args.repeats):
-                run_id = submit(model)
+                run_id = queue_run(model)
                 times.append(wait_first_step(store, run_id, timeout=120))
                 stop_after_first_step(store, run_id)
             rows.append({"case": "warm", "model": model, "begins": statistics.median(t[0] for t in times),

@@ -14,7 +14,7 @@ import plotly.graph_objects as go
 
 from bigmodels.formatting import format_flops
 from bigmodels.i18n import translate
-from bigmodels.content.cases import CHALLENGES, CONTINENTS, COUNTRIES, MODALITIES, REGIONS, WEIGHTS, Case
+from bigmodels.content.cases import CHALLENGES, CONTINENTS, COUNTRIES, MODALITIES, WEIGHTS, Case
 from bigmodels.content.challenges import Dataset
 
 #: Where the app serves the plotly topojson files (see static/topojson/SOURCE.md).
@@ -353,14 +353,6 @@ def growth_factor(dataset: Dataset) -> tuple[float, int]:
     lo = min(dataset.rows, key=lambda r: r.value)
     hi = max(dataset.rows, key=lambda r: r.value)
     return hi.value / lo.value, hi.year - lo.year
-
-
-def region_of(code: str) -> str:
-    return COUNTRIES[code]["region"]
-
-
-def region_options() -> list[str]:
-    return list(REGIONS)
 
 
 def continent_of(code: str) -> str:
