@@ -431,3 +431,29 @@ def test_json_in_the_store_is_plain(store):
     with store._connect() as db:
         raw = db.execute("SELECT config FROM runs WHERE id = ?", (run.id,)).fetchone()[0]
     assert json.loads(raw)["model_overrides"] == {"fc_sizes": [100, 50]}
+
+
+def test_a_run_still_training_is_a_live_source_with_its_latest_checkpoint(store):
+    """Watch it learn: after its first epoch a running run can be picked in the
+    sandbox and the comparison; it keeps its id when it succeeds."""
+    from bigmodels.models.checkpoints import model_from_checkpoint
+    from bigmodels.models.sources import list_sources, live_run_sources
+    from bigmodels.train.engine import checkpoint_payload
+
+    run = submit(store, cfg()).run
+    store.claim(run.id, "test", os.getpid())
+    assert live_run_sources(store.home) == []  # no epoch finished yet
+    path = store.checkpoint_path(run.id)
+    store.set_provenance(run.id, "cpu", "CPU", "test data", {}, None, str(path))
+    model = create_model("cnn")
+    save_checkpoint(checkpoint_payload(cfg(), model, []), path)
+    store.record_epoch(run.id, {"epoch": 1, "train_loss": 0.5, "test_loss": 0.4, "test_accuracy": 0.91,
+                                "samples_per_second": 100.0})
+    (live,) = live_run_sources(store.home, "en")
+    assert (live.id, live.origin, live.epoch) == (f"run:{run.id}", "live", 1) and live.run_id == run.id
+    assert "training: latest checkpoint, epoch 1 (91.00%)" in live.label
+    assert "训练中" in live_run_sources(store.home, "zh")[0].label
+    assert model_from_checkpoint(live.checkpoint) is not None
+    store.finish(run.id, "succeeded")
+    assert live_run_sources(store.home) == []
+    assert [s.origin for s in list_sources(home=store.home) if s.id == live.id] == ["run"]

@@ -91,9 +91,9 @@ def shipped_metrics_match(source: ModelSource, metrics: dict[str, Any], payload:
 
 def run_history(source: ModelSource, payload: dict[str, Any]) -> list[dict]:
     """Per-epoch records: the launcher's run store for runs, else the checkpoint's own."""
-    if source.origin == "run":
+    if source.run_id is not None:
         try:
-            history = store_history(source.id.removeprefix("run:"))
+            history = store_history(source.run_id)
         except (RuntimeError, OSError):  # an unreadable store
             history = None
         if history:

@@ -1,17 +1,21 @@
-"""Where a trained model's weights come from: the shipped files, or a finished run.
+"""Where a trained model's weights come from: the shipped files, or a run.
 
 This is the one module that decides it (as timm decides pretrained sources in
 one function): the sandbox and the comparison page offer every source in one
-list, so a run trained in the launcher is usable there as soon as it finishes.
+list, so a run trained in the launcher is usable there as soon as it has
+written its first epoch's checkpoint -- while it still trains ("live": its
+latest checkpoint, which the worker replaces atomically after every epoch),
+and for good once it succeeds. A run keeps one id (``run:<id>``) through both,
+so a page's choice survives the run finishing; pages that cache by the
+checkpoint file's size and time see each new epoch as a new model.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from torch import nn
-
-import os
 
 from bigmodels.i18n import DEFAULT_LANGUAGE, translate
 from bigmodels.models.checkpoints import model_from_checkpoint
@@ -26,7 +30,12 @@ class ModelSource:
     model_name: str  # registry name: cnn / lstm / transformer
     label: str  # what a person sees in a picker, in the language it was listed in
     checkpoint: Path
-    origin: str  # "shipped" or "run"
+    origin: str  # "shipped", "run" (succeeded) or "live" (still training: its latest checkpoint)
+    epoch: int | None = None  # a live run's epochs done (its checkpoint's)
+
+    @property
+    def run_id(self) -> str | None:
+        return self.id.removeprefix("run:") if self.origin in ("run", "live") else None
 
 
 def model_title(name: str, lang: str = DEFAULT_LANGUAGE) -> str:
@@ -46,25 +55,42 @@ def run_source(run_id: str, name: str, accuracy: float | None, checkpoint: Path,
     return ModelSource(f"run:{run_id}", name, label, checkpoint, "run")
 
 
+def live_source(run_id: str, name: str, epoch: int, accuracy: float | None, checkpoint: Path,
+                lang: str = DEFAULT_LANGUAGE) -> ModelSource:
+    label = translate("models.source.live", lang, title=model_title(name, lang), run=run_id, epoch=epoch,
+                      accuracy="?" if accuracy is None else f"{accuracy:.2%}")
+    return ModelSource(f"run:{run_id}", name, label, checkpoint, "live", epoch)
+
+
 def shipped_sources(lang: str = DEFAULT_LANGUAGE) -> list[ModelSource]:
     return [shipped_source(name, lang) for name in available()]
 
 
-def list_sources(lang: str = DEFAULT_LANGUAGE) -> list[ModelSource]:
-    """Every model a page can load, labelled in ``lang``: shipped weights first, then finished runs."""
-    return shipped_sources(lang) + finished_run_sources(lang=lang)
+def list_sources(lang: str = DEFAULT_LANGUAGE, home: str | os.PathLike | None = None) -> list[ModelSource]:
+    """Every model a page can load, labelled in ``lang``: shipped weights first,
+    then runs still training (their latest checkpoint), then finished runs."""
+    return shipped_sources(lang) + live_run_sources(home, lang) + finished_run_sources(home, lang)
+
+
+def _runs_with_checkpoints(home, statuses: list[str]) -> list:
+    try:
+        runs = RunStore(home).list_runs(statuses=statuses)
+    except StoreError:
+        return []  # an unreadable store gives no sources (the launcher page shows why)
+    return [run for run in runs if run.checkpoint and Path(run.checkpoint).is_file()
+            and run.model in list_models()]  # not a model this version no longer has
 
 
 def finished_run_sources(home: str | os.PathLike | None = None, lang: str = DEFAULT_LANGUAGE) -> list[ModelSource]:
-    """Every succeeded run whose checkpoint file exists (id ``run:<id>``). An
-    unreadable store gives no sources (the launcher page shows why)."""
-    try:
-        runs = RunStore(home).list_runs(statuses=["succeeded"])
-    except StoreError:
-        return []
-    return [run_source(run.id, run.model, run.final_accuracy, Path(run.checkpoint), lang) for run in runs
-            if run.checkpoint and Path(run.checkpoint).is_file()
-            and run.model in list_models()]  # not a model this version no longer has
+    """Every succeeded run whose checkpoint file exists (id ``run:<id>``)."""
+    return [run_source(run.id, run.model, run.final_accuracy, Path(run.checkpoint), lang)
+            for run in _runs_with_checkpoints(home, ["succeeded"])]
+
+
+def live_run_sources(home: str | os.PathLike | None = None, lang: str = DEFAULT_LANGUAGE) -> list[ModelSource]:
+    """Every running run that has finished at least one epoch: its latest checkpoint."""
+    return [live_source(run.id, run.model, run.epoch, run.final_accuracy, Path(run.checkpoint), lang)
+            for run in _runs_with_checkpoints(home, ["running"]) if run.epoch >= 1]
 
 
 def load_model(source: ModelSource, device: str = "cpu") -> nn.Module:
