@@ -1,0 +1,200 @@
+"""Fitting scaling laws to measured losses, the way Hoffmann et al. (2022) did.
+
+Chinchilla's parametric form predicts the loss of a model with ``N`` parameters
+trained on ``D`` examples:
+
+    L(N, D) = E + A / N**alpha + B / D**beta
+
+``E`` is the loss no model reaches (the data's own entropy), the two other
+terms are what a finite model and a finite data budget cost. As in the paper
+(section 3.3 and appendix D.2), the five parameters are fitted by minimising
+the Huber loss (delta = 1e-3) between the predicted and the measured *log*
+loss, with L-BFGS from a grid of starting points, in the reparametrisation
+``A = exp(a)``, ``B = exp(b)``, ``E = exp(e)`` so that the prediction is a
+log-sum-exp and every parameter stays positive. The robust loss keeps one
+outlying run (a diverged or unlucky seed) from dragging the exponents.
+
+``bootstrap`` refits on resampled runs to give intervals; ``fit_power`` fits a
+one-variable law ``L(x) = E + A / x**alpha`` (loss against parameters, or
+against compute); ``compute_optimal`` gives the fitted best ``N`` and ``D`` for
+a compute budget ``C = k N D`` (k: training FLOPs per parameter and example,
+6 for a transformer's forward and backward pass, measured on the real modules
+here).
+
+Nothing here knows about training or the UI: arrays in, numbers out.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import minimize
+from scipy.special import logsumexp
+
+HUBER_DELTA = 1e-3  # Hoffmann et al., appendix D.2
+# Starting points for L-BFGS, after the paper's grid (a coarser one: five parameters, not a supercomputer).
+_GRID = {
+    "a": (0.0, 5.0, 10.0),
+    "b": (0.0, 5.0, 10.0),
+    "e": (-1.5, 0.0),
+    "alpha": (0.2, 0.6),
+    "beta": (0.2, 0.6),
+}
+_BOUNDS = [(-20, 40), (-20, 40), (-10, 5), (0.0, 3.0), (0.0, 3.0)]
+
+
+@dataclass(frozen=True)
+class ChinchillaFit:
+    E: float
+    A: float
+    alpha: float
+    B: float
+    beta: float
+    objective: float  # the minimised Huber loss, summed over runs
+
+    def predict(self, n: np.ndarray | float, d: np.ndarray | float) -> np.ndarray:
+        return self.E + self.A / np.asarray(n, float) ** self.alpha + self.B / np.asarray(d, float) ** self.beta
+
+    @property
+    def data_share(self) -> float:
+        """beta / (alpha + beta): the exponent of N_opt in C (0.5 means N and D grow alike)."""
+        return self.beta / (self.alpha + self.beta)
+
+
+@dataclass(frozen=True)
+class PowerFit:
+    E: float
+    A: float
+    alpha: float
+    objective: float
+
+    def predict(self, x: np.ndarray | float) -> np.ndarray:
+        return self.E + self.A / np.asarray(x, float) ** self.alpha
+
+
+def huber(residual: np.ndarray, delta: float = HUBER_DELTA) -> np.ndarray:
+    r = np.abs(residual)
+    return np.where(r <= delta, 0.5 * r**2, delta * (r - 0.5 * delta))
+
+
+def _checked(*arrays: np.ndarray) -> list[np.ndarray]:
+    out = [np.asarray(a, float).ravel() for a in arrays]
+    if len({len(a) for a in out}) != 1:
+        raise ValueError("every array must have one value per run")
+    if len(out[0]) < 3:
+        raise ValueError(f"a fit needs at least 3 runs, got {len(out[0])}")
+    if not all(np.all(np.isfinite(a)) and np.all(a > 0) for a in out):
+        raise ValueError("sizes, budgets and losses must be positive finite numbers")
+    return out
+
+
+def _huber_slope(residual: np.ndarray, delta: float) -> np.ndarray:
+    return np.clip(residual, -delta, delta)
+
+
+def _objective_chinchilla(theta: np.ndarray, log_n: np.ndarray, log_d: np.ndarray, log_l: np.ndarray,
+                          delta: float) -> tuple[float, np.ndarray]:
+    """The summed Huber loss of the log-loss residuals, and its gradient (exact:
+    the prediction is a log-sum-exp, whose derivatives are its softmax weights)."""
+    a, b, e, alpha, beta = theta
+    terms = np.stack([a - alpha * log_n, b - beta * log_d, np.full_like(log_n, e)])
+    predicted = logsumexp(terms, axis=0)
+    residual = predicted - log_l
+    slope = _huber_slope(residual, delta)
+    w = np.exp(terms - predicted)  # softmax over the three terms, per run
+    grad = np.array([(slope * w[0]).sum(), (slope * w[1]).sum(), (slope * w[2]).sum(),
+                     -(slope * w[0] * log_n).sum(), -(slope * w[1] * log_d).sum()])
+    return float(huber(residual, delta).sum()), grad
+
+
+def fit_chinchilla(n: np.ndarray, d: np.ndarray, loss: np.ndarray, delta: float = HUBER_DELTA,
+                   starts: list[tuple[float, ...]] | None = None) -> ChinchillaFit:
+    """Fit L(N, D) = E + A/N^alpha + B/D^beta to measured (N, D, loss) runs;
+    ``starts``: L-BFGS starting points (a, b, e, alpha, beta), default the grid."""
+    n, d, loss = _checked(n, d, loss)
+    log_n, log_d, log_l = np.log(n), np.log(d), np.log(loss)
+    best = None
+    for start in starts or itertools.product(*_GRID.values()):
+        result = minimize(_objective_chinchilla, np.array(start, float), args=(log_n, log_d, log_l, delta),
+                          method="L-BFGS-B", jac=True, bounds=_BOUNDS)
+        if best is None or result.fun < best.fun:
+            best = result
+    a, b, e, alpha, beta = best.x
+    return ChinchillaFit(E=float(np.exp(e)), A=float(np.exp(a)), alpha=float(alpha), B=float(np.exp(b)),
+                         beta=float(beta), objective=float(best.fun))
+
+
+def _theta(fit: ChinchillaFit) -> tuple[float, ...]:
+    return (np.log(fit.A), np.log(fit.B), np.log(fit.E), fit.alpha, fit.beta)
+
+
+def _objective_power(theta: np.ndarray, log_x: np.ndarray, log_l: np.ndarray,
+                     delta: float) -> tuple[float, np.ndarray]:
+    a, e, alpha = theta
+    term = a - alpha * log_x
+    predicted = np.logaddexp(term, e)
+    residual = predicted - log_l
+    slope = _huber_slope(residual, delta)
+    w = np.exp(term - predicted)
+    grad = np.array([(slope * w).sum(), (slope * (1 - w)).sum(), -(slope * w * log_x).sum()])
+    return float(huber(residual, delta).sum()), grad
+
+
+def fit_power(x: np.ndarray, loss: np.ndarray, delta: float = HUBER_DELTA) -> PowerFit:
+    """Fit L(x) = E + A/x^alpha (loss against parameters, examples or compute)."""
+    x, loss = _checked(x, loss)
+    log_x, log_l = np.log(x), np.log(loss)
+    best = None
+    for start in itertools.product(_GRID["a"], _GRID["e"], _GRID["alpha"]):
+        result = minimize(_objective_power, np.array(start), args=(log_x, log_l, delta), method="L-BFGS-B",
+                          jac=True, bounds=[(-20, 60), (-10, 5), (0.0, 3.0)])
+        if best is None or result.fun < best.fun:
+            best = result
+    a, e, alpha = best.x
+    return PowerFit(E=float(np.exp(e)), A=float(np.exp(a)), alpha=float(alpha), objective=float(best.fun))
+
+
+@dataclass(frozen=True)
+class Interval:
+    low: float
+    high: float
+
+
+def bootstrap(n: np.ndarray, d: np.ndarray, loss: np.ndarray, samples: int = 100, level: float = 0.8,
+              seed: int = 0) -> dict[str, Interval]:
+    """Percentile intervals of each Chinchilla parameter over fits to runs
+    resampled with replacement (``level``: the central share, 0.8 = 10th-90th)."""
+    n, d, loss = _checked(n, d, loss)
+    rng = np.random.default_rng(seed)
+    # Each resample starts from the full fit (and two grid corners): the full grid per resample
+    # would cost minutes, and a resample's optimum lies near the full one.
+    starts = [_theta(fit_chinchilla(n, d, loss)), (5.0, 5.0, -1.5, 0.2, 0.2), (10.0, 10.0, 0.0, 0.6, 0.6)]
+    fits = []
+    for _ in range(samples):
+        pick = rng.integers(0, len(n), len(n))
+        if len(np.unique(n[pick])) < 2 or len(np.unique(d[pick])) < 2:
+            continue  # a resample with one size or one budget says nothing about that exponent
+        fits.append(fit_chinchilla(n[pick], d[pick], loss[pick], starts=starts))
+    if not fits:
+        raise ValueError("no resample had two sizes and two budgets")
+    tail = (1 - level) / 2 * 100
+    return {name: Interval(*np.percentile([getattr(f, name) for f in fits], [tail, 100 - tail]))
+            for name in ("E", "A", "alpha", "B", "beta")}
+
+
+def compute_optimal(fit: ChinchillaFit, compute: float, flops_per_param_example: float = 6.0) -> tuple[float, float]:
+    """(N, D) that minimise the fitted loss at ``compute = k N D`` training FLOPs.
+
+    Setting dL/dN = 0 along D = C/(kN) gives Hoffmann et al.'s equation (4):
+    N_opt = G (C/k)^(beta/(alpha+beta)), D_opt = (C/k) / N_opt, with
+    G = (alpha A / (beta B))^(1/(alpha+beta)).
+    """
+    if not compute > 0:
+        raise ValueError(f"compute must be positive, got {compute!r}")
+    if fit.alpha <= 0 or fit.beta <= 0:
+        raise ValueError("the fit has a zero exponent: loss does not fall with that axis, so no optimum exists")
+    budget = compute / flops_per_param_example
+    g = (fit.alpha * fit.A / (fit.beta * fit.B)) ** (1 / (fit.alpha + fit.beta))
+    n_opt = g * budget ** fit.data_share
+    return float(n_opt), float(budget / n_opt)

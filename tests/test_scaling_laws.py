@@ -1,0 +1,77 @@
+"""The scaling-law fits recover known laws from noisy data drawn from them."""
+import numpy as np
+import pytest
+
+from bigmodels.analysis.scaling_laws import (
+    ChinchillaFit, bootstrap, compute_optimal, fit_chinchilla, fit_power, huber,
+)
+
+TRUE = dict(E=0.3, A=40.0, alpha=0.45, B=30.0, beta=0.35)  # each term matters somewhere on the grid
+
+
+def draws(noise: float = 0.01, seed: int = 0):
+    """A 6 x 4 grid of sizes and budgets (as a sweep here would be), losses from
+    the law with multiplicative noise."""
+    rng = np.random.default_rng(seed)
+    n, d = np.meshgrid(np.geomspace(2e3, 2e6, 6), np.geomspace(5e3, 3e5, 4))
+    n, d = n.ravel(), d.ravel()
+    law = ChinchillaFit(**TRUE, objective=0.0)
+    return n, d, law.predict(n, d) * np.exp(rng.normal(0, noise, n.size))
+
+
+def test_the_fit_recovers_known_exponents_from_noisy_draws():
+    n, d, loss = draws(noise=0.01)
+    fit = fit_chinchilla(n, d, loss)
+    assert fit.alpha == pytest.approx(TRUE["alpha"], abs=0.06)
+    assert fit.beta == pytest.approx(TRUE["beta"], abs=0.06)
+    assert fit.E == pytest.approx(TRUE["E"], abs=0.05)
+    # the fitted law predicts held-out points of the true one
+    law = ChinchillaFit(**TRUE, objective=0.0)
+    assert np.allclose(fit.predict(5e6, 1e6), law.predict(5e6, 1e6), rtol=0.1)
+
+
+def test_the_huber_loss_shrugs_off_an_outlier():
+    n, d, loss = draws(noise=0.005, seed=1)
+    loss[3] *= 3.0  # one diverged run
+    fit = fit_chinchilla(n, d, loss)
+    assert fit.alpha == pytest.approx(TRUE["alpha"], abs=0.08)
+    assert fit.beta == pytest.approx(TRUE["beta"], abs=0.08)
+    assert huber(np.array([0.0, 1e-3, 1.0])).tolist() == pytest.approx([0.0, 5e-7, 1e-3 * (1 - 5e-4)])
+
+
+def test_bootstrap_intervals_contain_the_truth():
+    n, d, loss = draws(noise=0.01, seed=2)
+    intervals = bootstrap(n, d, loss, samples=30, level=0.9, seed=0)
+    for name in ("alpha", "beta"):
+        assert intervals[name].low <= TRUE[name] <= intervals[name].high, (name, intervals[name])
+        assert intervals[name].high - intervals[name].low < 0.5
+
+
+def test_one_variable_power_law():
+    x = np.geomspace(1e3, 1e7, 8)
+    loss = 0.1 + 20.0 / x**0.3 * np.exp(np.random.default_rng(3).normal(0, 0.005, 8))
+    fit = fit_power(x, loss)
+    assert fit.alpha == pytest.approx(0.3, abs=0.05) and fit.E == pytest.approx(0.1, abs=0.03)
+
+
+def test_compute_optimal_allocation_matches_the_closed_form():
+    fit = ChinchillaFit(E=1.69, A=406.4, alpha=0.34, B=410.7, beta=0.28, objective=0.0)  # Hoffmann et al.'s fit
+    n_opt, d_opt = compute_optimal(fit, 5.76e23)  # Chinchilla's own budget
+    assert 6 * n_opt * d_opt == pytest.approx(5.76e23)
+    # brute force along the budget's curve: no N does better
+    grid = np.geomspace(n_opt / 30, n_opt * 30, 2001)
+    best = grid[np.argmin(fit.predict(grid, 5.76e23 / 6 / grid))]
+    assert best == pytest.approx(n_opt, rel=0.01)
+    # with the paper's parameters the optimum is tens of billions of parameters, as the paper found
+    assert 2e10 < n_opt < 1e11
+
+
+@pytest.mark.parametrize("args", [
+    ([1, 2], [1, 2], [1, 2]),  # too few runs
+    ([1, 2, 3], [1, 2], [1, 2, 3]),  # ragged
+    ([1, 2, 3], [1, 2, 3], [1, 0, 3]),  # a zero loss
+    ([1, 2, float("nan")], [1, 2, 3], [1, 2, 3]),
+])
+def test_bad_inputs_are_refused_with_a_message(args):
+    with pytest.raises(ValueError):
+        fit_chinchilla(*(np.array(a, float) for a in args))
