@@ -75,3 +75,36 @@ def test_compute_optimal_allocation_matches_the_closed_form():
 def test_bad_inputs_are_refused_with_a_message(args):
     with pytest.raises(ValueError):
         fit_chinchilla(*(np.array(a, float) for a in args))
+
+
+# ------------------------------------------------------------ the sweep grid
+def test_the_default_sweep_spans_two_orders_of_magnitude_and_four_budgets():
+    from bigmodels.train.sweep import sweep_grid
+
+    points = sweep_grid("cnn")
+    sizes = sorted({p.parameters for p in points})
+    budgets = sorted({p.budget for p in points})
+    assert len(sizes) >= 6 and sizes[-1] / sizes[0] >= 100 and len(budgets) >= 4
+    assert len(points) == len(sizes) * len(budgets)
+    for p in points:  # every point is an ordinary, valid run that sees each of its images once
+        assert p.config.epochs == 1 and p.config.train_subset == p.budget and not p.config.problems()
+
+
+def test_a_sweep_too_small_to_fit_is_refused():
+    from bigmodels.problems import ConfigError
+    from bigmodels.train.sweep import sweep_grid
+
+    with pytest.raises(ConfigError, match="at least 6 model sizes"):
+        sweep_grid("cnn", widths=(2, 3, 4))
+    with pytest.raises(ConfigError, match="at least 4 data budgets"):
+        sweep_grid("cnn", budgets=(1000, 2000))
+
+
+def test_training_flops_count_forward_and_backward():
+    from bigmodels.models.profile import profile_model, training_flops_per_image
+    from bigmodels.models.registry import create_model
+
+    model = create_model("cnn")
+    forward = profile_model(model).flops_per_image
+    # backward costs about twice the forward (less: the first layer needs no input gradient)
+    assert 2.2 * forward < training_flops_per_image(model) < 3.1 * forward

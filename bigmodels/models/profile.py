@@ -126,3 +126,20 @@ def training_memory_bytes(model: nn.Module, optimizer: str = "adam") -> dict[str
     states = {"adam": 2, "adamw": 2, "sgd": 1}[optimizer]
     return {"weights": weights, "gradients": weights, "optimizer_state": states * weights,
             "total": (2 + states) * weights}
+
+
+def training_flops_per_image(model: nn.Module, batch: int = 8) -> int:
+    """FLOPs of one training step per image -- forward, loss and backward -- counted
+    by PyTorch's FLOP counter on the real module (the optimizer's update is per
+    parameter, not per image, and left out, as scaling-law papers do)."""
+    was_training = model.training
+    device = next(model.parameters()).device
+    counter = FlopCounterMode(display=False, custom_mapping=_EXTRA_FORMULAS)
+    try:
+        with counter:
+            logits = model.train()(torch.zeros(batch, 1, 28, 28, device=device))
+            torch.nn.functional.cross_entropy(logits, torch.zeros(batch, dtype=torch.long, device=device)).backward()
+    finally:
+        model.zero_grad(set_to_none=True)
+        model.train(was_training)
+    return counter.get_total_flops() // batch
