@@ -1,7 +1,12 @@
-"""DistributedDataParallel through torchrun: sharding, launch lines, and a real
-two-process gloo run on the CPU that trains and records one run."""
+"""DistributedDataParallel through torchrun: sharding, launch lines, a real
+two-process gloo run on the CPU that trains and records one run, and the one
+training loop's bit-for-bit resume on two processes."""
+import os
+
 import pytest
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 
 from bigmodels.models.checkpoints import load_checkpoint, model_from_checkpoint
 from bigmodels.runs.torchrun import launch_command
@@ -11,6 +16,9 @@ from bigmodels.runs.store import RunStore
 from bigmodels.train.config import default_config
 from bigmodels.runs.worker import Worker
 from bigmodels.runs.queue import submit
+from bigmodels.data.mnist import load_folder
+from bigmodels.harness.server import free_port
+from bigmodels.train.engine import train
 from tests.conftest import write_mnist_folder
 
 cuda = pytest.mark.cuda
@@ -89,3 +97,48 @@ def test_two_gpus_train_one_run_with_nccl(tmp_path, small_mnist, monkeypatch):
     done = store.get(run.id)
     assert done.status == "succeeded" and "nccl" in done.device_name
     assert store.epochs(run.id)[-1]["memory_bytes"] > 0
+
+
+def _ddp_rank(rank: int, world: int, port: int, folder: str, checkpoint: str, stop_after: int | None,
+              resume: bool, out: str) -> None:
+    """One of ``world`` processes training ``ddp_config()`` with the engine's one loop."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        calls = [0]
+
+        def stop_after_some_steps() -> bool:
+            calls[0] += 1
+            return stop_after is not None and calls[0] > stop_after
+
+        result = train(ddp_config(), load_folder(folder), should_stop=stop_after_some_steps,
+                       checkpoint_path=checkpoint, resume_from=checkpoint if resume else None,
+                       ranks=Ranks.from_process_group(torch.device("cpu")))
+        if rank == 0:
+            torch.save({"state": result.model.state_dict(), "stopped": result.stopped,
+                        "history": result.history}, out)
+    finally:
+        dist.destroy_process_group()
+
+
+def _two_processes(tmp_path, folder, name, stop_after=None, resume=False) -> dict:
+    out = tmp_path / f"{name}.pt"
+    mp.spawn(_ddp_rank, args=(2, free_port(), str(folder), str(tmp_path / f"{name}-ckpt.pt" if not resume else
+                                                                   tmp_path / "stopped-ckpt.pt"),
+                              stop_after, resume, str(out)), nprocs=2, join=True)
+    return torch.load(out, weights_only=True)
+
+
+def test_two_processes_stopped_mid_epoch_then_resumed_end_bit_for_bit(tmp_path, small_mnist):
+    folder = write_mnist_folder(small_mnist, tmp_path / "mnist")
+    whole = _two_processes(tmp_path, folder, "whole")
+    stopped = _two_processes(tmp_path, folder, "stopped", stop_after=3)  # votes every 5 steps: stops at step 15
+    assert stopped["stopped"] and stopped["history"] == []
+    assert load_checkpoint(tmp_path / "stopped-ckpt.pt")["step_in_epoch"] == 15
+    resumed = _two_processes(tmp_path, folder, "resumed", resume=True)
+    assert not resumed["stopped"]
+    for key, tensor in whole["state"].items():
+        assert torch.equal(tensor, resumed["state"][key]), key
+    # the resumed epoch's training loss covers the whole epoch, both ranks' images included
+    assert resumed["history"][0]["train_loss"] == pytest.approx(whole["history"][0]["train_loss"], rel=1e-6)
