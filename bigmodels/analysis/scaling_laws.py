@@ -198,3 +198,28 @@ def compute_optimal(fit: ChinchillaFit, compute: float, flops_per_param_example:
     g = (fit.alpha * fit.A / (fit.beta * fit.B)) ** (1 / (fit.alpha + fit.beta))
     n_opt = g * budget ** fit.data_share
     return float(n_opt), float(budget / n_opt)
+
+
+# ------------------------------------------------------ published exponents
+@dataclass(frozen=True)
+class PublishedLaw:
+    """Exponents a paper reports, to set a fit here beside (language models: D counts tokens)."""
+
+    key: str
+    alpha: float  # exponent of N
+    beta: float  # exponent of D
+    source_title: str
+    source_url: str
+
+
+PUBLISHED = (
+    # Kaplan et al. (2020), "Scaling Laws for Neural Language Models", eq. 1.1-1.2: L(N) ~ N^-0.076, L(D) ~ D^-0.095.
+    PublishedLaw("kaplan", 0.076, 0.095, "Kaplan et al. 2020, Scaling Laws for Neural Language Models",
+                 "https://arxiv.org/abs/2001.08361"),
+    # Hoffmann et al. (2022), "Training Compute-Optimal Large Language Models", eq. 10 (their Approach 3):
+    # E = 1.69, A = 406.4, B = 410.7, alpha = 0.34, beta = 0.28. Their Approaches 1 and 2 give about
+    # 20 tokens per parameter at the optimum; this parametric fit gives more (about 90 at Chinchilla's budget).
+    PublishedLaw("chinchilla", 0.34, 0.28, "Hoffmann et al. 2022, Training Compute-Optimal Large Language Models",
+                 "https://arxiv.org/abs/2203.15556"),
+)
+CHINCHILLA = ChinchillaFit(E=1.69, A=406.4, alpha=0.34, B=410.7, beta=0.28, objective=0.0)
