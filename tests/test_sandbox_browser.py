@@ -429,3 +429,109 @@ def test_a_non_image_upload_gets_a_clear_message(app_page):
     assert message.is_visible()
     assert page.locator('[data-testid="stMetric"]').count() == 0
     app_page.screenshot("sandbox-not-an-image-zh")
+
+
+def in_viewport(page, locator) -> bool:
+    box = locator.bounding_box()
+    size = page.viewport_size
+    return (box is not None and box["x"] >= 0 and box["y"] >= 0
+            and box["x"] + box["width"] <= size["width"] and box["y"] + box["height"] <= size["height"])
+
+
+@browser
+@pytest.mark.parametrize("size", [(1280, 720), (1440, 900)])
+def test_the_answers_appear_in_view_of_the_canvas(app_page, size):
+    """A projector (1280x720) or a laptop (1440x900): draw, and the three answers --
+    digit, confidence, latency -- are on screen beside the canvas, no scrolling."""
+    from playwright.sync_api import expect
+
+    app_page.page.set_viewport_size({"width": size[0], "height": size[1]})
+    page = open_sandbox(app_page)
+    canvas = page.locator("canvas").last
+    canvas.wait_for(timeout=TIMEOUT * 1000)
+    stroke(page, canvas.bounding_box(), [(70, 60), (210, 60), (140, 240)])  # a 7
+    wait_for_predictions(app_page, page, len(shipped_models()))
+    assert page.evaluate("window.scrollY") == 0
+    assert in_viewport(page, canvas)
+    for arch in shipped_models():
+        card = page.locator(f".st-key-sb_card_{arch}")
+        expect(card).to_have_count(1)
+        for key in ("prediction", "confidence", "latency"):
+            metric = card.locator('[data-testid="stMetric"]').filter(has_text=translate(f"sandbox.result.{key}", "en"))
+            assert in_viewport(page, metric), (arch, key, metric.bounding_box(), page.viewport_size)
+        assert in_viewport(page, card.get_by_text(translate("sandbox.card.shipped", "en")))
+    verdicts = page.locator('[data-testid="stAlert"]')
+    assert in_viewport(page, verdicts.first)
+    app_page.page.screenshot(path=str(app_page.screenshot("unused").parent / f"sandbox-{size[0]}x{size[1]}-en.png"))
+    if size == (1280, 720):  # the same screen in Chinese: the longer labels still fit
+        page = open_sandbox(app_page, "zh")
+        canvas = page.locator("canvas").last
+        canvas.wait_for(timeout=TIMEOUT * 1000)
+        stroke(page, canvas.bounding_box(), [(70, 60), (210, 60), (140, 240)])
+        label = translate("sandbox.result.latency", "zh")
+        expect(page.locator('[data-testid="stMetric"]').filter(has_text=label)).to_have_count(
+            len(shipped_models()), timeout=TIMEOUT * 1000)
+        app_page.wait_idle(TIMEOUT * 1000)
+        for metric in page.locator('[data-testid="stMetric"]').all():
+            assert in_viewport(page, metric)
+            value = metric.locator('[data-testid="stMetricValue"]')
+            # nothing cut off: the value's text fits its box (no ellipsis)
+            assert value.evaluate("e => e.scrollWidth <= e.clientWidth + 1"), value.inner_text()
+        app_page.page.screenshot(path=str(app_page.screenshot("unused").parent / "sandbox-1280x720-zh.png"))
+
+
+@browser
+def test_a_wrong_answer_is_kept_with_its_label_and_can_be_deleted(app_page):
+    from bigmodels.data import gallery
+
+    page = open_sandbox(app_page)
+    canvas = page.locator("canvas").last
+    canvas.wait_for(timeout=TIMEOUT * 1000)
+    stroke(page, canvas.bounding_box(), [(140, 40), (140, 240)])  # a 1 -- "it was a 4", says the visitor
+    wait_for_predictions(app_page, page, len(shipped_models()))
+    before = len(gallery.load(app_page.server.home).items)
+    page.get_by_role("button", name=translate("sandbox.gallery.wrong", "en")).click()
+    page.locator('[data-testid="stPopoverBody"]').get_by_role("radio", name="4", exact=True).click()  # pills are radios
+    app_page.wait_idle(TIMEOUT * 1000)
+    page.get_by_role("button", name=translate("sandbox.gallery.keep", "en")).click()
+    shows(page.get_by_text(translate("sandbox.gallery.kept", "en", label=4)))
+    app_page.wait_idle(TIMEOUT * 1000)
+    items = gallery.load(app_page.server.home).items
+    assert len(items) == before + 1 and items[-1].label == 4
+    assert float(items[-1].pixels.max()) == 1.0  # the 28x28 digit the models saw, not an empty picture
+    card = page.locator(f".st-key-sb_gallery_{items[-1].id}")
+    shows(card)
+    card.get_by_role("button", name=translate("sandbox.gallery.delete", "en")).click()
+    app_page.wait_idle(TIMEOUT * 1000)
+    assert [i.id for i in gallery.load(app_page.server.home).items] == [i.id for i in items[:-1]]
+    assert page.locator(f".st-key-sb_gallery_{items[-1].id}").count() == 0
+
+
+@browser
+def test_watching_a_run_learn_refreshes_without_a_click(app_page):
+    """A run still training is picked in the sidebar; when its next epoch replaces
+    the checkpoint, the label and the answer change by themselves."""
+    from playwright.sync_api import expect
+
+    store, run, config, path = make_live_run(app_page.server.home)
+    try:
+        next_epoch(store, run, config, path, 1)  # epoch 1: untrained weights
+        page = open_sandbox(app_page)
+        source = page.get_by_label(translate("sandbox.model.source", "en"), exact=True).first  # the CNN's
+        source.click()
+        page.keyboard.type(run.id)
+        page.get_by_role("option", name=f"run {run.id}", exact=False).wait_for(timeout=30_000)
+        page.keyboard.press("Enter")
+        app_page.wait_idle(TIMEOUT * 1000)
+        card = page.locator(".st-key-sb_card_cnn")
+        page.locator(".st-key-sb_example").get_by_role("radio", name="7", exact=True).click()
+        shows(card.get_by_text(translate("sandbox.card.live", "en", epoch=1)))
+        expect(card.locator('[data-testid="stMetric"]')).to_have_count(3, timeout=TIMEOUT * 1000)
+        first = card.locator('[data-testid="stMetric"]').all_inner_texts()
+        next_epoch(store, run, config, path, 2, shipped_cnn_state())  # epoch 2: weights that read a 7
+        shows(card.get_by_text(translate("sandbox.card.live", "en", epoch=2)))  # no click: the poll saw it
+        expect(card.locator('[data-testid="stMetric"]').first).to_contain_text("7", timeout=TIMEOUT * 1000)
+        assert card.locator('[data-testid="stMetric"]').all_inner_texts() != first
+        app_page.screenshot("sandbox-live-epoch-2")
+    finally:
+        store.finish(run.id, "succeeded")
