@@ -438,6 +438,14 @@ def in_viewport(page, locator) -> bool:
             and box["x"] + box["width"] <= size["width"] and box["y"] + box["height"] <= size["height"])
 
 
+def viewport_screenshot(page, name: str) -> None:
+    """What the visitor sees without scrolling (AppPage.screenshot takes the whole page)."""
+    from bigmodels.harness.browser import SCREENSHOTS
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
+
+
 @browser
 @pytest.mark.parametrize("size", [(1280, 720), (1440, 900)])
 def test_the_answers_appear_in_view_of_the_canvas(app_page, size):
@@ -462,7 +470,7 @@ def test_the_answers_appear_in_view_of_the_canvas(app_page, size):
         assert in_viewport(page, card.get_by_text(translate("sandbox.card.shipped", "en")))
     verdicts = page.locator('[data-testid="stAlert"]')
     assert in_viewport(page, verdicts.first)
-    app_page.page.screenshot(path=str(app_page.screenshot("unused").parent / f"sandbox-{size[0]}x{size[1]}-en.png"))
+    viewport_screenshot(page, f"sandbox-{size[0]}x{size[1]}-en")
     if size == (1280, 720):  # the same screen in Chinese: the longer labels still fit
         page = open_sandbox(app_page, "zh")
         canvas = page.locator("canvas").last
@@ -477,7 +485,7 @@ def test_the_answers_appear_in_view_of_the_canvas(app_page, size):
             value = metric.locator('[data-testid="stMetricValue"]')
             # nothing cut off: the value's text fits its box (no ellipsis)
             assert value.evaluate("e => e.scrollWidth <= e.clientWidth + 1"), value.inner_text()
-        app_page.page.screenshot(path=str(app_page.screenshot("unused").parent / "sandbox-1280x720-zh.png"))
+        viewport_screenshot(page, "sandbox-1280x720-zh")
 
 
 @browser
