@@ -484,7 +484,8 @@ def test_the_answers_appear_in_view_of_the_canvas(app_page, size):
             assert in_viewport(page, metric)
             value = metric.locator('[data-testid="stMetricValue"]')
             # nothing cut off: the value's text fits its box (no ellipsis)
-            assert value.evaluate("e => e.scrollWidth <= e.clientWidth + 1"), value.inner_text()
+            assert value.evaluate("e => [e, ...e.querySelectorAll('*')].every(n => n.scrollWidth <= n.clientWidth)"), \
+                value.inner_text()
         viewport_screenshot(page, "sandbox-1280x720-zh")
 
 
