@@ -19,6 +19,7 @@ from streamlit.testing.v1 import AppTest
 
 from bigmodels.i18n import LANGUAGES, catalogue, translate
 from bigmodels.app.sandbox import ARCHITECTURES
+from bigmodels.harness.drawing import stroke  # noqa: F401  (tests/test_journey.py draws with it too)
 from bigmodels.models.shipped import weights_path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -341,15 +342,6 @@ def tall_screenshot(app_page, name: str):
     app_page.page.set_viewport_size({"width": 1400, "height": 2600})  # the whole page in one picture
     app_page.wait_idle(TIMEOUT * 1000)
     app_page.screenshot(name)
-
-
-def stroke(page, box, points):
-    page.mouse.move(box["x"] + points[0][0], box["y"] + points[0][1])
-    page.mouse.down()
-    for (x0, y0), (x1, y1) in zip(points, points[1:]):
-        for k in range(1, 9):  # intermediate moves, as a hand would make
-            page.mouse.move(box["x"] + x0 + (x1 - x0) * k / 8, box["y"] + y0 + (y1 - y0) * k / 8)
-    page.mouse.up()
 
 
 def photo_of_test_digit(digit: torch.Tensor, size=300, canvas=(420, 380)) -> bytes:
