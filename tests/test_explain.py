@@ -6,7 +6,7 @@ from bigmodels.models.checkpoints import model_from_checkpoint
 from bigmodels.analysis.explain import (
     Answer, CNNExplanation, LSTMExplanation, TransformerExplanation, _encoder_layer_with_weights,
     _feature_to_input_map, answer, believed_digits, disagree, dissenters, explain, explain_cnn, explain_lstm, read_digit, rollout,
-    settled_row, transformer_attention,
+    settled_row, transformer_attention, UNSURE_BELOW, unsure, verdict,
 )
 from bigmodels.models.nets import IMAGE_SIZE
 from bigmodels.data.digits import from_uint8, to_model_input
@@ -66,6 +66,33 @@ def test_disagreement_marker():
     four[4] = 1.0
     c = Answer(tuple(four), 1.0)
     assert dissenters({"cnn": a, "lstm": b, "transformer": c}) == set()
+
+
+def sure_of(digit: int, p: float) -> Answer:
+    """An answer of ``digit`` with probability ``p``, the rest spread evenly."""
+    probs = [(1 - p) / 9] * 10
+    probs[digit] = p
+    return Answer(tuple(probs), 1.0)
+
+
+def test_agreement_does_not_hide_an_unsure_model():
+    """"They agree on 3, but the CNN is only 14% sure": the verdict names it."""
+    sure, doubtful = sure_of(3, 0.95), sure_of(3, 0.14)
+    found = verdict({"cnn": sure, "lstm": sure, "transformer": sure})
+    assert (found.kind, found.digit, found.unsure) == ("agree", 3, {})
+    found = verdict({"cnn": doubtful, "lstm": sure, "transformer": sure})
+    assert (found.kind, found.digit) == ("agree_unsure", 3)
+    assert found.unsure == pytest.approx({"cnn": 0.14})
+    found = verdict({"cnn": doubtful, "lstm": sure_of(5, 0.3), "transformer": sure})
+    assert found.kind == "disagree" and found.digit is None and set(found.unsure) == {"cnn", "lstm"}
+    assert verdict({"cnn": sure}) is None  # one answer: nothing to compare
+
+
+def test_the_unsure_threshold_is_one_named_constant():
+    assert 0.5 <= UNSURE_BELOW < 1
+    at = {"cnn": sure_of(3, UNSURE_BELOW), "lstm": sure_of(3, UNSURE_BELOW - 0.01)}
+    assert set(unsure(at)) == {"lstm"}  # exactly at the threshold counts as sure
+    assert unsure(at, threshold=0.99) == pytest.approx({"cnn": UNSURE_BELOW, "lstm": UNSURE_BELOW - 0.01})
 
 
 # ---------------------------------------------------------------------- CNN

@@ -211,3 +211,14 @@ def test_shipped_models_keep_97_percent_on_canvas_drawn_digits(canvas_digits, na
     per_variant = [round(correct[i::n].float().mean().item(), 3) for i in range(n)]
     print(f"{name}: {accuracy:.4f} on {len(labels)} canvas-drawn test digits; per variant {per_variant}")
     assert accuracy >= 0.97, f"{name}: {accuracy:.2%} < 97% (per variant: {per_variant})"
+
+
+def test_examples_are_the_first_test_digit_of_each_class(full_mnist):
+    from bigmodels.data.digits import first_of_each_class
+
+    labels = full_mnist.test_labels
+    indices = first_of_each_class(labels)
+    assert [int(labels[i]) for i in indices] == list(range(10))
+    for i in indices:  # nothing earlier in the test set has that label
+        assert int(labels[i]) not in labels[:i].tolist()
+    assert first_of_each_class([3, 1, 3, 1]) == [1, 0]  # classes that do not occur are left out

@@ -6,13 +6,17 @@ picture helpers are pure numpy and tested without Streamlit.
 from __future__ import annotations
 
 import contextlib
+import html
+import io
 
 import numpy as np
 import streamlit as st
 import torch
 from plotly.colors import hex_to_rgb, sequential
+from PIL import Image
 from torch import nn
 
+from bigmodels.analysis.explain import read_digit
 from bigmodels.data.digits import enlarge, to_uint8
 from bigmodels.models.checkpoints import model_from_checkpoint
 from bigmodels.models.sources import ModelSource, list_sources
@@ -20,6 +24,7 @@ from bigmodels.app.session import language
 
 ARCHITECTURES = ("cnn", "lstm", "transformer")  # the three columns, left to right
 SCALE = 6  # a 28x28 digit is shown 168 px wide: big enough to see pixels, small enough for three
+LIVE_POLL_S = 2.0  # how often a page with a live (still training) source checks for a new epoch
 
 
 # ------------------------------------------------------------------- models
@@ -45,8 +50,13 @@ def _load(checkpoint: str, mtime_ns: int, size: int) -> nn.Module:
     # an unchanged one is loaded once per server, however many sessions ask.
     del mtime_ns, size
     model = model_from_checkpoint(checkpoint)
-    with torch.inference_mode():  # the first call pays one-off allocation costs; keep them
-        model(torch.zeros(1, 1, 28, 28))  # out of the first latency a user is shown
+    # The first answer and the first explanation pay one-off costs (allocations,
+    # autograd's first backward, attention with weights): pay them here, once per
+    # server, not in the first stroke a visitor makes.
+    warm = torch.zeros(28, 28)
+    warm[6:22, 12:16] = 1.0  # a "1"
+    with one_thread():
+        read_digit(model, warm, with_explanation=True)
     return model
 
 
@@ -54,6 +64,16 @@ def cached_model(source: ModelSource) -> nn.Module:
     """The model for ``source``; raises ``CheckpointError`` for an unreadable file."""
     stat = source.checkpoint.stat()
     return _load(str(source.checkpoint), stat.st_mtime_ns, stat.st_size)
+
+
+def checkpoint_signature(source: ModelSource) -> tuple[int, int] | None:
+    """(mtime_ns, size) of the source's checkpoint -- what ``cached_model`` keys on --
+    or None when it cannot be read (a worker replacing it, a deleted run)."""
+    try:
+        stat = source.checkpoint.stat()
+    except OSError:
+        return None
+    return stat.st_mtime_ns, stat.st_size
 
 
 def sources_by_architecture(sources: list[ModelSource] | None = None) -> dict[str, list[ModelSource]]:
@@ -111,3 +131,89 @@ def maps_picture(maps: torch.Tensor, columns: int = 3, scale: int = 3, gap: int 
         top, left = r * (tile_h + gap), c * (tile_w + gap)
         sheet[top:top + tile_h, left:left + tile_w] = enlarge(to_uint8(unit), scale)
     return sheet
+
+
+def belief_picture(row_probabilities: torch.Tensor, pixels: torch.Tensor, scale: int = SCALE,
+                   gap: int = 2) -> np.ndarray:
+    """The LSTM's belief after each row beside the row itself: the digit (28 rows)
+    in grey, then a (28 rows x 10 digits) heat map, row r of the map level with
+    row r of the digit. (28*scale, (28+gap+10)*scale, 3) uint8."""
+    rows = row_probabilities.shape[0]
+    grey = np.repeat(to_uint8(pixels)[..., None], 3, axis=2)
+    index = row_probabilities.detach().clamp(0, 1).mul(255).round().to(torch.long).cpu().numpy()
+    beliefs = HEAT[index]  # (rows, 10, 3)
+    spacer = np.full((rows, gap, 3), 255, np.uint8)
+    return enlarge(np.concatenate([grey, spacer, beliefs], axis=1), scale)
+
+
+# ------------------------------------------------------------- cached PNGs
+# Pictures are encoded once per distinct input (the pixel bytes are the key):
+# a rerun that shows the same digit again -- a tab switch, a slider elsewhere --
+# sends the same bytes, which Streamlit serves from the same media URL.
+def png_bytes(picture: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(picture).save(buffer, "PNG", compress_level=1)  # tiny pictures: speed over size
+    return buffer.getvalue()
+
+
+def _tensor(data: bytes, shape: tuple[int, ...]) -> torch.Tensor:
+    return torch.from_numpy(np.frombuffer(data, np.float32).reshape(shape).copy())
+
+
+def _key(x: torch.Tensor) -> tuple[bytes, tuple[int, ...]]:
+    x = x.detach().float().cpu().contiguous()
+    return x.numpy().tobytes(), tuple(x.shape)
+
+
+@st.cache_data(show_spinner=False, max_entries=512)
+def _digit_png(data: bytes, shape: tuple[int, ...], scale: int) -> bytes:
+    return png_bytes(digit_picture(_tensor(data, shape), scale))
+
+
+@st.cache_data(show_spinner=False, max_entries=512)
+def _heat_png(heat: bytes, heat_shape: tuple[int, ...], pixels: bytes, pixels_shape: tuple[int, ...]) -> bytes:
+    return png_bytes(heat_picture(_tensor(heat, heat_shape), _tensor(pixels, pixels_shape)))
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _maps_png(data: bytes, shape: tuple[int, ...]) -> bytes:
+    return png_bytes(maps_picture(_tensor(data, shape)))
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _belief_png(beliefs: bytes, beliefs_shape: tuple[int, ...], pixels: bytes, pixels_shape: tuple[int, ...]) -> bytes:
+    return png_bytes(belief_picture(_tensor(beliefs, beliefs_shape), _tensor(pixels, pixels_shape)))
+
+
+def digit_png(pixels: torch.Tensor, scale: int = SCALE) -> bytes:
+    return _digit_png(*_key(pixels), scale)
+
+
+def heat_png(heat: torch.Tensor, pixels: torch.Tensor) -> bytes:
+    return _heat_png(*_key(heat), *_key(pixels))
+
+
+def maps_png(maps: torch.Tensor) -> bytes:
+    return _maps_png(*_key(maps))
+
+
+def belief_png(row_probabilities: torch.Tensor, pixels: torch.Tensor) -> bytes:
+    return _belief_png(*_key(row_probabilities), *_key(pixels))
+
+
+# ------------------------------------------------------------ light charts
+def probability_bars(probabilities, predicted: int, title: str, height: int = 64) -> str:
+    """Ten probability bars as plain HTML (no chart library: nothing to load or
+    lay out in the browser, so a new digit's bars appear with its answer)."""
+    bars = []
+    for digit, p in enumerate(probabilities):
+        colour = "#3b5bdb" if digit == predicted else "#adb5bd"
+        bar = max(1, round(float(p) * height))
+        bars.append(
+            f'<div title="{digit}: {float(p):.1%}" style="flex:1;display:flex;flex-direction:column;'
+            f'justify-content:flex-end;align-items:center">'
+            f'<div style="width:70%;height:{bar}px;background:{colour};border-radius:2px 2px 0 0"></div>'
+            f'<div style="font-size:0.75rem;line-height:1.1rem">{digit}</div></div>')
+    return (f'<div class="sb-bars"><div style="font-size:0.8rem;opacity:0.75">{html.escape(title)}</div>'
+            f'<div style="display:flex;gap:2px;height:{height + 18}px;align-items:flex-end">'
+            + "".join(bars) + "</div></div>")

@@ -184,3 +184,17 @@ def enlarge(image: np.ndarray | torch.Tensor, scale: int) -> np.ndarray | torch.
     pixel becomes a ``scale`` x ``scale`` square, so model pixels stay visible."""
     repeat = torch.repeat_interleave if isinstance(image, torch.Tensor) else np.repeat
     return repeat(repeat(image, scale, 0), scale, 1)
+
+
+def first_of_each_class(labels, classes: int = 10) -> list[int]:
+    """The index of the first digit of each class (0, 1, ..., 9) in ``labels``'
+    order -- the sandbox's examples to start from: MNIST's test set in its own
+    order, so they are ordinary digits, not picked to flatter the models.
+    Classes that do not occur are left out."""
+    labels = np.asarray(labels).reshape(-1)
+    found = []
+    for digit in range(classes):
+        hits = np.flatnonzero(labels == digit)
+        if hits.size:
+            found.append(int(hits[0]))
+    return found
