@@ -40,6 +40,7 @@ import argparse
 import asyncio
 import json
 import random
+import re
 import statistics
 import tempfile
 import threading
@@ -101,12 +102,17 @@ def check_sandbox(s: StreamlitSession) -> None:
     predictions = [m for m in s.find("metric") if m.label == en("sandbox.result.prediction")]
     if len(predictions) != MODELS or not all(len(p.body) == 1 and p.body.isdigit() for p in predictions):
         raise WrongAnswer(f"expected {MODELS} predicted digits, got {[p.body for p in predictions]}")
-    verdicts = [a.body for a in s.find("alert")
-                if shown("sandbox.agree").match(a.body) or shown("sandbox.disagree").match(a.body)]
+    kinds = ("sandbox.agree", "sandbox.agree_unsure", "sandbox.disagree")
+    verdicts = [a.body for a in s.find("alert") if any(shown(k).match(a.body) for k in kinds)]
     if len(verdicts) != 1:
         raise WrongAnswer(f"expected one agree/disagree verdict, got {len(verdicts)}")
     digits = {p.body for p in predictions}
-    expected = shown("sandbox.agree", digit=digits.pop()) if len(digits) == 1 else shown("sandbox.disagree")
+    if len(digits) == 1:  # agreement, with or without a model below the unsure threshold
+        digit = digits.pop()
+        expected = re.compile(f"{shown('sandbox.agree', digit=digit).pattern}|"
+                              f"{shown('sandbox.agree_unsure', digit=digit).pattern}")
+    else:
+        expected = shown("sandbox.disagree")
     if not expected.match(verdicts[0]):
         raise WrongAnswer(f"predictions {[p.body for p in predictions]} but the verdict says {verdicts[0]!r}")
 

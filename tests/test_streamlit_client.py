@@ -14,6 +14,7 @@ import re
 
 import pytest
 
+from bigmodels.analysis.explain import UNSURE_BELOW
 from bigmodels.app.sandbox import ARCHITECTURES
 from bigmodels.harness.catalogue import shown
 from bigmodels.harness.server import StreamlitServer
@@ -37,31 +38,50 @@ def live_app(tmp_path_factory):
         yield server
 
 
-def expected_verdict(predictions: dict[str, int]) -> re.Pattern:
-    """The verdict the sandbox must show for these answers (architecture ->
-    predicted digit, in its columns' order): agreement on the one digit, or
-    every model's answer listed."""
-    if len(set(predictions.values())) == 1:
-        return shown("sandbox.agree", digit=next(iter(predictions.values())))
-    answers = ", ".join(en("sandbox.answer_item", model=en(f"sandbox.arch.{arch}"), digit=digit)
-                        for arch, digit in predictions.items())
-    return shown("sandbox.disagree", answers=answers)
+def expected_verdict(predictions: dict[str, int], confidences: dict[str, float]) -> re.Pattern:
+    """The verdict the sandbox must show for these answers (architecture -> predicted
+    digit and shown confidence, in its columns' order): agreement on the one digit
+    -- saying who is unsure when a model is below the threshold --, or every model's answer."""
+    if len(set(predictions.values())) > 1:
+        answers = ", ".join(en("sandbox.answer_item", model=en(f"sandbox.arch.{arch}"), digit=digit)
+                            for arch, digit in predictions.items())
+        return shown("sandbox.disagree", answers=answers)
+    digit = next(iter(predictions.values()))
+    agree, agree_unsure = shown("sandbox.agree", digit=digit), shown("sandbox.agree_unsure", digit=digit)
+    # confidences are shown to 0.1%: within that of the threshold either verdict may be meant
+    if any(c < UNSURE_BELOW - 0.001 for c in confidences.values()):
+        return agree_unsure
+    if any(abs(c - UNSURE_BELOW) <= 0.001 for c in confidences.values()):
+        return re.compile(f"{agree_unsure.pattern}|{agree.pattern}")
+    return agree
 
 
-def predictions_by_model(s: StreamlitSession) -> dict[str, int]:
-    """Each column's predicted digit, by the model named in the column's heading
-    (the heading and the metric share the column's place in the delta tree)."""
+def metric_by_model(s: StreamlitSession, label_key: str) -> dict[str, str]:
+    """Each column's metric called ``label_key``, by the model named in the column's
+    heading (the heading and the metric share the column's place in the delta tree)."""
     headings = {path[:-1]: arch for path, kind, e in s.elements for arch in ARCHITECTURES
                 if kind == "markdown" and e.markdown.body == f"#### {en(f'sandbox.arch.{arch}')}"}
     assert len(headings) == len(ARCHITECTURES), [e.markdown.body for _, k, e in s.elements if k == "markdown"]
     found = {}
     for path, kind, e in s.elements:
-        if kind == "metric" and e.metric.label == en("sandbox.result.prediction"):
+        if kind == "metric" and e.metric.label == en(label_key):
             arch = next(a for column, a in headings.items() if path[:len(column)] == column)
-            assert arch not in found and re.fullmatch(r"\d", e.metric.body), (arch, e.metric.body)
-            found[arch] = int(e.metric.body)
-    assert list(found) == list(ARCHITECTURES), found  # one answer per column, left to right
+            assert arch not in found, (arch, e.metric.body)
+            found[arch] = e.metric.body
+    assert list(found) == list(ARCHITECTURES), found  # one per column, left to right
     return found
+
+
+def predictions_by_model(s: StreamlitSession) -> dict[str, int]:
+    found = metric_by_model(s, "sandbox.result.prediction")
+    assert all(re.fullmatch(r"\d", v) for v in found.values()), found
+    return {arch: int(v) for arch, v in found.items()}
+
+
+def confidences_by_model(s: StreamlitSession) -> dict[str, float]:
+    found = metric_by_model(s, "sandbox.result.confidence")
+    assert all(re.fullmatch(r"\d+\.\d%", v) for v in found.values()), found
+    return {arch: float(v[:-1]) / 100 for arch, v in found.items()}
 
 
 def check_sandbox_answers(s: StreamlitSession) -> dict[str, int]:
@@ -76,10 +96,16 @@ def check_sandbox_answers(s: StreamlitSession) -> dict[str, int]:
     assert len(answers) == len(ARCHITECTURES) == 3, [m.body for m in s.find("markdown")]
     predictions = predictions_by_model(s)
     assert sum(bool(correct.match(a)) for a in answers) == sum(p == label for p in predictions.values())
+    confidences = confidences_by_model(s)
     alerts = [a.body for a in s.find("alert")]
-    verdicts = [a for a in alerts if shown("sandbox.agree").match(a) or shown("sandbox.disagree").match(a)]
+    verdicts = [a for a in alerts if any(shown(k).match(a) for k in ("sandbox.agree", "sandbox.agree_unsure",
+                                                                        "sandbox.disagree"))]
     assert len(verdicts) == 1, alerts
-    assert expected_verdict(predictions).match(verdicts[0]), (predictions, verdicts[0])
+    assert expected_verdict(predictions, confidences).match(verdicts[0]), (predictions, confidences, verdicts[0])
+    if shown("sandbox.agree_unsure").match(verdicts[0]):  # it names exactly the unsure models
+        for arch, c in confidences.items():
+            if abs(c - UNSURE_BELOW) > 0.001:
+                assert (en(f"sandbox.arch.{arch}") in verdicts[0]) == (c < UNSURE_BELOW), (arch, c, verdicts[0])
     return predictions
 
 
