@@ -131,7 +131,8 @@ def main() -> None:
     lang = language()
     all_cases = list(default_cases())
     st.title(t("cases.title"))
-    st.write(t("cases.intro", n=len(all_cases), countries=len({c.country for c in all_cases})))
+    st.write(t("cases.intro", article=t("app.source_article"), n=len(all_cases),
+               countries=len({c.country for c in all_cases})))
     shown = filtered(all_cases, lang)
     summary(shown)
     if not shown:

@@ -13,7 +13,8 @@ from bigmodels.analysis import calculators as calc
 from bigmodels.content import views
 from bigmodels.content.cases import default_cases
 from bigmodels.content.challenges import default_challenges
-from bigmodels.formatting import format_bytes, format_flops
+from bigmodels.formatting import format_bytes, format_flops, format_money
+from bigmodels.problems import ConfigError
 from bigmodels.app.session import language, t
 
 PAGES_DIR = Path(__file__).resolve().parent
@@ -72,6 +73,11 @@ def challenge_tabs(content, cases, lang: str) -> None:
             demo_link(challenge.demo_page, challenge.demo_label[lang])
 
 
+def invalid_input(exc: ConfigError) -> None:
+    """A calculator's bad input, in the reader's language."""
+    st.error(t("challenges.calc.error", message="; ".join(exc.messages(language()))))
+
+
 def accelerator_caption(key: str) -> None:
     acc = calc.ACCELERATORS[key]
     st.caption(
@@ -122,15 +128,16 @@ def training_calculator() -> None:
             st.form_submit_button(t("challenges.calc.train.submit"))
         try:
             est = calc.estimate_training(n_b * 1e9, d_b * 1e9, acc_key, mfu=mfu, price_per_gpu_hour=price, n_gpus=int(gpus))
-        except ValueError as exc:
-            st.error(t("challenges.calc.error", message=str(exc)))
+        except ConfigError as exc:
+            invalid_input(exc)
         else:
-            m = st.columns(5)
-            m[0].metric(t("challenges.calc.train.flops"), format_flops(est.flops))
-            m[1].metric(t("challenges.calc.train.gpu_hours"), f"{est.gpu_hours:,.0f}")
-            m[2].metric(t("challenges.calc.train.gpu_days"), f"{est.gpu_days:,.0f}")
-            m[3].metric(t("challenges.calc.train.wall", gpus=int(gpus)), f"{est.wall_clock_days:,.1f}")
-            m[4].metric(t("challenges.calc.train.cost"), f"{est.cost:,.0f}")
+            # Three to a row: at 1280 px five metrics cut off "3.15 × 10²³" and the labels.
+            top, bottom = st.columns(3), st.columns(3)
+            top[0].metric(t("challenges.calc.train.flops"), format_flops(est.flops))
+            top[1].metric(t("challenges.calc.train.gpu_hours"), f"{est.gpu_hours:,.0f}")
+            top[2].metric(t("challenges.calc.train.cost"), format_money(est.cost, language()))
+            bottom[0].metric(t("challenges.calc.train.gpu_days"), f"{est.gpu_days:,.0f}")
+            bottom[1].metric(t("challenges.calc.train.wall", gpus=int(gpus)), f"{est.wall_clock_days:,.1f}")
         accelerator_caption(acc_key)
         if preset:
             st.caption(t("challenges.calc.source", title=preset.source_title, url=preset.source_url))
@@ -159,8 +166,8 @@ def memory_calculator() -> None:
         try:
             w = calc.weights_bytes(params_b * 1e9, dtype)
             s = calc.training_state_bytes(params_b * 1e9, convention)
-        except ValueError as exc:
-            st.error(t("challenges.calc.error", message=str(exc)))
+        except ConfigError as exc:
+            invalid_input(exc)
         else:
             m = st.columns(2)
             m[0].metric(t("challenges.calc.mem.weights"), format_bytes(w, si=True))
@@ -209,8 +216,8 @@ def serving_calculator() -> None:
             mem = calc.inference_memory(
                 kv_params * 1e9, w_dtype, int(layers), int(kv_heads), int(head_dim), int(seq), int(batch), kv_dtype
             )
-        except ValueError as exc:
-            st.error(t("challenges.calc.error", message=str(exc)))
+        except ConfigError as exc:
+            invalid_input(exc)
         else:
             m = st.columns(3)
             m[0].metric(t("challenges.calc.kv.weights"), format_bytes(mem.weights, si=True))
@@ -228,7 +235,7 @@ def main() -> None:
     content = default_challenges()
     cases = list(default_cases())
     st.title(t("challenges.title"))
-    st.write(t("challenges.intro"))
+    st.write(t("challenges.intro", article=t("app.source_article")))
     challenge_tabs(content, cases, lang)
 
     st.divider()

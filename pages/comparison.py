@@ -20,7 +20,7 @@ from bigmodels.models.registry import list_models
 
 lang = language()
 st.title(t("comparison.title"))
-st.write(t("comparison.intro"))
+st.write(t("comparison.intro", article=t("app.source_article")))
 
 data, data_error = current_data()
 if data_error:
@@ -256,7 +256,7 @@ def reading() -> None:
 
 
 def scale() -> None:
-    st.write(t("comparison.scale.intro"))
+    st.write(t("comparison.scale.intro", article=t("app.source_article")))
     names = list(scaling.KNOBS)
     name = st.radio(t("comparison.scale.model"), names, horizontal=True, key="comparison_scale_model",
                     index=names.index(scaling.ARTICLE_REFERENCE["model"]), format_func=model_title)
@@ -301,7 +301,7 @@ def scale() -> None:
 
 
 def article() -> None:
-    st.write(t("comparison.article.intro"))
+    st.write(t("comparison.article.intro", article=t("app.source_article")))
     locations = ui.article_fix_locations()
     outcomes = ui.article_fix_results()
     for fix in FIXES:

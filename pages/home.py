@@ -70,7 +70,7 @@ def shipped_models() -> None:
 
 def main() -> None:
     st.title(t("home.title"))
-    st.write(t("home.intro"))
+    st.write(t("home.intro", article=t("app.source_article")))
     parts()
     st.divider()
     left, right = st.columns(2)

@@ -12,7 +12,7 @@ from typing import Iterable, Sequence
 
 import plotly.graph_objects as go
 
-from bigmodels.formatting import format_flops
+from bigmodels.formatting import format_count_in, format_flops
 from bigmodels.i18n import translate
 from bigmodels.content.cases import CHALLENGES, CONTINENTS, COUNTRIES, MODALITIES, WEIGHTS, Case
 from bigmodels.content.challenges import Dataset
@@ -93,20 +93,7 @@ def year_bounds(cases: Sequence[Case]) -> tuple[int, int]:
 
 def format_count(n: float, lang: str) -> str:
     """Large numbers the way each language writes them: 671B / 6710 亿."""
-    if lang == "zh":
-        for size, unit in ((1e12, "万亿"), (1e8, "亿"), (1e4, "万")):
-            if n >= size:
-                return f"{_trim(n / size)} {unit}"
-        return f"{n:,.0f}"
-    for size, unit in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
-        if n >= size:
-            return f"{_trim(n / size)}{unit}"
-    return f"{n:,.0f}"
-
-
-def _trim(x: float) -> str:
-    text = f"{x:.2f}" if x < 10 else f"{x:.1f}" if x < 100 else f"{x:.0f}"
-    return text.rstrip("0").rstrip(".") if "." in text else text
+    return format_count_in(n, lang)
 
 
 def format_parameters(case: Case, lang: str) -> str:
