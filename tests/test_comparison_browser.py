@@ -6,7 +6,6 @@ import time
 import pytest
 
 from bigmodels.analysis.article_fixes import FIXES
-
 from bigmodels.models.sources import model_title
 from bigmodels.models.shipped import available
 
