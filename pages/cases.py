@@ -129,7 +129,7 @@ def cards(shown, lang: str) -> None:
     sort_key = sort_col.selectbox(
         t("cases.sort.label"),
         options=list(views.SORT_KEYS),
-        format_func=lambda k: t(f"cases.sort.{k}"),
+        format_func={k: t(f"cases.sort.{k}") for k in views.SORT_KEYS}.get,  # texts made now, in this run
         key="cases_sort",
     )
     descending = order_col.toggle(t("cases.sort.descending"), value=sort_key == "parameters", key="cases_desc")

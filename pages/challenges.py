@@ -100,7 +100,8 @@ def calculator_preset(kind: str, presets: dict, label_of):
         t("challenges.calc.preset"),
         options=options,
         index=1,
-        format_func=lambda k: t("challenges.calc.preset.custom") if k == "custom" else label_of(presets[k]),
+        # the texts are made now: a format_func that looks the language up later can run outside this session
+        format_func={"custom": t("challenges.calc.preset.custom"), **{k: label_of(p) for k, p in presets.items()}}.get,
         key=f"{kind}_preset",
     )
     return preset_id, presets.get(preset_id)
@@ -158,7 +159,7 @@ def memory_calculator() -> None:
             convention = c3.selectbox(
                 t("challenges.calc.mem.convention"),
                 list(calc.TRAINING_CONVENTIONS),
-                format_func=lambda k: t(f"challenges.calc.conv.{k}"),
+                format_func={k: t(f"challenges.calc.conv.{k}") for k in calc.TRAINING_CONVENTIONS}.get,
                 key="mem_conv",
             )
             mem_acc = c4.selectbox(t("challenges.calc.mem.accelerator"), ACCELERATOR_KEYS, index=2, key="mem_acc")

@@ -34,7 +34,7 @@ SECTIONS = ("side", "mistakes", "reading", "scale", "article")
 if st.query_params.get("section") in SECTIONS and "comparison_section" not in st.session_state:
     st.session_state["comparison_section"] = st.query_params["section"]
 section = st.radio(t("comparison.section.label"), SECTIONS, horizontal=True, key="comparison_section",
-                   format_func=lambda s: t(f"comparison.section.{s}"), label_visibility="collapsed",
+                   format_func={s: t(f"comparison.section.{s}") for s in SECTIONS}.get, label_visibility="collapsed",
                    on_change=lambda: st.query_params.update(section=st.session_state["comparison_section"]))
 
 all_sources, sources_error = ui.sources()
@@ -73,7 +73,7 @@ def chosen_entries():
     default = [s.id for s in all_sources if s.origin == "shipped"]
     chosen_ids = st.multiselect(t("comparison.picker"), list(by_id), default=default,
                                 format_func=lambda i: by_id[i].label, key="comparison_models",
-                                help=t("comparison.picker_help"))
+                                help=t("comparison.picker_help"), placeholder=t("comparison.picker_placeholder"))
     chosen = [by_id[i] for i in chosen_ids]
     if not chosen:
         st.info(t("comparison.pick_one"))
