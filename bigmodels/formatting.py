@@ -100,21 +100,22 @@ def format_money(amount: float | None, lang: str = "en") -> str:
 _TICK_STEPS = ((1,), (1, 2, 5), (1, 2, 3, 4, 5, 6, 7, 8, 9))
 
 
-def log_axis(values, label=None, pad: float = 0.15) -> dict:
+def log_axis(values, label=None, pad: float = 0.15, steps=_TICK_STEPS, min_ticks: int = 3) -> dict:
     """Settings for a plotly log axis over ``values``: its ``range`` (``pad`` decades
     beyond the data) and ``tickvals``/``ticktext`` -- one tick per power of ten
     (1, 10, 100, ...) when the data spans enough decades, else 1-2-5 or every
     digit, so that there are always a few ticks and they never crowd or stack.
-    ``label`` writes a tick (default ``format_count_in``: 1, 10, 1K, 1M, 1B)."""
+    ``label`` writes a tick (default ``format_count_in``: 1, 10, 1K, 1M, 1B); ``steps``
+    and ``min_ticks`` say which tick sets to try, and how many ticks are enough."""
     positive = [float(v) for v in values if v is not None and v > 0]
     if not positive:
         return {"type": "log"}
     label = label or format_count_in
     lo, hi = math.log10(min(positive)) - pad, math.log10(max(positive)) + pad
-    for steps in _TICK_STEPS:
-        ticks = [m * 10.0 ** e for e in range(math.floor(lo), math.ceil(hi) + 1) for m in steps]
+    for multiples in steps:
+        ticks = [m * 10.0 ** e for e in range(math.floor(lo), math.ceil(hi) + 1) for m in multiples]
         ticks = [v for v in ticks if lo <= math.log10(v) <= hi]
-        if len(ticks) >= 3:
+        if len(ticks) >= min_ticks:
             break
     return {"type": "log", "range": [lo, hi], "tickvals": ticks, "ticktext": [label(v) for v in ticks]}
 

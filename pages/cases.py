@@ -108,14 +108,15 @@ def table(shown, lang: str) -> None:
         width="stretch",
         column_order=views.CASE_COLUMNS,
         column_config={
-            "name": col.TextColumn(t("cases.col.name"), pinned=True),
-            "organisation": col.TextColumn(t("cases.col.organisation")),
-            "country": col.TextColumn(t("cases.col.country"), width="small"),
-            "year": col.NumberColumn(t("cases.col.year"), format="%d", width="small"),
-            "parameters": col.TextColumn(t("cases.col.parameters"), width="small"),
-            "licence": col.TextColumn(t("cases.col.licence"), help=t("cases.col.licence_help")),
-            "modality": col.TextColumn(t("cases.col.modality"), width="small"),
-            "source": col.LinkColumn(t("cases.col.source"), display_text=t("cases.col.source_link"), width="small"),
+            # widths in px that add up to the ~810 px a 1280 px screen leaves beside the sidebar
+            "name": col.TextColumn(t("cases.col.name"), pinned=True, width=150),
+            "organisation": col.TextColumn(t("cases.col.organisation"), width=150),
+            "country": col.TextColumn(t("cases.col.country"), width=80),
+            "year": col.NumberColumn(t("cases.col.year"), format="%d", width=55),
+            "parameters": col.TextColumn(t("cases.col.parameters"), width=75),
+            "licence": col.TextColumn(t("cases.col.licence"), help=t("cases.col.licence_help"), width=150),
+            "modality": col.TextColumn(t("cases.col.modality"), width=80),
+            "source": col.LinkColumn(t("cases.col.source"), display_text=t("cases.col.source_link"), width=66),
         },
         key="cases_table",
     )

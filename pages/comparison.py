@@ -108,37 +108,40 @@ def side_by_side() -> None:
     entries, measured = chosen
     st.subheader(t("comparison.table.header"))
     rows = cmp.table_rows(entries, measured, lang)
-    mixed = len({row["test_data"] for row in rows}) > 1
+    same = {key: rows[0][key] for key in ("test_data", "measured") if len({row[key] for row in rows}) == 1}
     col = st.column_config
+    # widths in px that add up to the ~810 px a 1280 px screen leaves beside the sidebar
     config = {
-        "model": col.TextColumn(t("comparison.col.model"), pinned=True),
-        "accuracy": col.NumberColumn(t("comparison.col.accuracy"), format="%.2f%%", width="small"),
-        "throughput": col.NumberColumn(t("comparison.col.throughput"), format="localized",
+        "model": col.TextColumn(t("comparison.col.model"), pinned=True, width=190),
+        "accuracy": col.NumberColumn(t("comparison.col.accuracy"), format="%.2f%%", width=110),
+        "throughput": col.NumberColumn(t("comparison.col.throughput"), format="localized", width=110,
                                        help=t("comparison.col.throughput_help")),
-        "latency_ms": col.NumberColumn(t("comparison.col.latency"), format="%.2f", width="small",
+        "latency_ms": col.NumberColumn(t("comparison.col.latency"), format="%.2f", width=110,
                                        help=t("comparison.col.latency_help")),
-        "parameters": col.NumberColumn(t("comparison.col.parameters"), format="localized", width="small"),
-        "disk_mb": col.NumberColumn(t("comparison.col.disk"), format="%.2f", width="small"),
-        "macs": col.NumberColumn(t("comparison.col.macs"), format="compact", width="small",
+        "parameters": col.NumberColumn(t("comparison.col.parameters"), format="localized", width=110),
+        "disk_mb": col.NumberColumn(t("comparison.col.disk"), format="%.2f", width=100),
+        "macs": col.NumberColumn(t("comparison.col.macs"), format="compact", width=120,
                                  help=t("comparison.col.macs_help")),
-        "train_s_per_epoch": col.NumberColumn(t("comparison.col.train"), format="%.1f", width="small",
+        "train_s_per_epoch": col.NumberColumn(t("comparison.col.train"), format="%.1f", width=90,
                                               help=t("comparison.col.train_help")),
         "peak_infer_mb": col.NumberColumn(t("comparison.col.peak_infer", batch=cmp.INFER_BATCH), format="%.1f",
-                                          help=t("comparison.col.peak_help")),
+                                          width=165, help=t("comparison.col.peak_help")),
         "peak_train_mb": col.NumberColumn(t("comparison.col.peak_train", batch=cmp.TRAIN_BATCH), format="%.1f",
-                                          help=t("comparison.col.peak_help")),
-        "test_data": col.TextColumn(t("comparison.col.test_data")),
-        "measured": col.TextColumn(t("comparison.col.measured")),
+                                          width=165, help=t("comparison.col.peak_help")),
+        "test_data": col.TextColumn(t("comparison.col.test_data"), width=150),
+        "measured": col.TextColumn(t("comparison.col.measured"), width=240),
     }
-    # Two tables that each fit a 1280 px screen: what people look for first, then the costs.
+    # Two tables that each fit a 1280 px screen: what people look for first, then the costs;
+    # a column that is the same in every row is said once, below them.
     st.dataframe(rows, hide_index=True, width="stretch", column_config=config, key="comparison_table",
                  column_order=("model", "accuracy", "throughput", "latency_ms", "parameters", "disk_mb"))
     st.markdown(f"**{t('comparison.table.costs')}**")
     st.dataframe(rows, hide_index=True, width="stretch", column_config=config, key="comparison_table_costs",
                  column_order=("model", "macs", "train_s_per_epoch", "peak_infer_mb", "peak_train_mb",
-                               *(("test_data",) if mixed else ()), "measured"))
-    if not mixed:
-        st.caption(t("comparison.table.test_set", test_data=rows[0]["test_data"]))
+                               *(key for key in ("test_data", "measured") if key not in same)))
+    if same:
+        st.caption(" ".join(t(f"comparison.table.same_{key}", value=value) for key, value in same.items()))
+    mixed = "test_data" not in same
     st.caption(t("comparison.table.caption", infer=cmp.INFER_BATCH, train=cmp.TRAIN_BATCH))
     if mixed or any(e.metrics.get("data_source") != entries[0].metrics.get("data_source") for e in entries):
         st.warning(t("comparison.table.mixed_data"))
