@@ -92,7 +92,7 @@ def accelerator_caption(key: str) -> None:
     )
 
 
-def calculator_preset(kind: str, presets: dict, label_of):
+def calculator_preset(kind: str, presets: dict):
     """A calculator's heading and preset picker: (preset id, the preset or None for "custom")."""
     st.subheader(t(f"challenges.calc.{kind}.header"))
     options = ["custom", *presets]
@@ -101,7 +101,8 @@ def calculator_preset(kind: str, presets: dict, label_of):
         options=options,
         index=1,
         # the texts are made now: a format_func that looks the language up later can run outside this session
-        format_func={"custom": t("challenges.calc.preset.custom"), **{k: label_of(p) for k, p in presets.items()}}.get,
+        format_func={"custom": t("challenges.calc.preset.custom"),
+                     **{k: views.preset_label(presets, k, language()) for k in presets}}.get,
         key=f"{kind}_preset",
     )
     return preset_id, presets.get(preset_id)
@@ -110,7 +111,7 @@ def calculator_preset(kind: str, presets: dict, label_of):
 def training_calculator() -> None:
     """Training compute, time and cost."""
     with st.container(border=True):
-        preset_id, preset = calculator_preset("train", views.TRAINING_PRESETS, lambda p: p.label)
+        preset_id, preset = calculator_preset("train", views.TRAINING_PRESETS)
         with st.form("train_form"):
             c1, c2 = st.columns(2)
             n_b = c1.number_input(
@@ -148,7 +149,7 @@ def training_calculator() -> None:
 def memory_calculator() -> None:
     """Memory for the weights and for training."""
     with st.container(border=True):
-        mem_id, mem_preset = calculator_preset("mem", views.MEMORY_PRESETS, lambda p: p[0])
+        mem_id, mem_preset = calculator_preset("mem", views.MEMORY_PRESETS)
         with st.form("mem_form"):
             c1, c2, c3, c4 = st.columns(4)
             params_b = c1.number_input(
@@ -182,14 +183,15 @@ def memory_calculator() -> None:
                 )
             )
         if mem_preset:
-            st.caption(t("challenges.calc.source", title=mem_preset[0], url=mem_preset[2]))
+            st.caption(t("challenges.calc.source", title=views.preset_label(views.MEMORY_PRESETS, mem_id, language()),
+                         url=mem_preset[2]))
         st.markdown(t("challenges.calc.mem.formula"))
 
 
 def serving_calculator() -> None:
     """Serving memory: the weights and the KV cache."""
     with st.container(border=True):
-        kv_id, kv = calculator_preset("kv", views.SERVING_PRESETS, lambda p: p.label)
+        kv_id, kv = calculator_preset("kv", views.SERVING_PRESETS)
         with st.form("kv_form"):
             c1, c2, c3, c4 = st.columns(4)
             kv_params = c1.number_input(

@@ -395,6 +395,7 @@ class TrainingPreset:
     n_tokens: float
     source_title: str
     source_url: str
+    label_zh: str | None = None  # where the label has words besides the model's name
 
 
 @dataclass(frozen=True)
@@ -414,7 +415,8 @@ TRAINING_PRESETS: dict[str, TrainingPreset] = {
     "chinchilla": TrainingPreset("Chinchilla 70B", 70e9, 1.4e12, "Hoffmann et al. 2022", "https://arxiv.org/abs/2203.15556"),
     "llama31_405b": TrainingPreset("Llama 3.1 405B", 405e9, 15.6e12, "The Llama 3 Herd of Models", "https://arxiv.org/abs/2407.21783"),
     "deepseek_v3": TrainingPreset(
-        "DeepSeek-V3 (37B activated)", 37e9, 14.8e12, "DeepSeek-V3 Technical Report", "https://arxiv.org/abs/2412.19437"
+        "DeepSeek-V3 (37B activated)", 37e9, 14.8e12, "DeepSeek-V3 Technical Report", "https://arxiv.org/abs/2412.19437",
+        label_zh="DeepSeek-V3（每个 token 激活 370 亿参数）",
     ),
 }
 
@@ -439,6 +441,16 @@ MEMORY_PRESETS: dict[str, tuple[str, float, str]] = {
     "llama31_405b": ("Llama 3.1 405B", 405e9, "https://arxiv.org/abs/2407.21783"),
     "deepseek_v3": ("DeepSeek-V3 671B (all experts)", 671e9, "https://arxiv.org/abs/2412.19437"),
 }
+#: Chinese for the memory presets' labels that have words besides the model's name.
+MEMORY_PRESET_LABELS_ZH = {"gpt2_xl": "GPT-2 1.5B（ZeRO 论文中的例子）", "deepseek_v3": "DeepSeek-V3 671B（全部专家）"}
+
+
+def preset_label(presets: dict, key: str, lang: str) -> str:
+    """A calculator preset's label in ``lang`` (the model's name where it has no words to translate)."""
+    preset = presets[key]
+    if presets is MEMORY_PRESETS:
+        return (MEMORY_PRESET_LABELS_ZH.get(key) if lang == "zh" else None) or preset[0]
+    return (getattr(preset, "label_zh", None) if lang == "zh" else None) or preset.label
 
 
 def cases_for_challenge(cases: Iterable[Case], challenge_id: str, lang: str) -> list[str]:
