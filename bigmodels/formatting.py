@@ -1,7 +1,9 @@
-"""Numbers for people: byte sizes, counts, durations and FLOP counts as short strings.
+"""Numbers for people: byte sizes, counts, durations, FLOP counts, money and
+log-axis ticks as short strings.
 
 Pure functions, shared by the CLI, the analysis and the pages. An unknown
-value (None) is shown as "–".
+value (None) is shown as "–". Where languages write a number differently
+(671B in English, 6710 亿 in Chinese) the function takes ``lang``.
 """
 from __future__ import annotations
 
@@ -61,3 +63,67 @@ def format_flops(flops: float) -> str:
     exponent = math.floor(math.log10(flops))
     mantissa = flops / 10**exponent
     return f"{mantissa:.2f} × 10{str(exponent).translate(_SUPERSCRIPT)}"
+
+
+def _trim(x: float) -> str:
+    """Three significant digits at most, without trailing zeros: 2.56, 36.7, 671."""
+    text = f"{x:.2f}" if x < 10 else f"{x:.1f}" if x < 100 else f"{x:.0f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+_SHORT_SCALE = {"en": ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")),
+                "zh": ((1e12, " 万亿"), (1e8, " 亿"), (1e4, " 万"))}
+
+
+def format_count_in(n: float | None, lang: str = "en") -> str:
+    """A count the way each language writes it: ``671B`` / ``6710 亿``,
+    ``36.7M`` / ``3670 万``; plain with separators below the first unit."""
+    if n is None:
+        return UNKNOWN
+    for size, unit in _SHORT_SCALE.get(lang, _SHORT_SCALE["en"]):
+        if abs(n) >= size:
+            return f"{_trim(n / size)}{unit}"
+    return f"{n:,.0f}"
+
+
+def format_money(amount: float | None, lang: str = "en") -> str:
+    """US dollars with their currency, short: ``US$442K``, ``US$4.6M`` /
+    ``44.2 万美元``; whole dollars below a thousand (``US$950`` / ``950 美元``)."""
+    if amount is None:
+        return UNKNOWN
+    if lang == "zh":
+        text = format_count_in(amount, "zh")
+        return text + ("美元" if text[-1] in "万亿" else " 美元")
+    return f"US${format_count_in(amount, 'en')}"
+
+
+_TICK_STEPS = ((1,), (1, 2, 5), (1, 2, 3, 4, 5, 6, 7, 8, 9))
+
+
+def log_axis(values, label=None, pad: float = 0.15, steps=_TICK_STEPS, min_ticks: int = 3) -> dict:
+    """Settings for a plotly log axis over ``values``: its ``range`` (``pad`` decades
+    beyond the data) and ``tickvals``/``ticktext`` -- one tick per power of ten
+    (1, 10, 100, ...) when the data spans enough decades, else 1-2-5 or every
+    digit, so that there are always a few ticks and they never crowd or stack.
+    ``label`` writes a tick (default ``format_count_in``: 1, 10, 1K, 1M, 1B); ``steps``
+    and ``min_ticks`` say which tick sets to try, and how many ticks are enough."""
+    positive = [float(v) for v in values if v is not None and v > 0]
+    if not positive:
+        return {"type": "log"}
+    label = label or format_count_in
+    lo, hi = math.log10(min(positive)) - pad, math.log10(max(positive)) + pad
+    for multiples in steps:
+        ticks = [m * 10.0 ** e for e in range(math.floor(lo), math.ceil(hi) + 1) for m in multiples]
+        ticks = [v for v in ticks if lo <= math.log10(v) <= hi]
+        if len(ticks) >= min_ticks:
+            break
+    return {"type": "log", "range": [lo, hi], "tickvals": ticks, "ticktext": [label(v) for v in ticks]}
+
+
+def format_si_bytes(n: float) -> str:
+    """A byte count on a chart axis: ``100 MB``, ``1 GB``, ``10 kB`` (decimal units, trimmed)."""
+    base, units, _, _ = _SI
+    for power in range(len(units) - 1, 0, -1):
+        if n >= base ** power:
+            return f"{_trim(n / base ** power)} {units[power]}"
+    return f"{n:,.0f} B"

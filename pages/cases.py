@@ -17,17 +17,21 @@ def filtered(all_cases, lang: str):
     with st.sidebar:
         st.header(t("cases.filter.header"))
         regions = st.multiselect(
-            t("cases.filter.region"), options=list(REGIONS), format_func=lambda k: REGIONS[k][lang], key="cases_regions"
+            t("cases.filter.region"), options=list(REGIONS), format_func=lambda k: REGIONS[k][lang], key="cases_regions",
+            placeholder=t("cases.filter.any"),
         )
         modalities = st.multiselect(
-            t("cases.filter.modality"), options=list(MODALITIES), format_func=lambda k: MODALITIES[k][lang], key="cases_modalities"
+            t("cases.filter.modality"), options=list(MODALITIES), format_func=lambda k: MODALITIES[k][lang], key="cases_modalities",
+            placeholder=t("cases.filter.any"),
         )
         years = st.slider(t("cases.filter.years"), min_value=lo, max_value=hi, value=(lo, hi), key="cases_years")
         weights = st.multiselect(
-            t("cases.filter.weights"), options=list(WEIGHTS), format_func=lambda k: WEIGHTS[k][lang], key="cases_weights"
+            t("cases.filter.weights"), options=list(WEIGHTS), format_func=lambda k: WEIGHTS[k][lang], key="cases_weights",
+            placeholder=t("cases.filter.any"),
         )
         challenges = st.multiselect(
-            t("cases.filter.challenge"), options=list(CHALLENGES), format_func=lambda k: CHALLENGES[k][lang], key="cases_challenges"
+            t("cases.filter.challenge"), options=list(CHALLENGES), format_func=lambda k: CHALLENGES[k][lang], key="cases_challenges",
+            placeholder=t("cases.filter.any"),
         )
     return views.filter_cases(
         all_cases,
@@ -50,13 +54,46 @@ def summary(shown) -> None:
     cols[3].metric(t("cases.metric.open"), counts["open"])
 
 
-def map_and_timeline(shown, lang: str) -> None:
-    """Where and when: the world map and the timeline."""
+COUNTRY_KEY = "cases_country"  # the country clicked on the map, while it filters
+MAP_ROUND_KEY = "cases_map_round"  # a new map widget (its selection cleared) after "clear"
+
+
+def map_key() -> str:
+    return f"cases_map_{st.session_state.get(MAP_ROUND_KEY, 0)}"
+
+
+def pick_country() -> None:
+    """The map's selection callback: a clicked country becomes the filter."""
+    code = views.selected_country(st.session_state.get(map_key()))
+    if code:
+        st.session_state[COUNTRY_KEY] = code
+
+
+def clear_country() -> None:
+    st.session_state.pop(COUNTRY_KEY, None)
+    st.session_state[MAP_ROUND_KEY] = st.session_state.get(MAP_ROUND_KEY, 0) + 1
+
+
+def country_filter(lang: str) -> str | None:
+    """The country picked on the map, shown with a visible way to clear it."""
+    code = st.session_state.get(COUNTRY_KEY)
+    if code:
+        text, button = st.columns([4, 1], vertical_alignment="center")
+        text.info(t("cases.country.filtering", country=views.country_name(code, lang)), icon=":material/public:")
+        button.button(t("cases.country.clear"), on_click=clear_country, key="cases_country_clear",
+                      icon=":material/close:")
+    return code
+
+
+def world_map(on_map, lang: str) -> None:
+    """The world map of the cases the other filters let through; click a country to keep its cases."""
     st.subheader(t("cases.map.header"))
-    st.plotly_chart(views.world_map_figure(shown, lang), config=views.PLOTLY_CONFIG, key="cases_map")
+    st.plotly_chart(views.world_map_figure(on_map, lang), config=views.PLOTLY_CONFIG, key=map_key(),
+                    on_select=pick_country, selection_mode="points")
     st.caption(t("cases.map.caption"))
 
-    # ---------------------------------------------------------------- timeline
+
+def timeline(shown, lang: str) -> None:
     st.subheader(t("cases.timeline.header"))
     st.plotly_chart(views.timeline_figure(shown, lang), config=views.PLOTLY_CONFIG, key="cases_timeline")
 
@@ -64,13 +101,22 @@ def map_and_timeline(shown, lang: str) -> None:
 def table(shown, lang: str) -> None:
     """The sortable table of every case shown."""
     st.subheader(t("cases.table.header"))
+    col = st.column_config
     st.dataframe(
         views.cases_table(shown, lang),
         hide_index=True,
+        width="stretch",
+        column_order=views.CASE_COLUMNS,
         column_config={
-            t("cases.col.parameters"): st.column_config.NumberColumn(format="%d"),
-            t("cases.col.source"): st.column_config.LinkColumn(),
-            t("cases.col.year"): st.column_config.NumberColumn(format="%d"),
+            # widths in px that add up to the ~810 px a 1280 px screen leaves beside the sidebar
+            "name": col.TextColumn(t("cases.col.name"), pinned=True, width=150),
+            "organisation": col.TextColumn(t("cases.col.organisation"), width=150),
+            "country": col.TextColumn(t("cases.col.country"), width=80),
+            "year": col.NumberColumn(t("cases.col.year"), format="%d", width=55),
+            "parameters": col.TextColumn(t("cases.col.parameters"), width=75),
+            "licence": col.TextColumn(t("cases.col.licence"), help=t("cases.col.licence_help"), width=150),
+            "modality": col.TextColumn(t("cases.col.modality"), width=80),
+            "source": col.LinkColumn(t("cases.col.source"), display_text=t("cases.col.source_link"), width=66),
         },
         key="cases_table",
     )
@@ -84,7 +130,7 @@ def cards(shown, lang: str) -> None:
     sort_key = sort_col.selectbox(
         t("cases.sort.label"),
         options=list(views.SORT_KEYS),
-        format_func=lambda k: t(f"cases.sort.{k}"),
+        format_func={k: t(f"cases.sort.{k}") for k in views.SORT_KEYS}.get,  # texts made now, in this run
         key="cases_sort",
     )
     descending = order_col.toggle(t("cases.sort.descending"), value=sort_key == "parameters", key="cases_desc")
@@ -112,7 +158,8 @@ def cards(shown, lang: str) -> None:
                 st.markdown(t("cases.card.parameters", value=views.format_parameters(case, lang)))
                 if case.parameters_note:
                     st.caption(case.parameters_note[lang])
-                st.markdown(t("cases.card.weights", weights=WEIGHTS[case.weights][lang], licence=case.licence))
+                st.markdown(t("cases.card.weights", weights=WEIGHTS[case.weights][lang],
+                              licence=case.licence_in(lang)))
                 st.markdown(t("cases.card.challenge", challenge=CHALLENGES[case.challenge][lang]))
                 st.caption(case.challenge_note[lang])
             with st.expander(t("cases.card.sources")):
@@ -131,13 +178,20 @@ def main() -> None:
     lang = language()
     all_cases = list(default_cases())
     st.title(t("cases.title"))
-    st.write(t("cases.intro", n=len(all_cases), countries=len({c.country for c in all_cases})))
-    shown = filtered(all_cases, lang)
+    st.write(t("cases.intro", article=t("app.source_article"), n=len(all_cases),
+               countries=len({c.country for c in all_cases})))
+    query = st.text_input(t("cases.search.label"), placeholder=t("cases.search.placeholder"), key="cases_query",
+                          icon=":material/search:")
+    on_map = views.search_cases(filtered(all_cases, lang), query, lang)
+    country = country_filter(lang)
+    shown = views.filter_cases(on_map, views.CaseFilter(countries=frozenset({country} if country else ())))
     summary(shown)
+    if on_map:
+        world_map(on_map, lang)
     if not shown:
         st.info(t("cases.filter.empty"))
     else:
-        map_and_timeline(shown, lang)
+        timeline(shown, lang)
         table(shown, lang)
         cards(shown, lang)
     challenges_link()

@@ -13,7 +13,8 @@ from bigmodels.analysis import calculators as calc
 from bigmodels.content import views
 from bigmodels.content.cases import default_cases
 from bigmodels.content.challenges import default_challenges
-from bigmodels.formatting import format_bytes, format_flops
+from bigmodels.formatting import format_bytes, format_flops, format_money
+from bigmodels.problems import ConfigError
 from bigmodels.app.session import language, t
 
 PAGES_DIR = Path(__file__).resolve().parent
@@ -72,6 +73,11 @@ def challenge_tabs(content, cases, lang: str) -> None:
             demo_link(challenge.demo_page, challenge.demo_label[lang])
 
 
+def invalid_input(exc: ConfigError) -> None:
+    """A calculator's bad input, in the reader's language."""
+    st.error(t("challenges.calc.error", message="; ".join(exc.messages(language()))))
+
+
 def accelerator_caption(key: str) -> None:
     acc = calc.ACCELERATORS[key]
     st.caption(
@@ -86,7 +92,7 @@ def accelerator_caption(key: str) -> None:
     )
 
 
-def calculator_preset(kind: str, presets: dict, label_of):
+def calculator_preset(kind: str, presets: dict):
     """A calculator's heading and preset picker: (preset id, the preset or None for "custom")."""
     st.subheader(t(f"challenges.calc.{kind}.header"))
     options = ["custom", *presets]
@@ -94,7 +100,9 @@ def calculator_preset(kind: str, presets: dict, label_of):
         t("challenges.calc.preset"),
         options=options,
         index=1,
-        format_func=lambda k: t("challenges.calc.preset.custom") if k == "custom" else label_of(presets[k]),
+        # the texts are made now: a format_func that looks the language up later can run outside this session
+        format_func={"custom": t("challenges.calc.preset.custom"),
+                     **{k: views.preset_label(presets, k, language()) for k in presets}}.get,
         key=f"{kind}_preset",
     )
     return preset_id, presets.get(preset_id)
@@ -103,7 +111,7 @@ def calculator_preset(kind: str, presets: dict, label_of):
 def training_calculator() -> None:
     """Training compute, time and cost."""
     with st.container(border=True):
-        preset_id, preset = calculator_preset("train", views.TRAINING_PRESETS, lambda p: p.label)
+        preset_id, preset = calculator_preset("train", views.TRAINING_PRESETS)
         with st.form("train_form"):
             c1, c2 = st.columns(2)
             n_b = c1.number_input(
@@ -122,15 +130,16 @@ def training_calculator() -> None:
             st.form_submit_button(t("challenges.calc.train.submit"))
         try:
             est = calc.estimate_training(n_b * 1e9, d_b * 1e9, acc_key, mfu=mfu, price_per_gpu_hour=price, n_gpus=int(gpus))
-        except ValueError as exc:
-            st.error(t("challenges.calc.error", message=str(exc)))
+        except ConfigError as exc:
+            invalid_input(exc)
         else:
-            m = st.columns(5)
-            m[0].metric(t("challenges.calc.train.flops"), format_flops(est.flops))
-            m[1].metric(t("challenges.calc.train.gpu_hours"), f"{est.gpu_hours:,.0f}")
-            m[2].metric(t("challenges.calc.train.gpu_days"), f"{est.gpu_days:,.0f}")
-            m[3].metric(t("challenges.calc.train.wall", gpus=int(gpus)), f"{est.wall_clock_days:,.1f}")
-            m[4].metric(t("challenges.calc.train.cost"), f"{est.cost:,.0f}")
+            # Three to a row: at 1280 px five metrics cut off "3.15 × 10²³" and the labels.
+            top, bottom = st.columns(3), st.columns(3)
+            top[0].metric(t("challenges.calc.train.flops"), format_flops(est.flops))
+            top[1].metric(t("challenges.calc.train.gpu_hours"), f"{est.gpu_hours:,.0f}")
+            top[2].metric(t("challenges.calc.train.cost"), format_money(est.cost, language()))
+            bottom[0].metric(t("challenges.calc.train.gpu_days"), f"{est.gpu_days:,.0f}")
+            bottom[1].metric(t("challenges.calc.train.wall", gpus=int(gpus)), f"{est.wall_clock_days:,.1f}")
         accelerator_caption(acc_key)
         if preset:
             st.caption(t("challenges.calc.source", title=preset.source_title, url=preset.source_url))
@@ -140,7 +149,7 @@ def training_calculator() -> None:
 def memory_calculator() -> None:
     """Memory for the weights and for training."""
     with st.container(border=True):
-        mem_id, mem_preset = calculator_preset("mem", views.MEMORY_PRESETS, lambda p: p[0])
+        mem_id, mem_preset = calculator_preset("mem", views.MEMORY_PRESETS)
         with st.form("mem_form"):
             c1, c2, c3, c4 = st.columns(4)
             params_b = c1.number_input(
@@ -151,7 +160,7 @@ def memory_calculator() -> None:
             convention = c3.selectbox(
                 t("challenges.calc.mem.convention"),
                 list(calc.TRAINING_CONVENTIONS),
-                format_func=lambda k: t(f"challenges.calc.conv.{k}"),
+                format_func={k: t(f"challenges.calc.conv.{k}") for k in calc.TRAINING_CONVENTIONS}.get,
                 key="mem_conv",
             )
             mem_acc = c4.selectbox(t("challenges.calc.mem.accelerator"), ACCELERATOR_KEYS, index=2, key="mem_acc")
@@ -159,8 +168,8 @@ def memory_calculator() -> None:
         try:
             w = calc.weights_bytes(params_b * 1e9, dtype)
             s = calc.training_state_bytes(params_b * 1e9, convention)
-        except ValueError as exc:
-            st.error(t("challenges.calc.error", message=str(exc)))
+        except ConfigError as exc:
+            invalid_input(exc)
         else:
             m = st.columns(2)
             m[0].metric(t("challenges.calc.mem.weights"), format_bytes(w, si=True))
@@ -174,14 +183,15 @@ def memory_calculator() -> None:
                 )
             )
         if mem_preset:
-            st.caption(t("challenges.calc.source", title=mem_preset[0], url=mem_preset[2]))
+            st.caption(t("challenges.calc.source", title=views.preset_label(views.MEMORY_PRESETS, mem_id, language()),
+                         url=mem_preset[2]))
         st.markdown(t("challenges.calc.mem.formula"))
 
 
 def serving_calculator() -> None:
     """Serving memory: the weights and the KV cache."""
     with st.container(border=True):
-        kv_id, kv = calculator_preset("kv", views.SERVING_PRESETS, lambda p: p.label)
+        kv_id, kv = calculator_preset("kv", views.SERVING_PRESETS)
         with st.form("kv_form"):
             c1, c2, c3, c4 = st.columns(4)
             kv_params = c1.number_input(
@@ -209,8 +219,8 @@ def serving_calculator() -> None:
             mem = calc.inference_memory(
                 kv_params * 1e9, w_dtype, int(layers), int(kv_heads), int(head_dim), int(seq), int(batch), kv_dtype
             )
-        except ValueError as exc:
-            st.error(t("challenges.calc.error", message=str(exc)))
+        except ConfigError as exc:
+            invalid_input(exc)
         else:
             m = st.columns(3)
             m[0].metric(t("challenges.calc.kv.weights"), format_bytes(mem.weights, si=True))
@@ -228,7 +238,7 @@ def main() -> None:
     content = default_challenges()
     cases = list(default_cases())
     st.title(t("challenges.title"))
-    st.write(t("challenges.intro"))
+    st.write(t("challenges.intro", article=t("app.source_article")))
     challenge_tabs(content, cases, lang)
 
     st.divider()

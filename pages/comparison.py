@@ -14,13 +14,14 @@ from bigmodels.analysis import scaling
 from bigmodels.analysis.article_fixes import FIXES
 from bigmodels.app import comparison as ui
 from bigmodels.app.session import current_data, language, model_title, t
+from bigmodels.formatting import format_bytes, format_count_in
 from bigmodels.figures import architecture as diagrams
 from bigmodels.models.checkpoints import CheckpointError
 from bigmodels.models.registry import list_models
 
 lang = language()
 st.title(t("comparison.title"))
-st.write(t("comparison.intro"))
+st.write(t("comparison.intro", article=t("app.source_article")))
 
 data, data_error = current_data()
 if data_error:
@@ -33,7 +34,7 @@ SECTIONS = ("side", "mistakes", "reading", "scale", "article")
 if st.query_params.get("section") in SECTIONS and "comparison_section" not in st.session_state:
     st.session_state["comparison_section"] = st.query_params["section"]
 section = st.radio(t("comparison.section.label"), SECTIONS, horizontal=True, key="comparison_section",
-                   format_func=lambda s: t(f"comparison.section.{s}"), label_visibility="collapsed",
+                   format_func={s: t(f"comparison.section.{s}") for s in SECTIONS}.get, label_visibility="collapsed",
                    on_change=lambda: st.query_params.update(section=st.session_state["comparison_section"]))
 
 all_sources, sources_error = ui.sources()
@@ -72,7 +73,7 @@ def chosen_entries():
     default = [s.id for s in all_sources if s.origin == "shipped"]
     chosen_ids = st.multiselect(t("comparison.picker"), list(by_id), default=default,
                                 format_func=lambda i: by_id[i].label, key="comparison_models",
-                                help=t("comparison.picker_help"))
+                                help=t("comparison.picker_help"), placeholder=t("comparison.picker_placeholder"))
     chosen = [by_id[i] for i in chosen_ids]
     if not chosen:
         st.info(t("comparison.pick_one"))
@@ -106,27 +107,43 @@ def side_by_side() -> None:
         return
     entries, measured = chosen
     st.subheader(t("comparison.table.header"))
+    rows = cmp.table_rows(entries, measured, lang)
+    same = {key: rows[0][key] for key in ("test_data", "measured") if len({row[key] for row in rows}) == 1}
     col = st.column_config
-    st.dataframe(cmp.table_rows(entries, measured, lang), hide_index=True, width="stretch", column_config={
-        "model": col.TextColumn(t("comparison.col.model")),
-        "family": col.TextColumn(t("comparison.col.family")),
-        "parameters": col.NumberColumn(t("comparison.col.parameters"), format="localized"),
-        "macs": col.NumberColumn(t("comparison.col.macs"), format="localized", help=t("comparison.col.macs_help")),
-        "disk_mb": col.NumberColumn(t("comparison.col.disk"), format="%.2f"),
-        "accuracy": col.NumberColumn(t("comparison.col.accuracy"), format="%.2f%%"),
-        "train_s_per_epoch": col.NumberColumn(t("comparison.col.train"), format="%.1f",
+    # widths in px that add up to the ~810 px a 1280 px screen leaves beside the sidebar
+    config = {
+        "model": col.TextColumn(t("comparison.col.model"), pinned=True, width=190),
+        "accuracy": col.NumberColumn(t("comparison.col.accuracy"), format="%.2f%%", width=110),
+        "throughput": col.NumberColumn(t("comparison.col.throughput"), format="localized", width=110,
+                                       help=t("comparison.col.throughput_help")),
+        "latency_ms": col.NumberColumn(t("comparison.col.latency"), format="%.2f", width=110,
+                                       help=t("comparison.col.latency_help")),
+        "parameters": col.NumberColumn(t("comparison.col.parameters"), format="localized", width=110),
+        "disk_mb": col.NumberColumn(t("comparison.col.disk"), format="%.2f", width=100),
+        "macs": col.NumberColumn(t("comparison.col.macs"), format="compact", width=120,
+                                 help=t("comparison.col.macs_help")),
+        "train_s_per_epoch": col.NumberColumn(t("comparison.col.train"), format="%.1f", width=90,
                                               help=t("comparison.col.train_help")),
-        "latency_ms": col.NumberColumn(t("comparison.col.latency"), format="%.2f"),
-        "throughput": col.NumberColumn(t("comparison.col.throughput"), format="localized"),
         "peak_infer_mb": col.NumberColumn(t("comparison.col.peak_infer", batch=cmp.INFER_BATCH), format="%.1f",
-                                          help=t("comparison.col.peak_help")),
+                                          width=165, help=t("comparison.col.peak_help")),
         "peak_train_mb": col.NumberColumn(t("comparison.col.peak_train", batch=cmp.TRAIN_BATCH), format="%.1f",
-                                          help=t("comparison.col.peak_help")),
-        "test_data": col.TextColumn(t("comparison.col.test_data")),
-        "measured": col.TextColumn(t("comparison.col.measured")),
-    }, key="comparison_table")
+                                          width=165, help=t("comparison.col.peak_help")),
+        "test_data": col.TextColumn(t("comparison.col.test_data"), width=150),
+        "measured": col.TextColumn(t("comparison.col.measured"), width=240),
+    }
+    # Two tables that each fit a 1280 px screen: what people look for first, then the costs;
+    # a column that is the same in every row is said once, below them.
+    st.dataframe(rows, hide_index=True, width="stretch", column_config=config, key="comparison_table",
+                 column_order=("model", "accuracy", "throughput", "latency_ms", "parameters", "disk_mb"))
+    st.markdown(f"**{t('comparison.table.costs')}**")
+    st.dataframe(rows, hide_index=True, width="stretch", column_config=config, key="comparison_table_costs",
+                 column_order=("model", "macs", "train_s_per_epoch", "peak_infer_mb", "peak_train_mb",
+                               *(key for key in ("test_data", "measured") if key not in same)))
+    if same:
+        st.caption(" ".join(t(f"comparison.table.same_{key}", value=value) for key, value in same.items()))
+    mixed = "test_data" not in same
     st.caption(t("comparison.table.caption", infer=cmp.INFER_BATCH, train=cmp.TRAIN_BATCH))
-    if any(e.metrics.get("data_source") != entries[0].metrics.get("data_source") for e in entries):
+    if mixed or any(e.metrics.get("data_source") != entries[0].metrics.get("data_source") for e in entries):
         st.warning(t("comparison.table.mixed_data"))
 
     left, right = st.columns(2)
@@ -256,7 +273,7 @@ def reading() -> None:
 
 
 def scale() -> None:
-    st.write(t("comparison.scale.intro"))
+    st.write(t("comparison.scale.intro", article=t("app.source_article")))
     names = list(scaling.KNOBS)
     name = st.radio(t("comparison.scale.model"), names, horizontal=True, key="comparison_scale_model",
                     index=names.index(scaling.ARTICLE_REFERENCE["model"]), format_func=model_title)
@@ -272,10 +289,13 @@ def scale() -> None:
         ref = scaling.ARTICLE_REFERENCE
         reference = scaling.measure(ref["model"], ref["width"], ref["depth"])
     cols = st.columns(4)
-    cols[0].metric(t("comparison.scale.parameters"), f"{current.parameters:,}")
-    cols[1].metric(t("comparison.scale.macs"), f"{current.macs_per_image:,}")
-    cols[2].metric(t("comparison.scale.weights"), f"{current.weight_bytes / 2**20:,.1f} MB")
-    cols[3].metric(t("comparison.scale.training"), f"{current.training_bytes / 2**20:,.1f} MB",
+    # Short values (85.1M, 4.3B, 324.7 MiB): a quarter of a 1280 px page cuts "4,293,422,208" off.
+    cols[0].metric(t("comparison.scale.parameters"), format_count_in(current.parameters, lang),
+                   help=f"{current.parameters:,}")
+    cols[1].metric(t("comparison.scale.macs"), format_count_in(current.macs_per_image, lang),
+                   help=f"{current.macs_per_image:,}")
+    cols[2].metric(t("comparison.scale.weights"), format_bytes(current.weight_bytes))
+    cols[3].metric(t("comparison.scale.training"), format_bytes(current.training_bytes),
                    help=t("comparison.scale.training_help"))
     st.caption(t("comparison.scale.config", config=", ".join(f"{k}={v}" for k, v in current.config.items())))
     labels = {"parameters": t("comparison.scale.parameters"), "macs_per_image": t("comparison.scale.macs"),
@@ -296,16 +316,16 @@ def scale() -> None:
                                                                            "depth": t("comparison.scale.depth")},
                                                  reference), key="comparison_scale_all")
     st.caption(t("comparison.scale.reference_caption", parameters=f"{reference.parameters:,}",
-                 macs=f"{reference.macs_per_image / 1e9:.2f}", weights=f"{reference.weight_bytes / 2**20:,.0f}",
-                 training=f"{reference.training_bytes / 2**30:.2f}"))
+                 macs=format_count_in(reference.macs_per_image, lang), weights=format_bytes(reference.weight_bytes),
+                 training=format_bytes(reference.training_bytes)))
 
 
 def article() -> None:
-    st.write(t("comparison.article.intro"))
+    st.write(t("comparison.article.intro", article=t("app.source_article")))
     locations = ui.article_fix_locations()
     outcomes = ui.article_fix_results()
     for fix in FIXES:
-        where, (article_outcome, ours) = locations[fix.id], outcomes[fix.id]
+        where, outcome = locations[fix.id], outcomes[fix.id]
         with st.container(border=True):
             st.markdown(f"**{t(f'comparison.fix.{fix.id}.title')}**")
             left, right = st.columns(2)
@@ -313,14 +333,16 @@ def article() -> None:
                 st.caption(t("comparison.article.printed"))
                 st.code(fix.article_code, language="python", wrap_lines=True)
                 st.write(t(f"comparison.fix.{fix.id}.problem"))
-                crashed = "Error:" in article_outcome  # an exception, not just a poor design
-                (st.error if crashed else st.warning)(t("comparison.article.outcome", outcome=article_outcome),
-                                                      icon="✖" if crashed else "⚠️")
+                # The article's code failing is the point of the card: an expected result, not a crash.
+                framing = "comparison.article.expected_failure" if outcome.article_failed \
+                    else "comparison.article.expected_flaw"
+                st.info(t(framing, outcome=outcome.article.text(lang)), icon=":material/science:")
             with right:
                 st.caption(t("comparison.article.ours", reference=where.reference))
                 st.code(where.dedented, language="python", wrap_lines=True)
                 st.write(t(f"comparison.fix.{fix.id}.fix"))
-                st.success(t("comparison.article.outcome", outcome=ours), icon="✔")
+                st.success(t("comparison.article.outcome", outcome=outcome.bigmodels.text(lang)),
+                           icon=":material/check_circle:")
 
 
 {"side": side_by_side, "mistakes": mistakes, "reading": reading, "scale": scale, "article": article}[section]()

@@ -1,7 +1,8 @@
 """Home: what bigmodels is, which device and data it runs on, and the shipped models."""
 import streamlit as st
 
-from bigmodels.app.session import current_data, data_dir_choice, device_summary, set_data_dir, t
+from bigmodels.analysis.comparison import device_text
+from bigmodels.app.session import current_data, data_dir_choice, device_summary, language, model_title, set_data_dir, t
 from bigmodels.data.mnist import ENV_DATA_DIR, has_mnist
 from bigmodels.models.shipped import load_metrics
 
@@ -19,7 +20,7 @@ def device_panel() -> None:
     st.subheader(t("home.device.title"))
     device, description = device_summary()
     st.caption(t("home.device.label"))
-    st.markdown(f"**{description}**", help=t("home.device.help", device=device))
+    st.markdown(f"**{device_text(description, language())}**", help=t("home.device.help", device=device))
 
 
 def data_panel() -> None:
@@ -58,19 +59,26 @@ def shipped_models() -> None:
         st.info(t("home.models.none"))
         return
     rows = [{
-        t("home.models.col.model"): name,
-        t("home.models.col.accuracy"): f"{m['accuracy']:.2%}",
-        t("home.models.col.params"): f"{m['parameters']:,}",
-        t("home.models.col.latency"): f"{m['latency_ms_batch1']:.2f}",
-        t("home.models.col.measured"): f"{m.get('device_name', '')} · {m.get('measured_at', '')[:10]}",
+        "model": model_title(name),
+        "accuracy": 100 * m["accuracy"],
+        "parameters": m["parameters"],
+        "latency": m.get("latency_ms_batch1"),
+        "measured": f"{device_text(m.get('device_name', ''), language())} · {m.get('measured_at', '')[:10]}",
     } for name, m in metrics.items()]
-    st.dataframe(rows, hide_index=True, width="stretch")
+    col = st.column_config
+    st.dataframe(rows, hide_index=True, width="stretch", column_config={
+        "model": col.TextColumn(t("home.models.col.model")),
+        "accuracy": col.NumberColumn(t("home.models.col.accuracy"), format="%.2f%%"),
+        "parameters": col.NumberColumn(t("home.models.col.params"), format="localized"),
+        "latency": col.NumberColumn(t("home.models.col.latency"), format="%.2f"),
+        "measured": col.TextColumn(t("home.models.col.measured")),
+    })
     st.caption(t("home.models.caption"))
 
 
 def main() -> None:
     st.title(t("home.title"))
-    st.write(t("home.intro"))
+    st.write(t("home.intro", article=t("app.source_article")))
     parts()
     st.divider()
     left, right = st.columns(2)

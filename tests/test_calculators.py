@@ -217,3 +217,21 @@ def test_bad_inputs_raise_clear_errors(call, message):
 
 def test_zero_price_is_allowed_for_owned_hardware():
     assert calc.estimate_training(1e9, 1e9, price_per_gpu_hour=0).cost == 0
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_bad_inputs_are_a_catalogue_key_and_values_in_each_language(lang):
+    """The page shows a calculator's error in the reader's language: the error
+    carries a catalogue key, the field's label and the value, not English text."""
+    from bigmodels.problems import ConfigError
+
+    with pytest.raises(ConfigError) as caught:
+        calc.estimate_training(0, 1e9)
+    (problem,) = caught.value.problems
+    assert problem.key == "challenges.calc.problem.positive"
+    message = caught.value.messages(lang)[0]
+    assert "n_params" in message and "0" in message
+    assert ("参数量" in message and "正数" in message) if lang == "zh" else message.startswith("Parameters (n_params)")
+    with pytest.raises(ConfigError) as caught:
+        calc.weights_bytes(1e9, "fp8")
+    assert "fp32, fp16" in caught.value.messages(lang)[0]

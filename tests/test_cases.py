@@ -18,7 +18,7 @@ from bigmodels.content.cases import (
     CHALLENGES, CONTINENTS, COUNTRIES, MODALITIES, REGIONS, load_cases, read_raw, validate_cases,
 )
 from bigmodels.content.challenges import load_challenges, validate_challenges
-from bigmodels.i18n import LANGUAGES, placeholders
+from bigmodels.i18n import LANGUAGES, placeholders, translate
 
 ROOT = Path(__file__).resolve().parents[1]
 TOPOJSON = ROOT / "static" / "topojson" / "world_110m.json"
@@ -434,9 +434,42 @@ def test_sorting(cases):
 def test_table_rows(cases, lang):
     rows = views.cases_table(cases, lang)
     assert len(rows) == len(cases)
-    assert len({len(r) for r in rows}) == 1
-    params_col = list(rows[0])[5]
-    assert all(r[params_col] is None or isinstance(r[params_col], int) for r in rows)
+    assert all(tuple(r) == views.CASE_COLUMNS for r in rows)
+    # numbers as people write them: 671B / 6710 亿, and words for an undisclosed count -- never None
+    by_name = {r["name"]: r for r in rows}
+    deepseek = next(c for c in cases if c.id == "deepseek-v3")
+    assert by_name[deepseek.name[lang]]["parameters"] == ("6710 亿" if lang == "zh" else "671B")
+    undisclosed = translate("cases.parameters.undisclosed", lang)
+    assert all(isinstance(r["parameters"], str) and r["parameters"] for r in rows)
+    assert sum(r["parameters"] == undisclosed for r in rows) == sum(c.parameters is None for c in cases)
+    if lang == "zh":  # licences in Chinese where they are words, not names
+        assert not any("Proprietary" in r["licence"] or "non-commercial" in r["licence"] for r in rows)
+
+
+@pytest.mark.parametrize("lang", list(LANGUAGES))
+def test_search_looks_through_name_organisation_and_text_in_the_chosen_language(cases, lang):
+    assert views.search_cases(cases, "", lang) == list(cases)
+    assert views.search_cases(cases, "   ", lang) == list(cases)
+    found = views.search_cases(cases, "deepmind", lang)  # an organisation, any case
+    assert found and all("deepmind" in c.organisation[lang].casefold() or "deepmind" in
+                         views.searchable_text(c, lang) for c in found)
+    word = "蛋白质" if lang == "zh" else "protein"  # deployment/outcome text, in that language
+    assert any(c.id == "alphafold-db" for c in views.search_cases(cases, word, lang))
+    assert views.search_cases(cases, "chatgpt openai", lang)[0].id == "chatgpt"  # every word must match
+    assert views.search_cases(cases, "chatgpt nosuchword", lang) == []
+    assert views.search_cases(cases, "CHATGPT", lang) == views.search_cases(cases, "chatgpt", lang)
+
+
+def test_a_country_clicked_on_the_map_filters_the_cases(cases):
+    event = {"selection": {"points": [{"curve_number": 0, "point_index": 3, "location": "AUS", "z": 1}],
+                           "point_indices": [3], "box": [], "lasso": []}}
+    assert views.selected_country(event) == "AUS"
+    assert views.selected_country(event, known=["USA"]) is None  # not on the map shown
+    assert views.selected_country({"selection": {"points": []}}) is None
+    assert views.selected_country(None) is None and views.selected_country({}) is None
+    shown = views.filter_cases(cases, views.CaseFilter(countries=frozenset({"AUS"})))
+    assert shown and all(c.country == "AUS" for c in shown)
+    assert len(shown) == sum(c.country == "AUS" for c in cases)
 
 
 def test_format_counts():

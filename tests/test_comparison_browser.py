@@ -5,6 +5,7 @@ import time
 
 import pytest
 
+from bigmodels.analysis.article_fixes import FIXES
 from bigmodels.models.sources import model_title
 from bigmodels.models.shipped import available
 
@@ -65,7 +66,7 @@ def test_side_by_side_measures_and_draws_every_chart(app_page):
     for name in shipped:
         assert model_title(name) in text
     table = page.locator('[data-testid="stDataFrame"]')
-    assert table.count() == 1
+    assert table.count() == 2  # what people look for first, then the costs: each fits 1280 px
     assert charts(page).count() == 4  # 2 scatter charts, learning curves, per-digit accuracy
     assert "Measuring" not in text and "failed" not in text
     full_screenshot(app_page, page, "comparison-side-by-side")
@@ -111,6 +112,9 @@ def test_article_fixes_show_code_with_line_numbers(app_page):
     assert "has no attribute 'PositionalEncoding'" in text
     assert "400x120" in text
     assert page.locator('[data-testid="stCode"]').count() == 10
+    # the article's code failing is expected: framed as such, never as an error box
+    assert page.locator('[data-testid="stAlertContentError"]').count() == 0
+    assert text.count("Expected") == len(FIXES)
     full_screenshot(app_page, page, "comparison-article")
 
 

@@ -1,4 +1,6 @@
 """Byte sizes, durations and FLOP counts as people read them."""
+import math
+
 import pytest
 
 from bigmodels.formatting import format_bytes, format_duration, format_flops
@@ -24,3 +26,24 @@ def test_flops_in_scientific_notation():
     assert format_flops(3.15e23) == "3.15 × 10²³"
     with pytest.raises(ValueError):
         format_flops(0)
+
+
+def test_counts_and_money_as_each_language_writes_them():
+    from bigmodels.formatting import format_count_in, format_money
+
+    assert format_count_in(671e9) == "671B" and format_count_in(671e9, "zh") == "6710 亿"
+    assert format_count_in(61_706) == "61.7K" and format_count_in(None) == "–"
+    assert format_money(442_366) == "US$442K" and format_money(442_366, "zh") == "44.2 万美元"
+    assert format_money(950, "zh") == "950 美元" and format_money(4.6e6) == "US$4.6M"
+
+
+def test_log_axis_ticks_are_powers_of_ten_or_1_2_5_never_crowded():
+    from bigmodels.formatting import format_si_bytes, log_axis
+
+    wide = log_axis([3e4, 2e8])
+    assert wide["tickvals"] == [1e5, 1e6, 1e7, 1e8] and wide["ticktext"] == ["100K", "1M", "10M", "100M"]
+    narrow = log_axis([61_706, 214_282])  # less than a decade: 1-2-5 steps, still a few ticks
+    assert narrow["ticktext"] == ["50K", "100K", "200K"]
+    assert all(narrow["range"][0] <= math.log10(v) <= narrow["range"][1] for v in narrow["tickvals"])
+    assert log_axis([9e6, 2.5e9], format_si_bytes)["ticktext"] == ["10 MB", "100 MB", "1 GB"]
+    assert log_axis([]) == {"type": "log"}

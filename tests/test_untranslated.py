@@ -86,3 +86,65 @@ def test_pickers_in_chinese_show_no_english_words(page, tmp_path, monkeypatch):
     assert options, "the page showed no pickers to check"
     english = [o for o in options if any(w.lower() not in KEPT_WORDS for w in WORD.findall(o))]
     assert english == []
+
+
+# ------------------------------------------------------------ the pages of the write-ups and the comparison
+MY_PAGES = ["home", "comparison", "cases", "challenges"]
+
+
+@pytest.mark.parametrize("page", ["comparison", "cases"])
+def test_every_multiselect_has_a_chinese_placeholder(page, tmp_path, monkeypatch):
+    """Streamlit's own placeholder ("Choose an option") is English: each picker names its own."""
+    at = run_in_chinese(page, tmp_path, monkeypatch)
+    pickers = list(at.multiselect)
+    assert pickers
+    for picker in pickers:
+        placeholder = picker.proto.placeholder
+        assert placeholder and re.search(r"[\u4e00-\u9fff]", placeholder), (picker.label, placeholder)
+
+
+def test_a_bad_calculator_input_is_reported_in_chinese(tmp_path, monkeypatch):
+    at = run_in_chinese("challenges", tmp_path, monkeypatch)
+    label = catalogue("zh")["challenges.calc.train.params"]
+    (params,) = [n for n in at.number_input if n.label == label]
+    params.set_value(0.0)
+    (submit,) = [b for b in at.button if b.label == catalogue("zh")["challenges.calc.train.submit"]]
+    submit.click().run()
+    assert not at.exception
+    errors = [str(e.value) for e in at.error]
+    assert len(errors) == 1 and "参数量" in errors[0] and "正数" in errors[0], errors
+    assert not ENGLISH_RUN.search(errors[0]) and "must be" not in errors[0]
+
+
+def proper_names() -> set[str]:
+    """Words that stay as they are in a Chinese table cell: names of systems, makers
+    and licences (their Chinese text keeps them, as in "Google DeepMind 与 ...")."""
+    from bigmodels.content.cases import default_cases
+    from bigmodels.content.challenges import default_challenges
+
+    names = set()
+    for case in default_cases():
+        names |= {w.lower() for w in WORD.findall(f"{case.name['zh']} {case.organisation['zh']}")}
+        names |= {w.lower() for w in WORD.findall(case.licence_zh or case.licence)
+                  if case.licence_zh or not re.search("(?i)proprietary|non-commercial|service", case.licence)}
+    for dataset in default_challenges().datasets.values():
+        names |= {w.lower() for row in dataset.rows for w in WORD.findall(f"{row.model} {row.organisation}")}
+    return names
+
+
+@pytest.mark.parametrize("page", MY_PAGES)
+def test_table_cells_in_chinese_have_no_english_words(page, tmp_path, monkeypatch):
+    """What a table shows in 中文 is Chinese, but for proper names and units."""
+    at = run_in_chinese(page, tmp_path, monkeypatch)
+    frames = [e.value for e in at.dataframe]
+    assert frames, "the page showed no table"
+    # "token" is written as is in Chinese ML text; Epoch AI and HyperCLOVA Studio are names
+    allowed = KEPT_WORDS | proper_names() | {"token", "epoch", "studio"}
+    english = set()
+    for frame in frames:
+        for column in frame.columns:
+            if "source" in str(column).lower() or "出处" in str(column) or column == "source":
+                continue  # links to the sources stay as they are
+            english |= {w for cell in frame[column] if isinstance(cell, str) for w in WORD.findall(cell)
+                        if w.lower() not in allowed}
+    assert english == set()

@@ -2,6 +2,7 @@
 request that leaves the server blocked: the world map must still draw."""
 import pytest
 
+from bigmodels.content.cases import default_cases
 from bigmodels.i18n import translate
 
 pytestmark = pytest.mark.browser
@@ -44,3 +45,35 @@ def test_challenges_page_renders(app_page, lang):
     assert translate("challenges.title", lang) in page.locator('[data-testid="stMain"]').inner_text()
     app_page.screenshot(f"challenges-{lang}")
     assert app_page.foreign_requests() == []
+
+
+def test_clicking_a_country_on_the_map_filters_the_cases_and_clear_brings_them_back(app_page):
+    cases = default_cases()
+    page = app_page.open("cases")
+    page.wait_for_selector(".js-plotly-plot .geo path.choroplethlocation", timeout=30_000, state="attached")
+    codes = sorted({c.country for c in cases})  # the map's locations, in the order it draws them
+    australia = page.locator(".js-plotly-plot .geo path.choroplethlocation").nth(codes.index("AUS"))
+    australia.scroll_into_view_if_needed()
+    australia.click(force=True)
+    app_page.wait_idle()
+    main = page.locator('[data-testid="stMain"]')
+    expected = translate("cases.country.filtering", "en", country="Australia")
+    page.get_by_text(expected).wait_for(timeout=15_000)
+    n_aus = sum(c.country == "AUS" for c in cases)
+    metric = page.locator('[data-testid="stMetricValue"]').first.inner_text()
+    assert metric.strip() == str(n_aus)
+    app_page.screenshot("cases-australia")
+    page.get_by_role("button", name=translate("cases.country.clear", "en")).click()
+    app_page.wait_idle()
+    assert expected not in main.inner_text()
+    assert page.locator('[data-testid="stMetricValue"]').first.inner_text().strip() == str(len(cases))
+
+
+def test_search_narrows_the_cases(app_page):
+    page = app_page.open("cases")
+    box = page.get_by_label(translate("cases.search.label", "en"))
+    box.fill("protein")
+    box.press("Enter")
+    app_page.wait_idle()
+    assert "AlphaFold" in page.locator('[data-testid="stMain"]').inner_text()
+    assert int(page.locator('[data-testid="stMetricValue"]').first.inner_text()) < len(default_cases())

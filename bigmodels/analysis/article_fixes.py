@@ -22,6 +22,7 @@ from torch import nn
 from bigmodels.models import nets as models
 from bigmodels.models.nets import LeNet5, RowLSTM, VisionTransformer
 from bigmodels.models.registry import create_model
+from bigmodels.problems import Problem
 
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -45,8 +46,12 @@ class CodeLocation:
 
 @dataclass(frozen=True)
 class Outcome:
-    article: str  # what running the article's pattern does
-    bigmodels: str  # what the bigmodels code does instead
+    """What a live check saw, as catalogue keys and values (``comparison.check.*``),
+    so it reads in the user's language; ``str()`` of each part is the English."""
+
+    article: Problem  # what running the article's pattern does
+    bigmodels: Problem  # what the bigmodels code does instead
+    article_failed: bool  # True: an exception (the expected failure); False: it runs, but wrongly
 
 
 @dataclass(frozen=True)
@@ -83,6 +88,15 @@ def _error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
 
 
+def _raised(exc: BaseException) -> Problem:
+    """The exception the article's pattern raised, shown as Python prints it."""
+    return Problem.of("comparison.check.raised", error=_error(exc))
+
+
+def _check(key: str, **values) -> Problem:
+    return Problem.of(f"comparison.check.{key}", **values)
+
+
 ARTICLE_CNN = """\
 class CNN(nn.Module):
     def __init__(self):
@@ -94,12 +108,12 @@ class CNN(nn.Module):
 def _check_imports() -> Outcome:
     try:
         exec(compile(ARTICLE_CNN, "<article>", "exec"), {})  # a namespace with nothing imported
-        article = "ran"
+        article, failed = _check("ran"), False
     except NameError as exc:
-        article = _error(exc)
+        article, failed = _raised(exc), True
     model = create_model("cnn")
-    ours = f"bigmodels.models.nets: LeNet5() -> {sum(p.numel() for p in model.parameters()):,} parameters"
-    return Outcome(article, ours)
+    return Outcome(article, _check("imports_ours", parameters=f"{sum(p.numel() for p in model.parameters()):,}"),
+                   failed)
 
 
 def _check_lstm_input() -> Outcome:
@@ -108,27 +122,28 @@ def _check_lstm_input() -> Outcome:
     sequence = image.view(1, -1, 1)  # every pixel its own time step
     out, _ = article_lstm(sequence)
     steps = create_model("lstm").rows(image)
-    return Outcome(f"input {tuple(sequence.shape)}: {out.shape[1]} time steps of 1 feature",
-                   f"input {tuple(steps.shape)}: {steps.shape[1]} time steps (rows) of {steps.shape[2]} features")
+    return Outcome(_check("lstm_article", shape=tuple(sequence.shape), steps=out.shape[1]),
+                   _check("lstm_ours", shape=tuple(steps.shape), steps=steps.shape[1], features=steps.shape[2]),
+                   False)
 
 
 def _check_positional_encoding() -> Outcome:
     try:
         nn.PositionalEncoding(64)  # type: ignore[attr-defined]
-        article = "exists"
+        article, failed = _check("ran"), False
     except AttributeError as exc:
-        article = _error(exc)
+        article, failed = _raised(exc), True
     model = create_model("transformer")
-    return Outcome(article, f"pos_embed: learned nn.Parameter of shape {tuple(model.pos_embed.shape)}")
+    return Outcome(article, _check("positional_ours", shape=tuple(model.pos_embed.shape)), failed)
 
 
 def _check_feedforward() -> Outcome:
     d_model, nhead, num_layers = 64, 4, 4
     layer = nn.TransformerEncoderLayer(d_model, nhead, num_layers)  # the third argument is dim_feedforward
     model = create_model("transformer")
-    return Outcome(f"feed-forward width {layer.linear1.out_features} (= num_layers)",
-                   f"feed-forward width {model.encoder.layers[0].linear1.out_features} (= mlp_ratio x dim), "
-                   f"{len(model.encoder.layers)} layers in nn.TransformerEncoder")
+    return Outcome(_check("feedforward_article", width=layer.linear1.out_features),
+                   _check("feedforward_ours", width=model.encoder.layers[0].linear1.out_features,
+                          layers=len(model.encoder.layers)), False)
 
 
 def _check_flatten() -> Outcome:
@@ -139,13 +154,13 @@ def _check_flatten() -> Outcome:
     )
     try:
         article_lenet(torch.zeros(1, 1, 28, 28))
-        article = "ran"
+        article, failed = _check("ran"), False
     except RuntimeError as exc:
-        article = _error(exc)
+        article, failed = _raised(exc), True
     model = create_model("cnn")
     features = model.features(torch.zeros(1, 1, 28, 28))
-    return Outcome(article, f"28x28 input -> features {tuple(features.shape[1:])} -> "
-                            f"{model.classifier[1].in_features} = 16*5*5 inputs to the first dense layer")
+    return Outcome(article, _check("flatten_ours", shape=tuple(features.shape[1:]),
+                                   inputs=model.classifier[1].in_features), failed)
 
 
 FIXES: tuple[ArticleFix, ...] = (

@@ -36,6 +36,11 @@ Memory
     PagedAttention", arXiv:2309.06180, section 3, which works the formula for
     OPT-13B: 2 × 5120 × 40 × 2 bytes = 800 KB per token). With grouped-query
     attention the KV heads are fewer than the query heads.
+
+Errors
+    A bad input raises ``ConfigError`` (a ``ValueError``) whose problem is a
+    catalogue key and its values (``challenges.calc.problem.*``), so the page
+    shows it in the reader's language; ``str()`` is the English text.
 """
 from __future__ import annotations
 
@@ -43,6 +48,7 @@ import math
 from dataclasses import dataclass
 from numbers import Real
 
+from bigmodels.problems import ConfigError, Key, Problem, show_value
 
 __all__ = [
     "ACCELERATORS",
@@ -153,57 +159,63 @@ TRAINING_CONVENTIONS: dict[str, TrainingConvention] = {c.key: c for c in (
 # validation helpers
 # --------------------------------------------------------------------------
 
-def _positive(name: str, value: object) -> float:
+def _problem(name: str, kind: str, value: object, **more: object) -> ConfigError:
+    """A bad input as a catalogue key and its values (``challenges.calc.problem.<kind>``),
+    so the page shows it in the reader's language; ``str()`` is the English text."""
+    return ConfigError([Problem.of(f"challenges.calc.problem.{kind}", field=Key(f"challenges.calc.field.{name}"),
+                                   name=name, value=show_value(value), **more)])
+
+
+def _number(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, Real):
-        raise ValueError(f"{name} must be a number, got {value!r}")
-    value = float(value)
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-    return value
+        raise _problem(name, "number", value)
+    return float(value)
+
+
+def _positive(name: str, value: object) -> float:
+    number = _number(name, value)
+    if not math.isfinite(number) or number <= 0:
+        raise _problem(name, "positive", value)
+    return number
 
 
 def _non_negative(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise ValueError(f"{name} must be a number, got {value!r}")
-    value = float(value)
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be zero or a positive finite number, got {value!r}")
-    return value
+    number = _number(name, value)
+    if not math.isfinite(number) or number < 0:
+        raise _problem(name, "non_negative", value)
+    return number
 
 
 def _positive_int(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, Real) or int(value) != value:
-        raise ValueError(f"{name} must be a whole number, got {value!r}")
+        raise _problem(name, "whole", value)
     if value < 1:
-        raise ValueError(f"{name} must be at least 1, got {value!r}")
+        raise _problem(name, "at_least_one", value)
     return int(value)
 
 
-def _dtype(name: str, dtype: str) -> float:
+def _one_of(name: str, value: object, choices: dict):
     try:
-        return DTYPE_BYTES[dtype]
+        return choices[value]
     except (KeyError, TypeError):
-        raise ValueError(
-            f"{name} must be one of {', '.join(DTYPE_BYTES)}, got {dtype!r}"
-        ) from None
+        raise _problem(name, "one_of", value, choices=", ".join(choices)) from None
+
+
+def _dtype(name: str, dtype: str) -> float:
+    return _one_of(name, dtype, DTYPE_BYTES)
 
 
 def _accelerator(accelerator: str | Accelerator) -> Accelerator:
     if isinstance(accelerator, Accelerator):
         return accelerator
-    try:
-        return ACCELERATORS[accelerator]
-    except (KeyError, TypeError):
-        raise ValueError(
-            f"accelerator must be one of {', '.join(ACCELERATORS)}, got {accelerator!r}"
-        ) from None
+    return _one_of("accelerator", accelerator, ACCELERATORS)
 
 
 def _mfu(mfu: object) -> float:
-    mfu = _positive("mfu", mfu)
-    if mfu > 1:
-        raise ValueError(f"mfu is a fraction of peak and must be at most 1, got {mfu!r}")
-    return mfu
+    value = _positive("mfu", mfu)
+    if value > 1:
+        raise _problem("mfu", "fraction", mfu)
+    return value
 
 
 # --------------------------------------------------------------------------
@@ -289,12 +301,7 @@ def training_state_bytes(n_params: float, convention: str = "mixed_adam") -> flo
     ``mixed_adam``: 16 bytes/parameter (ZeRO paper, section 3.1);
     ``mixed_adam_fp32_grads``: 18; ``fp32_adam``: 16. Activations excluded.
     """
-    try:
-        conv = TRAINING_CONVENTIONS[convention]
-    except (KeyError, TypeError):
-        raise ValueError(
-            f"convention must be one of {', '.join(TRAINING_CONVENTIONS)}, got {convention!r}"
-        ) from None
+    conv = _one_of("convention", convention, TRAINING_CONVENTIONS)
     return _positive("n_params", n_params) * conv.bytes_per_param
 
 

@@ -23,6 +23,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ from bigmodels.analysis.evaluation import measure_speed, metrics_entry, plain_js
 from bigmodels.child_process import child_env
 from bigmodels.data.digits import enlarge
 from bigmodels.data.mnist import MNIST
+from bigmodels.formatting import log_axis
 from bigmodels.i18n import translate
 from bigmodels.models.checkpoints import CheckpointError, atomic_write_bytes, load_checkpoint, model_from_checkpoint
 from bigmodels.models.registry import get_spec
@@ -317,6 +319,16 @@ def timings(entry: Entry, here: dict[str, Any] | None) -> dict[str, Any]:
     return entry.metrics
 
 
+_CPU_NAME = re.compile(r"CPU: (?P<processor>.+), (?P<threads>\d+) threads of (?P<cores>\d+) cores")
+
+
+def device_text(name: str, lang: str) -> str:
+    """A measurement's device (``describe_device``'s words) in ``lang``: the CPU
+    line is translated; a GPU's name is a proper name and stays."""
+    found = _CPU_NAME.fullmatch(name or "")
+    return translate("comparison.device.cpu", lang, **found.groupdict()) if found else name
+
+
 def table_rows(entries: Sequence[Entry], measured: dict[str, dict | None], lang: str) -> list[dict[str, Any]]:
     """One row per model. ``measured[source.id]`` holds this machine's
     re-measurement (peak memory, timings) or None."""
@@ -339,7 +351,7 @@ def table_rows(entries: Sequence[Entry], measured: dict[str, dict | None], lang:
             "peak_infer_mb": _mb(here.get("peak_inference_bytes")),
             "peak_train_mb": _mb(here.get("peak_training_bytes")),
             "test_data": translate(data_word, lang, n=f"{n_test:,}"),
-            "measured": f"{timing.get('device_name', '?')} · {str(timing.get('measured_at', ''))[:10]}",
+            "measured": f"{device_text(timing.get('device_name', '?'), lang)} · {str(timing.get('measured_at', ''))[:10]}",
         })
     return rows
 
@@ -350,31 +362,122 @@ def _style(entry: Entry) -> dict:
             "symbol": ORIGIN_SYMBOLS.get(entry.source.origin, "circle"), "line": {"width": 1, "color": "#ffffff"}}
 
 
-def _log_range(values: Sequence[float], pad: float = 0.3) -> list[float]:
-    """A log axis range (in powers of ten) with room for the point labels."""
-    logs = [math.log10(v) for v in values if v and v > 0]
-    if not logs:
-        return [0, 1]
-    return [min(logs) - pad, max(logs) + pad]
+#: Short point labels (the full name is in the legend and the hover): proper names, not UI text.
+SHORT_NAMES = {"cnn": "CNN", "lstm": "LSTM", "transformer": "ViT"}
+ERROR_FLOOR = 0.05  # % error drawn for a perfect score: a log axis has no zero
+PLOT_SIZE = (330, 250)  # px inside the axes of a half-width chart on a 1280 px screen (for label placement)
+LABEL_FONT = 12
+LABEL_POSITIONS = ("top center", "bottom center", "middle right", "middle left", "top right", "top left",
+                   "bottom right", "bottom left")
+
+
+def short_label(entry: Entry) -> str:
+    """``CNN``, ``ViT``; a run adds its id (``CNN r7``): short enough to sit beside its point."""
+    name = SHORT_NAMES.get(entry.source.model_name, entry.source.model_name)
+    return f"{name} {entry.source.run_id}" if entry.source.run_id else name
+
+
+def error_percent(accuracy_percent: float) -> float:
+    """The error rate drawn for an accuracy (both in %), never below ``ERROR_FLOOR``."""
+    return max(ERROR_FLOOR, 100.0 - accuracy_percent)
+
+
+def accuracy_axis(accuracies_percent: Iterable[float], title: str) -> dict:
+    """A y axis for accuracies that stays readable when a weak model joins: the
+    error rate on a log scale, reversed so that better is higher, with ticks
+    written as accuracies (99.5%, 99%, 98%, 95%, 90%, 80%, 50%). 98.4% and
+    99.2% stay apart beside a 60% run, where a linear axis would squash them."""
+    # 1-2-5 steps at most: 99.1 / 99.2 / 99.3 % ticks would crowd the top of the axis
+    axis = log_axis([error_percent(a) for a in accuracies_percent], label=lambda e: f"{round(100.0 - e, 4):g}%",
+                    pad=0.12, steps=((1,), (1, 2, 5)))
+    if "range" in axis:
+        axis["range"] = axis["range"][::-1]  # reversed: small error (high accuracy) at the top
+    return axis | {"title_text": title}
+
+
+def _label_box(x: float, y: float, text: str, position: str) -> tuple[float, float, float, float]:
+    """(x0, y0, x1, y1) in px of a point label at ``position`` from a point at (x, y)."""
+    width, height, gap = 0.62 * LABEL_FONT * len(text) + 4, LABEL_FONT + 4, 9
+    vertical, horizontal = position.split()
+    cx = {"center": x, "right": x + gap + width / 2, "left": x - gap - width / 2}[horizontal]
+    cy = {"top": y + gap + height / 2, "bottom": y - gap - height / 2, "middle": y}[vertical]
+    if vertical != "middle" and horizontal != "center":  # diagonal: beside the point, not above it
+        cx += (-1 if horizontal == "left" else 1) * (gap - width / 2)
+    return cx - width / 2, cy - height / 2, cx + width / 2, cy + height / 2
+
+
+def _overlap(a, b) -> float:
+    return max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+
+
+def place_labels(points_px: Sequence[tuple[float, float]], texts: Sequence[str],
+                 size: tuple[float, float] = PLOT_SIZE) -> list[str]:
+    """A plotly ``textposition`` per point so that no label covers another label,
+    another point or leaves the plot: each label, top point first, takes the
+    first position with the least overlap. ``points_px`` are in px from the
+    bottom-left corner of a plot ``size`` px large."""
+    markers = [(x - 8, y - 8, x + 8, y + 8) for x, y in points_px]
+    chosen: list[str] = [""] * len(points_px)
+    placed: list[tuple] = []
+    for i in sorted(range(len(points_px)), key=lambda i: -points_px[i][1]):
+        def cost(position):
+            box = _label_box(*points_px[i], texts[i], position)
+            outside = (box[2] - box[0]) * (box[3] - box[1]) - _overlap(box, (0, 0, *size))
+            return (sum(_overlap(box, other) for other in placed) + 3 * outside
+                    + sum(_overlap(box, m) for j, m in enumerate(markers) if j != i))
+        chosen[i] = min(LABEL_POSITIONS, key=cost)  # ties: the order above, top centre first
+        placed.append(_label_box(*points_px[i], texts[i], chosen[i]))
+    return chosen
+
+
+def _to_px(value: float, axis: dict, length: float, log: bool = True) -> float:
+    lo, hi = axis["range"]
+    v = math.log10(value) if log else value
+    return (v - lo) / (hi - lo) * length
+
+
+def label_positions(xs: Sequence[float], ys: Sequence[float], texts: Sequence[str], x_axis: dict,
+                    y_axis: dict) -> list[str]:
+    """``place_labels`` for points in data units on two log axes (as the charts draw them)."""
+    if not xs or "range" not in x_axis or "range" not in y_axis:
+        return ["top center"] * len(xs)
+    width, height = PLOT_SIZE
+    points = [(_to_px(x, x_axis, width), _to_px(y, y_axis, height)) for x, y in zip(xs, ys)]
+    return place_labels(points, texts)
 
 
 def _layout(fig: go.Figure, height: int = 380) -> go.Figure:
     fig.update_layout(height=height, margin={"l": 10, "r": 10, "t": 40, "b": 10},
-                      legend={"orientation": "h", "y": -0.25})
+                      legend={"orientation": "h", "y": -0.3, "x": 0, "font": {"size": 11}})
+    return fig
+
+
+def _accuracy_scatter(entries: Sequence[Entry], xs: Sequence[float], x_axis: dict, hover_x: str,
+                      lang: str) -> go.Figure:
+    """Accuracy (log error axis) against ``xs`` on ``x_axis``: short labels placed
+    not to overlap; the full names in the legend and the hover."""
+    accuracies = [100 * e.metrics["accuracy"] for e in entries]
+    y_axis = accuracy_axis(accuracies, translate("comparison.chart.accuracy", lang))
+    errors = [error_percent(a) for a in accuracies]
+    texts = [short_label(e) for e in entries]
+    positions = label_positions(list(xs), errors, texts, x_axis, y_axis)  # its range is reversed: px follow
+    fig = go.Figure()
+    for e, x, err, acc, text, position in zip(entries, xs, errors, accuracies, texts, positions):
+        fig.add_trace(go.Scatter(x=[x], y=[err], mode="markers+text", marker=_style(e), text=[text],
+                                 textposition=position, textfont={"size": LABEL_FONT}, name=e.label,
+                                 customdata=[acc], hovertemplate=hover_x + "<br>%{customdata:.2f}%<extra>"
+                                 + e.label + "</extra>"))
+    fig.update_xaxes(**x_axis)
+    fig.update_yaxes(**y_axis)
     return fig
 
 
 def accuracy_vs_parameters(entries: Sequence[Entry], lang: str) -> go.Figure:
-    fig = go.Figure()
-    for e in entries:
-        fig.add_trace(go.Scatter(x=[e.metrics["parameters"]], y=[100 * e.metrics["accuracy"]], mode="markers+text",
-                                 marker=_style(e), text=[e.label], textposition="top center", name=e.label,
-                                 hovertemplate="%{x:,} params<br>%{y:.2f}%<extra>" + e.label + "</extra>"))
-    fig.update_xaxes(type="log", title_text=translate("comparison.chart.parameters_log", lang),
-                     range=_log_range([e.metrics["parameters"] for e in entries]))
-    fig.update_yaxes(title_text=translate("comparison.chart.accuracy", lang))
-    fig.update_layout(title_text=translate("comparison.chart.acc_params", lang), showlegend=False)
-    return _layout(fig)
+    xs = [e.metrics["parameters"] for e in entries]
+    x_axis = log_axis(xs) | {"title_text": translate("comparison.chart.parameters_log", lang)}
+    fig = _accuracy_scatter(entries, xs, x_axis, "%{x:,} params", lang)
+    fig.update_layout(title_text=translate("comparison.chart.acc_params", lang))
+    return _layout(fig, 420)
 
 
 def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
@@ -391,30 +494,26 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
 
 
 def accuracy_vs_latency(entries: Sequence[Entry], measured: dict[str, dict | None], lang: str) -> go.Figure:
-    fig = go.Figure()
-    points = []
-    for e in entries:
-        latency = timings(e, measured.get(e.source.id)).get("latency_ms_batch1")
-        if latency is None:  # not timed yet
-            continue
-        points.append((latency, 100 * e.metrics["accuracy"]))
-        fig.add_trace(go.Scatter(x=[latency], y=[points[-1][1]], mode="markers+text", marker=_style(e),
-                                 text=[e.label], textposition="top center", name=e.label, showlegend=False,
-                                 hovertemplate="%{x:.2f} ms<br>%{y:.2f}%<extra>" + e.label + "</extra>"))
+    timed = [(e, timings(e, measured.get(e.source.id)).get("latency_ms_batch1")) for e in entries]
+    timed = [(e, latency) for e, latency in timed if latency is not None]  # not timed yet: left out
+    xs = [latency for _, latency in timed]
+    x_axis = log_axis(xs, label=lambda v: f"{v:g}") | {"title_text": translate("comparison.chart.latency", lang)}
+    fig = _accuracy_scatter([e for e, _ in timed], xs, x_axis, "%{x:.2f} ms", lang)
+    points = [(x, 100 * e.metrics["accuracy"]) for (e, x) in timed]
     front = pareto_front(points)
-    fig.add_trace(go.Scatter(x=[points[i][0] for i in front], y=[points[i][1] for i in front], mode="lines",
-                             line={"color": "#868e96", "dash": "dash"},
+    fig.add_trace(go.Scatter(x=[points[i][0] for i in front], y=[error_percent(points[i][1]) for i in front],
+                             mode="lines", line={"color": "#868e96", "dash": "dash"},
                              name=translate("comparison.chart.pareto", lang), hoverinfo="skip"))
-    fig.update_xaxes(type="log", title_text=translate("comparison.chart.latency", lang),
-                     range=_log_range([x for x, _ in points]))
-    fig.update_yaxes(title_text=translate("comparison.chart.accuracy", lang))
     fig.update_layout(title_text=translate("comparison.chart.acc_latency", lang))
-    return _layout(fig)
+    return _layout(fig, 420)
 
 
 def learning_curves(entries: Sequence[Entry], lang: str) -> go.Figure:
+    """Test accuracy (log error axis, like the scatters) and training loss (log)
+    per epoch: a weak run's curves sit apart without flattening the others'."""
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1, subplot_titles=[
         translate("comparison.chart.test_accuracy", lang), translate("comparison.chart.train_loss", lang)])
+    accuracies, losses = [], []
     for e in entries:
         history = e.history
         if not history:
@@ -422,29 +521,39 @@ def learning_curves(entries: Sequence[Entry], lang: str) -> go.Figure:
         epochs = [r["epoch"] for r in history]
         colour = FAMILY_COLOURS.get(e.family)
         dash = "solid" if e.source.origin == "shipped" else "dot"
-        fig.add_trace(go.Scatter(x=epochs, y=[100 * r["test_accuracy"] for r in history], mode="lines+markers",
-                                 name=e.label, legendgroup=e.source.id, line={"color": colour, "dash": dash}),
+        accuracy = [100 * r["test_accuracy"] for r in history]
+        accuracies += accuracy
+        losses += [r["train_loss"] for r in history]
+        fig.add_trace(go.Scatter(x=epochs, y=[error_percent(a) for a in accuracy], customdata=accuracy,
+                                 mode="lines+markers", name=e.label, legendgroup=e.source.id,
+                                 line={"color": colour, "dash": dash},
+                                 hovertemplate="%{x}: %{customdata:.2f}%<extra>" + e.label + "</extra>"),
                       row=1, col=1)
         fig.add_trace(go.Scatter(x=epochs, y=[r["train_loss"] for r in history], mode="lines+markers",
                                  name=e.label, legendgroup=e.source.id, showlegend=False,
                                  line={"color": colour, "dash": dash}), row=1, col=2)
     fig.update_xaxes(title_text=translate("comparison.chart.epoch", lang), dtick=1)
-    fig.update_yaxes(title_text="%", row=1, col=1)
+    fig.update_yaxes(**accuracy_axis(accuracies, "%"), row=1, col=1)
+    fig.update_yaxes(**log_axis(losses, label=lambda v: f"{v:g}"), row=1, col=2)
     return _layout(fig)
 
 
 def per_class_figure(entries: Sequence[Entry], lang: str) -> go.Figure:
+    """Accuracy per digit, one line of markers per model, on the log error axis."""
     fig = go.Figure()
+    accuracies = []
     for e in entries:
-        fig.add_trace(go.Bar(x=[str(d) for d in range(10)], y=[100 * a for a in e.metrics["per_class_accuracy"]],
-                             name=e.label, marker={"color": FAMILY_COLOURS.get(e.family),
-                                                   "pattern": {"shape": "" if e.source.origin == "shipped" else "/"}},
-                             hovertemplate="%{x}: %{y:.2f}%<extra>" + e.label + "</extra>"))
-    lows = [100 * min(e.metrics["per_class_accuracy"]) for e in entries]
-    fig.update_yaxes(title_text=translate("comparison.chart.accuracy", lang),
-                     range=[max(0.0, min(lows, default=90) - 2), 100.2])
+        accuracy = [100 * a for a in e.metrics["per_class_accuracy"]]
+        accuracies += accuracy
+        fig.add_trace(go.Scatter(x=[str(d) for d in range(10)], y=[error_percent(a) for a in accuracy],
+                                 customdata=accuracy, mode="lines+markers", name=e.label,
+                                 line={"color": FAMILY_COLOURS.get(e.family), "width": 1.5,
+                                       "dash": "solid" if e.source.origin == "shipped" else "dot"},
+                                 marker={"size": 9, "symbol": ORIGIN_SYMBOLS.get(e.source.origin, "circle")},
+                                 hovertemplate="%{x}: %{customdata:.2f}%<extra>" + e.label + "</extra>"))
+    fig.update_yaxes(**accuracy_axis(accuracies, translate("comparison.chart.accuracy", lang)))
     fig.update_xaxes(title_text=translate("comparison.chart.digit", lang))
-    fig.update_layout(barmode="group", title_text=translate("comparison.chart.per_class", lang))
+    fig.update_layout(title_text=translate("comparison.chart.per_class", lang))
     return _layout(fig)
 
 

@@ -24,6 +24,7 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
+from bigmodels.formatting import format_count_in, format_si_bytes, log_axis
 from bigmodels.models.profile import profile_model, training_memory_bytes
 from bigmodels.models.registry import create_model, make_config
 
@@ -151,6 +152,7 @@ def growth_factor(points: list[ScalePoint], key: str) -> float:
 
 # ------------------------------------------------------------------ figures
 METRICS = ("parameters", "macs_per_image", "training_bytes")
+METRIC_TICKS = {"parameters": format_count_in, "macs_per_image": format_count_in, "training_bytes": format_si_bytes}
 
 
 def growth_figure(width_points: list[ScalePoint], depth_points: list[ScalePoint], current: ScalePoint,
@@ -179,9 +181,10 @@ def growth_figure(width_points: list[ScalePoint], depth_points: list[ScalePoint]
                                          name=labels["reference"], showlegend=row == 1 and col == 1,
                                          hovertemplate=f"{labels['reference']}: %{{y:,.0f}}<extra></extra>"),
                               row=row, col=col)
-            fig.update_xaxes(title_text=labels[axis], type="log", row=row, col=col)
-            fig.update_yaxes(type="log", row=row, col=col,
-                             **({"tickformat": "~s", "ticksuffix": "B"} if metric == "training_bytes" else {}))
+            # Ticks at 1, 10, 100 ... (1-2-5 on a short range), written 1K, 1M, 1 GB: never stacked.
+            fig.update_xaxes(title_text=labels[axis], row=row, col=col, **log_axis(xs, label=lambda v: f"{v:g}"))
+            fig.update_yaxes(row=row, col=col, **log_axis([getattr(p, metric) for p in points],
+                                                          label=METRIC_TICKS[metric]))
     fig.update_layout(height=640, margin={"l": 10, "r": 10, "t": 40, "b": 10},
                       legend={"orientation": "h", "y": -0.12})
     return fig
@@ -201,11 +204,13 @@ def architectures_figure(sweeps: dict[str, list[ScalePoint]], titles: dict[str, 
             name=titles[name], line={"color": colours.get(name)},
             text=[f"{labels['width']} {p.width}, {labels['depth']} {p.depth}" for p in points],
             hovertemplate="%{text}<br>%{x:,.0f} params<br>%{y:,.0f} MACs<extra>" + titles[name] + "</extra>"))
-    if reference is not None:
-        fig.add_trace(go.Scatter(x=[reference.parameters], y=[reference.macs_per_image], mode="markers+text",
+    if reference is not None:  # named in the legend: a label on the chart would sit on the green line
+        fig.add_trace(go.Scatter(x=[reference.parameters], y=[reference.macs_per_image], mode="markers",
                                  marker={"size": 16, "color": "#2b8a3e", "symbol": "star"},
-                                 text=[labels["reference"]], textposition="top left", name=labels["reference"]))
-    fig.update_xaxes(type="log", title_text=labels["parameters"])
-    fig.update_yaxes(type="log", title_text=labels["macs_per_image"])
-    fig.update_layout(height=420, margin={"l": 10, "r": 10, "t": 30, "b": 10})
+                                 name=labels["reference"]))
+    every = [p for points in sweeps.values() for p in points]
+    fig.update_xaxes(title_text=labels["parameters"], **log_axis([p.parameters for p in every]))
+    fig.update_yaxes(title_text=labels["macs_per_image"], **log_axis([p.macs_per_image for p in every]))
+    fig.update_layout(height=440, margin={"l": 10, "r": 10, "t": 30, "b": 10},
+                      legend={"orientation": "h", "y": -0.2})
     return fig

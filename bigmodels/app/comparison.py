@@ -19,7 +19,7 @@ import streamlit as st
 import torch
 
 from bigmodels.analysis import comparison as cmp
-from bigmodels.analysis.article_fixes import FIXES, fix_locations
+from bigmodels.analysis.article_fixes import FIXES, Outcome, fix_locations
 from bigmodels.app.session import language
 from bigmodels.data.mnist import MNIST
 from bigmodels.models.checkpoints import CheckpointError, load_checkpoint
@@ -255,6 +255,7 @@ def article_fix_locations():
 
 
 @st.cache_data(show_spinner=False)
-def article_fix_results() -> dict[str, tuple[str, str]]:
-    return {fix.id: tuple(vars(fix.check()).values()) for fix in FIXES}
+def article_fix_results() -> dict[str, Outcome]:
+    """Each fix's live check, run once per server (the outcomes do not change while it runs)."""
+    return {fix.id: fix.check() for fix in FIXES}
 

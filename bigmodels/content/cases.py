@@ -86,6 +86,10 @@ REQUIRED_FIELDS = (
 )
 TEXT_FIELDS = ("name", "organisation", "deployment", "challenge_note")
 OPTIONAL_TEXT_FIELDS = ("parameters_note",)
+# ``licence`` names the terms as their owner writes them (a proper name: "Apache-2.0",
+# "Llama 4 Community License"); ``licence_zh`` says it in Chinese where it has ordinary words
+# ("Proprietary service", "non-commercial").
+OPTIONAL_FIELDS = ("licence_zh",)
 
 
 @dataclass(frozen=True)
@@ -112,6 +116,11 @@ class Case:
     challenge: str
     challenge_note: Mapping[str, str]
     sources: tuple[Source, ...]
+    licence_zh: str | None = None
+
+    def licence_in(self, lang: str) -> str:
+        """The licence as a reader of ``lang`` reads it (its proper name where it has no translation)."""
+        return self.licence_zh if lang == "zh" and self.licence_zh else self.licence
 
     @property
     def region(self) -> str:
@@ -173,7 +182,7 @@ def validate_case(raw: Any, index: int, current_year: int | None = None) -> list
     for field in REQUIRED_FIELDS:
         if field not in raw:
             errors.append(f"{label}: missing required field '{field}'")
-    known = set(REQUIRED_FIELDS) | set(OPTIONAL_TEXT_FIELDS)
+    known = set(REQUIRED_FIELDS) | set(OPTIONAL_TEXT_FIELDS) | set(OPTIONAL_FIELDS)
     if extra := set(raw) - known:
         errors.append(f"{label}: unknown fields {sorted(extra)}")
 
@@ -203,6 +212,9 @@ def validate_case(raw: Any, index: int, current_year: int | None = None) -> list
         errors.append(f"{label}: weights must be 'open' or 'closed', got {raw['weights']!r}")
     if "licence" in raw and (not isinstance(raw["licence"], str) or not raw["licence"].strip()):
         errors.append(f"{label}: licence must be a non-empty string")
+    if "licence_zh" in raw and (not isinstance(raw["licence_zh"], str)
+                                or not re.search(r"[\u4e00-\u9fff]", raw["licence_zh"])):
+        errors.append(f"{label}: licence_zh must be Chinese text")
 
     params = raw.get("parameters")
     if "parameters" in raw:
@@ -292,6 +304,7 @@ def _build(raw: Mapping[str, Any]) -> Case:
         parameters_note=_text(raw["parameters_note"]) if raw.get("parameters_note") else None,
         weights=raw["weights"],
         licence=raw["licence"].strip(),
+        licence_zh=raw["licence_zh"].strip() if raw.get("licence_zh") else None,
         deployment=_text(raw["deployment"]),
         outcome=_text(raw["outcome"]),
         outcome_source=_source(raw["outcome"]["source"]),

@@ -12,7 +12,7 @@ from typing import Iterable, Sequence
 
 import plotly.graph_objects as go
 
-from bigmodels.formatting import format_flops
+from bigmodels.formatting import format_count_in, format_flops
 from bigmodels.i18n import translate
 from bigmodels.content.cases import CHALLENGES, CONTINENTS, COUNTRIES, MODALITIES, WEIGHTS, Case
 from bigmodels.content.challenges import Dataset
@@ -40,6 +40,7 @@ class CaseFilter:
     weights: frozenset[str] = frozenset()
     challenges: frozenset[str] = frozenset()
     year_range: tuple[int, int] | None = None
+    countries: frozenset[str] = frozenset()  # ISO-3 codes, e.g. the country clicked on the map
 
     def matches(self, case: Case) -> bool:
         if self.regions and case.region not in self.regions:
@@ -50,6 +51,8 @@ class CaseFilter:
             return False
         if self.challenges and case.challenge not in self.challenges:
             return False
+        if self.countries and case.country not in self.countries:
+            return False
         if self.year_range is not None:
             lo, hi = self.year_range
             if not lo <= case.year <= hi:
@@ -59,6 +62,34 @@ class CaseFilter:
 
 def filter_cases(cases: Iterable[Case], case_filter: CaseFilter) -> list[Case]:
     return [c for c in cases if case_filter.matches(c)]
+
+
+def searchable_text(case: Case, lang: str) -> str:
+    """What a text search looks through, in the chosen language: name,
+    organisation, country, deployment and outcome."""
+    return " ".join((case.name[lang], case.organisation[lang], country_name(case.country, lang),
+                     case.deployment[lang], case.outcome[lang])).casefold()
+
+
+def search_cases(cases: Iterable[Case], query: str, lang: str) -> list[Case]:
+    """The cases whose text (``searchable_text``) holds every word of ``query``,
+    ignoring case; all of them for an empty query. Chinese needs no spaces:
+    "医疗" finds "医疗问答", and "openai 编程" needs both."""
+    words = query.casefold().split()
+    return [c for c in cases if all(w in searchable_text(c, lang) for w in words)]
+
+
+def selected_country(selection: object, known: Iterable[str] = ()) -> str | None:
+    """The ISO-3 code of the country clicked on the world map, from the selection
+    state ``st.plotly_chart(..., on_select=...)`` keeps (``{"selection": {"points":
+    [{"location": "AUS", ...}]}}``); None when nothing (or something unknown) is selected."""
+    try:
+        points = selection["selection"]["points"]  # type: ignore[index]
+    except (KeyError, TypeError):
+        return None
+    codes = [p.get("location") for p in points if isinstance(p, dict)]
+    allowed = set(known) or set(COUNTRIES)
+    return next((code for code in codes if code in allowed), None)
 
 
 SORT_KEYS = ("year", "name", "country", "parameters")
@@ -93,20 +124,7 @@ def year_bounds(cases: Sequence[Case]) -> tuple[int, int]:
 
 def format_count(n: float, lang: str) -> str:
     """Large numbers the way each language writes them: 671B / 6710 亿."""
-    if lang == "zh":
-        for size, unit in ((1e12, "万亿"), (1e8, "亿"), (1e4, "万")):
-            if n >= size:
-                return f"{_trim(n / size)} {unit}"
-        return f"{n:,.0f}"
-    for size, unit in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
-        if n >= size:
-            return f"{_trim(n / size)}{unit}"
-    return f"{n:,.0f}"
-
-
-def _trim(x: float) -> str:
-    text = f"{x:.2f}" if x < 10 else f"{x:.1f}" if x < 100 else f"{x:.0f}"
-    return text.rstrip("0").rstrip(".") if "." in text else text
+    return format_count_in(n, lang)
 
 
 def format_parameters(case: Case, lang: str) -> str:
@@ -132,29 +150,28 @@ def label(mapping: dict[str, dict[str, str]], key: str, lang: str) -> str:
 # table
 # --------------------------------------------------------------------------
 
-def cases_table(cases: Iterable[Case], lang: str) -> list[dict[str, object]]:
-    """Rows for ``st.dataframe``: one dict per case, localised headers.
+#: The cases table's columns, what people look for first; each fits a 1280 px screen together.
+CASE_COLUMNS = ("name", "organisation", "country", "year", "parameters", "licence", "modality", "source")
 
-    ``parameters`` holds the published count (None when undisclosed) so the
-    column sorts numerically; the text form is in the next column.
+
+def cases_table(cases: Iterable[Case], lang: str) -> list[dict[str, object]]:
+    """Rows for ``st.dataframe``: one dict per case, keyed by ``CASE_COLUMNS``
+    (the page names the headers with ``column_config``).
+
+    ``parameters`` is written as people write it (671B, 6710 亿) or "not
+    disclosed": never a raw 671000000000 nor "None". ``licence`` is in the
+    reader's language where it has ordinary words, with whether the weights are open.
     """
-    t = lambda key: translate(key, lang)  # noqa: E731
-    rows = []
-    for c in cases:
-        rows.append({
-            t("cases.col.name"): c.name[lang],
-            t("cases.col.organisation"): c.organisation[lang],
-            t("cases.col.country"): country_name(c.country, lang),
-            t("cases.col.year"): c.year,
-            t("cases.col.modality"): label(MODALITIES, c.modality, lang),
-            t("cases.col.parameters"): c.parameters,
-            t("cases.col.parameters_text"): format_parameters(c, lang),
-            t("cases.col.weights"): label(WEIGHTS, c.weights, lang),
-            t("cases.col.licence"): c.licence,
-            t("cases.col.challenge"): label(CHALLENGES, c.challenge, lang),
-            t("cases.col.source"): c.outcome_source.url,
-        })
-    return rows
+    return [{
+        "name": c.name[lang],
+        "organisation": c.organisation[lang],
+        "country": country_name(c.country, lang),
+        "year": c.year,
+        "parameters": format_parameters(c, lang),
+        "licence": f"{label(WEIGHTS, c.weights, lang)} · {c.licence_in(lang)}",
+        "modality": label(MODALITIES, c.modality, lang),
+        "source": c.outcome_source.url,
+    } for c in cases]
 
 
 def summary_counts(cases: Sequence[Case]) -> dict[str, int]:
@@ -378,6 +395,7 @@ class TrainingPreset:
     n_tokens: float
     source_title: str
     source_url: str
+    label_zh: str | None = None  # where the label has words besides the model's name
 
 
 @dataclass(frozen=True)
@@ -397,7 +415,8 @@ TRAINING_PRESETS: dict[str, TrainingPreset] = {
     "chinchilla": TrainingPreset("Chinchilla 70B", 70e9, 1.4e12, "Hoffmann et al. 2022", "https://arxiv.org/abs/2203.15556"),
     "llama31_405b": TrainingPreset("Llama 3.1 405B", 405e9, 15.6e12, "The Llama 3 Herd of Models", "https://arxiv.org/abs/2407.21783"),
     "deepseek_v3": TrainingPreset(
-        "DeepSeek-V3 (37B activated)", 37e9, 14.8e12, "DeepSeek-V3 Technical Report", "https://arxiv.org/abs/2412.19437"
+        "DeepSeek-V3 (37B activated)", 37e9, 14.8e12, "DeepSeek-V3 Technical Report", "https://arxiv.org/abs/2412.19437",
+        label_zh="DeepSeek-V3（每个 token 激活 370 亿参数）",
     ),
 }
 
@@ -422,6 +441,16 @@ MEMORY_PRESETS: dict[str, tuple[str, float, str]] = {
     "llama31_405b": ("Llama 3.1 405B", 405e9, "https://arxiv.org/abs/2407.21783"),
     "deepseek_v3": ("DeepSeek-V3 671B (all experts)", 671e9, "https://arxiv.org/abs/2412.19437"),
 }
+#: Chinese for the memory presets' labels that have words besides the model's name.
+MEMORY_PRESET_LABELS_ZH = {"gpt2_xl": "GPT-2 1.5B（ZeRO 论文中的例子）", "deepseek_v3": "DeepSeek-V3 671B（全部专家）"}
+
+
+def preset_label(presets: dict, key: str, lang: str) -> str:
+    """A calculator preset's label in ``lang`` (the model's name where it has no words to translate)."""
+    preset = presets[key]
+    if presets is MEMORY_PRESETS:
+        return (MEMORY_PRESET_LABELS_ZH.get(key) if lang == "zh" else None) or preset[0]
+    return (getattr(preset, "label_zh", None) if lang == "zh" else None) or preset.label
 
 
 def cases_for_challenge(cases: Iterable[Case], challenge_id: str, lang: str) -> list[str]:
