@@ -306,7 +306,7 @@ def test_real_cuda_out_of_memory_fails_the_run_and_the_worker_goes_on(store, sma
 
 
 def test_the_heartbeat_records_the_workers_cpu_and_memory_while_it_trains(store, small_mnist):
-    run = submit(store, cfg(epochs=3, batch_size=32, seed=21)).run
+    run = submit(store, cfg(epochs=30, batch_size=16, seed=21)).run  # long: it is cancelled once sampled
     worker = Worker(store.home, "cpu", data=small_mnist, max_runs=1, warm_models=["cnn"])
     thread, result = in_background(worker)
     samples = wait_for(lambda: len(store.system_metrics(run.id)) >= 2 and store.system_metrics(run.id),

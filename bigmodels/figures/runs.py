@@ -118,7 +118,7 @@ def loss_figure(runs: Sequence[tuple[str, list[dict], list[dict], float]], smoot
 
 
 # An error-rate axis is logarithmic; these are its ticks, labelled as accuracies.
-_ERROR_TICKS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
+_ERROR_TICKS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)
 WIDE_SPREAD = 0.15  # accuracies further apart than this are drawn on the error-rate axis
 
 
