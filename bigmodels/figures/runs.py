@@ -61,16 +61,45 @@ def steps_per_epoch(run: Run) -> float:
     return (run.total_steps or epochs) / epochs
 
 
+X_AXES = ("epoch", "step", "time")  # what a run's curves are drawn against
+
+
+def step_xs(steps: list[dict], per_epoch: float, x: str) -> list[float]:
+    """Where each step row goes on the x axis: in epochs (runs with different batch
+    sizes line up), in optimizer steps, or in seconds since the first step."""
+    if x == "step":
+        return [s["step"] for s in steps]
+    if x == "time":
+        t0 = steps[0]["t"] if steps else 0.0
+        return [s["t"] - t0 for s in steps]
+    return [s["step"] / per_epoch for s in steps]
+
+
+def epoch_xs(epochs: list[dict], per_epoch: float, x: str) -> list[float]:
+    """Where each epoch record goes: its epoch, its last step, or its training time."""
+    if x == "step":
+        return [e["epoch"] * per_epoch for e in epochs]
+    if x == "time":
+        return [e.get("elapsed") or 0.0 for e in epochs]
+    return [e["epoch"] for e in epochs]
+
+
+def _run_curves(runs: Sequence[tuple]) -> list[tuple[str, list[dict], float]]:
+    """``(label, epochs)`` or ``(label, epochs, steps_per_epoch)`` as the latter."""
+    return [(r[0], r[1], r[2] if len(r) > 2 else 1.0) for r in runs]
+
+
 def loss_figure(runs: Sequence[tuple[str, list[dict], list[dict], float]], smoothing: float,
-                texts: dict[str, str]) -> go.Figure:
+                texts: dict[str, str], x: str = "epoch", log_y: bool = False) -> go.Figure:
     """Training loss per step (raw, faint; smoothed, bold) and test loss per epoch,
-    for each ``(label, steps, epochs, steps_per_epoch)``; x is training progress in
-    epochs, so runs with different batch sizes line up."""
+    for each ``(label, steps, epochs, steps_per_epoch)``, against ``x`` (see
+    ``X_AXES``); ``log_y``: a log loss axis, so one diverging run does not flatten
+    the others' curves. ``texts["x"]`` is the title of that axis."""
     fig = go.Figure()
     for i, (label, steps, epochs, per_epoch) in enumerate(runs):
         color = PALETTE[i % len(PALETTE)]
         if steps:
-            xs = [s["step"] / per_epoch for s in steps]
+            xs = step_xs(steps, per_epoch, x)
             raw = [s["loss"] for s in steps]
             tx, ty = thin(xs, smooth(raw, smoothing))
             if smoothing > 0:
@@ -80,38 +109,132 @@ def loss_figure(runs: Sequence[tuple[str, list[dict], list[dict], float]], smoot
             fig.add_trace(go.Scatter(x=tx, y=ty, mode="lines", line=dict(color=color, width=2),
                                      name=f"{label} · {texts['train_loss']}"))
         if epochs:
-            fig.add_trace(go.Scatter(x=[e["epoch"] for e in epochs], y=[e["test_loss"] for e in epochs],
+            fig.add_trace(go.Scatter(x=epoch_xs(epochs, per_epoch, x), y=[e["test_loss"] for e in epochs],
                                      mode="markers+lines", line=dict(color=color, dash="dot"),
                                      marker=dict(size=8, symbol="diamond"), name=f"{label} · {texts['test_loss']}"))
+    if log_y:
+        fig.update_yaxes(type="log")
     return _layout(fig, texts["x"], texts["y"])
 
 
-def accuracy_figure(runs: Sequence[tuple[str, list[dict]]], texts: dict[str, str]) -> go.Figure:
-    """Test accuracy after each epoch, one line per ``(label, epochs)``."""
+# An error-rate axis is logarithmic; these are its ticks, labelled as accuracies.
+_ERROR_TICKS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)
+WIDE_SPREAD = 0.15  # accuracies further apart than this are drawn on the error-rate axis
+
+
+def accuracy_axis(values: Sequence[float]) -> dict[str, Any]:
+    """A y axis that keeps every run readable. Close accuracies (the usual case)
+    get a linear axis zoomed on them; when one weak run is far below the others,
+    the axis shows the error rate on a log scale (labelled as accuracy, best at the
+    top), so 98.9% and 99.2% stay apart while 40% is still on the chart."""
+    values = [v for v in values if v is not None and math.isfinite(v)]
+    if not values:
+        return dict(tickformat=".0%", range=[0.0, 1.0])
+    low, high = min(values), max(values)
+    if high - low <= WIDE_SPREAD:
+        floor = max(0.0, low - max(0.02, (high - low) * 0.15))
+        return dict(tickformat=".1%", range=[floor, min(1.0, high + (high - floor) * 0.08) + 0.001])
+    errors = [max(1 - v, 1e-4) for v in values]
+    top, bottom = min(errors) * 0.7, min(1.0, max(errors) * 1.3)
+    ticks = [e for e in _ERROR_TICKS if top <= e <= bottom]
+    return dict(type="log", range=[math.log10(bottom), math.log10(top)], tickvals=ticks,
+                ticktext=[f"{1 - e:.1%}".replace(".0%", "%") for e in ticks])
+
+
+def accuracy_figure(runs: Sequence[tuple], texts: dict[str, str], x: str = "epoch") -> go.Figure:
+    """Test accuracy after each epoch, one line per ``(label, epochs[, steps_per_epoch])``,
+    against ``x``; the y axis from ``accuracy_axis``."""
+    curves = _run_curves(runs)
+    values = [e["test_accuracy"] for _, epochs, _ in curves for e in epochs if e.get("test_accuracy") is not None]
+    axis = accuracy_axis(values)
+    on_error_axis = axis.get("type") == "log"
     fig = go.Figure()
-    for i, (label, epochs) in enumerate(runs):
-        fig.add_trace(go.Scatter(x=[e["epoch"] for e in epochs], y=[e["test_accuracy"] for e in epochs],
-                                 mode="markers+lines", name=label, line=dict(color=PALETTE[i % len(PALETTE)])))
-    values = [e["test_accuracy"] for _, epochs in runs for e in epochs if e.get("test_accuracy") is not None]
-    low = max(0.0, min(values) - 0.02) if values else 0.0  # accuracy lives near the top: show that part
-    fig.update_yaxes(tickformat=".1%", range=[low, 1.0 + (1.0 - low) * 0.03])
+    for i, (label, epochs, per_epoch) in enumerate(curves):
+        ys = [e["test_accuracy"] for e in epochs]
+        fig.add_trace(go.Scatter(
+            x=epoch_xs(epochs, per_epoch, x), y=[max(1 - v, 1e-4) for v in ys] if on_error_axis else ys,
+            customdata=ys, hovertemplate="%{customdata:.2%}", mode="markers+lines", name=label,
+            line=dict(color=PALETTE[i % len(PALETTE)])))
+    fig.update_yaxes(**axis)
     return _layout(fig, texts["x"], texts["y"])
+
+
+def confusion_figure(confusion: list[list[int]], texts: dict[str, str]) -> go.Figure:
+    """confusion[true][predicted] as a heat map, digits 0-9 on both axes, the
+    diagonal (correct answers) left out of the colour scale so mistakes show."""
+    n = len(confusion)
+    digits = [str(d) for d in range(n)]
+    off = [[0 if t == p else c for p, c in enumerate(row)] for t, row in enumerate(confusion)]
+    fig = go.Figure(go.Heatmap(z=off, x=digits, y=digits, colorscale="Reds", text=confusion, texttemplate="%{text}",
+                               hovertemplate=texts["hover"] + "<extra></extra>", showscale=False))
+    fig.update_yaxes(autorange="reversed", type="category", title=texts["true"])
+    fig.update_xaxes(type="category", title=texts["predicted"], side="top")
+    fig.update_layout(height=360, margin=dict(l=10, r=10, t=40, b=10))
+    return fig
+
+
+def per_class_figure(per_class: list[float], texts: dict[str, str]) -> go.Figure:
+    """Accuracy on each digit's test images, zoomed on the range they span."""
+    fig = go.Figure(go.Bar(x=[str(d) for d in range(len(per_class))], y=per_class, marker_color=PALETTE[0],
+                           text=[f"{v:.1%}" for v in per_class], textposition="outside", cliponaxis=False))
+    floor = max(0.0, min(per_class, default=0.0) - 0.05)
+    fig.update_yaxes(tickformat=".0%" if floor < 0.5 else ".1%", range=[floor, 1.0])
+    fig.update_xaxes(type="category")
+    return _layout(fig, texts["x"], texts["y"], height=360)
+
+
+def system_figure(samples: list[dict], texts: dict[str, str]) -> go.Figure:
+    """The worker's CPU utilisation (left axis, % of one core) and memory (right
+    axis), and GPU utilisation and memory when it recorded them, over seconds."""
+    fig = go.Figure()
+    if samples:
+        t0 = samples[0]["t"]
+        xs = [s["t"] - t0 for s in samples]
+
+        def add(key: str, name: str, color: str, right: bool, scale: float = 1.0, dash: str | None = None):
+            ys = [None if s[key] is None else s[key] / scale for s in samples]
+            if any(y is not None for y in ys):
+                fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=name, yaxis="y2" if right else "y",
+                                         line=dict(color=color, dash=dash)))
+        add("cpu_percent", texts["cpu"], PALETTE[0], False)
+        add("gpu_percent", texts["gpu"], PALETTE[2], False, dash="dot")
+        add("memory_bytes", texts["memory"], PALETTE[1], True, scale=2**20)
+        add("gpu_memory_bytes", texts["gpu_memory"], PALETTE[3], True, scale=2**20, dash="dot")
+    fig.update_layout(yaxis=dict(title=texts["percent"], rangemode="tozero"),
+                      yaxis2=dict(title=texts["mib"], overlaying="y", side="right", rangemode="tozero",
+                                  showgrid=False))
+    return _layout(fig, texts["x"], texts["percent"], height=300)
 
 
 # ------------------------------------------------------------ comparison
 HYPERPARAMETERS = ("model", "preset", *settings())  # every TrainConfig setting, in declaration order
+RESULT_KEYS = ("best_accuracy", "final_accuracy", "samples_per_second", "duration_s", "device")
 
 
-def comparison_rows(runs: Sequence[Run]) -> list[dict[str, Any]]:
-    """One row per run: its settings and its results, ready for a table or CSV."""
+def _overrides_text(run: Run) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted(run.config.get("model_overrides", {}).items())) or ""
+
+
+def run_settings(run: Run) -> dict[str, Any]:
+    """Every setting of ``run`` as compared: the config's, its model settings, processes."""
+    return {**{key: run.config.get(key) for key in HYPERPARAMETERS}, "model_overrides": _overrides_text(run),
+            "processes": run.world_size}
+
+
+def differing_settings(runs: Sequence[Run]) -> list[str]:
+    """The settings (keys of ``run_settings``) on which the runs do not all agree."""
+    values = [run_settings(r) for r in runs]
+    return [k for k in values[0] if len({repr(v[k]) for v in values}) > 1] if values else []
+
+
+def comparison_rows(runs: Sequence[Run], only_differences: bool = False) -> list[dict[str, Any]]:
+    """One row per run: its settings and its results, ready for a table or CSV.
+    ``only_differences``: only the settings that differ between these runs."""
+    keep = differing_settings(runs) if only_differences else None
     rows = []
     for run in runs:
-        row: dict[str, Any] = {"run": run.id, "status": run.status}
-        for key in HYPERPARAMETERS:
-            row[key] = run.config.get(key)
-        row["model_overrides"] = ", ".join(f"{k}={v}" for k, v in sorted(run.config.get("model_overrides",
-                                                                                         {}).items())) or ""
-        row["processes"] = run.world_size
+        row: dict[str, Any] = {"run": run.id, "name": run.title, "status": run.status}
+        row.update({k: v for k, v in run_settings(run).items() if keep is None or k in keep})
         row["best_accuracy"] = run.best_accuracy
         row["final_accuracy"] = run.final_accuracy
         row["samples_per_second"] = run.samples_per_second
@@ -121,37 +244,41 @@ def comparison_rows(runs: Sequence[Run]) -> list[dict[str, Any]]:
     return rows
 
 
+def scientific(value: float) -> str:
+    """A learning rate as people write it: 1e-3, 3e-4, 2.5e-3."""
+    mantissa, exponent = f"{value:.2e}".split("e")
+    mantissa = mantissa.rstrip("0").rstrip(".")
+    return f"{mantissa}e{int(exponent)}"
+
+
 def parallel_coordinates(runs: Sequence[Run], texts: dict[str, str]) -> go.Figure:
     """Settings against result: one line per run, coloured by best test accuracy.
-    The learning rate is on a log scale (log10), categories get integer ticks."""
-    dims = []
+    Only settings on which the runs differ get an axis (plus the accuracy), each
+    spanning exactly the values present; the learning rate is on a log axis whose
+    ticks read as learning rates (1e-3), categories get their names as ticks."""
     if not runs:
         return go.Figure()
 
     def categorical(label: str, values: list[str]) -> dict:
         cats = sorted(set(values))
         return dict(label=label, values=[cats.index(v) for v in values], tickvals=list(range(len(cats))),
-                    ticktext=cats, range=[-0.5, len(cats) - 0.5] if len(cats) == 1 else None)
+                    ticktext=cats)
 
     def numeric(label: str, values: list[float]) -> dict:
-        lo, hi = min(values), max(values)
-        pad = abs(lo) * 0.1 or 1.0
-        return dict(label=label, values=values, range=[lo - pad, hi + pad] if lo == hi else [lo, hi])
+        return dict(label=label, values=values)
+
+    def log_lr(label: str, values: list[float]) -> dict:
+        distinct = sorted(set(values))
+        return dict(label=label, values=[math.log10(v) for v in values],
+                    tickvals=[math.log10(v) for v in distinct], ticktext=[scientific(v) for v in distinct])
 
     configs = [r.config for r in runs]
-    dims.append(categorical(texts["model"], [c["model"] for c in configs]))
-    dims.append(categorical(texts["optimizer"], [c["optimizer"] for c in configs]))
-    dims.append(numeric(texts["log_lr"], [math.log10(c["lr"]) for c in configs]))
-    dims.append(numeric(texts["batch_size"], [float(c["batch_size"]) for c in configs]))
-    dims.append(numeric(texts["epochs"], [float(c["epochs"]) for c in configs]))
-    dims.append(numeric(texts["weight_decay"], [float(c["weight_decay"]) for c in configs]))
-    dims.append(numeric(texts["label_smoothing"], [float(c["label_smoothing"]) for c in configs]))
+    axes = (("model", categorical), ("optimizer", categorical), ("lr", log_lr), ("batch_size", numeric),
+            ("epochs", numeric), ("weight_decay", numeric), ("label_smoothing", numeric))
+    dims = [make(texts[key], [c[key] if make is categorical else float(c[key]) for c in configs])
+            for key, make in axes if len({repr(c[key]) for c in configs}) > 1]
     accuracies = [r.best_accuracy if r.best_accuracy is not None else 0.0 for r in runs]
-    dims.append(dict(label=texts["accuracy"], values=accuracies, range=[min(accuracies), max(accuracies)]
-                     if min(accuracies) < max(accuracies) else [0, 1]))
-    for d in dims:
-        if d.get("range") is None:
-            d.pop("range", None)
+    dims.append(dict(label=texts["accuracy"], values=accuracies, tickformat=".1%"))
     fig = go.Figure(go.Parcoords(line=dict(color=accuracies, colorscale="Viridis", showscale=True,
                                            colorbar=dict(title=texts["accuracy"], tickformat=".1%")),
                                  dimensions=dims))
@@ -168,11 +295,12 @@ def epochs_csv(runs: Sequence[tuple[Run, list[dict]]]) -> str:
     """Per-epoch metrics of several runs, with each run's settings, one row per epoch."""
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["run", *HYPERPARAMETERS, "processes", *EPOCH_COLUMNS])
+    writer.writerow(["run", "name", *HYPERPARAMETERS, "processes", *EPOCH_COLUMNS])
     for run, epochs in runs:
         settings = [run.config.get(k) for k in HYPERPARAMETERS]
         for record in epochs:
-            writer.writerow([run.id, *settings, run.world_size, *(record.get(c) for c in EPOCH_COLUMNS)])
+            writer.writerow([run.id, run.title, *settings, run.world_size,
+                             *(record.get(c) for c in EPOCH_COLUMNS)])
     return out.getvalue()
 
 

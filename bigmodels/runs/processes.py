@@ -30,3 +30,24 @@ def process_memory() -> int | None:
         return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
         return None
+
+
+class CpuMeter:
+    """CPU utilisation of this process between two calls, in percent of one core
+    (200% is two cores busy), from the kernel's user + system time of all its threads."""
+
+    def __init__(self):
+        self._mark = self._now()
+
+    @staticmethod
+    def _now() -> tuple[float, float]:
+        times = os.times()
+        return times.user + times.system, times.elapsed
+
+    def sample(self) -> float | None:
+        cpu, wall = self._now()
+        last_cpu, last_wall = self._mark
+        self._mark = (cpu, wall)
+        if wall <= last_wall:
+            return None
+        return 100.0 * (cpu - last_cpu) / (wall - last_wall)

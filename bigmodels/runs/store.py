@@ -85,7 +85,11 @@ CREATE TABLE IF NOT EXISTS runs (
     device_name TEXT,
     data_source TEXT,
     versions TEXT,
-    git_commit TEXT
+    git_commit TEXT,
+    name TEXT,
+    tags TEXT NOT NULL DEFAULT '[]',
+    note TEXT NOT NULL DEFAULT '',
+    info_at REAL
 );
 CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status, target, queued_at);
 CREATE INDEX IF NOT EXISTS runs_by_hash ON runs (config_hash, world_size, status);
@@ -102,6 +106,11 @@ CREATE TABLE IF NOT EXISTS logs (
     id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, t REAL NOT NULL, message TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS logs_by_run ON logs (run_id, id);
+CREATE TABLE IF NOT EXISTS system (
+    run_id TEXT NOT NULL, t REAL NOT NULL, cpu_percent REAL, memory_bytes INTEGER,
+    gpu_percent REAL, gpu_memory_bytes INTEGER,
+    PRIMARY KEY (run_id, t)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS workers (
     id TEXT PRIMARY KEY, pid INTEGER NOT NULL, host TEXT NOT NULL, device TEXT NOT NULL,
     started_at REAL NOT NULL, heartbeat_at REAL NOT NULL, state TEXT NOT NULL, run_id TEXT
@@ -110,7 +119,16 @@ CREATE TABLE IF NOT EXISTS workers (
 
 
 # Columns added after the first release of the schema: an older store gets them on open.
-_ADDED_COLUMNS = {"start_step": "INTEGER NOT NULL DEFAULT 0", "loop_started_at": "REAL"}
+_ADDED_COLUMNS = {"start_step": "INTEGER NOT NULL DEFAULT 0", "loop_started_at": "REAL",
+                  "name": "TEXT", "tags": "TEXT NOT NULL DEFAULT '[]'", "note": "TEXT NOT NULL DEFAULT ''",
+                  "info_at": "REAL"}
+
+# What a person may write about a run (its name, tags and note), at most.
+MAX_NAME = 80
+MAX_TAGS = 10
+MAX_TAG = 32
+MAX_NOTE = 2000
+SYSTEM_TABLES = ("steps", "epochs", "logs", "system")  # per-run tables a delete empties
 
 
 _SCHEMA_READY: set[str] = set()  # database files whose schema this process has set up
@@ -123,6 +141,39 @@ class StoreError(RuntimeError):
 
 class RunStateError(ValueError):
     """An action that the run's current state does not allow (e.g. deleting a running run)."""
+
+
+class RunInfoError(ValueError):
+    """A name, tag or note that the store does not accept: ``field`` says which
+    ("name", "tags", "tag" or "note") and ``limit`` the most it allows."""
+
+    def __init__(self, field: str, limit: int, got: int):
+        super().__init__(f"{field}: at most {limit} {'tags' if field == 'tags' else 'characters'}, got {got}")
+        self.field, self.limit, self.got = field, limit, got
+
+
+def clean_info(name: str | None, tags: list[str] | str | None, note: str | None
+               ) -> tuple[str | None, list[str], str]:
+    """A run's name, tags and note as stored: trimmed, tags split on commas,
+    empty ones dropped, duplicates kept once; RunInfoError past the limits."""
+    name = (name or "").strip() or None
+    if name is not None and len(name) > MAX_NAME:
+        raise RunInfoError("name", MAX_NAME, len(name))
+    if isinstance(tags, str):
+        tags = tags.split(",")
+    clean: list[str] = []
+    for tag in tags or []:
+        tag = " ".join(str(tag).split())
+        if len(tag) > MAX_TAG:
+            raise RunInfoError("tag", MAX_TAG, len(tag))
+        if tag and tag not in clean:
+            clean.append(tag)
+    if len(clean) > MAX_TAGS:
+        raise RunInfoError("tags", MAX_TAGS, len(clean))
+    note = (note or "").strip()
+    if len(note) > MAX_NOTE:
+        raise RunInfoError("note", MAX_NOTE, len(note))
+    return name, clean, note
 
 
 def home_dir(home: str | os.PathLike | None = None) -> Path:
@@ -202,11 +253,17 @@ class Run:
     versions: dict[str, str] | None
     git_commit: str | None
     submission: str | None = None
+    name: str | None = None  # what a person calls the run (None: its id)
+    tags: tuple[str, ...] = ()
+    note: str = ""
+    info_at: float | None = None  # when the name, tags or note last changed
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> "Run":
         values = dict(row)
         values["config"] = json.loads(values["config"])
+        values["tags"] = tuple(json.loads(values.get("tags") or "[]"))
+        values["note"] = values.get("note") or ""
         values["versions"] = json.loads(values["versions"]) if values["versions"] else None
         values["resume"] = bool(values["resume"])
         values["cancel_requested"] = bool(values["cancel_requested"])
@@ -215,6 +272,11 @@ class Run:
     @property
     def is_active(self) -> bool:
         return self.status in ACTIVE
+
+    @property
+    def title(self) -> str:
+        """Its name, or its id when it has none."""
+        return self.name or self.id
 
     @property
     def progress(self) -> float:
@@ -435,6 +497,22 @@ class RunStore:
                               (run_id, limit)).fetchall()
         return [(r["t"], r["message"]) for r in reversed(rows)]
 
+    def system_metrics(self, run_id: str) -> list[dict[str, Any]]:
+        """The worker's samples of CPU, memory (and GPU) while it trained ``run_id``."""
+        check_run_id(run_id)
+        with self._connect() as db:
+            rows = db.execute("SELECT t, cpu_percent, memory_bytes, gpu_percent, gpu_memory_bytes FROM system "
+                              "WHERE run_id = ? ORDER BY t", (run_id,)).fetchall()
+        return [dict(r) for r in rows]
+
+    def signature(self) -> tuple:
+        """A cheap fingerprint of every run's state: it changes when a run is added,
+        moves a step, changes status or is renamed (one aggregate query, for polling)."""
+        with self._connect() as db:
+            row = db.execute("SELECT COUNT(*), TOTAL(step), TOTAL(epoch), MAX(queued_at), TOTAL(finished_at), "
+                             "MAX(heartbeat_at), MAX(info_at), GROUP_CONCAT(status) FROM runs").fetchone()
+        return tuple(row)
+
     def workers(self) -> list[dict[str, Any]]:
         with self._connect() as db:
             return [dict(r) for r in db.execute("SELECT * FROM workers ORDER BY device, started_at").fetchall()]
@@ -481,6 +559,23 @@ class RunStore:
                  else "queued again; no checkpoint was written yet, so it starts over", now)
             return _get_run(db, run_id)
 
+    def set_info(self, run_id: str, name: str | None = None, tags: list[str] | str | None = None,
+                 note: str | None = None) -> Run:
+        """Name, tag and annotate a run (any status); RunInfoError past the limits."""
+        check_run_id(run_id)
+        name, tags, note = clean_info(name, tags, note)
+        with self._write() as db:
+            _get_row(db, run_id)
+            db.execute("UPDATE runs SET name = ?, tags = ?, note = ?, info_at = ? WHERE id = ?",
+                       (name, json.dumps(tags), note, time.time(), run_id))
+            return _get_run(db, run_id)
+
+    def tags(self) -> list[str]:
+        """Every tag in use, sorted."""
+        with self._connect() as db:
+            rows = db.execute("SELECT DISTINCT value FROM runs, json_each(runs.tags) ORDER BY value").fetchall()
+        return [r[0] for r in rows]
+
     def delete(self, run_id: str) -> list[Path]:
         """Remove a finished run, its metrics and its checkpoint; returns the files removed."""
         check_run_id(run_id)
@@ -488,7 +583,7 @@ class RunStore:
             row = _get_row(db, run_id)
             if row["status"] in ACTIVE:
                 raise RunStateError(f"run {run_id} is {row['status']}; cancel it before deleting it")
-            for table in ("steps", "epochs", "logs"):
+            for table in SYSTEM_TABLES:
                 db.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
             db.execute("DELETE FROM runs WHERE id = ?", (run_id,))
         removed = []
@@ -581,13 +676,22 @@ class RunStore:
                              f"{record.get('samples_per_second', 0):,.0f} samples/s")
 
     def heartbeat(self, run_id: str | None, worker_id: str, memory_bytes: int | None = None,
-                  memory_kind: str | None = None) -> None:
+                  memory_kind: str | None = None, system: dict[str, float | int | None] | None = None) -> None:
+        """The worker is alive; ``system``: a sample of its CPU utilisation, memory
+        and GPU use (keys of the ``system`` table), recorded for the running run."""
         now = time.time()
         with self._write() as db:
             db.execute("UPDATE workers SET heartbeat_at = ?, run_id = ? WHERE id = ?", (now, run_id, worker_id))
             if run_id is not None:
-                db.execute("UPDATE runs SET heartbeat_at = ?, memory_bytes = ?, memory_kind = ? "
-                           "WHERE id = ? AND status = 'running'", (now, memory_bytes, memory_kind, run_id))
+                running = db.execute("UPDATE runs SET heartbeat_at = ?, memory_bytes = ?, memory_kind = ? "
+                                     "WHERE id = ? AND status = 'running'",
+                                     (now, memory_bytes, memory_kind, run_id)).rowcount
+                if running and system:
+                    db.execute("INSERT OR REPLACE INTO system (run_id, t, cpu_percent, memory_bytes, gpu_percent, "
+                               "gpu_memory_bytes) VALUES (?, ?, ?, ?, ?, ?)",
+                               (run_id, now, *(_finite_or_none(system.get(k)) for k in ("cpu_percent",)),
+                                system.get("memory_bytes"), _finite_or_none(system.get("gpu_percent")),
+                                system.get("gpu_memory_bytes")))
 
     def cancel_requested(self, run_id: str) -> bool:
         with self._connect() as db:

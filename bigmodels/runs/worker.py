@@ -40,7 +40,7 @@ from bigmodels.data.mnist import ENV_DATA_DIR, MNIST, DeviceMNIST, load_mnist, n
 from bigmodels.models.registry import create_model, get_spec, list_models
 from bigmodels.problems import ConfigError, Problem
 from bigmodels.provenance import git_commit, software_versions
-from bigmodels.runs.processes import pid_alive, process_memory
+from bigmodels.runs.processes import CpuMeter, pid_alive, process_memory
 from bigmodels.runs.recorder import EventRecorder, StopWatch, record_outcome
 from bigmodels.runs.store import ENV_HOME, Run, RunStore, device_key
 from bigmodels.runs.torchrun import launch_command
@@ -51,7 +51,7 @@ from bigmodels.train.plan import Resources, plan, resolve_device
 from bigmodels.train.ranks import backend_for
 
 POLL_SECONDS = 0.1  # how often an idle worker looks for a queued run
-HEARTBEAT_SECONDS = 2.0
+HEARTBEAT_SECONDS = 1.0  # also how often the system metrics are sampled
 LOCK_WAIT_SECONDS = 5.0  # a lock probe by a page holds it for microseconds; wait that out
 CPU_WORKER_NICE = 10  # below the app (nice 0): see serve_forever
 
@@ -187,6 +187,17 @@ class DeviceSession:
             return torch.cuda.memory_allocated(self.device), "device"
         return process_memory(), "process"
 
+    def gpu_use(self) -> tuple[float | None, int | None]:
+        """(utilisation in percent, bytes allocated) of a CUDA device; (None, None) elsewhere
+        (utilisation needs NVML, which not every machine has)."""
+        if self.device.type != "cuda":
+            return None, None
+        try:
+            utilisation = float(torch.cuda.utilization(self.device))
+        except Exception:  # no pynvml / NVML: the memory alone is still worth recording
+            utilisation = None
+        return utilisation, torch.cuda.memory_allocated(self.device)
+
 
 # ------------------------------------------------------------------ worker
 def serving_device(requested: str) -> str:
@@ -290,12 +301,19 @@ class Worker:
             self.lock.release()
 
     def _heartbeat_loop(self) -> None:
+        cpu = CpuMeter()
         while not self.stopping.wait(HEARTBEAT_SECONDS):
             try:
                 memory, kind = self.session.memory() if self.session else (None, "process")
-                if self.current_is_distributed:  # the ranks train, not this process: its memory would mislead
+                system = None
+                if self.current_is_distributed:  # the ranks train, not this process: its numbers would mislead
                     memory = None
-                self.store.heartbeat(self.current, self.id, memory, kind)
+                    cpu.sample()
+                elif self.session is not None:
+                    gpu_percent, gpu_memory = self.session.gpu_use()
+                    system = {"cpu_percent": cpu.sample(), "memory_bytes": process_memory(),
+                              "gpu_percent": gpu_percent, "gpu_memory_bytes": gpu_memory}
+                self.store.heartbeat(self.current, self.id, memory, kind, system=system)
             except Exception as exc:  # a busy or broken store must not kill training
                 print(f"heartbeat failed: {exc}", file=sys.stderr)
 

