@@ -168,6 +168,13 @@ def step_changes(page, seconds, start_after=None):
     return gaps
 
 
+def assert_polled_every_2_seconds(gaps: list[float]) -> None:
+    """Updates came at the 2 s poll: the typical gap near 2 s, none near the old 15 s idle
+    poll (a loaded machine may stretch one gap, so the bound on the worst is looser)."""
+    assert len(gaps) >= 3, gaps
+    assert sorted(gaps)[len(gaps) // 2] < 3.5 and max(gaps) < 7.0, gaps
+
+
 def test_every_tab_follows_every_run_every_2_seconds(app_page, chromium, app_server):
     """Tab B is opened while nothing runs; tab A launches. B follows the run at the
     2 s poll (not a 15 s idle poll decided at page load), and so do both tabs after
@@ -184,9 +191,10 @@ def test_every_tab_follows_every_run_every_2_seconds(app_page, chromium, app_ser
         launch(app_page, tab_a, "Queued run", Epochs=30, **{"Batch size": 16, "Training images": 2000, "Seed": 13})
         run = store.list_runs()[0]
         wait_for(lambda: store.get(run.id).step > 0, what="the run to start")
-        tab_b.get_by_text(f"Run {run.id}").first.wait_for(timeout=10_000)  # B switched to the new run by itself
+        # B switched to the new run by itself (generous: CI's two cores may still be busy with other tests)
+        tab_b.get_by_text(f"Run {run.id}").first.wait_for(timeout=30_000)
         gaps = step_changes(tab_b, 10)
-        assert len(gaps) >= 3 and max(gaps) < 3.5, gaps
+        assert_polled_every_2_seconds(gaps)
 
         tab_a.get_by_role("button", name="Cancel", exact=True).click()
         wait_for(lambda: store.get(run.id).status == "cancelled", timeout=60, what="the run to stop")
@@ -195,8 +203,7 @@ def test_every_tab_follows_every_run_every_2_seconds(app_page, chromium, app_ser
         wait_for(lambda: (r := store.get(run.id)).status == "running" and r.step > r.start_step > 0, timeout=60,
                  what="the run to resume")
         for tab in (tab_a, tab_b):
-            gaps = step_changes(tab, 8)
-            assert len(gaps) >= 3 and max(gaps) < 3.5, gaps
+            assert_polled_every_2_seconds(step_changes(tab, 8))
         tab_a.get_by_role("button", name="Cancel", exact=True).click()
         wait_for(lambda: store.get(run.id).status == "cancelled", timeout=60, what="the run to stop again")
         other.assert_no_exception()
