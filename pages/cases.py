@@ -16,23 +16,15 @@ def filtered(all_cases, lang: str):
     lo, hi = views.year_bounds(all_cases)
     with st.sidebar:
         st.header(t("cases.filter.header"))
-        regions = st.multiselect(
-            t("cases.filter.region"), options=list(REGIONS), format_func=lambda k: REGIONS[k][lang], key="cases_regions",
-            placeholder=t("cases.filter.any"),
-        )
-        modalities = st.multiselect(
-            t("cases.filter.modality"), options=list(MODALITIES), format_func=lambda k: MODALITIES[k][lang], key="cases_modalities",
-            placeholder=t("cases.filter.any"),
-        )
+        def choose(label_key: str, labels: dict, key: str) -> list[str]:
+            return st.multiselect(t(label_key), options=list(labels), format_func=lambda k: labels[k][lang], key=key,
+                                  placeholder=t("cases.filter.any"))
+
+        regions = choose("cases.filter.region", REGIONS, "cases_regions")
+        modalities = choose("cases.filter.modality", MODALITIES, "cases_modalities")
         years = st.slider(t("cases.filter.years"), min_value=lo, max_value=hi, value=(lo, hi), key="cases_years")
-        weights = st.multiselect(
-            t("cases.filter.weights"), options=list(WEIGHTS), format_func=lambda k: WEIGHTS[k][lang], key="cases_weights",
-            placeholder=t("cases.filter.any"),
-        )
-        challenges = st.multiselect(
-            t("cases.filter.challenge"), options=list(CHALLENGES), format_func=lambda k: CHALLENGES[k][lang], key="cases_challenges",
-            placeholder=t("cases.filter.any"),
-        )
+        weights = choose("cases.filter.weights", WEIGHTS, "cases_weights")
+        challenges = choose("cases.filter.challenge", CHALLENGES, "cases_challenges")
     return views.filter_cases(
         all_cases,
         views.CaseFilter(

@@ -146,16 +146,20 @@ def training_calculator() -> None:
         st.markdown(t("challenges.calc.train.formula"))
 
 
+def billions_input(column, label_key: str, parameters: float | None, key: str) -> float:
+    """A parameter count in billions, starting from a preset's (7B without one)."""
+    return column.number_input(t(label_key), min_value=0.0, value=parameters / 1e9 if parameters else 7.0, step=1.0,
+                               key=key)
+
+
 def memory_calculator() -> None:
     """Memory for the weights and for training."""
     with st.container(border=True):
         mem_id, mem_preset = calculator_preset("mem", views.MEMORY_PRESETS)
         with st.form("mem_form"):
             c1, c2, c3, c4 = st.columns(4)
-            params_b = c1.number_input(
-                t("challenges.calc.mem.params"), min_value=0.0, value=(mem_preset[1] / 1e9 if mem_preset else 7.0),
-                step=1.0, key=f"mem_n_{mem_id}",
-            )
+            params_b = billions_input(c1, "challenges.calc.mem.params", mem_preset[1] if mem_preset else None,
+                                      f"mem_n_{mem_id}")
             dtype = c2.selectbox(t("challenges.calc.mem.dtype"), DTYPES, index=DTYPES.index("bf16"), key="mem_dtype")
             convention = c3.selectbox(
                 t("challenges.calc.mem.convention"),
@@ -194,9 +198,7 @@ def serving_calculator() -> None:
         kv_id, kv = calculator_preset("kv", views.SERVING_PRESETS)
         with st.form("kv_form"):
             c1, c2, c3, c4 = st.columns(4)
-            kv_params = c1.number_input(
-                t("challenges.calc.kv.params"), min_value=0.0, value=(kv.n_params / 1e9 if kv else 7.0), step=1.0, key=f"kv_n_{kv_id}"
-            )
+            kv_params = billions_input(c1, "challenges.calc.kv.params", kv.n_params if kv else None, f"kv_n_{kv_id}")
             w_dtype = c2.selectbox(
                 t("challenges.calc.kv.weight_dtype"), DTYPES, index=DTYPES.index(kv.dtype if kv else "bf16"), key=f"kv_wd_{kv_id}"
             )

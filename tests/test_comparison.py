@@ -11,6 +11,7 @@ import torch
 
 from bigmodels.figures import architecture as diagrams
 from bigmodels.analysis import comparison as cmp
+from bigmodels.figures import labels
 from bigmodels.analysis.article_fixes import FIXES, REPO_ROOT, fix_locations, locate
 from bigmodels.models.checkpoints import save_checkpoint
 from bigmodels.data.mnist import ENV_DATA_DIR, MNIST
@@ -148,10 +149,10 @@ def test_charts_have_one_trace_per_model_and_the_pareto_line():
 
 def test_point_labels_are_short_and_placed_not_to_overlap():
     # Two points close together: the labels go to different sides instead of on top of each other.
-    positions = cmp.place_labels([(100, 200), (110, 203), (300, 40)], ["CNN", "LSTM", "ViT"])
-    boxes = [cmp._label_box(x, y, t, p) for (x, y), t, p in zip([(100, 200), (110, 203), (300, 40)],
+    positions = labels.place_labels([(100, 200), (110, 203), (300, 40)], ["CNN", "LSTM", "ViT"], cmp.PLOT_SIZE, cmp.LABEL_FONT)
+    boxes = [labels.label_box(x, y, t, p, cmp.LABEL_FONT) for (x, y), t, p in zip([(100, 200), (110, 203), (300, 40)],
                                                                    ["CNN", "LSTM", "ViT"], positions)]
-    assert all(cmp._overlap(a, b) == 0 for i, a in enumerate(boxes) for b in boxes[i + 1:]), positions
+    assert all(labels.overlap(a, b) == 0 for i, a in enumerate(boxes) for b in boxes[i + 1:]), positions
     entry = synthetic_entry("LeNet-5 CNN · run r7 · 60.00%", "cnn", 0.6, 61706, 0.6, origin="run")
     assert cmp.short_label(entry) == f"CNN {entry.source.run_id}"
 
@@ -202,8 +203,8 @@ def test_a_weak_run_keeps_every_chart_readable(weak_run):
         assert len(points) == 4 and {t.text[0] for t in points} == {"CNN", "LSTM", "ViT", "CNN weak1"}
         px = [(cmp._to_px(t.x[0], fig.layout.xaxis.to_plotly_json(), cmp.PLOT_SIZE[0]),
                cmp.PLOT_SIZE[1] - _px_from_top(t.y[0], axis)) for t in points]
-        boxes = [cmp._label_box(x, y, t.text[0], t.textposition) for (x, y), t in zip(px, points)]
-        assert all(cmp._overlap(a, b) == 0 for i, a in enumerate(boxes) for b in boxes[i + 1:])
+        boxes = [labels.label_box(x, y, t.text[0], t.textposition, cmp.LABEL_FONT) for (x, y), t in zip(px, points)]
+        assert all(labels.overlap(a, b) == 0 for i, a in enumerate(boxes) for b in boxes[i + 1:])
         assert all(-5 <= b[0] and b[2] <= cmp.PLOT_SIZE[0] + 5 for b in boxes)
     per_digit = cmp.per_class_figure(entries, "en")
     axis = per_digit.layout.yaxis

@@ -40,6 +40,7 @@ from bigmodels.analysis.evaluation import measure_speed, metrics_entry, plain_js
 from bigmodels.child_process import child_env
 from bigmodels.data.digits import enlarge
 from bigmodels.data.mnist import MNIST
+from bigmodels.figures.labels import place_labels
 from bigmodels.formatting import log_axis
 from bigmodels.i18n import translate
 from bigmodels.models.checkpoints import CheckpointError, atomic_write_bytes, load_checkpoint, model_from_checkpoint
@@ -367,8 +368,6 @@ SHORT_NAMES = {"cnn": "CNN", "lstm": "LSTM", "transformer": "ViT"}
 ERROR_FLOOR = 0.05  # % error drawn for a perfect score: a log axis has no zero
 PLOT_SIZE = (330, 250)  # px inside the axes of a half-width chart on a 1280 px screen (for label placement)
 LABEL_FONT = 12
-LABEL_POSITIONS = ("top center", "bottom center", "middle right", "middle left", "top right", "top left",
-                   "bottom right", "bottom left")
 
 
 def short_label(entry: Entry) -> str:
@@ -395,41 +394,6 @@ def accuracy_axis(accuracies_percent: Iterable[float], title: str) -> dict:
     return axis | {"title_text": title}
 
 
-def _label_box(x: float, y: float, text: str, position: str) -> tuple[float, float, float, float]:
-    """(x0, y0, x1, y1) in px of a point label at ``position`` from a point at (x, y)."""
-    width, height, gap = 0.62 * LABEL_FONT * len(text) + 4, LABEL_FONT + 4, 9
-    vertical, horizontal = position.split()
-    cx = {"center": x, "right": x + gap + width / 2, "left": x - gap - width / 2}[horizontal]
-    cy = {"top": y + gap + height / 2, "bottom": y - gap - height / 2, "middle": y}[vertical]
-    if vertical != "middle" and horizontal != "center":  # diagonal: beside the point, not above it
-        cx += (-1 if horizontal == "left" else 1) * (gap - width / 2)
-    return cx - width / 2, cy - height / 2, cx + width / 2, cy + height / 2
-
-
-def _overlap(a, b) -> float:
-    return max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-
-
-def place_labels(points_px: Sequence[tuple[float, float]], texts: Sequence[str],
-                 size: tuple[float, float] = PLOT_SIZE) -> list[str]:
-    """A plotly ``textposition`` per point so that no label covers another label,
-    another point or leaves the plot: each label, top point first, takes the
-    first position with the least overlap. ``points_px`` are in px from the
-    bottom-left corner of a plot ``size`` px large."""
-    markers = [(x - 8, y - 8, x + 8, y + 8) for x, y in points_px]
-    chosen: list[str] = [""] * len(points_px)
-    placed: list[tuple] = []
-    for i in sorted(range(len(points_px)), key=lambda i: -points_px[i][1]):
-        def cost(position):
-            box = _label_box(*points_px[i], texts[i], position)
-            outside = (box[2] - box[0]) * (box[3] - box[1]) - _overlap(box, (0, 0, *size))
-            return (sum(_overlap(box, other) for other in placed) + 3 * outside
-                    + sum(_overlap(box, m) for j, m in enumerate(markers) if j != i))
-        chosen[i] = min(LABEL_POSITIONS, key=cost)  # ties: the order above, top centre first
-        placed.append(_label_box(*points_px[i], texts[i], chosen[i]))
-    return chosen
-
-
 def _to_px(value: float, axis: dict, length: float, log: bool = True) -> float:
     lo, hi = axis["range"]
     v = math.log10(value) if log else value
@@ -443,7 +407,7 @@ def label_positions(xs: Sequence[float], ys: Sequence[float], texts: Sequence[st
         return ["top center"] * len(xs)
     width, height = PLOT_SIZE
     points = [(_to_px(x, x_axis, width), _to_px(y, y_axis, height)) for x, y in zip(xs, ys)]
-    return place_labels(points, texts)
+    return place_labels(points, texts, PLOT_SIZE, LABEL_FONT)
 
 
 def _layout(fig: go.Figure, height: int = 380) -> go.Figure:

@@ -12,6 +12,7 @@ from typing import Iterable, Sequence
 
 import plotly.graph_objects as go
 
+from bigmodels.figures.labels import place_labels
 from bigmodels.formatting import format_count_in, format_flops
 from bigmodels.i18n import translate
 from bigmodels.content.cases import CHALLENGES, CONTINENTS, COUNTRIES, MODALITIES, WEIGHTS, Case
@@ -288,22 +289,37 @@ def timeline_figure(cases: Sequence[Case], lang: str) -> go.Figure:
     return fig
 
 
+DATASET_PLOT_PX = (780, 330)  # inside the axes of a full-width chart at 1280 px with the sidebar open
+DATASET_LABEL_FONT = 10
+
+
+def dataset_label_positions(dataset: Dataset, xs: Sequence[float], log_y: bool) -> list[str]:
+    """A text position per row, from the points' places in px on the chart."""
+    ys = [math.log10(r.value) if log_y else r.value for r in dataset.rows]
+    x_lo, x_hi = min(xs) - 0.5, max(xs) + 0.5
+    y_lo, y_hi = min(ys), max(ys)
+    pad = (y_hi - y_lo) * 0.08 or 1.0
+    width, height = DATASET_PLOT_PX
+    points = [((x - x_lo) / (x_hi - x_lo) * width, (y - y_lo + pad) / (y_hi - y_lo + 2 * pad) * height)
+              for x, y in zip(xs, ys)]
+    return place_labels(points, [r.model for r in dataset.rows], DATASET_PLOT_PX, DATASET_LABEL_FONT)
+
+
 def dataset_figure(dataset: Dataset, lang: str, log_y: bool = True) -> go.Figure:
     """Scatter of a challenge dataset over time, coloured by where each number comes from."""
     fig = go.Figure()
-    # Points of the same year are spread sideways (and their labels alternate
-    # above and below) so that labels of close values stay readable.
+    # Points of the same year are spread sideways, and each label takes the place
+    # around its point where it covers no other label or point.
     same_year: dict[int, list[int]] = {}
     for i, r in enumerate(dataset.rows):
         same_year.setdefault(r.year, []).append(i)
     x_of: dict[int, float] = {}
-    label_pos: dict[int, str] = {}
     for members in same_year.values():
         ordered = sorted(members, key=lambda i: dataset.rows[i].value)
         for k, i in enumerate(ordered):
             x_of[i] = dataset.rows[i].year + (k - (len(ordered) - 1) / 2) * min(0.25, 0.8 / len(ordered))
-            highest = k == len(ordered) - 1
-            label_pos[i] = "top center" if highest or k % 2 == 1 else "bottom center"
+    label_pos = dict(enumerate(dataset_label_positions(dataset, [x_of[i] for i in range(len(dataset.rows))],
+                                                       log_y)))
     for basis in BASIS_COLOURS:
         idx = [i for i, r in enumerate(dataset.rows) if r.basis == basis]
         if not idx:
@@ -315,7 +331,7 @@ def dataset_figure(dataset: Dataset, lang: str, log_y: bool = True) -> go.Figure
             mode="markers+text",
             text=[r.model for r in rows],
             textposition=[label_pos[i] for i in idx],
-            textfont={"size": 10},
+            textfont={"size": DATASET_LABEL_FONT},
             marker={"size": 11, "color": BASIS_COLOURS[basis], "symbol": BASIS_SYMBOLS[basis]},
             customdata=[[r.organisation, format_scientific(r.value), r.source.title, r.year] for r in rows],
             hovertemplate=(

@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
                 name = f"{path or 'home'}-{lang}-{width}x{height}"
                 try:
                     page = app.open("" if path == "home" else path, query=f"lang={lang}", timeout=120_000)
+                    page.wait_for_timeout(2000)  # the frontend draws charts and widgets after the run ends
                     page.screenshot(path=str(out / f"{name}.png"))
                     page.screenshot(path=str(out / f"{name}-full.png"), full_page=True)
                     print(f"{out / name}.png")
