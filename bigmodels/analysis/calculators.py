@@ -100,32 +100,16 @@ class Accelerator:
 #: NVIDIA's datasheet figures. The datasheets print BF16 Tensor Core rates
 #: with 2:4 structured sparsity (A100: 624 TFLOPS, H100 SXM and H200 SXM:
 #: 1,979 TFLOPS); the dense rate used for training is half of that.
-ACCELERATORS: dict[str, Accelerator] = {
-    "A100": Accelerator(
-        key="A100",
-        name="NVIDIA A100 SXM 80GB",
-        peak_bf16_dense_tflops=312.0,
-        memory_gb=80.0,
-        source_title="NVIDIA A100 Tensor Core GPU datasheet",
-        source_url="https://www.nvidia.com/content/dam/en-zz/Solutions/Data-Center/a100/pdf/nvidia-a100-datasheet-us-nvidia-1758950-r4-web.pdf",
-    ),
-    "H100": Accelerator(
-        key="H100",
-        name="NVIDIA H100 SXM 80GB",
-        peak_bf16_dense_tflops=989.0,
-        memory_gb=80.0,
-        source_title="NVIDIA H100 Tensor Core GPU datasheet",
-        source_url="https://www.nvidia.com/en-us/data-center/h100/",
-    ),
-    "H200": Accelerator(
-        key="H200",
-        name="NVIDIA H200 SXM 141GB",
-        peak_bf16_dense_tflops=989.0,
-        memory_gb=141.0,
-        source_title="NVIDIA H200 Tensor Core GPU datasheet",
-        source_url="https://www.nvidia.com/en-us/data-center/h200/",
-    ),
-}
+ACCELERATORS: dict[str, Accelerator] = {a.key: a for a in (
+    # key, name, dense BF16 TFLOPS, memory GB, datasheet
+    Accelerator("A100", "NVIDIA A100 SXM 80GB", 312.0, 80.0, "NVIDIA A100 Tensor Core GPU datasheet",
+                "https://www.nvidia.com/content/dam/en-zz/Solutions/Data-Center/a100/pdf/"
+                "nvidia-a100-datasheet-us-nvidia-1758950-r4-web.pdf"),
+    Accelerator("H100", "NVIDIA H100 SXM 80GB", 989.0, 80.0, "NVIDIA H100 Tensor Core GPU datasheet",
+                "https://www.nvidia.com/en-us/data-center/h100/"),
+    Accelerator("H200", "NVIDIA H200 SXM 141GB", 989.0, 141.0, "NVIDIA H200 Tensor Core GPU datasheet",
+                "https://www.nvidia.com/en-us/data-center/h200/"),
+)}
 
 
 @dataclass(frozen=True)
