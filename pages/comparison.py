@@ -13,6 +13,7 @@ from bigmodels.analysis import comparison as cmp
 from bigmodels.analysis import scaling
 from bigmodels.analysis.article_fixes import FIXES
 from bigmodels.app import comparison as ui
+from bigmodels.app.live import LIVE_POLL_S, follow
 from bigmodels.app.session import current_data, language, model_title, t
 from bigmodels.formatting import format_bytes, format_count_in
 from bigmodels.figures import architecture as diagrams
@@ -78,6 +79,8 @@ def chosen_entries():
     if not chosen:
         st.info(t("comparison.pick_one"))
         return None
+    if live := follow("comparison", {s.id: s for s in chosen}):  # runs still training: refresh per epoch
+        st.caption(t("comparison.live.watching", runs=", ".join(s.label for s in live.values()), seconds=LIVE_POLL_S))
     try:
         ui.shipped_metrics()
     except CheckpointError as exc:  # shipped models are then evaluated here instead

@@ -20,9 +20,10 @@ from bigmodels.analysis.explain import (
 )
 from bigmodels.analysis.perturbations import MAX_EPSILON, MAX_NOISE, MAX_THICKNESS, Perturbation, apply_shared
 from bigmodels.app.sandbox import (
-    ARCHITECTURES, LIVE_POLL_S, belief_png, cached_model, checkpoint_signature, digit_png, heat_png, maps_png,
+    ARCHITECTURES, belief_png, cached_model, digit_png, heat_png, maps_png,
     one_thread, probability_bars, sources_by_architecture,
 )
+from bigmodels.app.live import LIVE_POLL_S, checkpoint_signature, follow
 from bigmodels.app.session import current_data, t
 from bigmodels.data import gallery
 from bigmodels.data.digits import first_of_each_class, from_uint8, prepare
@@ -461,25 +462,11 @@ def workbench(chosen: dict) -> None:
                     details(arch, readings[arch], models[arch], disturbance.epsilon)
 
 
-@st.fragment(run_every=LIVE_POLL_S)
-def watch_live() -> None:
-    """Poll the checkpoints of the chosen live (still training) sources; when a
-    new epoch has replaced one, rerun the page: the labels say the new epoch and
-    ``cached_model`` (keyed on the file's time and size) loads the new weights."""
-    seen = st.session_state.get("sb_live_seen", {})
-    now = {arch: checkpoint_signature(source) for arch, source in st.session_state.get("sb_live", {}).items()}
-    if now != seen and None not in now.values():  # None: being replaced right now; look again next time
-        st.rerun()
-
-
 def follow_live(chosen: dict) -> None:
-    live = {arch: s for arch, s in chosen.items() if s is not None and s.origin == "live"}
-    st.session_state["sb_live"] = live
-    st.session_state["sb_live_seen"] = {arch: checkpoint_signature(s) for arch, s in live.items()}
+    live = follow("sb", chosen)
     if live:
         st.caption(t("sandbox.live.watching", models=", ".join(t(f"sandbox.arch.{a}") for a in live),
                      seconds=LIVE_POLL_S))
-        watch_live()
 
 
 def delete_hard_digit(item_id: str) -> None:

@@ -15,7 +15,7 @@ from bigmodels.figures import labels
 from bigmodels.analysis.article_fixes import FIXES, REPO_ROOT, fix_locations, locate
 from bigmodels.models.checkpoints import save_checkpoint
 from bigmodels.data.mnist import ENV_DATA_DIR, MNIST
-from bigmodels.i18n import LANGUAGES, catalogue
+from bigmodels.i18n import LANGUAGES, catalogue, translate
 from bigmodels.models.profile import profile_model
 from bigmodels.models.sources import ModelSource
 from bigmodels.models.registry import create_model
@@ -452,3 +452,25 @@ def test_sections_open_by_link_and_the_link_follows_the_choice(page_env):
     assert not at.exception, [e.message for e in at.exception]
     assert at.query_params["section"] == ["reading"] or at.query_params["section"] == "reading"
     assert len(at.code) == 0 and any("LeNet-5" in h.value for h in at.subheader)
+
+
+def test_a_run_still_training_can_be_compared_and_is_followed(page_env, monkeypatch):
+    """Watch it learn, on the comparison: a live run is offered with its epoch, and once
+    picked the page watches its checkpoint (a new epoch is a new file: re-measured)."""
+    from bigmodels.app import comparison as comparison_ui
+    from tests.test_sandbox_browser import make_live_run, next_epoch
+
+    store, run, config, path = make_live_run(page_env)
+    next_epoch(store, run, config, path, 1)
+    monkeypatch.setattr(cmp, "remeasure", lambda source, device="cpu": (_ for _ in ()).throw(RuntimeError("skip")))
+    comparison_ui.jobs.clear()
+    at = run_page()
+    picker = at.multiselect(key="comparison_models")
+    assert f"run:{run.id}" in picker.options or any(run.id in o for o in picker.options)
+    picker.set_value([*picker.value, f"run:{run.id}"]).run()
+    assert not at.exception
+    captions = [c.value for c in at.caption]
+    assert any(c.startswith(translate("comparison.live.watching", "en", runs="X", seconds=2)[:14]) for c in captions)
+    assert at.session_state["comparison_live"] and f"run:{run.id}" in at.session_state["comparison_live"]
+    store.finish(run.id, "succeeded")
+    comparison_ui.jobs.clear()

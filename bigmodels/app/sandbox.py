@@ -24,9 +24,6 @@ from bigmodels.app.session import language
 
 ARCHITECTURES = ("cnn", "lstm", "transformer")  # the three columns, left to right
 SCALE = 6  # a 28x28 digit is shown 168 px wide: big enough to see pixels, small enough for three
-LIVE_POLL_S = 2.0  # how often a page with a live (still training) source checks for a new epoch
-
-
 # ------------------------------------------------------------------- models
 @contextlib.contextmanager
 def one_thread():
@@ -64,16 +61,6 @@ def cached_model(source: ModelSource) -> nn.Module:
     """The model for ``source``; raises ``CheckpointError`` for an unreadable file."""
     stat = source.checkpoint.stat()
     return _load(str(source.checkpoint), stat.st_mtime_ns, stat.st_size)
-
-
-def checkpoint_signature(source: ModelSource) -> tuple[int, int] | None:
-    """(mtime_ns, size) of the source's checkpoint -- what ``cached_model`` keys on --
-    or None when it cannot be read (a worker replacing it, a deleted run)."""
-    try:
-        stat = source.checkpoint.stat()
-    except OSError:
-        return None
-    return stat.st_mtime_ns, stat.st_size
 
 
 def sources_by_architecture(sources: list[ModelSource] | None = None) -> dict[str, list[ModelSource]]:

@@ -1,0 +1,46 @@
+"""Following runs that are still training: a page reruns when a new epoch lands.
+
+A "live" model source (``bigmodels.models.sources``) is a running run's latest
+checkpoint, which its worker replaces atomically after every epoch. A page
+that shows live sources calls ``follow`` with them; a small fragment then
+checks their checkpoint files every ``LIVE_POLL_S`` seconds and reruns the
+page when one has changed -- pages cache models and evaluations by the file's
+time and size, so the rerun picks up the new weights and nothing else is
+recomputed.
+"""
+from __future__ import annotations
+
+import streamlit as st
+
+from bigmodels.models.sources import ModelSource
+
+LIVE_POLL_S = 2.0  # how often a page with a live (still training) source checks for a new epoch
+
+
+def checkpoint_signature(source: ModelSource) -> tuple[int, int] | None:
+    """(mtime_ns, size) of the source's checkpoint -- what the pages' caches key on --
+    or None when it cannot be read (a worker replacing it, a deleted run)."""
+    try:
+        stat = source.checkpoint.stat()
+    except OSError:
+        return None
+    return stat.st_mtime_ns, stat.st_size
+
+
+@st.fragment(run_every=LIVE_POLL_S)
+def _watch(key: str) -> None:
+    seen = st.session_state.get(f"{key}_live_seen", {})
+    now = {name: checkpoint_signature(s) for name, s in st.session_state.get(f"{key}_live", {}).items()}
+    if now != seen and None not in now.values():  # None: being replaced right now; look again next time
+        st.rerun()
+
+
+def follow(key: str, sources: dict[str, ModelSource | None]) -> dict[str, ModelSource]:
+    """Watch the live ones among ``sources`` (name -> source) for this page (``key``);
+    returns them, so the page can say what it is watching."""
+    live = {name: s for name, s in sources.items() if s is not None and s.origin == "live"}
+    st.session_state[f"{key}_live"] = live
+    st.session_state[f"{key}_live_seen"] = {name: checkpoint_signature(s) for name, s in live.items()}
+    if live:
+        _watch(key)
+    return live
