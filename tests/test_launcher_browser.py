@@ -32,8 +32,9 @@ def fill(page, label, value):
 
 def settle(app_page, page, text, timeout=120_000):
     """Wait for ``text`` on the page. Not ``wait_idle``: while a run is active the
-    live view reruns every 2 s, and on a loaded machine the app is never idle."""
-    page.get_by_text(text).first.wait_for(timeout=timeout)
+    live view reruns every 2 s, and on a loaded machine the app is never idle. The
+    first *visible* match: the runs table's grid keeps hidden copies of its cells."""
+    page.get_by_text(text).filter(visible=True).first.wait_for(timeout=timeout)
     app_page.assert_no_exception()
 
 
