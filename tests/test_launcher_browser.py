@@ -100,7 +100,7 @@ def test_launch_watch_live_cache_and_reuse(app_page):
 
     # a new tab (the browser was closed and opened again) shows the same truth
     page = open_launcher(app_page)
-    page.get_by_text("succeeded").first.wait_for(timeout=30_000)
+    page.get_by_text("succeeded").filter(visible=True).first.wait_for(timeout=30_000)
     text = main_text(page)
     assert run.id in text and "Compare runs" in text
     charts = page.locator('[data-testid="stPlotlyChart"]')
@@ -193,7 +193,7 @@ def test_every_tab_follows_every_run_every_2_seconds(app_page, chromium, app_ser
         run = store.list_runs()[0]
         wait_for(lambda: store.get(run.id).step > 0, what="the run to start")
         # B switched to the new run by itself (generous: CI's two cores may still be busy with other tests)
-        tab_b.get_by_text(f"Run {run.id}").first.wait_for(timeout=30_000)
+        tab_b.get_by_text(f"Run {run.id}").filter(visible=True).first.wait_for(timeout=30_000)
         gaps = step_changes(tab_b, 10)
         assert_polled_every_2_seconds(gaps)
 
