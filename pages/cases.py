@@ -8,6 +8,7 @@ import streamlit as st
 
 from bigmodels.content import views
 from bigmodels.content.cases import CHALLENGES, MODALITIES, REGIONS, WEIGHTS, default_cases
+from bigmodels.app.routing import page_link
 from bigmodels.app.session import language, t
 
 
@@ -160,10 +161,7 @@ def cards(shown, lang: str) -> None:
 
 
 def challenges_link() -> None:
-    try:
-        st.page_link("pages/challenges.py", label=t("cases.link.challenges"))
-    except Exception:  # the page is not registered when this script runs on its own
-        pass
+    page_link("challenges", t("cases.link.challenges"))
 
 
 def main() -> None:

@@ -5,7 +5,6 @@ bigmodels.analysis.calculators.
 """
 from __future__ import annotations
 
-from pathlib import Path
 
 import streamlit as st
 
@@ -15,21 +14,16 @@ from bigmodels.content.cases import default_cases
 from bigmodels.content.challenges import default_challenges
 from bigmodels.formatting import format_bytes, format_flops, format_money
 from bigmodels.problems import ConfigError
+from bigmodels.app.routing import page_link
 from bigmodels.app.session import language, t
 
-PAGES_DIR = Path(__file__).resolve().parent
 ACCELERATOR_KEYS = list(calc.ACCELERATORS)
 DTYPES = list(calc.DTYPE_BYTES)
 
 
 def demo_link(page: str, label: str) -> None:
-    """Link to the page that demonstrates a challenge, if the app has it."""
-    target = PAGES_DIR / f"{page}.py"
-    try:
-        if not target.is_file():
-            raise FileNotFoundError(target)
-        st.page_link(f"pages/{page}.py", label=label)
-    except Exception:  # not built yet, or this script runs outside the app shell
+    """Link to the page that demonstrates a challenge, or say it cannot be linked."""
+    if not page_link(page, label):
         st.caption(t("challenges.demo.unavailable", page=page))
 
 

@@ -212,12 +212,25 @@ def test_every_tab_follows_every_run_every_2_seconds(app_page, chromium, app_ser
         context.close()
 
 
-def test_a_deep_link_opens_a_run_and_operators_name_it(app_page):
-    store = RunStore(app_page.server.home)
+def finished_run(store, small_mnist):
+    """A finished run in the app's store: one the tests above left, else a tiny real one."""
+    from bigmodels.runs.queue import submit
+    from bigmodels.runs.worker import Worker
+    from bigmodels.train.config import default_config
+
     finished = [r for r in store.list_runs() if r.status in ("succeeded", "cancelled")]
-    if not finished:
-        pytest.skip("needs a run from the tests above")
-    run = finished[-1]
+    if finished:
+        return finished[-1]
+    run = submit(store, default_config("cnn", epochs=1, batch_size=64, train_subset=200, device="cpu", seed=99),
+                 train_again=True).run
+    Worker(store.home, "cpu", data=small_mnist, max_runs=1, idle_exit=10, warm_models=[]).serve()
+    wait_for(lambda: store.get(run.id).status == "succeeded", timeout=120, what="the tiny run to finish")
+    return store.get(run.id)
+
+
+def test_a_deep_link_opens_a_run_and_operators_name_it(app_page, small_mnist):
+    store = RunStore(app_page.server.home)
+    run = finished_run(store, small_mnist)
     page = open_launcher(app_page, query=f"run={run.id}")
     settle(app_page, page, f"Run {run.title}")
     page.get_by_text("Name, notes, log").first.click()

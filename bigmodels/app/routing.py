@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Callable
 
 import streamlit as st
+from streamlit.errors import StreamlitAPIException
 from streamlit.runtime.pages_manager import PagesManager
 
-# (file, title key, emoji icon, section key). Emoji, not ":material/" icons:
-# those load a web font from the internet.
+# (file, title key, emoji icon, section key).
 PAGES = [
     ("pages/home.py", "nav.home", "🏠", "nav.section.start"),
     ("pages/comparison.py", "nav.comparison", "📊", "nav.section.models"),
@@ -49,3 +49,17 @@ def navigation(translate: Callable[[str], str]):
         sections.setdefault(translate(section_key), []).append(
             st.Page(file, title=translate(title_key), icon=icon, default=file == HOME, url_path=Path(file).stem))
     return st.navigation(sections)
+
+
+def page_link(page: str, label: str) -> bool:
+    """A link to ``pages/<page>.py``; False (nothing drawn) when the app has no such
+    page, or when a page script runs on its own, outside ``app.py``'s navigation
+    (AppTest), where Streamlit refuses links to pages it was not told about."""
+    file = f"pages/{page}.py"
+    if file not in {f for f, *_ in PAGES}:
+        return False
+    try:
+        st.page_link(file, label=label)
+    except StreamlitAPIException:
+        return False
+    return True
