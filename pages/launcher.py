@@ -31,6 +31,7 @@ from bigmodels.runs.store import (
 )
 from bigmodels.runs.worker import reap_orphans
 from bigmodels.train.config import default_config, quick_demo, settings
+from bigmodels.train.devices import available_devices
 from bigmodels.train.plan import Resources
 
 SELECTED = "launcher_selected"
@@ -375,7 +376,7 @@ def run_actions(store, run, allowed: bool) -> None:
         if may_change():
             try:
                 resumed = store.resume(run.id)
-                if Resources.local().get(resumed.target) is not None:
+                if resumed.target in available_devices():
                     lui.ensure_worker(store, resumed.target)
                 st.toast(t("launcher.action.resume_done", run=run.id))
             except (RunStateError, StoreError) as exc:
@@ -401,7 +402,7 @@ def workers_panel(store) -> None:
     """The workers serving this store, and the devices this server has."""
     live = [w for w in store.workers() if w["state"] != "gone" and pid_alive(w["pid"])]
     with st.expander(t("launcher.workers.title", n=len(live)), expanded=False):
-        st.caption(t("launcher.workers.devices", devices=", ".join(d.name for d in Resources.local().devices)))
+        st.caption(t("launcher.workers.devices", devices=", ".join(available_devices())))
         if live:
             states = ("idle", "busy", "warming")
             st.dataframe([{

@@ -28,6 +28,7 @@ from bigmodels.runs.evaluations import cached_evaluation, evaluate_checkpoint, f
 from bigmodels.runs.store import Run, RunStore, StoreError, check_run_id, home_dir, InvalidRunId
 from bigmodels.runs.worker import start_worker, worker_alive
 from bigmodels.train.config import Setting, TrainConfig, parse_model_settings, settings
+from bigmodels.train.devices import available_devices
 from bigmodels.train.plan import Plan, Resources, plan
 
 REPO = Path(__file__).resolve().parents[2]
@@ -70,7 +71,7 @@ def ensure_worker(store: RunStore, device: str) -> str:
 
 def serve_queued(store: RunStore) -> None:
     """After a restart of the app, queued runs for this machine's devices need a worker."""
-    local = {d.name for d in Resources.local().devices}
+    local = set(available_devices())  # names only: no free-memory probe on every rerun
     for target in {r.target for r in store.list_runs(statuses=["queued"])}:
         if target in local:
             ensure_worker(store, target)

@@ -68,8 +68,11 @@ def shipped_sources(lang: str = DEFAULT_LANGUAGE) -> list[ModelSource]:
 
 def list_sources(lang: str = DEFAULT_LANGUAGE, home: str | os.PathLike | None = None) -> list[ModelSource]:
     """Every model a page can load, labelled in ``lang``: shipped weights first,
-    then runs still training (their latest checkpoint), then finished runs."""
-    return shipped_sources(lang) + live_run_sources(home, lang) + finished_run_sources(home, lang)
+    then runs still training (their latest checkpoint), then finished runs
+    (one store query for both: pages call this on every rerun)."""
+    runs = _runs_with_checkpoints(home, ["running", "succeeded"])
+    return (shipped_sources(lang) + _live([r for r in runs if r.status == "running"], lang)
+            + _finished([r for r in runs if r.status == "succeeded"], lang))
 
 
 def _runs_with_checkpoints(home, statuses: list[str]) -> list:
@@ -81,16 +84,23 @@ def _runs_with_checkpoints(home, statuses: list[str]) -> list:
             and run.model in list_models()]  # not a model this version no longer has
 
 
+def _finished(runs: list, lang: str) -> list[ModelSource]:
+    return [run_source(run.id, run.model, run.final_accuracy, Path(run.checkpoint), lang) for run in runs]
+
+
+def _live(runs: list, lang: str) -> list[ModelSource]:
+    return [live_source(run.id, run.model, run.epoch, run.final_accuracy, Path(run.checkpoint), lang)
+            for run in runs if run.epoch >= 1]  # a checkpoint before the first epoch's record is not shown
+
+
 def finished_run_sources(home: str | os.PathLike | None = None, lang: str = DEFAULT_LANGUAGE) -> list[ModelSource]:
     """Every succeeded run whose checkpoint file exists (id ``run:<id>``)."""
-    return [run_source(run.id, run.model, run.final_accuracy, Path(run.checkpoint), lang)
-            for run in _runs_with_checkpoints(home, ["succeeded"])]
+    return _finished(_runs_with_checkpoints(home, ["succeeded"]), lang)
 
 
 def live_run_sources(home: str | os.PathLike | None = None, lang: str = DEFAULT_LANGUAGE) -> list[ModelSource]:
     """Every running run that has finished at least one epoch: its latest checkpoint."""
-    return [live_source(run.id, run.model, run.epoch, run.final_accuracy, Path(run.checkpoint), lang)
-            for run in _runs_with_checkpoints(home, ["running"]) if run.epoch >= 1]
+    return _live(_runs_with_checkpoints(home, ["running"]), lang)
 
 
 def load_model(source: ModelSource, device: str = "cpu") -> nn.Module:
