@@ -5,7 +5,8 @@
 Starts the app on a free loopback port with a fresh run home, opens each page
 in headless Chromium (``?lang=en`` and ``?lang=zh``), waits until the script
 run is done, and saves the first screen (what is in view without scrolling)
-and the full page as PNGs. A page that shows an exception box is reported and
+as a PNG. (Streamlit scrolls inside its own container, so a "full page"
+screenshot would show the same first screen.) A page that shows an exception box is reported and
 the others still run. Prints one line per picture.
 """
 from __future__ import annotations
@@ -49,7 +50,6 @@ def main(argv: list[str] | None = None) -> int:
                     page = app.open("" if path == "home" else path, query=f"lang={lang}", timeout=120_000)
                     page.wait_for_timeout(2000)  # the frontend draws charts and widgets after the run ends
                     page.screenshot(path=str(out / f"{name}.png"))
-                    page.screenshot(path=str(out / f"{name}-full.png"), full_page=True)
                     print(f"{out / name}.png")
                 except (StreamlitExceptionShown, TimeoutError) as exc:
                     failures += 1
