@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from bigmodels.cluster import runtime
 from bigmodels.data.mnist import ENV_DATA_DIR, MNIST, has_mnist, load_folder
 
 REPO = Path(__file__).resolve().parent.parent
@@ -113,3 +114,18 @@ def app_page(chromium, app_server):
     page = AppPage(context, app_server)
     yield page
     context.close()
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(tmp_path_factory):
+    """One embedded Ray head for the whole test session (a cold start costs ~10 s and
+    a few hundred MB on 2 cores), joined by this process. Tests that start their own
+    processes (a dispatcher) pass them ``cluster.address`` as BIGMODELS_RAY_ADDRESS.
+    Tests must leave it as they found it: kill only their own actors."""
+    home = tmp_path_factory.mktemp("ray-home")
+    cluster = runtime.start_embedded(home)
+    os.environ.pop(runtime.ENV_RAY_ADDRESS, None)
+    runtime.connect(home)
+    yield cluster
+    runtime.disconnect()
+    runtime.stop_embedded(home)
