@@ -1,4 +1,4 @@
-"""Command line: ``python -m bigmodels train|eval|bench|data|worker``."""
+"""Command line: ``python -m bigmodels train|eval|bench|data|dispatcher``."""
 from __future__ import annotations
 
 import argparse
@@ -169,17 +169,20 @@ def cmd_data(args) -> int:
     return 0
 
 
-# ------------------------------------------------------------------ worker
-def cmd_worker(args) -> int:
-    """Serve one device: execute the runs queued in the run store (see bigmodels.runs.worker)."""
+# ------------------------------------------------------------ dispatcher
+def cmd_dispatcher(args) -> int:
+    """Feed the runs queued in the run store to the Ray cluster's device sessions
+    (see bigmodels.cluster.dispatcher); one per home, on the app's host."""
+    from bigmodels.cluster.runtime import ClusterError
     from bigmodels.runs.store import StoreError
-    from bigmodels.runs.worker import serve_forever
 
     try:
+        from bigmodels.cluster.dispatcher import serve_forever
+
         warm = None if args.warm is None else [m for m in args.warm.split(",") if m]
-        return serve_forever(args.home, args.device, data_dir=args.data_dir, parent_pid=args.parent_pid,
-                             idle_exit=args.idle_exit, max_runs=args.max_runs, threads=args.threads, warm_models=warm)
-    except (StoreError, ValueError) as exc:
+        return serve_forever(args.home, data_dir=args.data_dir, parent_pid=args.parent_pid, warm_models=warm,
+                             threads=args.threads, idle_exit=args.idle_exit)
+    except (StoreError, ClusterError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
@@ -251,17 +254,16 @@ def build_parser() -> argparse.ArgumentParser:
     data_dir(d)
     d.set_defaults(func=cmd_data)
 
-    w = sub.add_parser("worker", help="execute queued training runs on one device (one worker per device)")
-    w.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, mps or auto (default: the best present)")
+    w = sub.add_parser("dispatcher", help="train queued runs on the Ray cluster's devices (one per home)")
     w.add_argument("--home", help=f"run store folder (default: ${ENV_HOME}, then ./{DEFAULT_HOME})")
-    w.add_argument("--threads", type=_positive_int, help="CPU threads for PyTorch (default: PyTorch's choice)")
+    w.add_argument("--threads", type=_positive_int, help="CPU threads for PyTorch in each CPU session "
+                                                         "(default: PyTorch's choice)")
     w.add_argument("--idle-exit", type=float, metavar="SECONDS", help="exit after this long without work")
-    w.add_argument("--max-runs", type=int, help="exit after executing this many runs")
     w.add_argument("--parent-pid", type=int, help="exit when this process (the app that started us) is gone")
-    w.add_argument("--warm", metavar="MODELS", help="comma-separated architectures to warm up at start "
+    w.add_argument("--warm", metavar="MODELS", help="comma-separated architectures each session warms up "
                                                      "(default: all; empty: none)")
     data_dir(w)
-    w.set_defaults(func=cmd_worker)
+    w.set_defaults(func=cmd_dispatcher)
     return parser
 
 

@@ -23,15 +23,13 @@ from bigmodels.formatting import format_bytes, format_duration
 from bigmodels.models.registry import get_spec, list_models, make_config
 from bigmodels.models.sources import finished_run_sources
 from bigmodels.problems import ConfigError
-from bigmodels.runs.processes import pid_alive
 from bigmodels.runs.queue import submit
 from bigmodels.runs.store import (
     FINISHED, MAX_NAME, MAX_NOTE, MAX_TAG, MAX_TAGS, RESUMABLE, STATUSES, RunInfoError, RunStateError, RunStore,
     StoreError,
 )
-from bigmodels.runs.worker import reap_orphans
+from bigmodels.cluster.control import reap_orphans
 from bigmodels.train.config import default_config, quick_demo, settings
-from bigmodels.train.devices import available_devices
 from bigmodels.train.plan import Resources
 
 SELECTED = "launcher_selected"
@@ -86,7 +84,7 @@ def access_panel() -> bool:
 def launch_form(store, allowed: bool) -> None:
     """The new-run form: one input per declared TrainConfig setting, checked by the plan."""
     st.subheader(t("launcher.form.title"))
-    resources = Resources.local()
+    resources = lui.planning_resources(store) if store is not None else Resources.local()
     c1, c2 = st.columns(2)
     model = c1.selectbox(t("launcher.form.model"), list_models(), format_func=model_title,
                          key="launcher_model", help=t("launcher.form.model_help"))
@@ -168,8 +166,7 @@ def launch(store, values: dict, resources: Resources) -> None:
     if submission.cached:
         st.info(t("launcher.form.cached", run=run.id, accuracy=f"{run.final_accuracy or 0:.2%}"))
     else:
-        if resources.get(run.target) is not None:
-            lui.ensure_worker(store, run.target)
+        lui.ensure_dispatcher(store)
         st.success(t("launcher.form.queued", run=run.id, device=run.target))
 
 
@@ -178,7 +175,8 @@ def show_live(store, run, allowed: bool) -> None:
     st.subheader(t("launcher.live.title", run=run.title))
     processes = f" × {run.world_size}" if run.world_size > 1 else ""
     st.markdown(t("launcher.live.summary", status=status_label(run.status), model=model_title(run.model),
-                  device=(run.device or run.target) + processes, attempts=run.attempts))
+                  device=(f"{run.node} · " if run.node else "") + (run.device or run.target) + processes,
+                  attempts=run.attempts))
     if run.name:
         st.caption(t("launcher.live.id", run=run.id))
     if run.tags or run.note:
@@ -188,7 +186,8 @@ def show_live(store, run, allowed: bool) -> None:
     elif run.status == "interrupted":
         st.warning(t("launcher.live.interrupted", error=run.error or ""))
     elif run.status == "queued":
-        st.info(t("launcher.live.queued"))
+        reason = (lui.cluster_state(store) or {}).get("waiting", {}).get(run.id)
+        st.info(t("launcher.live.queued") + ("  \n" + t("launcher.cluster.waits", reason=reason) if reason else ""))
     eta = run.eta()
     st.progress(run.progress, text=t("launcher.live.progress", step=run.step, total=run.total_steps or "?",
                                      percent=f"{run.progress:.0%}",
@@ -375,9 +374,8 @@ def run_actions(store, run, allowed: bool) -> None:
                 disabled=not (allowed and run.status in RESUMABLE), width="stretch"):
         if may_change():
             try:
-                resumed = store.resume(run.id)
-                if resumed.target in available_devices():
-                    lui.ensure_worker(store, resumed.target)
+                store.resume(run.id)
+                lui.ensure_dispatcher(store)
                 st.toast(t("launcher.action.resume_done", run=run.id))
             except (RunStateError, StoreError) as exc:
                 st.error(str(exc))
@@ -398,22 +396,49 @@ def run_actions(store, run, allowed: bool) -> None:
                 st.error(t("launcher.access.denied"))
 
 
-def workers_panel(store) -> None:
-    """The workers serving this store, and the devices this server has."""
-    live = [w for w in store.workers() if w["state"] != "gone" and pid_alive(w["pid"])]
-    with st.expander(t("launcher.workers.title", n=len(live)), expanded=False):
-        st.caption(t("launcher.workers.devices", devices=", ".join(available_devices())))
-        if live:
-            states = ("idle", "busy", "warming")
-            st.dataframe([{
-                t("launcher.workers.col.device"): w["device"],
-                t("launcher.workers.col.state"): t("launcher.workers.state." + w["state"]) if w["state"] in states
-                else w["state"],
-                t("launcher.workers.col.run"): w["run_id"] or "–",
-                t("launcher.workers.col.since"): when(w["started_at"])} for w in live], hide_index=True, width="stretch")
-        else:
-            st.caption(t("launcher.workers.none"))
-        st.caption(t("launcher.workers.hint", home=str(store.home)))
+def cluster_panel(store) -> None:
+    """The cluster as the dispatcher last reported it: nodes, device sessions, the
+    queue and why each queued run waits, and any problem it has."""
+    state = lui.cluster_state(store)
+    if state is None:
+        with st.expander(t("launcher.cluster.title", nodes=0, sessions=0, busy=0), expanded=False):
+            st.caption(t("launcher.cluster.cold"))
+            st.caption(t("launcher.cluster.where", address="–", kind="–", home=str(store.home)))
+        return
+    for problem in state.get("problems", {}).values():
+        st.warning(t("launcher.cluster.problem", problem=problem))
+    sessions = state.get("sessions", [])
+    warm = sum(s["state"] in ("warm", "busy") for s in sessions)
+    busy = sum(s["state"] == "busy" for s in sessions)
+    with st.expander(t("launcher.cluster.title", nodes=len(state.get("nodes", [])), sessions=warm, busy=busy),
+                     expanded=False):
+        cluster = state.get("cluster") or {}
+        kind = t("launcher.cluster.kind." + ("embedded" if cluster.get("embedded") else "external"))
+        st.caption(t("launcher.cluster.where", address=cluster.get("address", "–"), kind=kind, home=str(store.home)))
+        col = {k: t(f"launcher.cluster.col.{k}") for k in ("host", "address", "cpus", "gpus", "memory", "custom",
+                                                           "session", "device", "state", "run", "device_memory",
+                                                           "utilisation", "process", "reason")}
+        st.markdown(f"**{t('launcher.cluster.nodes')}**")
+        st.dataframe([{col["host"]: n.get("host"), col["address"]: n.get("address"),
+                       col["cpus"]: n.get("cpus"), col["gpus"]: n.get("gpus"),
+                       col["memory"]: format_bytes(n.get("memory_bytes")),
+                       col["custom"]: ", ".join(n.get("custom", [])) or "–"} for n in state.get("nodes", [])],
+                     hide_index=True, width="stretch")
+        st.markdown(f"**{t('launcher.cluster.sessions')}**")
+        states = ("warming", "warm", "busy", "dead")
+        st.dataframe([{col["session"]: s["key"], col["device"]: s.get("device_name") or s["device"],
+                       col["state"]: t("launcher.cluster.state." + s["state"]) if s["state"] in states else s["state"],
+                       col["run"]: s.get("run_id") or "–",
+                       col["device_memory"]: (f"{format_bytes(s['device_free'])} / {format_bytes(s['device_total'])}"
+                                              if s.get("device_total") else "–"),
+                       col["utilisation"]: "–" if s.get("gpu_percent") is None else f"{s['gpu_percent']:.0f} %",
+                       col["process"]: format_bytes(s.get("process_bytes"))} for s in sessions],
+                     hide_index=True, width="stretch")
+        waiting = state.get("waiting", {})
+        if waiting:
+            st.markdown(f"**{t('launcher.cluster.waiting')}**")
+            st.dataframe([{col["run"]: run_id, col["reason"]: reason} for run_id, reason in waiting.items()],
+                         hide_index=True, width="stretch")
 
 
 def runs_table(runs) -> None:
@@ -426,7 +451,8 @@ def runs_table(runs) -> None:
           col["duration"]: format_duration(r.duration()), col["arch"]: model_title(r.model),
           col["progress"]: r.progress, col["tags"]: ", ".join(r.tags),
           **{t(f"launcher.form.{name}"): shown_value(name, r.config.get(name)) for name in shown_settings},
-          col["device"]: (r.device or r.target) + (f" × {r.world_size}" if r.world_size > 1 else ""),
+          col["device"]: (f"{r.node} · " if r.node else "") + (r.device or r.target)
+          + (f" × {r.world_size}" if r.world_size > 1 else ""),
           col["created"]: when(r.created_at), col["id"]: r.id} for r in runs],
         hide_index=True, width="stretch", height=38 + 35 * max(1, len(runs)),
         column_config={col["progress"]: st.column_config.ProgressColumn(col["progress"], min_value=0, max_value=1,
@@ -439,10 +465,10 @@ def runs_panel(store, allowed: bool) -> None:
     every tab; each poll reads the store once (one query for the list) and the
     charts are rebuilt only when their run moved on."""
     try:
-        reap_orphans(store)  # a worker killed mid-run: say so, keep its checkpoint for resume
+        reap_orphans(store)  # the dispatcher killed mid-run: say so, keep the checkpoints for resume
         runs, tags = listed_runs(str(store.home), store.signature())
         st.header(t("launcher.runs.title"))
-        workers_panel(store)
+        cluster_panel(store)
     except StoreError as exc:
         st.error(t("launcher.store.unreadable", error=exc))
         return
@@ -624,7 +650,7 @@ def main() -> None:
         launch_form(store, allowed)
     if store is not None:
         try:
-            lui.serve_queued(store)  # queued runs left from before an app restart get a worker
+            lui.serve_queued(store)  # queued runs left from before an app restart get a dispatcher
         except StoreError:
             pass  # shown below, where the runs are listed
         poll_runs(store, runs_column, allowed)

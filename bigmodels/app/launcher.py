@@ -1,4 +1,4 @@
-"""Streamlit glue for the launcher page: the server's worker, the store, access,
+"""Streamlit glue for the launcher page: the server's dispatcher, the store, access,
 form parsing and formatting helpers.
 
 Kept apart from ``pages/launcher.py`` so the page stays a view, and apart from
@@ -26,55 +26,62 @@ from bigmodels.models.checkpoints import CheckpointError, load_checkpoint
 from bigmodels.problems import ConfigError, Problem
 from bigmodels.runs.evaluations import cached_evaluation, evaluate_checkpoint, fingerprint
 from bigmodels.runs.store import Run, RunStore, StoreError, check_run_id, home_dir, InvalidRunId
-from bigmodels.runs.worker import start_worker, worker_alive
+from bigmodels.cluster.control import dispatcher_alive, read_state, resources_from_state, start_dispatcher
 from bigmodels.train.config import Setting, TrainConfig, parse_model_settings, settings
-from bigmodels.train.devices import available_devices
 from bigmodels.train.plan import Plan, Resources, plan
 
 REPO = Path(__file__).resolve().parents[2]
 PRESET_RESULTS = REPO / "benchmarks" / "results" / "presets.json"  # written by python -m benchmarks.presets
 
 _TOKEN_KEY = "launcher_operator_token"
-ENV_WORKER_THREADS = "BIGMODELS_WORKER_THREADS"  # CPU threads for the worker the app starts (default: PyTorch's)
+ENV_SESSION_THREADS = "BIGMODELS_SESSION_THREADS"  # CPU threads of each CPU session (default: every core)
 _SUBMISSION_KEY = "launcher_submission"
 
 
-# ------------------------------------------------------------- the worker
+# --------------------------------------------------------- the dispatcher
 @dataclass
-class _Workers:
-    """The workers this server started: one per device, shared by every session."""
+class _Dispatchers:
+    """The dispatcher this server started (one per home), shared by every session."""
 
     lock: threading.Lock = field(default_factory=threading.Lock)
-    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+    process: subprocess.Popen | None = None
 
 
 @st.cache_resource(show_spinner=False)
-def _workers(home: str) -> _Workers:
-    return _Workers()
+def _dispatchers(home: str) -> _Dispatchers:
+    return _Dispatchers()
 
 
-def ensure_worker(store: RunStore, device: str) -> str:
-    """Start a worker for ``device`` unless one serves it already (ours, or one an
-    operator runs by hand). Returns "running", "starting" or "started"."""
-    registry = _workers(str(store.home.resolve()))
-    with registry.lock:  # two sessions launching at once start one worker, not two
-        if worker_alive(store, device):
+def ensure_dispatcher(store: RunStore) -> str:
+    """Start this home's dispatcher unless one runs already (ours, or one an operator
+    or systemd runs). Returns "running", "starting" or "started"."""
+    registry = _dispatchers(str(store.home.resolve()))
+    with registry.lock:  # two sessions launching at once start one dispatcher, not two
+        if dispatcher_alive(store):
             return "running"
-        process = registry.processes.get(device)
-        if process is not None and process.poll() is None:
-            return "starting"  # launched, still importing torch / loading data
-        threads = os.environ.get(ENV_WORKER_THREADS, "").strip()
-        registry.processes[device] = start_worker(store.home, device, data_dir=os.environ.get(ENV_DATA_DIR),
-                                                  threads=int(threads) if threads.isdigit() else None)
+        if registry.process is not None and registry.process.poll() is None:
+            return "starting"  # launched, still importing torch / joining Ray
+        threads = os.environ.get(ENV_SESSION_THREADS, "").strip()
+        registry.process = start_dispatcher(store.home, data_dir=os.environ.get(ENV_DATA_DIR),
+                                            threads=int(threads) if threads.isdigit() else None)
         return "started"
 
 
 def serve_queued(store: RunStore) -> None:
-    """After a restart of the app, queued runs for this machine's devices need a worker."""
-    local = set(available_devices())  # names only: no free-memory probe on every rerun
-    for target in {r.target for r in store.list_runs(statuses=["queued"])}:
-        if target in local:
-            ensure_worker(store, target)
+    """After a restart of the app, queued runs need a dispatcher."""
+    if store.counts().get("queued"):
+        ensure_dispatcher(store)
+
+
+def cluster_state(store: RunStore) -> dict[str, Any] | None:
+    """The dispatcher's last report of the cluster (None: no dispatcher reporting)."""
+    return read_state(store)
+
+
+def planning_resources(store: RunStore) -> Resources:
+    """What the form plans against: the cluster's devices when a dispatcher reports
+    them (GPUs on other nodes count), else this machine's."""
+    return resources_from_state(read_state(store)) or Resources.local()
 
 
 # -------------------------------------------------------------- the store

@@ -250,6 +250,11 @@ def connect(home: str | os.PathLike | None = None) -> Cluster:
         return cluster
 
 
+def joined() -> bool:
+    """Has this process joined a cluster (and not left it)?"""
+    return _joined is not None
+
+
 def disconnect() -> None:
     global _joined
     with _lock:

@@ -14,17 +14,18 @@ from bigmodels.train.plan import Plan, Resources, plan
 
 def submit(store: RunStore, config: TrainConfig | Plan, world_size: int = 1, train_again: bool = False,
            submission: str | None = None, target: str | None = None,
-           resources: Resources | None = None) -> Submission:
+           resources: Resources | None = None, needs: str | None = None) -> Submission:
     """Queue ``config`` on ``world_size`` processes, or return the run that already
     computed it (unless ``train_again``). Raises ``ConfigError`` with every
     problem when the plan refuses it; nothing is queued then. A ``Plan`` (the
     form's, already checked) is queued as planned.
 
-    ``target`` names the executor instead of the planned device (a ``torchrun``
-    started by hand on several nodes); no worker claims such a run.
+    ``target`` overrides the planned device. ``needs``: a custom resource the
+    run's node must offer (see ``RunStore.add_run``).
     """
     planned = config if isinstance(config, Plan) else plan(config, resources, world_size=world_size)
     config = planned.config
     return store.add_run(config.model, config.to_dict(), config.hash(), target or planned.target,
-                         planned.world_size, reuse_succeeded=not train_again, submission=submission)
+                         planned.world_size, reuse_succeeded=not train_again, submission=submission,
+                         needs=needs)
 

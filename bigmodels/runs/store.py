@@ -89,7 +89,9 @@ CREATE TABLE IF NOT EXISTS runs (
     name TEXT,
     tags TEXT NOT NULL DEFAULT '[]',
     note TEXT NOT NULL DEFAULT '',
-    info_at REAL
+    info_at REAL,
+    needs TEXT,
+    node TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status, target, queued_at);
 CREATE INDEX IF NOT EXISTS runs_by_hash ON runs (config_hash, world_size, status);
@@ -121,7 +123,7 @@ CREATE TABLE IF NOT EXISTS workers (
 # Columns added after the first release of the schema: an older store gets them on open.
 _ADDED_COLUMNS = {"start_step": "INTEGER NOT NULL DEFAULT 0", "loop_started_at": "REAL",
                   "name": "TEXT", "tags": "TEXT NOT NULL DEFAULT '[]'", "note": "TEXT NOT NULL DEFAULT ''",
-                  "info_at": "REAL"}
+                  "info_at": "REAL", "needs": "TEXT", "node": "TEXT"}
 
 # What a person may write about a run (its name, tags and note), at most.
 MAX_NAME = 80
@@ -257,6 +259,8 @@ class Run:
     tags: tuple[str, ...] = ()
     note: str = ""
     info_at: float | None = None  # when the name, tags or note last changed
+    needs: str | None = None  # a custom resource its node must offer
+    node: str | None = None  # the host that trained it (its latest attempt)
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> "Run":
@@ -385,6 +389,18 @@ class RunStore:
             _SCHEMA_READY.add(key)
 
     def _unreadable(self, exc: Exception) -> str:
+        """What went wrong, in words that fit it: only a damaged file should be moved aside."""
+        text = str(exc).lower()
+        if "readonly" in text or "read-only" in text:
+            return f"{self.path}: the run store is read-only ({exc}); make the file and its folder writable"
+        if "full" in text:
+            return f"{self.path}: the disk holding the run store is full ({exc}); free some space"
+        if "no such table" in text or ("unable to open" in text and not self.path.is_file()):
+            return f"{self.path}: the run store file was deleted or replaced while in use ({exc})"
+        if "locked" in text or "busy" in text:
+            return f"{self.path}: the run store is busy ({exc}); another process holds it"
+        if "disk i/o" in text:
+            return f"{self.path}: the disk failed while writing the run store ({exc})"
         return (f"{self.path}: the run store cannot be read ({exc}); move the file aside to start an empty "
                 f"store -- checkpoints in {self.checkpoints_dir} are kept")
 
@@ -421,7 +437,7 @@ class RunStore:
 
     # ----------------------------------------------------------- submitting
     def add_run(self, model: str, config: dict[str, Any], config_hash: str, target: str, world_size: int = 1,
-                reuse_succeeded: bool = True, submission: str | None = None) -> Submission:
+                reuse_succeeded: bool = True, submission: str | None = None, needs: str | None = None) -> Submission:
         """Queue a run of ``config`` for ``target``, or return the run that already
         computed it. Callers plan first (``bigmodels.runs.queue.submit``).
 
@@ -429,6 +445,8 @@ class RunStore:
         click, a rerun) returns the run it created instead of queueing twice.
         ``reuse_succeeded``: a succeeded run with the same ``config_hash`` and
         ``world_size`` is returned (cached) instead of training again.
+        ``needs``: a custom cluster resource the run's node must offer (e.g. a
+        node started with ``--resources '{"a100": 1}'``); None: any node.
         """
         now = time.time()
         with self._write() as db:
@@ -446,10 +464,11 @@ class RunStore:
                 run_id = new_run_id(model)
             db.execute(
                 "INSERT INTO runs (id, submission, model, config, config_hash, world_size, target, status, "
-                "created_at, queued_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?)",
+                "created_at, queued_at, needs) VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?)",
                 (run_id, submission, model, json.dumps(config), config_hash, world_size,
-                 target, now, now))
-            _log(db, run_id, f"queued for {target}" + (f" on {world_size} processes" if world_size > 1 else ""), now)
+                 target, now, now, needs))
+            _log(db, run_id, f"queued for {target}" + (f" on {world_size} processes" if world_size > 1 else "")
+                 + (f" on a node offering {needs!r}" if needs else ""), now)
             return Submission(_get_run(db, run_id), cached=False)
 
     # -------------------------------------------------------------- reading
@@ -587,10 +606,26 @@ class RunStore:
                 db.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
             db.execute("DELETE FROM runs WHERE id = ?", (run_id,))
         removed = []
-        for path in {self.checkpoint_path(run_id), *( [Path(row["checkpoint"])] if row["checkpoint"] else [])}:
+        leftovers = self.checkpoints_dir.glob(f".{self.checkpoint_path(run_id).name}.*.tmp")  # a kill mid-write
+        for path in {self.checkpoint_path(run_id), *([Path(row["checkpoint"])] if row["checkpoint"] else []),
+                     *leftovers}:
             if path.is_file() and path.resolve().is_relative_to(self.checkpoints_dir.resolve()):
                 path.unlink()
                 removed.append(path)
+        return removed
+
+    def remove_partial_checkpoints(self, older_than: float = 0.0) -> list[Path]:
+        """Delete temporary checkpoint files a killed writer left (``.<id>.pt.*.tmp``)
+        that are older than ``older_than`` seconds; returns them."""
+        removed = []
+        cutoff = time.time() - older_than
+        for path in self.checkpoints_dir.glob(".*.tmp"):
+            try:
+                if path.stat().st_mtime <= cutoff:
+                    path.unlink()
+                    removed.append(path)
+            except OSError:
+                continue  # gone already, or not ours to remove
         return removed
 
     # ----------------------------------------------------------- worker side
@@ -627,11 +662,38 @@ class RunStore:
             return _get_run(db, run_id)
 
     def set_provenance(self, run_id: str, device: str, device_name: str, data_source: str,
-                       versions: dict[str, str], git_commit: str | None, checkpoint: str) -> None:
+                       versions: dict[str, str], git_commit: str | None, checkpoint: str,
+                       node: str | None = None) -> None:
         with self._write() as db:
             db.execute("UPDATE runs SET device = ?, device_name = ?, data_source = ?, versions = ?, git_commit = ?, "
-                       "checkpoint = ? WHERE id = ?", (device, device_name, data_source, json.dumps(versions),
-                                                       git_commit, checkpoint, run_id))
+                       "checkpoint = ?, node = COALESCE(?, node) WHERE id = ?",
+                       (device, device_name, data_source, json.dumps(versions), git_commit, checkpoint, node, run_id))
+
+    def restore_epochs(self, run_id: str, history: list[dict[str, Any]]) -> list[int]:
+        """Record the epochs of ``history`` (a checkpoint's) that the store lacks: a
+        kill between a checkpoint landing and its epoch being recorded must not leave
+        the store an epoch behind its checkpoint. Returns the epochs added."""
+        added = []
+        with self._write() as db:
+            have = {r[0] for r in db.execute("SELECT epoch FROM epochs WHERE run_id = ?", (run_id,)).fetchall()}
+            for record in history:
+                epoch = int(record.get("epoch", 0))
+                if epoch < 1 or epoch in have:
+                    continue
+                clean = {k: (_finite_or_none(v) if isinstance(v, float) else v) for k, v in record.items()}
+                db.execute("INSERT INTO epochs (run_id, epoch, record) VALUES (?, ?, ?)",
+                           (run_id, epoch, json.dumps(clean)))
+                added.append(epoch)
+            if added:
+                accuracies = [r[0] for r in db.execute("SELECT json_extract(record, '$.test_accuracy') FROM epochs "
+                                                       "WHERE run_id = ? ORDER BY epoch", (run_id,)).fetchall()]
+                known = [a for a in accuracies if a is not None]
+                db.execute("UPDATE runs SET epoch = MAX(epoch, ?), best_accuracy = ?, final_accuracy = ? WHERE id = ?",
+                           (max(added), max(known) if known else None, accuracies[-1], run_id))
+                _log(db, run_id, f"recorded epoch{'s' if len(added) > 1 else ''} "
+                                 f"{', '.join(map(str, added))} from the checkpoint (the process was stopped between "
+                                 f"writing the checkpoint and recording the epoch)")
+        return added
 
     def record_start(self, run_id: str, step: int, epoch: int, total_steps: int, at: float | None = None) -> None:
         """Training (re)started at global ``step``: drop metrics a resume will redo."""

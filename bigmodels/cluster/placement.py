@@ -1,0 +1,51 @@
+"""Where a queued run goes: the free session that fits it, or why it waits.
+
+Pure logic over a snapshot of the sessions (no Ray, no store), so every rule
+is tested directly: the device kind the plan chose, the custom resource a run
+asks its node for, and -- on a GPU -- enough free memory for the plan's
+estimate. Among the sessions that fit, the one with the most free memory wins
+(ties: the first, which is the head node's), so small runs do not crowd the
+big GPU out.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from bigmodels.formatting import format_bytes
+from bigmodels.train.plan import MEMORY_SHARE
+
+
+@dataclass(frozen=True)
+class SessionView:
+    key: str
+    kind: str  # "cpu" | "cuda"
+    free: bool  # warm and not training
+    device_free_bytes: int | None = None  # a GPU's free memory (None on the CPU: the plan checked the host)
+    device_total_bytes: int | None = None
+    node_resources: dict[str, float] = field(default_factory=dict)
+
+
+KIND_WORDS = {"cpu": "a CPU", "cuda": "a GPU", "mps": "an Apple GPU"}
+
+
+def choose_session(sessions: list[SessionView], kind: str, need_bytes: int, needs: str | None = None
+                   ) -> tuple[str | None, str]:
+    """(key of the session to use, "") or (None, the reason the run waits)."""
+    what = KIND_WORDS.get(kind, kind)
+    where = f" on a node offering {needs!r}" if needs else ""
+    of_kind = [s for s in sessions if s.kind == kind and (not needs or s.node_resources.get(needs, 0) > 0)]
+    if not of_kind:
+        return None, f"waiting for {what}{where}: the cluster has none (yet)"
+    big_enough = [s for s in of_kind if s.device_total_bytes is None
+                  or need_bytes <= s.device_total_bytes * MEMORY_SHARE]
+    if not big_enough:
+        return None, (f"waiting for {what}{where} with >= {format_bytes(need_bytes / MEMORY_SHARE)} of memory: "
+                      f"the largest has {format_bytes(max(s.device_total_bytes for s in of_kind))}")
+    free = [s for s in big_enough if s.free]
+    if not free:
+        return None, f"waiting for {what}{where}: every one is busy or still warming up"
+    fits = [s for s in free if s.device_free_bytes is None or need_bytes <= s.device_free_bytes * MEMORY_SHARE]
+    if not fits:
+        return None, f"waiting for {what}{where} with >= {format_bytes(need_bytes / MEMORY_SHARE)} free"
+    best = max(fits, key=lambda s: s.device_free_bytes or 0)
+    return best.key, ""

@@ -1,0 +1,180 @@
+"""A device session as a Ray actor: warm on one device of any node, one run at a time.
+
+The dispatcher (``bigmodels.cluster.dispatcher``) starts one ``SessionActor``
+per device of the cluster, pinned to its node. Each keeps a ``DeviceSession``
+warm (``bigmodels.train.session``) and trains a run with the project's one
+training loop when asked, streaming what happens back as it happens (a Ray
+streaming generator): the start, the steps (batched: one message per
+``FLUSH_S``, and the first step at once -- the moment launch latency is
+measured to), every epoch with the checkpoint written after it, and the end.
+
+A node needs no shared filesystem and never opens the run store: the data
+arrives as a Ray object, a resume checkpoint arrives as bytes, and the
+checkpoint the engine writes after each epoch goes back as bytes in the same
+message as that epoch's record -- the dispatcher writes both on the server, so
+the store and the checkpoint cannot drift apart on a node's disk. The node's
+temporary files are removed when the run ends, however it ends.
+
+The actor is threaded (``max_concurrency``): ``stop`` and ``describe`` are
+answered while ``train`` runs. If the dispatcher (the actor's owner) dies, Ray
+kills its actors, so a run never trains on with nobody recording it.
+"""
+from __future__ import annotations
+
+import os
+import queue
+import shutil
+import socket
+import tempfile
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Iterator
+
+import ray
+import torch
+
+from bigmodels.data.mnist import MNIST
+from bigmodels.runs.processes import CpuMeter
+from bigmodels.train.config import TrainConfig
+from bigmodels.train.engine import train
+from bigmodels.train.plan import Resources, plan
+from bigmodels.train.session import DeviceSession, describe_failure
+
+FLUSH_S = 0.25  # step events per message: a CNN step is ~25 ms here, so ~10 steps a message
+SYSTEM_EVERY_S = 1.0  # CPU / memory / GPU samples sent with the steps
+CPU_SESSION_NICE = 10  # a CPU session sharing a host with the app trains below the pages (nice 0)
+
+
+@ray.remote(max_concurrency=4)
+class SessionActor:
+    """One warm device; ``train`` streams a run's events back."""
+
+    def __init__(self, device: str, data: MNIST, warm_models: list[str] | None = None, threads: int | None = None,
+                 nice: bool = True):
+        if device == "cpu" and nice:
+            os.nice(CPU_SESSION_NICE)  # pages first, training takes the cycles left over
+        # Ray sets OMP_NUM_THREADS=1 in an actor that holds no CPU (ours hold none: the
+        # dispatcher decides what uses a device), and PyTorch would train on one thread.
+        torch.set_num_threads(threads or os.cpu_count() or 1)
+        started = time.perf_counter()
+        self.session = DeviceSession(device, data=data, warm_models=warm_models)
+        self.ready_seconds = time.perf_counter() - started
+        context = ray.get_runtime_context()
+        self.node_id, self.host, self.pid = context.get_node_id(), socket.gethostname(), os.getpid()
+        self.current: str | None = None
+        self._stops: dict[str, threading.Event] = {}
+        self._lock = threading.Lock()
+
+    # ---------------------------------------------------------- questions
+    def describe(self) -> dict[str, Any]:
+        """What the launcher shows of this session (cheap: no device sync)."""
+        return {"node_id": self.node_id, "host": self.host, "pid": self.pid, "device": str(self.session.device),
+                "device_name": self.session.device_name, "data": self.session.mnist.describe(),
+                "train_size": self.session.full.train_size, "warm_seconds": self.session.warm_seconds,
+                "ready_seconds": self.ready_seconds, "run_id": self.current,
+                "gpu_percent": self.session.gpu_percent(), **self.session.memory()}
+
+    def stop(self, run_id: str) -> bool:
+        """Ask the run to stop at its next step (it checkpoints first)."""
+        with self._lock:
+            event = self._stops.get(run_id)
+        if event is not None:
+            event.set()
+        return event is not None
+
+    # ------------------------------------------------------------- train
+    def train(self, run_id: str, config: dict[str, Any], resume: bytes | None = None) -> Iterator[dict[str, Any]]:
+        """Train ``config``; yields messages (see ``bigmodels.cluster.dispatcher``):
+        ``provenance`` first, then ``events`` batches, then ``outcome``."""
+        stop = threading.Event()
+        with self._lock:
+            if self.current is not None:
+                yield {"kind": "outcome", "status": "refused", "reason": f"session busy with {self.current}"}
+                return
+            self.current = run_id
+            self._stops[run_id] = stop
+        workdir = Path(tempfile.mkdtemp(prefix=f"bigmodels-{run_id}-"))
+        try:
+            yield from self._train(run_id, config, resume, stop, workdir)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+            with self._lock:
+                self.current = None
+                self._stops.pop(run_id, None)
+
+    def _train(self, run_id: str, config: dict[str, Any], resume: bytes | None, stop: threading.Event,
+               workdir: Path) -> Iterator[dict[str, Any]]:
+        session = self.session
+        try:
+            train_config = TrainConfig.from_dict(config)
+            run_plan = plan(train_config, Resources.local(), data_size=session.full.train_size)
+        except Exception as exc:
+            yield {"kind": "outcome", "status": "failed", "reason": describe_failure(exc),
+                   "detail": "".join(traceback.format_exception_only(type(exc), exc)).strip()[:2000]}
+            return
+        yield {"kind": "provenance", "device": run_plan.target, "device_name": session.device_name,
+               "data_source": session.mnist.describe(), "versions": session.versions, "git_commit": session.git_commit,
+               "node_id": self.node_id, "host": self.host}
+        checkpoint = workdir / "checkpoint.pt"
+        resume_path = None
+        if resume is not None:
+            resume_path = workdir / "resume.pt"
+            resume_path.write_bytes(resume)
+        events: queue.Queue = queue.Queue()
+        done: dict[str, Any] = {}
+
+        def run() -> None:
+            try:
+                result = train(run_plan, session.data_for(train_config.train_subset, train_config.seed),
+                               on_event=events.put, should_stop=stop.is_set, checkpoint_path=checkpoint,
+                               resume_from=resume_path)
+                done.update(status="stopped" if result.stopped else "succeeded")
+            except BaseException as exc:  # the run failed, the session lives on
+                done.update(status="failed", reason=describe_failure(exc),
+                            detail="".join(traceback.format_exception_only(type(exc), exc)).strip()[:2000])
+                if isinstance(exc, torch.OutOfMemoryError) and torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+            finally:
+                events.put(None)
+
+        trainer = threading.Thread(target=run, name=f"train-{run_id}", daemon=True)
+        trainer.start()
+        cpu = CpuMeter()
+        pending: list = []
+        last_flush = last_system = time.monotonic()
+        first_step_sent = False
+        sent_mtime = None
+        finished = False
+        while not finished:
+            try:
+                event = events.get(timeout=FLUSH_S)
+            except queue.Empty:
+                event = "tick"
+            if event is None:
+                finished = True
+            elif event != "tick":
+                pending.append(event)
+            now = time.monotonic()
+            urgent = finished or any(e.kind in ("start", "epoch", "end") for e in pending) or (
+                not first_step_sent and any(e.kind == "step" for e in pending))
+            if not (pending and (urgent or now - last_flush >= FLUSH_S)) and not (now - last_system >= SYSTEM_EVERY_S):
+                continue
+            message: dict[str, Any] = {"kind": "events", "events": pending, "at": time.time()}
+            if any(e.kind in ("epoch", "end") for e in pending) and checkpoint.is_file():
+                mtime = checkpoint.stat().st_mtime_ns
+                if mtime != sent_mtime:  # a new checkpoint: it travels with the epoch it follows
+                    message["checkpoint"] = checkpoint.read_bytes()
+                    sent_mtime = mtime
+            if now - last_system >= SYSTEM_EVERY_S:
+                message["system"] = {"cpu_percent": cpu.sample(), "memory_bytes": session.memory()["process_bytes"],
+                                     "gpu_percent": session.gpu_percent(),
+                                     "gpu_memory_bytes": session.memory().get("device_allocated")}
+                last_system = now
+            first_step_sent = first_step_sent or any(e.kind == "step" for e in pending)
+            pending = []
+            last_flush = now
+            yield message
+        trainer.join()
+        yield {"kind": "outcome", **done}
