@@ -53,7 +53,7 @@ def make_runs(home: str, n: int) -> float:
     from bigmodels.data.mnist import MNIST, load_mnist
     from bigmodels.runs.queue import submit
     from bigmodels.runs.store import RunStore
-    from bigmodels.runs.worker import Worker
+    from bigmodels.runs.inline import execute_queued
     from bigmodels.train.config import default_config
 
     full = load_mnist()
@@ -64,7 +64,7 @@ def make_runs(home: str, n: int) -> float:
     for i in range(n):
         submit(store, default_config("cnn", epochs=1, batch_size=100, train_subset=500, seed=i, device="cpu",
                                      lr=[3e-3, 1e-2, 3e-2][i % 3]), train_again=True)
-    Worker(home, "cpu", data=small, max_runs=n, warm_models=["cnn"]).serve()
+    execute_queued(store, small)
     counts = store.counts()
     if counts.get("succeeded", 0) != n:
         raise RuntimeError(f"expected {n} succeeded runs, the store has {counts}")

@@ -85,11 +85,13 @@ def server_env() -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def app_server(tmp_path_factory):
+def app_server(tmp_path_factory, ray_cluster):
     from bigmodels.harness.server import StreamlitServer
 
     require_browser()
-    with StreamlitServer(tmp_path_factory.mktemp("bigmodels-home"), server_env()) as server:
+    # the app's dispatcher joins the session's Ray cluster instead of starting a second head
+    env = {**server_env(), runtime.ENV_RAY_ADDRESS: ray_cluster.address}
+    with StreamlitServer(tmp_path_factory.mktemp("bigmodels-home"), env) as server:
         yield server
 
 
@@ -123,7 +125,8 @@ def ray_cluster(tmp_path_factory):
     processes (a dispatcher) pass them ``cluster.address`` as BIGMODELS_RAY_ADDRESS.
     Tests must leave it as they found it: kill only their own actors."""
     home = tmp_path_factory.mktemp("ray-home")
-    cluster = runtime.start_embedded(home)
+    # 4 logical CPUs on 2 cores: a two-process Ray Train run and Serve replicas fit side by side
+    cluster = runtime.start_embedded(home, num_cpus=4)
     os.environ.pop(runtime.ENV_RAY_ADDRESS, None)
     runtime.connect(home)
     yield cluster

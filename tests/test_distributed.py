@@ -1,7 +1,9 @@
-"""DistributedDataParallel through torchrun: sharding, launch lines, a real
-two-process gloo run on the CPU that trains and records one run, and the one
-training loop's bit-for-bit resume on two processes."""
+"""DistributedDataParallel: sharding, a real two-process gloo run through the
+dispatcher and Ray Train that trains and records one run, and the one training
+loop's bit-for-bit resume on two processes."""
 import os
+import threading
+import time
 
 import pytest
 import torch
@@ -9,12 +11,11 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from bigmodels.models.checkpoints import load_checkpoint, model_from_checkpoint
-from bigmodels.runs.torchrun import launch_command
 from bigmodels.train.ranks import backend_for
 from bigmodels.train.ranks import Ranks
 from bigmodels.runs.store import RunStore
 from bigmodels.train.config import default_config
-from bigmodels.runs.worker import Worker
+from bigmodels.cluster.dispatcher import Dispatcher
 from bigmodels.runs.queue import submit
 from bigmodels.data.mnist import load_folder
 from bigmodels.harness.server import free_port
@@ -36,44 +37,35 @@ def test_shards_cover_every_image_once_with_equal_step_counts(n, batch, world):
         assert all(len(s[step]) <= batch for s in shards)
 
 
-def test_launch_lines():
-    single = launch_command("r1", "/data/runs", 2, "gloo", data_dir="/mnist")
-    assert single[1:3] == ["-m", "torch.distributed.run"] and "--standalone" in single
-    assert "--nproc-per-node=2" in single and single[single.index("--run-id") + 1] == "r1"
-    assert single[single.index("--backend") + 1] == "gloo" and single[single.index("--data-dir") + 1] == "/mnist"
-    multi = launch_command("r1", "/data/runs", 8, "nccl", nnodes=2, rdzv_endpoint="head:29500")
-    assert "--nnodes=2" in multi and "--rdzv-endpoint=head:29500" in multi and "--standalone" not in multi
-    with pytest.raises(ValueError, match="rendezvous"):
-        launch_command("r1", "/x", 8, nnodes=2)
-    assert backend_for("cuda") == "nccl" and backend_for("cpu") == "gloo"
-
-
-def test_the_entry_point_refuses_to_run_outside_torchrun(capsys):
-    from bigmodels.runs.torchrun import main
-
-    with pytest.raises(SystemExit):
-        main(["--run-id", "x"])
-    assert "torchrun" in capsys.readouterr().err
-
-
 def ddp_config(**changes):
     return default_config("cnn", **{"epochs": 2, "batch_size": 64, "train_subset": 2000, "device": "cpu",
                                     "seed": 5, **changes})
 
 
-def test_two_cpu_processes_train_one_run_with_gloo(tmp_path, small_mnist, monkeypatch):
-    monkeypatch.setenv("BIGMODELS_DATA_DIR", str(write_mnist_folder(small_mnist, tmp_path / "mnist")))
+def test_two_cpu_processes_train_one_run_with_ray_train_and_gloo(ray_cluster, tmp_path, small_mnist):
+    """A run on two processes goes through the dispatcher to Ray Train's TorchTrainer
+    (gloo): rank 0's events and checkpoints arrive in the store like a session's."""
+    folder = write_mnist_folder(small_mnist, tmp_path / "mnist")
     store = RunStore(tmp_path / "home")
     run = submit(store, ddp_config(), world_size=2).run
     assert run.world_size == 2 and run.target == "cpu"
-    assert not submit(store, ddp_config()).cached  # one process is another computation
-
-    worker = Worker(store.home, "cpu", data=small_mnist, max_runs=1, warm_models=[])
-    assert worker.serve() == 0
-
-    assert [r.id for r in store.list_runs(statuses=["succeeded"])] == [run.id]  # one run, recorded once
+    single = submit(store, ddp_config())
+    assert not single.cached  # one process is another computation
+    store.request_cancel(single.run.id)
+    dispatcher = Dispatcher(store.home, data_dir=str(folder), warm_models=[])
+    thread = threading.Thread(target=dispatcher.serve, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 300
+        while store.get(run.id).status in ("queued", "running") and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        dispatcher.stop()
+        thread.join(60)
     done = store.get(run.id)
-    assert done.device == "cpu x2" and "gloo" in done.device_name
+    assert done.status == "succeeded", (done.error, store.logs(run.id)[-5:])
+    assert [r.id for r in store.list_runs(statuses=["succeeded"])] == [run.id]  # one run, recorded once
+    assert done.device == "cpu" and "x2" in done.device_name
     steps = 2 * Ranks(torch.device("cpu"), 0, 2).steps_per_epoch(2000, 64)
     assert done.step == done.total_steps == steps and [s["step"] for s in store.steps(run.id)] == list(range(1, steps + 1))
     history = store.epochs(run.id)
@@ -83,19 +75,29 @@ def test_two_cpu_processes_train_one_run_with_gloo(tmp_path, small_mnist, monkey
     assert ckpt["world_size"] == 2 and ckpt["epoch"] == 2
     model = model_from_checkpoint(ckpt)  # a DDP run is usable like any other
     assert model(torch.zeros(1, 1, 28, 28)).shape == (1, 10)
-    assert any("2 processes with torchrun (gloo)" in line for _, line in store.logs(run.id))
+    assert any("2 Ray Train workers" in line for _, line in store.logs(run.id))
     assert submit(store, ddp_config(), world_size=2).cached
+    assert not (store.home / "ray_train" / run.id).exists()  # Ray Train's scratch folder is removed
 
 
 @cuda
 @pytest.mark.skipif(not torch.cuda.is_available() or torch.cuda.device_count() < 2, reason="needs 2 CUDA GPUs")
-def test_two_gpus_train_one_run_with_nccl(tmp_path, small_mnist, monkeypatch):
-    monkeypatch.setenv("BIGMODELS_DATA_DIR", str(write_mnist_folder(small_mnist, tmp_path / "mnist")))
+def test_two_gpus_train_one_run_with_nccl(ray_cluster, tmp_path, small_mnist):
+    folder = write_mnist_folder(small_mnist, tmp_path / "mnist")
     store = RunStore(tmp_path / "home")
     run = submit(store, ddp_config(device="cuda"), world_size=2).run
-    assert Worker(store.home, "cuda:0", data=small_mnist, max_runs=1, warm_models=[]).serve() == 0
+    dispatcher = Dispatcher(store.home, data_dir=str(folder), warm_models=[])
+    thread = threading.Thread(target=dispatcher.serve, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 300
+        while store.get(run.id).status in ("queued", "running") and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        dispatcher.stop()
+        thread.join(60)
     done = store.get(run.id)
-    assert done.status == "succeeded" and "nccl" in done.device_name
+    assert done.status == "succeeded", done.error
     assert store.epochs(run.id)[-1]["memory_bytes"] > 0
 
 

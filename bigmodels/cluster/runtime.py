@@ -35,7 +35,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bigmodels.child_process import child_env
+from bigmodels.child_process import PACKAGE_ROOT, child_env
 from bigmodels.runs.store import home_dir
 
 ENV_RAY_ADDRESS = "BIGMODELS_RAY_ADDRESS"
@@ -44,6 +44,7 @@ NAMESPACE = "bigmodels"  # actors and Serve applications of this project, apart 
 START_TIMEOUT_S = 120.0  # a cold head on 2 busy cores took 4-8 s; allow for a much busier machine
 RAY_PRIVACY_ENV = {"RAY_USAGE_STATS_ENABLED": "0"}
 
+PACKAGE_DIR = PACKAGE_ROOT / "bigmodels"
 _lock = threading.Lock()
 _joined: "Cluster | None" = None
 
@@ -241,13 +242,20 @@ def connect(home: str | os.PathLike | None = None) -> Cluster:
 
         try:
             ray.init(address=cluster.address, namespace=NAMESPACE, log_to_driver=False,
-                     configure_logging=False)
+                     configure_logging=False, runtime_env=code_runtime_env())
         except Exception as exc:  # ConnectionError, auth errors: say which cluster and why, in one line
             raise ClusterError(f"could not join the Ray cluster at {cluster.address}: "
                                f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}"
                                ) from exc
         _joined = cluster
         return cluster
+
+
+def code_runtime_env() -> dict:
+    """This package travels with every job: a node needs the same Python packages
+    (requirements.txt), not a checkout or a shared filesystem. Ray uploads it once
+    per version (content-addressed) and caches it on each node."""
+    return {"py_modules": [str(PACKAGE_DIR)], "excludes": ["__pycache__", "*.pyc"]}
 
 
 def joined() -> bool:
