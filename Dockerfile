@@ -1,4 +1,4 @@
-# bigmodels in a container: the app, with a worker started on first need.
+# bigmodels in a container: the app, with the dispatcher (and an embedded Ray head) started on first need.
 #   docker build -t bigmodels .
 #   docker run -p 8501:8501 -v /path/to/mnist:/data/mnist:ro -v bigmodels-runs:/runs \
 #              -e BIGMODELS_OPERATOR_TOKEN=... bigmodels

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# GPU checks for the training launcher: the CUDA tests (warm GPU sessions, real
-# out-of-memory handling, two-GPU DDP when there are two GPUs) and the launch
-# latency benchmark on the GPU. Needs a CUDA GPU; prints why and stops without one.
+# GPU checks for the training launcher on Ray: the CUDA tests (warm GPU sessions
+# through the dispatcher, two-GPU DDP through Ray Train when there are two GPUs) and the launch
+# latency benchmark through the dispatcher and a Ray GPU session. Needs a CUDA GPU; prints why and stops without one.
 #
 #   benchmarks/gpu_check.sh            # from the repository root, or anywhere
 #
@@ -16,7 +16,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader ||
 python3 -c "import torch; print('torch', torch.__version__, 'CUDA', torch.version.cuda, torch.cuda.device_count(), 'GPU(s)')"
 
 echo "== CUDA tests"
-python3 -m pytest -m cuda -rs -q tests/test_worker.py tests/test_distributed.py tests/test_runs.py
+python3 -m pytest -m cuda -rs -q tests/test_dispatcher_control.py tests/test_distributed.py tests/test_runs.py
 
 echo "== launch latency on cuda"
 python3 -m benchmarks.launch_latency --device cuda --json "$RESULT"

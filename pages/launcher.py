@@ -108,6 +108,7 @@ def launch_form(store, allowed: bool) -> None:
         processes = columns[len(values) % 2].number_input(
             t("launcher.form.processes"), value=1, step=1,
             help=t("launcher.form.processes_help") + " " + t("launcher.form.processes_max", n=resources.max_processes()))
+        needs = columns[(len(values) + 1) % 2].text_input(t("launcher.form.needs"), help=t("launcher.form.needs_help"))
         model_settings = st.text_input(
             t("launcher.form.model_settings"), placeholder='{"dropout": 0.1}',
             value=json.dumps(recipe.model_overrides) if recipe.model_overrides else "",
@@ -119,7 +120,7 @@ def launch_form(store, allowed: bool) -> None:
     if store is not None and not allowed:
         st.caption(t("launcher.form.locked"))
     if submitted:
-        launch(store, {"model": model, "preset": preset, **values, "processes": processes,
+        launch(store, {"model": model, "preset": preset, **values, "processes": processes, "needs": needs,
                        "model_settings": model_settings, "train_again": train_again}, resources)
 
 
@@ -151,7 +152,8 @@ def launch(store, values: dict, resources: Resources) -> None:
         return
     try:
         request = lui.parse_form(values, resources)
-        submission = submit(store, request.plan, train_again=request.train_again, submission=lui.submission_key())
+        submission = submit(store, request.plan, train_again=request.train_again, submission=lui.submission_key(),
+                            needs=request.needs)
     except ConfigError as exc:
         st.error(t("launcher.form.invalid") + "\n\n" + bullet_list(exc.messages(language())))
         return

@@ -99,3 +99,19 @@ def test_every_catalogue_key_the_pages_use_exists():
     assert len(keys) > 40
     for lang in LANGUAGES:
         assert not keys - catalogue(lang).keys(), (lang, keys - catalogue(lang).keys())
+
+
+@pytest.mark.parametrize("page", ["home.py", "comparison.py"])
+def test_a_bad_data_folder_on_the_server_is_a_message_not_an_exception(page, monkeypatch, tmp_path):
+    """The server started with a wrong BIGMODELS_DATA_DIR: the page says so and
+    works on the shipped sample instead of showing an exception box."""
+    from bigmodels.app import session
+
+    monkeypatch.setenv("BIGMODELS_DATA_DIR", str(tmp_path / "no-such-folder"))
+    monkeypatch.setenv("BIGMODELS_HOME", str(tmp_path / "home"))
+    session._load_data_cached.clear()
+    at = AppTest.from_file(str(ROOT / "pages" / page), default_timeout=TIMEOUT)
+    at.run()
+    assert not at.exception
+    assert any("no-such-folder" in e.value and "no such folder" in e.value for e in at.error)
+    session._load_data_cached.clear()

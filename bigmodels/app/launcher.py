@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import threading
 import uuid
@@ -123,10 +124,13 @@ def new_submission_key() -> None:
 
 
 # ------------------------------------------------------------------ the form
+RESOURCE_NAME_MAX = 64
+RESOURCE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:-]{0,%d}" % (RESOURCE_NAME_MAX - 1))  # a Ray resource name
 @dataclass(frozen=True)
 class LaunchRequest:
     plan: Plan  # what will run where (its config and processes)
     train_again: bool
+    needs: str | None = None  # a custom resource the run's node must offer
 
 
 def setting_input(container, name: str, how: Setting, value: Any, label: str, help_text: str,
@@ -161,6 +165,9 @@ def parse_form(values: dict[str, Any], resources: Resources | None = None) -> La
     processes = values.get("processes", 1)
     if isinstance(processes, float) and processes.is_integer():
         processes = int(processes)
+    needs = str(values.get("needs") or "").strip() or None
+    if needs is not None and not RESOURCE_NAME.fullmatch(needs):
+        problems.append(Problem.of("launcher.problem.needs", got=needs[:80], most=RESOURCE_NAME_MAX))
     config = TrainConfig(**fields, model_overrides=overrides)
     try:
         planned = plan(config, resources, world_size=processes)
@@ -168,7 +175,7 @@ def parse_form(values: dict[str, Any], resources: Resources | None = None) -> La
         raise ConfigError(problems + exc.problems) from None
     if problems:
         raise ConfigError(problems)
-    return LaunchRequest(planned, bool(values.get("train_again", False)))
+    return LaunchRequest(planned, bool(values.get("train_again", False)), needs)
 
 
 STATUS_EMOJI = {"queued": "⏳", "running": "🏃", "succeeded": "✅", "failed": "❌", "cancelled": "🚫",

@@ -8,7 +8,7 @@ from __future__ import annotations
 import streamlit as st
 
 from bigmodels.app.routing import leave_pages_directory_mode
-from bigmodels.data.mnist import DataError, load_mnist
+from bigmodels.data.mnist import ENV_DATA_DIR, DataError, load_mnist, load_sample
 from bigmodels.i18n import DEFAULT_LANGUAGE, LANGUAGES, translate
 from bigmodels.models import sources
 from bigmodels.train.plan import Resources
@@ -79,7 +79,19 @@ def current_data():
     try:
         return _load_data_cached(data_dir_choice()), None
     except DataError as exc:
-        return _load_data_cached(None), str(exc)
+        error = str(exc)
+    if data_dir_choice() is not None:
+        try:  # the session's folder is bad; the server's may be fine
+            return _load_data_cached(None), error
+        except DataError as exc:
+            error = f"{error}; {exc}"
+    # the server's own folder is bad too (a wrong BIGMODELS_DATA_DIR): the pages still work on the sample
+    return _load_sample_cached(), f"{ENV_DATA_DIR}: {error}"
+
+
+@st.cache_resource(show_spinner=False)
+def _load_sample_cached():
+    return load_sample()
 
 
 @st.cache_resource(show_spinner=False)
