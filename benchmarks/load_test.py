@@ -23,14 +23,14 @@ from the request to the end of its script run, plus its pictures' download.
 
 The training run is the CNN's recipe on full MNIST for ``--train-epochs``
 (default 8, long enough to outlast the window on this CPU), queued
-when the sessions start and served by the worker the app itself starts, as on
+when the sessions start and served by the dispatcher the app itself starts, as on
 a single-box deployment. Before the clock starts, one session visits both pages
 and waits for the comparison page's one-off measurements (every later visitor
 gets them cached); that warm-up is reported apart.
 
 Reports the median and 95th-percentile latency per interaction, every error
 (exception box, wrong or missing answer, timeout at ``--timeout`` s, lost
-connection), the server's peak memory (app + worker), and the training run's
+connection), the server's peak memory (app + dispatcher + Ray), and the training run's
 result. Writes benchmarks/results/load_test.json; exits 1 on any error or a
 failed run.
 """
@@ -82,7 +82,7 @@ def rss_bytes(pid: int) -> int:
 
 
 class MemorySampler(threading.Thread):
-    """Peak resident memory of the server and its children (the worker), every 0.5 s."""
+    """Peak resident memory of the server and its children (the dispatcher), every 0.5 s."""
 
     def __init__(self, pid: int):
         super().__init__(daemon=True)
@@ -179,7 +179,7 @@ async def warm_up(url: str, timeout: float) -> float:
 
 
 async def start_training(url: str, timeout: float) -> None:
-    """Open the launcher page: the app starts a worker for the queued run, as after a restart."""
+    """Open the launcher page: the app starts the dispatcher for the queued run, as after a restart."""
     async with StreamlitSession(url, timeout=timeout) as s:
         await s.open_page("launcher")
 
@@ -248,7 +248,7 @@ def main() -> int:
     print(f"\nerrors: {len(errors)}")
     for e in errors[:20]:
         print("  " + e)
-    print(f"server peak memory (app + worker): {sampler.peak / 2**20:.0f} MiB")
+    print(f"server peak memory (app + dispatcher + Ray): {sampler.peak / 2**20:.0f} MiB")
     print(f"training run {final.id}: {final.status}, {len(epochs)} epochs in {train_seconds or 0:.0f} s, "
           f"test accuracy {accuracy}")
 

@@ -1,4 +1,4 @@
-"""How this package starts Python children of itself (workers, measurement runs).
+"""How this package starts Python children of itself (the dispatcher, the Ray head, measurement runs).
 
 One place decides the child's environment, so every child can import this
 package whatever its working directory, and every child waits politely.

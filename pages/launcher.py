@@ -1,9 +1,9 @@
-"""Training launcher: queue runs on the server's warm workers, watch them live,
+"""Training launcher: queue runs on the cluster's warm device sessions, watch them live,
 compare them, resume them, and hand their weights to the other pages.
 
 A thin view: the run store (bigmodels.runs.store) is the only state; the form
 is drawn from TrainConfig's declared settings and checked by the launch plan
-(bigmodels.train.plan); workers (bigmodels.runs.worker) train; figures come
+(bigmodels.train.plan); device sessions on Ray (bigmodels.cluster) train; figures come
 from bigmodels.figures.runs.
 """
 from __future__ import annotations

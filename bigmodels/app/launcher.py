@@ -207,7 +207,7 @@ def checkpoint_problem(path: str | None) -> str | None:
 
 # ------------------------------------------------------------ quick demos
 def data_kind() -> str:
-    """Which MNIST this server's workers train on: "full" (a folder) or "sample"
+    """Which MNIST this server's device sessions train on: "full" (a folder) or "sample"
     (the 4,000-digit fallback), decided as ``load_mnist`` decides, without loading it."""
     return "full" if resolve_data_dir() is not None or has_mnist(DEFAULT_DATA_DIR) else "sample"
 

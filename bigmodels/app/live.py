@@ -1,7 +1,7 @@
 """Following runs that are still training: a page reruns when a new epoch lands.
 
 A "live" model source (``bigmodels.models.sources``) is a running run's latest
-checkpoint, which its worker replaces atomically after every epoch. A page
+checkpoint, which the dispatcher replaces atomically after every epoch. A page
 that shows live sources calls ``follow`` with them; a small fragment then
 checks their checkpoint files every ``LIVE_POLL_S`` seconds and reruns the
 page when one has changed -- pages cache models and evaluations by the file's
@@ -19,7 +19,7 @@ LIVE_POLL_S = 2.0  # how often a page with a live (still training) source checks
 
 def checkpoint_signature(source: ModelSource) -> tuple[int, int] | None:
     """(mtime_ns, size) of the source's checkpoint -- what the pages' caches key on --
-    or None when it cannot be read (a worker replacing it, a deleted run)."""
+    or None when it cannot be read (being replaced, a deleted run)."""
     try:
         stat = source.checkpoint.stat()
     except OSError:

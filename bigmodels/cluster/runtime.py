@@ -23,6 +23,7 @@ submit work to it. For an external cluster the operator's own Ray settings
 from __future__ import annotations
 
 import contextlib
+import shutil
 import fcntl
 import json
 import os
@@ -216,6 +217,8 @@ def stop_embedded(home: str | os.PathLike | None = None, pid: int | None = None)
     with contextlib.suppress(OSError):
         if state.get("pid") == pid:
             _state_file(home).unlink()
+    if state.get("temp_dir", "").startswith("/tmp/bigmodels-ray/"):
+        shutil.rmtree(state["temp_dir"], ignore_errors=True)  # the session's logs and sockets
     return True
 
 

@@ -184,7 +184,7 @@ def per_class_figure(per_class: list[float], texts: dict[str, str]) -> go.Figure
 
 
 def system_figure(samples: list[dict], texts: dict[str, str]) -> go.Figure:
-    """The worker's CPU utilisation (left axis, % of one core) and memory (right
+    """The device session's CPU utilisation (left axis, % of one core) and memory (right
     axis), and GPU utilisation and memory when it recorded them, over seconds."""
     fig = go.Figure()
     if samples:

@@ -4,7 +4,7 @@ This is the one module that decides it (as timm decides pretrained sources in
 one function): the sandbox and the comparison page offer every source in one
 list, so a run trained in the launcher is usable there as soon as it has
 written its first epoch's checkpoint -- while it still trains ("live": its
-latest checkpoint, which the worker replaces atomically after every epoch),
+latest checkpoint, which the dispatcher replaces atomically after every epoch),
 and for good once it succeeds. A run keeps one id (``run:<id>``) through both,
 so a page's choice survives the run finishing; pages that cache by the
 checkpoint file's size and time see each new epoch as a new model.

@@ -1,1 +1,1 @@
-"""Launched runs: the run store, event recording and the worker that executes them."""
+"""Launched runs: the run store, event recording; ``bigmodels.cluster`` executes them on Ray."""

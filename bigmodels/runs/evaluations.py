@@ -46,7 +46,7 @@ def cached_evaluation(home: str | os.PathLike, checkpoint_fingerprint: str) -> d
 
 @functools.lru_cache(maxsize=2)
 def _test_data(data_dir: str | None) -> MNIST:
-    return load_mnist(data_dir)  # the data this server's workers train on
+    return load_mnist(data_dir)  # the data this server's device sessions train on
 
 
 def evaluate_checkpoint(home: str | os.PathLike, checkpoint: str | os.PathLike, data_dir: str | None = None

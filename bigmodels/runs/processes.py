@@ -1,6 +1,6 @@
 """Other processes, as seen from this one: alive or not, and how much memory.
 
-The worker, the torchrun entry and the pages ask these questions of pids the
+The dispatcher and the pages ask these questions of pids the
 run store recorded; nothing here knows about runs.
 """
 from __future__ import annotations

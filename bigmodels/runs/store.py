@@ -7,16 +7,19 @@ means to a page is the page's), and it imports no torch.
 
 One SQLite database in WAL mode under the data home (``BIGMODELS_HOME``,
 default ``./runs``) is the single source of truth. The launcher page only reads
-and writes rows here; workers (``bigmodels.runs.worker``) claim queued runs and
-stream their metrics back. Any number of browser tabs, users and worker
-processes see the same state, and a worker that dies leaves a row that says so.
+and writes rows here; the dispatcher (``bigmodels.cluster.dispatcher``) claims
+queued runs and writes what the device sessions stream back. Any number of
+browser tabs, users and processes see the same state, and a run whose
+dispatcher died is marked so.
 
 Layout of the home::
 
-    runs.sqlite            runs, per-step and per-epoch metrics, logs, workers
+    runs.sqlite            runs, per-step and per-epoch metrics, logs
     checkpoints/<id>.pt    a run's resumable checkpoint (written every epoch)
-    locks/                 one lock file per device (see bigmodels.runs.worker)
-    logs/                  worker process output
+    locks/                 the dispatcher's lock (see bigmodels.cluster.control)
+    logs/                  the dispatcher's output
+    dispatcher/state.json  what the dispatcher knows of the cluster, for the launcher
+    ray/                   the embedded Ray head's address and log
 
 Every connection is opened per operation (SQLite connections must not cross
 threads, and Streamlit runs each session in its own thread); writes use

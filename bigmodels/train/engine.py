@@ -167,7 +167,7 @@ def train(
 
     ``config`` is planned here unless a ``Plan`` is given. ``data`` may be an
     ``MNIST`` (moved to the device here) or a ``DeviceMNIST`` already resident
-    on the right device (a warm worker session passes that). ``ranks``: this
+    on the right device (a warm device session passes that). ``ranks``: this
     process in a DDP process group (every rank calls ``train``); None for one
     process. Events and checkpoints come from the main process only; a stop
     request is honoured on every rank within ``ranks.stop_check_every`` steps.

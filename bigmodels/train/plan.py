@@ -14,7 +14,7 @@ backward pass at the batch size (measured by running the model once on
 PyTorch's meta device and adding up the tensors it saves, so nothing is
 allocated), and the dataset resident on the device. A request whose estimate,
 with headroom for the allocator and temporaries, exceeds the device's free
-memory is refused before any worker tries it.
+memory is refused before any device session tries it.
 """
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ from bigmodels.train.devices import available_devices, describe_device
 MAX_WORLD_SIZE = 1024  # processes in one run, over all nodes
 #: Peak resident memory over the estimate: measured 1.03-1.10 for LeNet with
 #: 17.7M and 67.3M parameters (3 fused-Adam steps at batch 256, this CPU); the
-#: rest covers the worker's own runtime.
+#: rest covers the session's own runtime.
 MEMORY_HEADROOM = 1.25
 #: The share of a device's free memory one run may take: the app, its visitors
 #: and (on a GPU) the CUDA context and other runs need the rest.
