@@ -3,7 +3,8 @@
 A ``Problem`` is a catalogue key and its values; a ``ConfigError`` carries every
 problem found, so a form can list them all at once and the CLI can print each
 on its own ``error:`` line. A value may itself be a catalogue ``Key`` (a
-field's label), translated with the rest.
+field's label), or another ``Problem`` (a phrase with values of its own),
+translated with the rest.
 """
 from __future__ import annotations
 
@@ -33,9 +34,25 @@ class Problem:
         return cls(key, tuple(values.items()))
 
     def text(self, lang: str = DEFAULT_LANGUAGE) -> str:
-        values = {k: (translate(v.key, lang) if isinstance(v, Key) else v)
+        values = {k: (translate(v.key, lang) if isinstance(v, Key) else v.text(lang) if isinstance(v, Problem) else v)
                   for k, v in self.values}
         return translate(self.key, lang, **values)
+
+    def to_json(self) -> dict[str, Any]:
+        """A plain-JSON form (for files another process reads); ``from_json`` inverts it."""
+        def encode(v):
+            return {"$key": v.key} if isinstance(v, Key) else {"$problem": v.to_json()} if isinstance(v, Problem) else v
+        return {"key": self.key, "values": {k: encode(v) for k, v in self.values}}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "Problem":
+        def decode(v):
+            if isinstance(v, dict) and "$key" in v:
+                return Key(v["$key"])
+            if isinstance(v, dict) and "$problem" in v:
+                return cls.from_json(v["$problem"])
+            return v
+        return cls(str(data["key"]), tuple((k, decode(v)) for k, v in dict(data.get("values", {})).items()))
 
     def __str__(self) -> str:
         return self.text(DEFAULT_LANGUAGE)

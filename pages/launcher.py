@@ -188,7 +188,7 @@ def show_live(store, run, allowed: bool) -> None:
     elif run.status == "interrupted":
         st.warning(t("launcher.live.interrupted", error=run.error or ""))
     elif run.status == "queued":
-        reason = (lui.cluster_state(store) or {}).get("waiting", {}).get(run.id)
+        reason = lui.wait_reasons(lui.cluster_state(store), language()).get(run.id)
         st.info(t("launcher.live.queued") + ("  \n" + t("launcher.cluster.waits", reason=reason) if reason else ""))
     eta = run.eta()
     st.progress(run.progress, text=t("launcher.live.progress", step=run.step, total=run.total_steps or "?",
@@ -428,19 +428,21 @@ def cluster_panel(store) -> None:
                      hide_index=True, width="stretch")
         st.markdown(f"**{t('launcher.cluster.sessions')}**")
         states = ("warming", "warm", "busy", "dead")
-        st.dataframe([{col["session"]: s["key"], col["device"]: s.get("device_name") or s["device"],
+        gpus = any(s.get("device_total") for s in sessions)  # device memory and utilisation mean nothing on a CPU
+        st.dataframe([{col["session"]: s["key"],
                        col["state"]: t("launcher.cluster.state." + s["state"]) if s["state"] in states else s["state"],
                        col["run"]: s.get("run_id") or "–",
-                       col["device_memory"]: (f"{format_bytes(s['device_free'])} / {format_bytes(s['device_total'])}"
-                                              if s.get("device_total") else "–"),
-                       col["utilisation"]: "–" if s.get("gpu_percent") is None else f"{s['gpu_percent']:.0f} %",
-                       col["process"]: format_bytes(s.get("process_bytes"))} for s in sessions],
+                       **({col["device_memory"]: (f"{format_bytes(s['device_free'])} / "
+                                                  f"{format_bytes(s['device_total'])}" if s.get("device_total") else "–"),
+                           col["utilisation"]: "–" if s.get("gpu_percent") is None else f"{s['gpu_percent']:.0f} %"}
+                          if gpus else {}),
+                       col["process"]: format_bytes(s.get("process_bytes")),
+                       col["device"]: s.get("device_name") or s["device"]} for s in sessions],
                      hide_index=True, width="stretch")
-        waiting = state.get("waiting", {})
-        if waiting:
+        waiting = lui.wait_reasons(state, language())
+        if waiting:  # as text, not a table: a reason is a sentence and must wrap
             st.markdown(f"**{t('launcher.cluster.waiting')}**")
-            st.dataframe([{col["run"]: run_id, col["reason"]: reason} for run_id, reason in waiting.items()],
-                         hide_index=True, width="stretch")
+            st.markdown("\n".join(f"- `{run_id}`: {reason}" for run_id, reason in waiting.items()))
 
 
 def runs_table(runs) -> None:

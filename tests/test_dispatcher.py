@@ -92,23 +92,28 @@ def view(key, kind="cpu", free=True, device_free=None, total=None, resources=Non
     return SessionView(key, kind, free, device_free, total, resources or {})
 
 
+def why(choice):
+    key, problem = choice
+    return key, (str(problem) if problem is not None else "")
+
+
 def test_placement_picks_a_fitting_free_session_or_says_why_it_waits():
     gpus = [view("a/gpu0", "cuda", True, 3 * GiB, 16 * GiB), view("b/gpu0", "cuda", True, 30 * GiB, 40 * GiB),
             view("c/cpu")]
-    assert choose_session(gpus, "cuda", 1 * GiB) == ("b/gpu0", "")  # the roomiest of those that fit
-    assert choose_session(gpus, "cpu", 10 * GiB) == ("c/cpu", "")  # the plan checked the host's memory
-    key, why = choose_session(gpus, "cuda", 31 * GiB)
-    assert key is None and "with >= 41.3 GiB of memory" in why and "largest has 40.0 GiB" in why  # never fits
-    key, why = choose_session(gpus, "cuda", 25 * GiB)
-    assert key is None and why == "waiting for a GPU with >= 33.3 GiB free"  # fits the 40 GiB one once it frees
-    key, why = choose_session([view("a/gpu0", "cuda", True, 2 * GiB, 40 * GiB)], "cuda", 10 * GiB)
-    assert key is None and why == "waiting for a GPU with >= 13.3 GiB free"
-    key, why = choose_session([view("a/gpu0", "cuda", False, 30 * GiB, 40 * GiB)], "cuda", GiB)
-    assert key is None and "busy" in why
-    assert "has none" in choose_session([view("c/cpu")], "cuda", 1)[1]
+    assert why(choose_session(gpus, "cuda", 1 * GiB)) == ("b/gpu0", "")  # the roomiest of those that fit
+    assert why(choose_session(gpus, "cpu", 10 * GiB)) == ("c/cpu", "")  # the plan checked the host's memory
+    key, reason = why(choose_session(gpus, "cuda", 31 * GiB))
+    assert key is None and "with >= 41.3 GiB of memory" in reason and "largest has 40.0 GiB" in reason  # never fits
+    key, reason = why(choose_session(gpus, "cuda", 25 * GiB))
+    assert key is None and reason == "waiting for a GPU with >= 33.3 GiB free"  # fits the 40 GiB one once it frees
+    key, reason = why(choose_session([view("a/gpu0", "cuda", True, 2 * GiB, 40 * GiB)], "cuda", 10 * GiB))
+    assert key is None and reason == "waiting for a GPU with >= 13.3 GiB free"
+    key, reason = why(choose_session([view("a/gpu0", "cuda", False, 30 * GiB, 40 * GiB)], "cuda", GiB))
+    assert key is None and "busy" in reason
+    assert "has none" in why(choose_session([view("c/cpu")], "cuda", 1))[1]
     nodes = [view("head/cpu"), view("gpu-box/cpu", resources={"a100": 1.0})]
-    assert choose_session(nodes, "cpu", 1, needs="a100") == ("gpu-box/cpu", "")
-    assert "offering 'h100'" in choose_session(nodes, "cpu", 1, needs="h100")[1]
+    assert why(choose_session(nodes, "cpu", 1, needs="a100")) == ("gpu-box/cpu", "")
+    assert "offering 'h100'" in why(choose_session(nodes, "cpu", 1, needs="h100"))[1]
 
 
 # ----------------------------------------------------------- the happy path
@@ -141,8 +146,9 @@ def test_a_queued_run_that_cannot_be_placed_says_why(ray_cluster, store, mnist_d
     with Running(store, mnist_dir):
         warm_sessions(store)
         run = submit(store, cfg(), needs="no-such-resource").run
-        reason = wait_for(lambda: ((control.read_state(store) or {}).get("waiting") or {}).get(run.id),
+        reason = wait_for(lambda: control.wait_reasons(control.read_state(store)).get(run.id),
                           timeout=30, what="a wait reason")
+        assert "no-such-resource" in control.wait_reasons(control.read_state(store), "zh")[run.id]
         assert reason == "waiting for a CPU on a node offering 'no-such-resource': the cluster has none (yet)"
         assert store.get(run.id).status == "queued"
         store.request_cancel(run.id)

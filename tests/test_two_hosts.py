@@ -73,7 +73,7 @@ def test_a_run_on_a_second_host_streams_back_and_a_lost_host_interrupts_only_its
             stranded = submit(store, cfg(seed=13), needs=NODE_RESOURCE).run
             # until Ray declares the node dead (its health checks time out) a session is being
             # restarted there; then the node is gone and the reason says so
-            reason = wait_for(lambda: "has none" in (r := ((control.read_state(store) or {}).get("waiting") or {})
+            reason = wait_for(lambda: "has none" in (r := control.wait_reasons(control.read_state(store))
                                                        .get(stranded.id, "")) and r, timeout=180,
                               what="the lost node to be forgotten")
             assert reason == f"waiting for a CPU on a node offering {NODE_RESOURCE!r}: the cluster has none (yet)"

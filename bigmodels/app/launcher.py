@@ -27,7 +27,8 @@ from bigmodels.models.checkpoints import CheckpointError, load_checkpoint
 from bigmodels.problems import ConfigError, Problem
 from bigmodels.runs.evaluations import cached_evaluation, evaluate_checkpoint, fingerprint
 from bigmodels.runs.store import Run, RunStore, StoreError, check_run_id, home_dir, InvalidRunId
-from bigmodels.cluster.control import dispatcher_alive, read_state, resources_from_state, start_dispatcher
+from bigmodels.cluster.control import (dispatcher_alive, read_state, resources_from_state, start_dispatcher,
+                                      wait_reasons)
 from bigmodels.train.config import Setting, TrainConfig, parse_model_settings, settings
 from bigmodels.train.plan import Plan, Resources, plan
 

@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from bigmodels.child_process import child_env
+from bigmodels.i18n import DEFAULT_LANGUAGE
+from bigmodels.problems import Problem
 from bigmodels.runs.processes import pid_alive
 from bigmodels.runs.store import RunStore
 from bigmodels.train.plan import Device, Resources
@@ -173,3 +175,14 @@ def resources_from_state(state: dict[str, Any] | None) -> Resources | None:
         devices.append(Device("cpu", cpu[0].get("device_name") or "CPU", int(max(memory)) if memory else None))
     cores = int(sum(n.get("cpus") or 0 for n in state.get("nodes", []))) or 1
     return Resources(tuple(devices), cores)
+
+
+def wait_reasons(state: dict[str, Any] | None, lang: str = DEFAULT_LANGUAGE) -> dict[str, str]:
+    """Why each queued run waits, in ``lang``, from the dispatcher's report."""
+    out = {}
+    for run_id, reason in ((state or {}).get("waiting") or {}).items():
+        try:
+            out[run_id] = Problem.from_json(reason).text(lang)
+        except (KeyError, TypeError, ValueError, IndexError):
+            continue  # a report from another version: not worth a broken page
+    return out

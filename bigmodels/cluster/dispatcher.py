@@ -48,7 +48,7 @@ from bigmodels.cluster.placement import SessionView, choose_session
 from bigmodels.cluster.session import SessionActor
 from bigmodels.data.mnist import DataError, load_mnist
 from bigmodels.models.checkpoints import CheckpointError, atomic_write_bytes, load_checkpoint
-from bigmodels.problems import ConfigError
+from bigmodels.problems import ConfigError, Problem
 from bigmodels.runs.processes import pid_alive, process_memory
 from bigmodels.runs.recorder import INTERRUPTED_REASON, EventRecorder, final_status
 from bigmodels.runs.store import Run, RunStore, StoreError
@@ -151,7 +151,7 @@ class Dispatcher:
         self.sessions: dict[str, Session] = {}
         self.nodes: list[dict[str, Any]] = []
         self.running: dict[str, dict[str, Any]] = {}  # run id -> {"thread", "sessions", "stop_sent", ...}
-        self.waiting: dict[str, str] = {}  # run id -> why it waits
+        self.waiting: dict[str, Problem] = {}  # run id -> why it waits
         self.data_ref = None
         self.data_source: str | None = None
         self._joined_here = False
@@ -348,7 +348,7 @@ class Dispatcher:
     def _place_queued(self) -> int:
         queued = self.raw_store_list_queued()
         placed = 0
-        waiting: dict[str, str] = {}
+        waiting: dict[str, Problem] = {}
         for run in queued:
             if run.id in self.running:
                 continue
@@ -551,7 +551,7 @@ class Dispatcher:
         self.store.restore_epochs(run_id, history)
 
     # ---------------------------------------------------- several devices
-    def _place_multi(self, run: Run, need: int) -> str | None:
+    def _place_multi(self, run: Run, need: int) -> Problem | None:
         """Start ``run`` on several devices if it can start now; else why it waits."""
         kind = run.target.split(":")[0]
         reason = multi_wait_reason([(s.device, s.state) for s in self.sessions.values()], kind, run.world_size,
@@ -603,7 +603,7 @@ class Dispatcher:
                                                   "data")}} for s in self.sessions.values()]
         return {"pid": os.getpid(), "id": self.id, "updated_at": time.time(),
                 "cluster": dataclasses.asdict(self.cluster) if self.cluster else None,
-                "nodes": nodes, "sessions": sessions, "waiting": dict(self.waiting),
+                "nodes": nodes, "sessions": sessions, "waiting": {run_id: p.to_json() for run_id, p in self.waiting.items()},
                 "running": sorted(self.running), "problems": dict(self.problems),
                 "dispatcher_memory_bytes": process_memory()}
 

@@ -30,6 +30,7 @@ import ray.train.torch
 from ray.train import FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchConfig, TorchTrainer
 
+from bigmodels.problems import Key, Problem
 from bigmodels.provenance import git_commit, software_versions
 from bigmodels.train.config import TrainConfig
 from bigmodels.train.devices import describe_device
@@ -132,17 +133,17 @@ def cluster_cpus_free() -> float:
         return 0.0
 
 
-def multi_wait_reason(sessions: list, kind: str, world_size: int, cpus_free: float) -> str | None:
+def multi_wait_reason(sessions: list, kind: str, world_size: int, cpus_free: float) -> Problem | None:
     """None if a run on ``world_size`` devices of ``kind`` can start now, else why it waits.
     ``sessions``: (kind, state) of every session."""
     of_kind = [state for k, state in sessions if k == kind]
-    what = "GPU" if kind == "cuda" else "CPU"
     if kind == "cuda" and len(of_kind) < world_size:
-        return f"waiting for {world_size} GPUs: the cluster has {len(of_kind)}"
+        return Problem.of("launcher.wait.gpus", n=world_size, have=len(of_kind))
     if any(state != "warm" for state in of_kind) or not of_kind:
-        return f"waiting for every {what} session to be free: a run on {world_size} devices takes them all"
+        return Problem.of("launcher.wait.all_sessions", what=Key("launcher.word." + ("cuda" if kind == "cuda" else "cpu")),
+                          n=world_size)
     if kind != "cuda" and cpus_free < world_size:
-        return f"waiting for {world_size} free CPU cores in the cluster (Ray has {cpus_free:g} free)"
+        return Problem.of("launcher.wait.cores", n=world_size, free=f"{cpus_free:g}")
     return None
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from bigmodels.formatting import format_bytes
+from bigmodels.problems import Problem
 from bigmodels.train.plan import MEMORY_SHARE
 
 
@@ -25,27 +26,29 @@ class SessionView:
     node_resources: dict[str, float] = field(default_factory=dict)
 
 
-KIND_WORDS = {"cpu": "a CPU", "cuda": "a GPU", "mps": "an Apple GPU"}
+def device_phrase(kind: str, needs: str | None = None) -> Problem:
+    """"a GPU" / "a CPU on a node offering 'a100'", in the reader's language."""
+    kind = kind if kind in ("cpu", "cuda", "mps") else "cpu"
+    return Problem.of(f"launcher.what.{kind}_on", needs=needs) if needs else Problem.of(f"launcher.what.{kind}")
 
 
 def choose_session(sessions: list[SessionView], kind: str, need_bytes: int, needs: str | None = None
-                   ) -> tuple[str | None, str]:
-    """(key of the session to use, "") or (None, the reason the run waits)."""
-    what = KIND_WORDS.get(kind, kind)
-    where = f" on a node offering {needs!r}" if needs else ""
+                   ) -> tuple[str | None, Problem | None]:
+    """(key of the session to use, None) or (None, why the run waits)."""
+    what = device_phrase(kind, needs)
     of_kind = [s for s in sessions if s.kind == kind and (not needs or s.node_resources.get(needs, 0) > 0)]
     if not of_kind:
-        return None, f"waiting for {what}{where}: the cluster has none (yet)"
+        return None, Problem.of("launcher.wait.none", what=what)
     big_enough = [s for s in of_kind if s.device_total_bytes is None
                   or need_bytes <= s.device_total_bytes * MEMORY_SHARE]
     if not big_enough:
-        return None, (f"waiting for {what}{where} with >= {format_bytes(need_bytes / MEMORY_SHARE)} of memory: "
-                      f"the largest has {format_bytes(max(s.device_total_bytes for s in of_kind))}")
+        return None, Problem.of("launcher.wait.too_small", what=what, need=format_bytes(need_bytes / MEMORY_SHARE),
+                                largest=format_bytes(max(s.device_total_bytes for s in of_kind)))
     free = [s for s in big_enough if s.free]
     if not free:
-        return None, f"waiting for {what}{where}: every one is busy or still warming up"
+        return None, Problem.of("launcher.wait.busy", what=what)
     fits = [s for s in free if s.device_free_bytes is None or need_bytes <= s.device_free_bytes * MEMORY_SHARE]
     if not fits:
-        return None, f"waiting for {what}{where} with >= {format_bytes(need_bytes / MEMORY_SHARE)} free"
+        return None, Problem.of("launcher.wait.free", what=what, need=format_bytes(need_bytes / MEMORY_SHARE))
     best = max(fits, key=lambda s: s.device_free_bytes or 0)
-    return best.key, ""
+    return best.key, None
