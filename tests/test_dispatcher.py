@@ -6,6 +6,7 @@ bad data folder.
 One Ray head serves the whole session (``ray_cluster``); each test runs its own
 dispatcher (in a thread, or as a process when the test kills it) on its own
 home. Runs are tiny (LeNet-5 on 2,000 images, 32 steps an epoch)."""
+import contextlib
 import os
 import signal
 import subprocess
@@ -309,3 +310,52 @@ def test_store_messages_fit_the_failure(tmp_path):
     assert "move the file aside" in store._unreadable(Exception("file is not a database"))
     for text in ("attempt to write a readonly database", "database or disk is full"):
         assert "move the file aside" not in store._unreadable(Exception(text))
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 24 MiB tmpfs for the run store (root only; skipped where mounting is refused)."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "none", str(mount)], capture_output=True)
+    if done.returncode != 0:
+        if os.environ.get("CI") and os.geteuid() == 0:
+            pytest.fail(f"cannot mount a tmpfs as root: {done.stderr.decode().strip()}")
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def test_a_full_disk_pauses_the_records_and_loses_nothing(ray_cluster, small_disk, mnist_dir):
+    """A real full disk: SQLite and the checkpoint writes fail with ENOSPC while the
+    run trains on; the launcher is told; once space is freed every epoch is there."""
+    store = RunStore(small_disk / "home")
+    with Running(store, mnist_dir) as dispatcher:
+        warm_sessions(store)
+        run = submit(store, cfg(epochs=3)).run
+        wait_for(lambda: store.get(run.id).step > 0, what="training")
+        filler = small_disk / "filler"
+        with open(filler, "wb") as f:  # fill every byte left
+            try:
+                while True:
+                    f.write(b"\0" * (1 << 20))
+                    f.flush()
+            except OSError:
+                pass
+        with contextlib.suppress(OSError):
+            with open(small_disk / "filler2", "wb") as f:
+                while True:
+                    f.write(b"\0" * 4096)
+                    f.flush()
+        problem = wait_for(lambda: dispatcher.problems.get("store"), timeout=120, what="the full disk reported")
+        assert "full" in problem.lower() or "no space" in problem.lower()
+        assert "move the file aside" not in problem
+        filler.unlink()
+        (small_disk / "filler2").unlink(missing_ok=True)
+        done = finished(store, run.id)
+        assert done.status == "succeeded", done.error
+        assert [e["epoch"] for e in store.epochs(run.id)] == [1, 2, 3]
+        assert [s["step"] for s in store.steps(run.id)] == list(range(1, 97))
+        assert load_checkpoint(done.checkpoint)["epoch"] == 3
+        assert not list(store.checkpoints_dir.glob(".*.tmp"))
+        wait_for(lambda: "store" not in dispatcher.problems, timeout=30, what="the problem cleared")

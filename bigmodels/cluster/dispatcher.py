@@ -84,27 +84,28 @@ class ResilientStore:
         attribute = getattr(self._store, name)
         if not callable(attribute):
             return attribute
+        return lambda *args, **kwargs: self.retry(lambda: getattr(self._store, name)(*args, **kwargs))
 
-        def call(*args, **kwargs):
-            delay, failed = RETRY_FIRST_S, False
-            while True:
+    def retry(self, write: Callable[[], Any]) -> Any:
+        """``write()`` until it succeeds (a store call, or a checkpoint file under the home)."""
+        delay, failed = RETRY_FIRST_S, False
+        while True:
+            try:
+                result = write()
+                if failed:
+                    self.on_problem(None)
+                return result
+            except (StoreError, OSError) as exc:
+                failed = True
+                self.on_problem(str(exc))
+                if self.giving_up():
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_S)
                 try:
-                    result = getattr(self._store, name)(*args, **kwargs)
-                    if failed:
-                        self.on_problem(None)
-                    return result
-                except (StoreError, OSError) as exc:
-                    failed = True
-                    self.on_problem(str(exc))
-                    if self.giving_up():
-                        raise
-                    time.sleep(delay)
-                    delay = min(delay * 2, RETRY_MAX_S)
-                    try:
-                        self._store = RunStore(self.home)  # a deleted or replaced file gets its schema again
-                    except (StoreError, OSError):
-                        pass
-        return call
+                    self._store = RunStore(self.home)  # a deleted or replaced file gets its schema again
+                except (StoreError, OSError):
+                    pass
 
 
 # ------------------------------------------------------------- sessions
@@ -495,7 +496,8 @@ class Dispatcher:
                                        f"{message['device_name']})")
             elif kind == "events":
                 if message.get("checkpoint") is not None:  # first the checkpoint, then the epoch it follows
-                    atomic_write_bytes(checkpoint_path, message["checkpoint"])
+                    data = message["checkpoint"]
+                    self.store.retry(lambda: atomic_write_bytes(checkpoint_path, data))
                 for event in message["events"]:
                     recorder(event)
                 if message.get("system"):
