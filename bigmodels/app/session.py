@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import streamlit as st
 
+from bigmodels.app import cache_guard
 from bigmodels.app.routing import leave_pages_directory_mode
 from bigmodels.data.mnist import ENV_DATA_DIR, DataError, load_mnist, load_sample
 from bigmodels.i18n import DEFAULT_LANGUAGE, LANGUAGES, translate
 from bigmodels.models import sources
 from bigmodels.train.plan import Resources
 
+cache_guard.install()  # before any visitor can empty the server's caches: see bigmodels.app.cache_guard
 leave_pages_directory_mode()  # on the first import, which every page makes: see bigmodels.app.routing
 
 _LANG_KEY = "lang"

@@ -585,6 +585,13 @@ class StreamlitSession:
         self._new_session_since_send = False
         await self._ws.send(msg.SerializeToString())
 
+    async def send_clear_cache(self) -> None:
+        """What the developer menu's "Clear cache" sends (any visitor can send it)."""
+        self._raise_if_closed()
+        msg = BackMsg()
+        msg.clear_cache = True
+        await self._ws.send(msg.SerializeToString())
+
     async def _rerun(self, *, what: str, **kwargs) -> float:
         """Send one rerun and wait for the run it causes to finish; the seconds between."""
         if self._waiter is not None:
