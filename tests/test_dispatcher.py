@@ -359,3 +359,26 @@ def test_a_full_disk_pauses_the_records_and_loses_nothing(ray_cluster, small_dis
         assert load_checkpoint(done.checkpoint)["epoch"] == 3
         assert not list(store.checkpoints_dir.glob(".*.tmp"))
         wait_for(lambda: "store" not in dispatcher.problems, timeout=30, what="the problem cleared")
+
+
+def test_a_read_only_store_pauses_the_records_and_loses_nothing(ray_cluster, small_disk, mnist_dir):
+    """The store's file system remounted read-only mid-run (as root can't be kept out
+    by file modes): writes are refused for real, retried, and land once it is writable."""
+    store = RunStore(small_disk / "home")
+    with Running(store, mnist_dir) as dispatcher:
+        warm_sessions(store)
+        run = submit(store, cfg(epochs=3)).run
+        wait_for(lambda: store.get(run.id).step > 0, what="training")
+        # a read-only bind mount over the home: every new open of the store is read-only
+        subprocess.run(["mount", "--bind", str(store.home), str(store.home)], check=True)
+        try:
+            subprocess.run(["mount", "-o", "remount,bind,ro", str(store.home)], check=True)
+            problem = wait_for(lambda: dispatcher.problems.get("store"), timeout=120, what="the read-only store")
+            assert "read-only" in problem and "move the file aside" not in problem
+        finally:
+            subprocess.run(["umount", "-l", str(store.home)], check=True)
+        done = finished(store, run.id)
+        assert done.status == "succeeded", done.error
+        assert [e["epoch"] for e in store.epochs(run.id)] == [1, 2, 3]
+        assert [s["step"] for s in store.steps(run.id)] == list(range(1, 97))
+        assert load_checkpoint(done.checkpoint)["epoch"] == 3

@@ -394,7 +394,8 @@ class RunStore:
     def _unreadable(self, exc: Exception) -> str:
         """What went wrong, in words that fit it: only a damaged file should be moved aside."""
         text = str(exc).lower()
-        if "readonly" in text or "read-only" in text:
+        writable = all(os.access(p, os.W_OK) for p in (self.path, self.home) if p.exists())  # EROFS too
+        if "readonly" in text or "read-only" in text or not writable:
             return f"{self.path}: the run store is read-only ({exc}); make the file and its folder writable"
         if "full" in text:
             return f"{self.path}: the disk holding the run store is full ({exc}); free some space"
