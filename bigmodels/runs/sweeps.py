@@ -32,7 +32,8 @@ from bigmodels.train.sweep import SweepPoint
 
 SWEEP_TAG = "sweep:"
 CHECK_TAG = "check"
-NAME_PATTERN = re.compile(rf"[a-z0-9][a-z0-9_-]{{0,{MAX_TAG - len(SWEEP_TAG) - 1}}}")
+MAX_NAME = MAX_TAG - len(SWEEP_TAG)  # the tag must fit the store's tag length
+NAME_PATTERN = re.compile(rf"[a-z0-9][a-z0-9_-]{{0,{MAX_NAME - 1}}}")
 # A worker the CLI starts serves the sweep, then leaves after this long without work
 # (the CLI may have exited long before; nobody else would stop it).
 EXECUTOR_IDLE_EXIT_SECONDS = 120.0
@@ -43,7 +44,7 @@ def check_name(name: str) -> str:
     """A sweep name as its tag needs it (lower-case letters, digits, - and _), or ConfigError."""
     if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
         raise ConfigError([Problem.of("sweep.problem.name", got=str(name)[:60],
-                                      n=MAX_TAG - len(SWEEP_TAG))])
+                                      n=MAX_NAME)])
     return name
 
 
