@@ -13,7 +13,7 @@ counting a large model allocates nothing. Nothing here writes to the store.
 
 A sweep file::
 
-    {"format": "bigmodels-sweep/1", "name": ..., "model": "cnn", "command": ...,
+    {"format": "bigmodels-sweep/1", "name": ..., "model": "cnn", "commands": [...],
      "provenance": {...}, "data": ..., "exported_at": ...,
      "points": [{"run_id", "width", "depth", "parameters", "flops_per_image",
                  "images", "compute", "test_loss", "test_accuracy", "check",
@@ -78,7 +78,7 @@ class SweepTable:
     name: str
     model: str
     rows: tuple[SweepRow, ...]
-    meta: dict[str, Any] = field(default_factory=dict)  # command, provenance, data, exported_at
+    meta: dict[str, Any] = field(default_factory=dict)  # commands, provenance, data, exported_at
     not_measured: dict[str, int] = field(default_factory=dict)  # points without a result, by status
     shipped: bool = False
 
@@ -224,7 +224,7 @@ def parse(content: bytes | str, shipped: bool = False) -> SweepTable:
     if not isinstance(points, list):
         raise SweepDataError(Problem.of("lab.problem.point", index=0, field="points"))
     rows = tuple(_row(raw, i + 1) for i, raw in enumerate(points))
-    meta = {k: data[k] for k in ("command", "provenance", "data", "exported_at") if k in data}
+    meta = {k: data[k] for k in ("commands", "provenance", "data", "exported_at") if k in data}
     missing = data.get("not_measured") if isinstance(data.get("not_measured"), dict) else {}
     missing = {str(k): int(v) for k, v in missing.items() if isinstance(v, int) and not isinstance(v, bool)}
     return SweepTable(str(data.get("name") or "?")[:60], str(data.get("model") or "?")[:40], rows, meta, missing,
