@@ -150,7 +150,7 @@ def published(table, result) -> None:
                   alpha=f"{result.fit.alpha:.2f}", beta=f"{result.fit.beta:.2f}"))
 
 
-def checks(result, lang) -> None:
+def checks(table, result, lang) -> None:
     st.subheader(t("lab.check.title"))
     if not result.checks:
         st.info(t("lab.check.none"))
@@ -163,6 +163,13 @@ def checks(result, lang) -> None:
                       images=format_count_in(check.row.images, lang), predicted=f"{check.predicted:.4f}",
                       low=f"{check.interval.low:.4f}", high=f"{check.interval.high:.4f}",
                       measured=f"{check.row.test_loss:.4f}", error=f"{check.error:+.0%}", run=check.row.run_id))
+        same_budget = [r for r in table.grid().rows if r.images == check.row.images]
+        if same_budget:
+            best = min(same_budget, key=lambda r: r.test_loss)
+            st.caption(t("lab.check.best_grid", images=format_count_in(check.row.images, lang),
+                         parameters=format_count_in(best.parameters, lang), width=best.width, depth=best.depth,
+                         loss=f"{best.test_loss:.4f}", largest=format_count_in(max(r.parameters for r in same_budget),
+                                                                               lang)))
 
 
 # ------------------------------------------------------------ own sweeps
@@ -265,7 +272,7 @@ def main() -> None:
             fit_summary(result)
             charts(loaded.table, result, lang)
             allocation(loaded.table, result, lang)
-            checks(result, lang)
+            checks(loaded.table, result, lang)
             published(loaded.table, result)
     run_your_own(store)
 
