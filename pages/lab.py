@@ -19,7 +19,8 @@ from bigmodels.train.sweep import (
 )
 
 CHART = {"displaylogo": False}
-POLL_SECONDS = 3.0
+POLL_SECONDS = 3.0  # the sweeps' progress
+FIT_POLL_SECONDS = 1.0  # are the fits done?
 
 
 def may_change() -> bool:
@@ -66,18 +67,20 @@ def provenance(table) -> None:
              devices=", ".join(where.get("devices") or []) or "–",
              commits=", ".join(where.get("git_commits") or []) or "–", exported=meta.get("exported_at") or "–")
     if table.shipped:
-        st.success(t("lab.shipped_badge"))
-    st.caption(text)
-    commands = meta.get("commands") or []
-    if commands:
-        st.code("\n".join(commands), language="bash")
+        st.caption(":material/verified: " + t("lab.shipped_badge"))
+    with st.expander(t("lab.provenance_title")):
+        st.caption(text)
+        commands = meta.get("commands") or []
+        if commands:
+            st.code("\n".join(commands), language="bash", wrap_lines=True)
     if table.not_measured:
         st.caption(t("lab.not_measured", counts=", ".join(f"{n} {s}" for s, n in sorted(table.not_measured.items()))))
 
 
 # ------------------------------------------------------------------ fits
-def interval_text(value: float, interval) -> str:
-    return t("lab.interval", value=f"{value:.3g}", low=f"{interval.low:.3g}", high=f"{interval.high:.3g}")
+def interval_text(value: float, interval, short: bool = False) -> str:
+    return t("lab.interval_short" if short else "lab.interval", value=f"{value:.3g}", low=f"{interval.low:.3g}",
+             high=f"{interval.high:.3g}")
 
 
 def fit_summary(result) -> None:
@@ -137,11 +140,12 @@ def allocation(table, result, lang) -> None:
 
 def published(table, result) -> None:
     st.subheader(t("lab.published.title"))
-    rows = [{t("lab.published.col.source"): t("lab.published.this"), "α (N)": interval_text(result.fit.alpha,
-             result.intervals["alpha"]), "β (D)": interval_text(result.fit.beta, result.intervals["beta"]),
+    rows = [{t("lab.published.col.source"): t("lab.published.this"),
+             "α (N)": interval_text(result.fit.alpha, result.intervals["alpha"], short=True),
+             "β (D)": interval_text(result.fit.beta, result.intervals["beta"], short=True),
              t("lab.published.col.unit"): t("lab.published.images")}]
     for law in PUBLISHED:
-        rows.append({t("lab.published.col.source"): law.source_title, "α (N)": f"{law.alpha:g}",
+        rows.append({t("lab.published.col.source"): law.source_title.split(",")[0], "α (N)": f"{law.alpha:g}",
                      "β (D)": f"{law.beta:g}", t("lab.published.col.unit"): t("lab.published.tokens")})
     st.dataframe(rows, hide_index=True, width="stretch")
     st.markdown(" · ".join(f"[{law.source_title}]({law.source_url})" for law in PUBLISHED))
@@ -252,6 +256,13 @@ def run_your_own(store) -> None:
 
 
 # ------------------------------------------------------------------ page
+def wait_for_fits(table) -> None:
+    """Shown while the fits run in the background; reruns the page once they are done."""
+    if not lab.analysis(table).busy:
+        st.rerun()
+    st.info(t("lab.fitting", runs=len(table.rows)))
+
+
 def main() -> None:
     lang = language()
     st.title(t("lab.title"))
@@ -264,11 +275,13 @@ def main() -> None:
         st.error(t("lab.unusable", problem=loaded.problem.text(lang)))
     elif loaded.table is not None:
         provenance(loaded.table)
-        with st.spinner(t("lab.fitting")):
-            result, problem = lab.analysed(loaded.table)
-        if problem is not None:
-            st.warning(t("lab.unusable", problem=problem.text(lang)))
+        state = lab.analysis(loaded.table)
+        if state.busy:
+            st.fragment(wait_for_fits, run_every=FIT_POLL_SECONDS)(loaded.table)
+        elif state.problem is not None:
+            st.warning(t("lab.unusable", problem=state.problem.text(lang)))
         else:
+            result = state.result
             fit_summary(result)
             charts(loaded.table, result, lang)
             allocation(loaded.table, result, lang)

@@ -23,6 +23,7 @@ A sweep file::
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import math
 import re
@@ -97,8 +98,9 @@ class SweepTable:
                 np.array([r.compute for r in self.rows], float), np.array([r.test_loss for r in self.rows], float))
 
     def signature(self) -> str:
-        """What a cache of fits over this table is keyed on."""
-        return json.dumps([self.name, [asdict(r) for r in self.rows]], sort_keys=True)
+        """What a cache of fits over this table is keyed on: a digest of its rows."""
+        blob = json.dumps([self.name, [asdict(r) for r in self.rows]], sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 
 # ------------------------------------------------------------ measuring

@@ -1,15 +1,16 @@
 """Streamlit glue for the scaling-law lab: which sweep is on screen, its table
 and its fits, cached by what they are computed from.
 
-The fits with their bootstrap take about a second (more on a busy machine); a
-sweep's table needs one store query per run. Both are cached on the inputs'
-signature (``st.cache_data``), so a rerun caused by a widget -- the compute
-slider, the language -- costs nothing, and a sweep still training is refitted
-only when a point lands. Pure logic stays in ``bigmodels.analysis``.
+The fits with their bootstrap take seconds (minutes on a machine shared with
+busy neighbours), so they run in a background thread, once per sweep content
+(its signature), and the page polls until they are done; a rerun caused by a
+widget -- the compute slider, the language -- reuses them, and a sweep still
+training is refitted only when a point lands. A sweep's table needs one store
+query per run and is cached on the runs' states (``st.cache_data``). Pure logic
+stays in ``bigmodels.analysis``.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 import streamlit as st
@@ -17,6 +18,7 @@ import streamlit as st
 from bigmodels.analysis import scaling_lab, sweep_table
 from bigmodels.analysis.scaling_lab import LabError, LabResult
 from bigmodels.analysis.sweep_table import SweepDataError, SweepTable
+from bigmodels.app.comparison import BackgroundJobs
 from bigmodels.problems import Problem
 from bigmodels.runs import sweeps
 from bigmodels.runs.store import RunStore
@@ -76,18 +78,35 @@ def from_store(store: RunStore, name: str) -> Loaded:
     return _from_store(str(store.home), name, state)
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
-def _analysed(signature: str, _table: SweepTable, samples: int) -> tuple[LabResult | None, tuple | None]:
-    # ``_table`` is not hashed (the leading underscore): ``signature`` stands for it
+@st.cache_resource(show_spinner=False)
+def jobs() -> BackgroundJobs:
+    """One thread for the lab's fits, shared by every session (the CPU is shared too)."""
+    return BackgroundJobs()
+
+
+def _analyse(table: SweepTable, samples: int) -> tuple[LabResult | None, Problem | None]:
     try:
-        return scaling_lab.analyse(_table, samples=samples), None
+        return scaling_lab.analyse(table, samples=samples), None
     except LabError as exc:
-        return None, (exc.key, json.dumps(exc.values))
+        return None, Problem.of(exc.key, **exc.values)
 
 
-def analysed(table: SweepTable, samples: int = scaling_lab.DEFAULT_SAMPLES) -> tuple[LabResult | None, Problem | None]:
-    """The lab's fits of ``table`` (cached on its rows), or the problem with it."""
-    result, problem = _analysed(table.signature(), table, samples)
-    if problem is not None:
-        return None, Problem.of(problem[0], **json.loads(problem[1]))
-    return result, None
+@dataclass(frozen=True)
+class Analysis:
+    """The fits of the sweep on screen: ready (``result`` or ``problem``), or still running."""
+
+    result: LabResult | None = None
+    problem: Problem | None = None
+    busy: bool = False
+
+
+def analysis(table: SweepTable, samples: int = scaling_lab.DEFAULT_SAMPLES) -> Analysis:
+    """The lab's fits of ``table``, computed once per sweep content in a background
+    thread: the script thread only looks whether they are done."""
+    future = jobs().submit(f"{table.signature()}|{samples}", _analyse, table, samples)
+    if not future.done():
+        return Analysis(busy=True)
+    if future.exception() is not None:  # a bug, not the user's sweep: say so without a traceback
+        return Analysis(problem=Problem.of("lab.problem.failed", error=str(future.exception())[:300]))
+    result, problem = future.result()
+    return Analysis(result, problem)

@@ -15,7 +15,7 @@ from bigmodels.analysis.sweep_table import SweepTable
 from bigmodels.figures.runs import PALETTE
 from bigmodels.formatting import format_count_in, format_flops, log_axis
 
-CHECK_COLOUR = "#c2255c"
+CHECK_COLOUR = "#212529"  # not one of the budgets' colours
 FIT_DASH = "dot"
 
 
@@ -108,6 +108,8 @@ def check_figure(result: LabResult, labels: dict[str, str], lang: str = "en") ->
         error_x={"type": "data", "symmetric": False, "array": [c.interval.high - c.predicted for c in result.checks],
                  "arrayminus": [c.predicted - c.interval.low for c in result.checks], "color": CHECK_COLOUR}))
     fig.add_trace(go.Scatter(x=[c.row.test_loss for c in result.checks], y=names, mode="markers",
-                             name=labels["measured"], marker={"color": "#212529", "size": 12, "symbol": "x"}))
+                             name=labels["measured"], marker={"color": "#e8590c", "size": 12, "symbol": "x"}))
     fig.update_xaxes(title_text=labels["loss"])
-    return _layout(fig, height=140 + 50 * len(result.checks))
+    _layout(fig, height=170 + 50 * len(result.checks))
+    fig.update_layout(legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0})  # clear of the axis
+    return fig
