@@ -230,6 +230,53 @@ def test_a_tiny_sweep_runs_end_to_end_on_the_fallback_sample(tmp_path):
                     pass
 
 
+def test_a_sweep_cancelled_through_the_cli_resumes_without_retraining(tmp_path):
+    """Cancel while the worker has started on it, then resume: every point ends
+    succeeded, the ones that had succeeded before the cancel are the same runs, untouched."""
+    home = tmp_path / "home"
+    grid = ["--widths", "1,2,3,4,8,16", "--depths", "1", "--budgets", "100,200,400,800", "--no-check"]
+    store = RunStore(home)
+    try:
+        started = _cli("sweep", "start", "stop", "--home", str(home), *grid, cwd=tmp_path)
+        assert started.returncode == 0, started.stderr[-2000:]
+        deadline = time.monotonic() + 300
+        while sweeps.progress(store, "stop").succeeded < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        cancelled = _cli("sweep", "cancel", "stop", "--home", str(home), cwd=tmp_path)
+        assert cancelled.returncode == 0 and "points to stop" in cancelled.stderr
+        after_cancel = sweeps.wait(store, "stop", poll=0.2, timeout=300)
+        assert after_cancel.done and after_cancel.counts.get("cancelled", 0) >= 1, after_cancel
+        finished_before = {r.id: r.finished_at for r in sweeps.sweep_runs(store, "stop") if r.status == "succeeded"}
+        assert len(finished_before) >= 2
+        resumed = _cli("sweep", "resume", "stop", "--home", str(home), "--wait", cwd=tmp_path)
+        assert resumed.returncode == 0, resumed.stderr[-2000:]
+        runs = sweeps.sweep_runs(store, "stop")
+        assert len(runs) == 24 and all(r.status == "succeeded" for r in runs)
+        assert {r.id: r.finished_at for r in runs if r.id in finished_before} == finished_before
+        assert all(r.attempts == 1 for r in runs if r.id in finished_before)
+    finally:
+        for worker in store.workers():  # the worker the CLI started for this test
+            if worker["state"] != "gone":
+                try:
+                    os.kill(worker["pid"], signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+
+
+def test_without_the_operator_token_the_lab_queues_nothing(tmp_path, monkeypatch):
+    monkeypatch.setenv("BIGMODELS_OPERATOR_TOKEN", "secret-token")
+    from streamlit.testing.v1 import AppTest
+
+    _fitted(sweep_table.read_shipped())
+    monkeypatch.setenv(ENV_HOME, str(tmp_path))
+    at = AppTest.from_file(str(ROOT / "pages" / "lab.py"), default_timeout=180)
+    at.run()
+    assert not at.exception
+    (submit,) = [b for b in at.button if b.label == translate("lab.launch.submit", "en")]
+    assert submit.disabled
+    assert not RunStore(tmp_path).list_runs()
+
+
 # ---------------------------------------------------------------- the page
 def _page(tmp_path, monkeypatch, lang: str = "en", sweep: str | None = None):
     from streamlit.testing.v1 import AppTest
