@@ -349,3 +349,16 @@ def test_every_catalogue_key_the_lab_uses_exists():
     assert len(keys) > 50
     for lang in LANGUAGES:
         assert not keys - catalogue(lang).keys(), (lang, keys - catalogue(lang).keys())
+
+
+def test_the_lab_in_chinese_shows_no_english_labels(tmp_path, monkeypatch):
+    from tests.test_untranslated import ENGLISH_RUN, english_only_texts, run_in_chinese, shown_texts
+
+    _fitted(sweep_table.read_shipped())  # the whole page, not the "fitting" notice
+    at = run_in_chinese("lab", tmp_path, monkeypatch)
+    texts = shown_texts(at)
+    assert any(translate("lab.alloc.title", "zh") == t for t in texts)
+    assert [t for t in texts if t in english_only_texts()] == []
+    # the data source and device are the run store's own words (recorded by the worker), as on the launcher
+    stripped = [re.sub(r"`[^`]*`|\[[^\]]*\]\([^)]*\)|https?://\S+|full MNIST from \S+", "", t) for t in texts]
+    assert [t for t in stripped if ENGLISH_RUN.search(t)] == []
