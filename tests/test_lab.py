@@ -354,6 +354,9 @@ def test_every_catalogue_key_the_lab_uses_exists():
 def test_the_lab_in_chinese_shows_no_english_labels(tmp_path, monkeypatch):
     from tests.test_untranslated import ENGLISH_RUN, english_only_texts, run_in_chinese, shown_texts
 
+    import streamlit as st
+
+    st.cache_data.clear()  # not a broken shipped file another test left in the cache
     _fitted(sweep_table.read_shipped())  # the whole page, not the "fitting" notice
     at = run_in_chinese("lab", tmp_path, monkeypatch)
     texts = shown_texts(at)
