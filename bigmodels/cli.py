@@ -273,7 +273,7 @@ def cmd_sweep(args) -> int:
             "exported_at": now_iso()}
     meta["provenance"]["versions"] = [json.loads(v) for v in meta["provenance"]["versions"]]
     out = Path(args.out or f"{name}.json")
-    atomic_write_bytes(out, (json.dumps(export(table, meta), indent=1, ensure_ascii=False) + "\n").encode())
+    atomic_write_bytes(out, (json.dumps(export(table, meta, {r.id: r.config for r in measured}), indent=1, ensure_ascii=False) + "\n").encode())
     print(f"wrote {len(table.rows)} measured points of sweep {name} to {out}"
           + (f" ({sum(table.not_measured.values())} not measured: {table.not_measured})" if table.not_measured
              else ""), file=sys.stderr)

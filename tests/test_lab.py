@@ -214,6 +214,8 @@ def test_a_tiny_sweep_runs_end_to_end_on_the_fallback_sample(tmp_path):
             assert row.test_loss == store.epochs(row.run_id)[-1]["test_loss"]
             assert by_run[row.run_id].status == "succeeded"
         assert any("sweep start tiny" in c for c in table.meta["commands"])
+        points = json.loads(out.read_text())["points"]  # each point says how to train it again
+        assert all(p["config"] == by_run[p["run_id"]].config for p in points)
         result = scaling_lab.analyse(table, samples=5)
         assert np.isfinite(result.fit.alpha) and result.checks[0].row.run_id in by_run
         # resuming a finished sweep queues nothing and retrains nothing

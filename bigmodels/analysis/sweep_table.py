@@ -17,7 +17,7 @@ A sweep file::
      "provenance": {...}, "data": ..., "exported_at": ...,
      "points": [{"run_id", "width", "depth", "parameters", "flops_per_image",
                  "images", "compute", "test_loss", "test_accuracy", "check",
-                 "seconds", "config_hash"}, ...],
+                 "seconds", "config_hash", "config"}, ...],
      "not_measured": {"failed": 1, ...}}
 """
 from __future__ import annotations
@@ -169,10 +169,14 @@ def table_from_runs(name: str, runs: Iterable[Run], epochs_of) -> SweepTable:
 
 
 # ------------------------------------------------------------- files
-def export(table: SweepTable, meta: dict[str, Any]) -> dict[str, Any]:
-    """The table as a sweep file's content (``meta``: command, provenance, data)."""
+def export(table: SweepTable, meta: dict[str, Any], configs: dict[str, dict] | None = None) -> dict[str, Any]:
+    """The table as a sweep file's content (``meta``: commands, provenance, data;
+    ``configs``: each run's training config by run id, so a point can be trained
+    again exactly -- the file's reader does not need them)."""
+    configs = configs or {}
     return {"format": FORMAT, "name": table.name, "model": table.model, **meta,
-            "points": [{**asdict(r), "compute": r.compute} for r in table.rows],
+            "points": [{**asdict(r), "compute": r.compute, **({"config": configs[r.run_id]}
+                                                              if r.run_id in configs else {})} for r in table.rows],
             "not_measured": dict(table.not_measured)}
 
 
