@@ -4,8 +4,8 @@ import math
 
 import streamlit as st
 
-from bigmodels.analysis.scaling_lab import allocate
-from bigmodels.analysis.scaling_laws import CHINCHILLA, PUBLISHED
+from bigmodels.analysis.scaling_lab import LEVEL, allocate
+from bigmodels.analysis.scaling_laws import CHINCHILLA, CHINCHILLA_TOKENS_PER_PARAMETER, PUBLISHED
 from bigmodels.app import lab
 from bigmodels.app import launcher as lui
 from bigmodels.app.session import language, t
@@ -21,6 +21,7 @@ from bigmodels.train.sweep import (
 CHART = {"displaylogo": False}
 POLL_SECONDS = 3.0  # the sweeps' progress
 FIT_POLL_SECONDS = 1.0  # are the fits done?
+LEVEL_TEXT = f"{LEVEL:.0%}"  # the intervals' central share, as the texts say it
 
 
 def may_change() -> bool:
@@ -80,7 +81,7 @@ def provenance(table) -> None:
 # ------------------------------------------------------------------ fits
 def interval_text(value: float, interval, short: bool = False) -> str:
     return t("lab.interval_short" if short else "lab.interval", value=f"{value:.3g}", low=f"{interval.low:.3g}",
-             high=f"{interval.high:.3g}")
+             high=f"{interval.high:.3g}", level=LEVEL_TEXT)
 
 
 def fit_summary(result) -> None:
@@ -91,7 +92,7 @@ def fit_summary(result) -> None:
         col.metric(label, f"{getattr(fit, name):.3g}", help=interval_text(getattr(fit, name), iv[name]))
     st.caption(t("lab.fit_caption", runs=result.grid_runs, samples=len(result.bootstrap),
                  alpha=interval_text(fit.alpha, iv["alpha"]), beta=interval_text(fit.beta, iv["beta"]),
-                 e=interval_text(fit.E, iv["E"])))
+                 e=interval_text(fit.E, iv["E"]), level=LEVEL_TEXT))
 
 
 def figure_labels() -> dict[str, str]:
@@ -129,10 +130,10 @@ def allocation(table, result, lang) -> None:
     c1.metric(t("lab.alloc.compute"), format_flops(best.compute))
     c2.metric(t("lab.alloc.parameters"), format_count_in(best.parameters, lang),
               help=t("lab.alloc.range", low=format_count_in(best.parameters_interval.low, lang),
-                     high=format_count_in(best.parameters_interval.high, lang)))
+                     high=format_count_in(best.parameters_interval.high, lang), level=LEVEL_TEXT))
     c3.metric(t("lab.alloc.images"), format_count_in(best.images, lang),
               help=t("lab.alloc.range", low=format_count_in(best.images_interval.low, lang),
-                     high=format_count_in(best.images_interval.high, lang)))
+                     high=format_count_in(best.images_interval.high, lang), level=LEVEL_TEXT))
     c4.metric(t("lab.alloc.ratio"), f"{best.images_per_parameter:.3g}")
     st.caption(t("lab.alloc.caption", k=f"{result.flops.coefficient:.3g}", p=f"{result.flops.exponent:.2f}",
                  loss=f"{best.loss:.3g}", max_images=format_count_in(max(r.images for r in table.rows), lang)))
@@ -149,7 +150,7 @@ def published(table, result) -> None:
                      "β (D)": f"{law.beta:g}", t("lab.published.col.unit"): t("lab.published.tokens")})
     st.dataframe(rows, hide_index=True, width="stretch")
     st.markdown(" · ".join(f"[{law.source_title}]({law.source_url})" for law in PUBLISHED))
-    st.caption(t("lab.published.note", ratio=20, e=f"{CHINCHILLA.E:g}"))
+    st.caption(t("lab.published.note", ratio=CHINCHILLA_TOKENS_PER_PARAMETER, e=f"{CHINCHILLA.E:g}"))
     st.markdown(t("lab.differ", e=f"{result.fit.E:.3g}", best=f"{min(r.test_loss for r in table.rows):.3g}",
                   alpha=f"{result.fit.alpha:.2f}", beta=f"{result.fit.beta:.2f}"))
 
@@ -159,7 +160,7 @@ def checks(table, result, lang) -> None:
     if not result.checks:
         st.info(t("lab.check.none"))
         return
-    st.write(t("lab.check.intro", runs=result.grid_runs))
+    st.write(t("lab.check.intro", runs=result.grid_runs, level=LEVEL_TEXT))
     st.plotly_chart(figures.check_figure(result, figure_labels(), lang), key="lab_fig_check", config=CHART)
     for check in result.checks:
         verdict = "inside" if check.inside else "outside"

@@ -244,4 +244,6 @@ PUBLISHED = (
     PublishedLaw("chinchilla", 0.34, 0.28, "Hoffmann et al. 2022, Training Compute-Optimal Large Language Models",
                  "https://arxiv.org/abs/2203.15556"),
 )
+# Hoffmann et al.'s Approaches 1 and 2 (and Chinchilla itself, 70B parameters on 1.4T tokens).
+CHINCHILLA_TOKENS_PER_PARAMETER = 20
 CHINCHILLA = ChinchillaFit(E=1.69, A=406.4, alpha=0.34, B=410.7, beta=0.28, objective=0.0)
