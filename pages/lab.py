@@ -1,6 +1,7 @@
 """Scaling-law lab: how test loss falls with model size, data and compute on
 MNIST, the fitted law, its prediction for a larger model, and the measurement."""
 import math
+import os
 
 import streamlit as st
 
@@ -9,6 +10,7 @@ from bigmodels.analysis.scaling_laws import CHINCHILLA, CHINCHILLA_TOKENS_PER_PA
 from bigmodels.app import lab
 from bigmodels.app import launcher as lui
 from bigmodels.app.session import language, t
+from bigmodels.data.mnist import ENV_DATA_DIR
 from bigmodels.figures import scaling_lab as figures
 from bigmodels.formatting import format_count_in, format_flops
 from bigmodels.problems import ConfigError
@@ -202,8 +204,7 @@ def launch_form(store, allowed: bool) -> None:
         if check_width:
             points.append(check_point(model, width=int(check_width)))
         runs = sweeps.queue_sweep(store, name.strip(), points, note=t("lab.launch.note"))
-        for target in {r.target for r in runs if r.status == "queued"}:
-            lui.ensure_worker(store, target)
+        sweeps.ensure_executor(store, runs, os.environ.get(ENV_DATA_DIR))
     except ConfigError as exc:
         for message in exc.messages(language()):
             st.error(message)
@@ -239,8 +240,7 @@ def own_sweeps(store, allowed: bool) -> None:
         if c4.button(t("lab.own.resume"), key=f"lab_resume_{p.name}", disabled=not allowed or not p.resumable):
             if may_change():
                 sweeps.resume_sweep(store, p.name)
-                for target in {r.target for r in sweeps.sweep_runs(store, p.name) if r.status == "queued"}:
-                    lui.ensure_worker(store, target)
+                sweeps.ensure_executor(store, sweeps.sweep_runs(store, p.name), os.environ.get(ENV_DATA_DIR))
                 st.rerun()
             st.error(t("launcher.access.denied"))
 

@@ -367,3 +367,32 @@ def test_the_lab_in_chinese_shows_no_english_labels(tmp_path, monkeypatch):
     # the data source and device are the run store's own words (recorded by the worker), as on the launcher
     stripped = [re.sub(r"`[^`]*`|\[[^\]]*\]\([^)]*\)|https?://\S+|full MNIST from \S+", "", t) for t in texts]
     assert [t for t in stripped if ENGLISH_RUN.search(t)] == []
+
+
+def test_the_form_queues_a_sweep_and_refuses_bad_numbers(tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    started = []
+    monkeypatch.setattr(sweeps, "ensure_executor", lambda store, runs, data_dir=None: started.append(len(runs)))
+    monkeypatch.delenv("BIGMODELS_OPERATOR_TOKEN", raising=False)
+    monkeypatch.setenv(ENV_HOME, str(tmp_path))
+    _fitted(sweep_table.read_shipped())
+    at = AppTest.from_file(str(ROOT / "pages" / "lab.py"), default_timeout=180)
+    at.run()
+    inputs = {i.label: i for i in at.text_input}
+    inputs[translate("lab.launch.name", "en")].input("mine")
+    inputs[translate("lab.launch.widths", "en")].input("2, x, 4")
+    submit = [b for b in at.button if b.label == translate("lab.launch.submit", "en")][0]
+    submit.click()
+    at.run()
+    assert not at.exception
+    assert any("whole numbers" in e.value for e in at.error) and not RunStore(tmp_path).list_runs()
+    inputs = {i.label: i for i in at.text_input}
+    inputs[translate("lab.launch.widths", "en")].input(",".join(map(str, TINY["widths"])))
+    inputs[translate("lab.launch.depths", "en")].input("1")
+    inputs[translate("lab.launch.budgets", "en")].input(",".join(map(str, TINY["budgets"])))
+    [b for b in at.button if b.label == translate("lab.launch.submit", "en")][0].click()
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    runs = sweeps.sweep_runs(RunStore(tmp_path), "mine")
+    assert len(runs) == 25 and started == [25]  # the grid and the default check, handed to the executor

@@ -12,8 +12,8 @@ store is reused, through the store's config hash, and gains the tag), and a
 point whose run was interrupted, cancelled or failed is resumed from its
 checkpoint. So ``resume`` is queueing the same sweep again.
 
-What executes the queue is behind ``ensure_executor``: today a
-``bigmodels.runs.worker`` process per device.
+What executes the queue is behind ``ensure_executor`` (the CLI and the lab
+page both call it): today a ``bigmodels.runs.worker`` process per device.
 """
 from __future__ import annotations
 
