@@ -1,9 +1,10 @@
-"""Command line: ``python -m bigmodels train|eval|bench|data|dispatcher``."""
+"""Command line: ``python -m bigmodels train|eval|bench|data|dispatcher|sweep``."""
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import json
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -187,6 +188,102 @@ def cmd_dispatcher(args) -> int:
         return 2
 
 
+
+# ------------------------------------------------------------------- sweep
+def _sweep_points(args):
+    from bigmodels.train.sweep import check_point, sweep_grid
+
+    points = sweep_grid(args.model, widths=args.widths, budgets=args.budgets, depths=args.depths, seed=args.seed)
+    if not args.no_check:
+        points.append(check_point(args.model, args.check_width, args.check_depth, args.check_budget, seed=args.seed))
+    return points
+
+
+def _follow(store, name) -> int:
+    from bigmodels.runs import sweeps
+
+    final = sweeps.wait(store, name, on_progress=lambda p: print(p.describe(), file=sys.stderr, flush=True))
+    return 0 if final.succeeded == final.total else 1
+
+
+def cmd_sweep(args) -> int:
+    """Queue, follow, cancel, resume and export scaling sweeps (bigmodels.runs.sweeps)."""
+    from bigmodels.runs import sweeps
+    from bigmodels.runs.store import RunStore
+
+    store = RunStore(args.home)
+    command = "python -m bigmodels " + " ".join(shlex.quote(a) for a in args.argv)
+    if args.action == "list":
+        found = sweeps.list_sweeps(store)
+        for p in found:
+            print(p.describe())
+        if not found:
+            print("no sweeps in " + str(store.home))
+        return 0
+    if not args.name:
+        raise SystemExit(f"error: sweep {args.action} needs a sweep NAME (see python -m bigmodels sweep --help)")
+    name = sweeps.check_name(args.name)
+    if args.action == "start":
+        points = _sweep_points(args)
+        runs = sweeps.queue_sweep(store, name, points, note=f"queued by: {command}")
+        started = sweeps.ensure_executor(store, runs, args.data_dir or os.environ.get(ENV_DATA_DIR))
+        print(f"sweep {name}: {len(runs)} points ({sum(p.check for p in points)} check); "
+              + sweeps.progress(store, name).describe()
+              + (f"; started {', '.join(started)}" if started else ""), file=sys.stderr)
+        return _follow(store, name) if args.wait else 0
+    if not sweeps.sweep_runs(store, name):
+        print(f"error: no sweep named {name!r} in {store.home} (python -m bigmodels sweep list)", file=sys.stderr)
+        return 2
+    if args.action == "status":
+        print(sweeps.progress(store, name).describe())
+        return 0
+    if args.action == "cancel":
+        print(f"sweep {name}: asked {sweeps.cancel_sweep(store, name)} points to stop", file=sys.stderr)
+        return 0
+    if args.action == "resume":
+        resumed = sweeps.resume_sweep(store, name)
+        started = sweeps.ensure_executor(store, sweeps.sweep_runs(store, name),
+                                         args.data_dir or os.environ.get(ENV_DATA_DIR))
+        print(f"sweep {name}: {len(resumed)} points queued again"
+              + (f"; started {', '.join(started)}" if started else ""), file=sys.stderr)
+        return _follow(store, name) if args.wait else 0
+    if args.action == "wait":
+        return _follow(store, name)
+    # export
+    from bigmodels.analysis.sweep_table import export, table_from_runs
+    from bigmodels.models.checkpoints import atomic_write_bytes
+    from bigmodels.provenance import now_iso
+
+    runs = sweeps.sweep_runs(store, name)
+    table = table_from_runs(name, runs, store.epochs)
+    if not table.rows:
+        print(f"error: sweep {name} has no measured point yet ({sweeps.progress(store, name, runs).describe()})",
+              file=sys.stderr)
+        return 2
+    measured = [r for r in runs if r.status == "succeeded"]
+
+    def distinct(values):
+        return sorted({v for v in values if v})
+
+    meta = {"commands": distinct([r.note.removeprefix("queued by: ") for r in runs
+                                  if r.note.startswith("queued by: ")]) + [command],
+            "provenance": {"devices": distinct(r.device_name or r.device for r in measured),
+                           "git_commits": distinct(r.git_commit for r in measured),
+                           "versions": distinct(json.dumps(r.versions, sort_keys=True) for r in measured if r.versions),
+                           "trained_from": min(r.started_at for r in measured if r.started_at),
+                           "trained_until": max(r.finished_at for r in measured if r.finished_at)},
+            "data": "; ".join(distinct(r.data_source for r in measured)),
+            "exported_at": now_iso()}
+    meta["provenance"]["versions"] = [json.loads(v) for v in meta["provenance"]["versions"]]
+    out = Path(args.out or f"{name}.json")
+    atomic_write_bytes(out, (json.dumps(export(table, meta, {r.id: r.config for r in measured}), indent=1, ensure_ascii=False) + "\n").encode())
+    print(f"wrote {len(table.rows)} measured points of sweep {name} to {out}"
+          + (f" ({sum(table.not_measured.values())} not measured: {table.not_measured})" if table.not_measured
+             else ""), file=sys.stderr)
+    return 0
+
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -264,6 +361,36 @@ def build_parser() -> argparse.ArgumentParser:
                                                      "(default: all; empty: none)")
     data_dir(w)
     w.set_defaults(func=cmd_dispatcher)
+
+    def number_list(text: str) -> tuple[int, ...]:
+        try:
+            values = tuple(int(v) for v in text.split(",") if v.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected whole numbers separated by commas, got {text!r}") from None
+        if not values:
+            raise argparse.ArgumentTypeError("expected at least one number")
+        return values
+
+    s = sub.add_parser("sweep", help="scaling sweeps: queue, list, follow, cancel, resume, export",
+                       description="A sweep trains one architecture at several widths and depths on several "
+                                   "data budgets (each point a queued run tagged sweep:NAME), plus one check "
+                                   "run outside the grid that the fitted law predicts.")
+    s.add_argument("action", choices=["start", "list", "status", "wait", "cancel", "resume", "export"])
+    s.add_argument("name", nargs="?", help="the sweep's name (lower-case letters, digits, - and _)")
+    s.add_argument("--home", help=f"run store folder (default: ${ENV_HOME}, then ./{DEFAULT_HOME})")
+    s.add_argument("--model", choices=["cnn", "lstm", "transformer"], default="cnn")
+    s.add_argument("--widths", type=number_list, help="comma-separated widths (default: the model's sweep grid)")
+    s.add_argument("--depths", type=number_list, help="comma-separated depths")
+    s.add_argument("--budgets", type=number_list, help="comma-separated data budgets, in training images")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--check-width", type=_positive_int, help="the check run's width (default: beyond the grid)")
+    s.add_argument("--check-depth", type=_positive_int)
+    s.add_argument("--check-budget", type=_positive_int)
+    s.add_argument("--no-check", action="store_true", help="no check run")
+    s.add_argument("--wait", action="store_true", help="follow the sweep until every point has finished")
+    s.add_argument("--out", help="export: the JSON file to write (default NAME.json)")
+    data_dir(s)
+    s.set_defaults(func=cmd_sweep)
     return parser
 
 
@@ -272,16 +399,19 @@ def main(argv: list[str] | None = None) -> int:
     ``error:`` line per problem and exit code 2, never a traceback."""
     from bigmodels.models.checkpoints import CheckpointError
     from bigmodels.problems import ConfigError
-    from bigmodels.runs.store import StoreError
+    from bigmodels.analysis.sweep_table import SweepDataError
+    from bigmodels.runs.store import RunInfoError, RunStateError, StoreError
 
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv  # what a command records as the command that made its output
     try:
         return args.func(args)
     except ConfigError as exc:
         for problem in exc.errors:
             print(f"error: {problem}", file=sys.stderr)
         return 2
-    except (DataError, CheckpointError, StoreError) as exc:
+    except (DataError, CheckpointError, StoreError, RunInfoError, RunStateError, SweepDataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -241,6 +241,7 @@ def main() -> None:
     st.header(t("challenges.calc.header"))
     st.write(t("challenges.calc.intro"))
     training_calculator()
+    page_link("lab", t("challenges.compute.lab_link"))
     memory_calculator()
     serving_calculator()
 

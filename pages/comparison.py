@@ -14,6 +14,7 @@ from bigmodels.analysis import scaling
 from bigmodels.analysis.article_fixes import FIXES
 from bigmodels.app import comparison as ui
 from bigmodels.app.live import LIVE_POLL_S, follow
+from bigmodels.app.routing import page_link
 from bigmodels.app.session import current_data, language, model_title, t
 from bigmodels.formatting import format_bytes, format_count_in
 from bigmodels.figures import architecture as diagrams
@@ -277,6 +278,7 @@ def reading() -> None:
 
 def scale() -> None:
     st.write(t("comparison.scale.intro", article=t("app.source_article")))
+    page_link("lab", t("comparison.scale.lab_link"))
     names = list(scaling.KNOBS)
     name = st.radio(t("comparison.scale.model"), names, horizontal=True, key="comparison_scale_model",
                     index=names.index(scaling.ARTICLE_REFERENCE["model"]), format_func=model_title)

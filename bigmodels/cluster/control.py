@@ -113,8 +113,11 @@ def write_state(store: RunStore, state: dict[str, Any]) -> None:
 
 
 def dispatcher_command(home: str | os.PathLike, data_dir: str | None = None, parent_pid: int | None = None,
-                       threads: int | None = None, warm_models: list[str] | None = None) -> list[str]:
+                       threads: int | None = None, warm_models: list[str] | None = None,
+                       idle_exit: float | None = None) -> list[str]:
     cmd = [sys.executable, "-m", "bigmodels", "dispatcher", "--home", str(home)]
+    if idle_exit is not None:
+        cmd += ["--idle-exit", str(idle_exit)]
     if warm_models is not None:
         cmd += ["--warm", ",".join(warm_models)]
     if data_dir:
@@ -128,14 +131,15 @@ def dispatcher_command(home: str | os.PathLike, data_dir: str | None = None, par
 
 def start_dispatcher(home: str | os.PathLike, data_dir: str | None = None, owned: bool = True,
                      threads: int | None = None, warm_models: list[str] | None = None,
-                     env: dict[str, str] | None = None) -> subprocess.Popen:
+                     env: dict[str, str] | None = None, idle_exit: float | None = None) -> subprocess.Popen:
     """Start ``python -m bigmodels dispatcher`` in the background; ``owned``: it exits
-    when this process does (the app's), instead of outliving it."""
+    when this process does (the app's), instead of outliving it; ``idle_exit``: it
+    leaves after that many seconds without work."""
     store = RunStore(home)
     log = open(store.logs_dir / "dispatcher.log", "ab")
     try:
         return subprocess.Popen(dispatcher_command(store.home, data_dir, os.getpid() if owned else None, threads,
-                                                   warm_models),
+                                                   warm_models, idle_exit),
                                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 env=child_env(**(env or {})), start_new_session=True)
     finally:

@@ -14,7 +14,8 @@ from bigmodels.train.plan import Plan, Resources, plan
 
 def submit(store: RunStore, config: TrainConfig | Plan, world_size: int = 1, train_again: bool = False,
            submission: str | None = None, target: str | None = None,
-           resources: Resources | None = None, needs: str | None = None) -> Submission:
+           resources: Resources | None = None, needs: str | None = None,
+           tags: list[str] | tuple[str, ...] = ()) -> Submission:
     """Queue ``config`` on ``world_size`` processes, or return the run that already
     computed it (unless ``train_again``). Raises ``ConfigError`` with every
     problem when the plan refuses it; nothing is queued then. A ``Plan`` (the
@@ -22,10 +23,17 @@ def submit(store: RunStore, config: TrainConfig | Plan, world_size: int = 1, tra
 
     ``target`` overrides the planned device. ``needs``: a custom resource the
     run's node must offer (see ``RunStore.add_run``).
+
+    ``tags`` are added to the run's own (a run reused from before keeps its tags
+    and gains these: one run can be a point of several sweeps).
     """
     planned = config if isinstance(config, Plan) else plan(config, resources, world_size=world_size)
     config = planned.config
-    return store.add_run(config.model, config.to_dict(), config.hash(), target or planned.target,
-                         planned.world_size, reuse_succeeded=not train_again, submission=submission,
-                         needs=needs)
+    queued = store.add_run(config.model, config.to_dict(), config.hash(), target or planned.target,
+                           planned.world_size, reuse_succeeded=not train_again, submission=submission,
+                           needs=needs)
+    if tags and not set(tags) <= set(queued.run.tags):
+        run = queued.run
+        queued = Submission(store.set_info(run.id, run.name, [*run.tags, *tags], run.note), queued.cached)
+    return queued
 

@@ -483,9 +483,13 @@ class RunStore:
         return Run.from_row(row) if row else None
 
     def list_runs(self, statuses: list[str] | tuple[str, ...] | None = None,
-                  models: list[str] | tuple[str, ...] | None = None, limit: int | None = None) -> list[Run]:
-        """Newest first, optionally filtered by status and architecture."""
+                  models: list[str] | tuple[str, ...] | None = None, limit: int | None = None,
+                  tag: str | None = None) -> list[Run]:
+        """Newest first, optionally filtered by status, architecture and one tag."""
         query, args = "SELECT * FROM runs WHERE 1=1", []
+        if tag is not None:
+            query += " AND EXISTS (SELECT 1 FROM json_each(runs.tags) WHERE value = ?)"
+            args.append(tag)
         if statuses:
             query += f" AND status IN ({','.join('?' * len(statuses))})"
             args += list(statuses)
