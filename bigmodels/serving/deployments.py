@@ -35,8 +35,7 @@ from bigmodels.serving.metrics import Record, RequestLog
 from bigmodels.serving.payloads import PayloadError, digits_from_body
 from bigmodels.serving.predictor import Predictor
 from bigmodels.serving.settings import (
-    ALT_KEY_HEADER, API_PREFIX, KEY_CACHE_S, KEY_HEADER, MAX_BATCH, MAX_BODY_BYTES, REQUEST_TIMEOUT_S,
-    USAGE_FLUSH_S,
+    ALT_KEY_HEADER, API_PREFIX, GATEWAY_CPUS, KEY_CACHE_S, KEY_HEADER, MAX_BATCH, MAX_BODY_BYTES, REQUEST_TIMEOUT_S,
 )
 from bigmodels.serving.store import ServiceStore, check_key
 
@@ -136,7 +135,8 @@ def presented_key(request: Request) -> str | None:
     return request.headers.get(ALT_KEY_HEADER) or None
 
 
-@serve.deployment(name=GATEWAY_DEPLOYMENT, num_replicas=1, max_ongoing_requests=1000)
+@serve.deployment(name=GATEWAY_DEPLOYMENT, num_replicas=1, max_ongoing_requests=1000,
+                  ray_actor_options={"num_cpus": GATEWAY_CPUS})
 @serve.ingress(api)
 class Gateway:
     def __init__(self, home: str):

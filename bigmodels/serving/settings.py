@@ -27,8 +27,7 @@ DEFAULT_RATE_PER_S = 50.0  # requests per second per key (token bucket) ...
 DEFAULT_BURST = 100  # ... with this many at once
 MAX_RATE_PER_S = 10_000.0
 DEFAULT_QUOTA_IMAGES = 1_000_000  # images per key over its lifetime; 0 = none
-KEY_CACHE_S = 1.0  # the gateway re-reads keys this often: a revocation bites within a second
-USAGE_FLUSH_S = 1.0  # metered usage reaches the store this often
+KEY_CACHE_S = 1.0  # the gateway re-reads keys and writes metered usage this often: a revocation bites within a second
 MAX_KEY_NAME = 60
 
 
@@ -48,7 +47,8 @@ MAX_BATCH = Bound(1, 256, 32)
 BATCH_WAIT_MS = Bound(0, 200, 5)
 AUTOSCALE_TARGET_ONGOING = 4  # requests in flight per replica that autoscaling aims for
 DEVICES = ("cpu", "cuda")
-REPLICA_CPUS = 0.5  # a replica's CPU reservation: two replicas, the gateway and the app fit on two cores
+REPLICA_CPUS = 0.5  # a replica's CPU reservation (Ray scheduling, not a cap) ...
+GATEWAY_CPUS = 0.25  # ... and the gateway's: two replicas and the gateway fit in two cores, with room for training
 
 # ---------------------------------------------------------------- load generator
 LOAD_RATE = Bound(1, 2000, 50)  # requests per second offered
