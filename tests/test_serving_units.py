@@ -206,3 +206,12 @@ def test_the_load_generator_only_targets_loopback_and_is_bounded():
     assert err.value.values["name"] == "rate"
     with pytest.raises(LoadError):
         LoadPlan("http://127.0.0.1:1/", "k", b"", duration_s=3600).check()
+
+
+def test_only_this_machine_counts_as_local():
+    from bigmodels.harness.network import is_local
+
+    own = {"192.0.2.2"}
+    assert is_local("127.0.0.1", own) and is_local("::1", own) and is_local("::ffff:127.0.0.1", own)
+    assert is_local("192.0.2.2", own) and not is_local("192.0.2.3", own)
+    assert not is_local("8.8.8.8", own) and not is_local("::ffff:8.8.8.8", own) and not is_local("2001:db8::1", own)

@@ -17,7 +17,7 @@ from bigmodels.serving.settings import API_PREFIX, REQUEST_TIMEOUT_S
 class Reply:
     status: int
     body: dict
-    headers: dict
+    headers: dict  # names in lower case
     seconds: float  # end to end, as the client measured it
 
 
@@ -40,7 +40,7 @@ def call(url: str, method: str = "GET", key: str | None = None, body: bytes | No
         parsed = json.loads(raw) if raw else {}
     except ValueError:
         parsed = {"error": "not_json", "message": raw[:200].decode("utf-8", "replace")}
-    return Reply(status, parsed, got, seconds)
+    return Reply(status, parsed, {k.lower(): v for k, v in got.items()}, seconds)
 
 
 def pixels_json(pixels: torch.Tensor | list) -> bytes:
