@@ -158,6 +158,9 @@ def test_usage_is_metered_per_key_and_model(served):
 
 
 def test_the_request_log_feeds_the_page_metrics(served):
+    assert client.predict_pixels(served["url"], served["key"], "cnn", DIGIT).status == 200
+    assert predict(served, b"x", "text/plain").status == 415
+    assert predict(served, client.pixels_json(DIGIT), key="bmk_0123456789ab_" + "z" * 43).status == 401
     summary = service.metrics(served["home"], window_s=120)
     assert summary.ok > 0 and summary.batch_sizes and summary.overall["p50_ms"] > 0
     assert 401 in summary.errors and 415 in summary.errors
@@ -233,3 +236,42 @@ def test_the_service_starts_with_no_network_and_makes_no_outbound_request():
     assert "error" not in result, result
     assert result["status"] == 200 and result["label"] == 1
     assert result["outbound"] == []
+
+
+def test_the_service_page_shows_deployments_metrics_and_makes_a_key_shown_once(served, monkeypatch, tmp_path):
+    from streamlit.testing.v1 import AppTest
+
+    from bigmodels.access import ENV_TOKEN
+    from bigmodels.cluster import runtime
+
+    monkeypatch.setenv("BIGMODELS_HOME", str(served["home"]))
+    monkeypatch.setenv(runtime.ENV_RAY_ADDRESS, served["cluster"].address)  # the cluster this process joined
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(ENV_TOKEN, raising=False)
+    at = AppTest.from_file(str(REPO / "pages" / "service.py"), default_timeout=60).run()
+    assert not at.exception
+    assert any(served["url"] in s.value for s in at.success)
+    assert any("**cnn**" in m.value and "shipped:cnn" in m.value for m in at.markdown)
+    assert {"p50 latency", "p99 latency", "Replicas running"} <= {m.label for m in at.metric}
+    assert any(served["url"] in c.value for c in at.code)  # the snippets carry the real URL
+    next(ti for ti in at.text_input if ti.label.startswith("Name")).set_value("from the page")
+    next(b for b in at.button if b.label == "Create key").click().run()
+    assert not at.exception
+    (shown,) = [c.value for c in at.code if c.value.startswith("bmk_")]
+    time.sleep(KEY_CACHE_S + 0.2)
+    assert client.predict_pixels(served["url"], shown, "cnn", DIGIT).status == 200
+    at.run()
+    assert not [c for c in at.code if c.value.startswith("bmk_")]  # shown once
+    assert shown not in " ".join(str(df.value.to_csv()) for df in at.dataframe)
+
+
+def test_the_python_snippet_runs_against_the_service(served, tmp_path):
+    from bigmodels.serving.snippets import python_snippet
+
+    script = tmp_path / "snippet.py"
+    script.write_text(python_snippet(served["url"], "cnn"))
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "BIGMODELS_API_KEY": served["key"]})
+    assert done.returncode == 0, done.stderr
+    label, confidence, *_ = done.stdout.split()
+    assert label == "1" and float(confidence) > 0.5
