@@ -275,3 +275,24 @@ def test_the_python_snippet_runs_against_the_service(served, tmp_path):
     assert done.returncode == 0, done.stderr
     label, confidence, *_ = done.stdout.split()
     assert label == "1" and float(confidence) > 0.5
+
+
+def test_the_sandbox_sends_its_digit_via_the_api_and_shows_both_latencies(served, full_mnist, monkeypatch, tmp_path):
+    from streamlit.testing.v1 import AppTest
+
+    from bigmodels.data.mnist import ENV_DATA_DIR
+    from tests.conftest import mnist_dir
+
+    monkeypatch.setenv("BIGMODELS_HOME", str(served["home"]))
+    monkeypatch.setenv(ENV_DATA_DIR, str(mnist_dir()))
+    at = AppTest.from_file(str(REPO / "pages" / "sandbox.py"), default_timeout=180)
+    for key, value in {"sb_input": "random", "sb_random_index": 0, "sb_via_api": True}.items():  # test digit 0: a 7
+        at.session_state[key] = value
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    (table,) = [df.value for df in at.dataframe if "answer via the API" in df.value.columns]
+    rows = {row["model"]: row for row in table.to_dict("records")}
+    cnn = rows["LeNet-5 CNN"] if "LeNet-5 CNN" in rows else next(r for m, r in rows.items() if "CNN" in m)
+    assert cnn["answer via the API"].startswith("7 (")
+    assert cnn["API, end to end"].endswith(" ms") and cnn["in-process forward pass"].endswith(" ms")
+    assert any(r["answer via the API"] == "not deployed in the service" for r in rows.values())  # only the CNN is

@@ -11,11 +11,12 @@ from dataclasses import dataclass
 import torch
 
 from bigmodels.serving.settings import API_PREFIX, REQUEST_TIMEOUT_S
+from bigmodels.serving.store import ServiceStore
 
 
 @dataclass(frozen=True)
 class Reply:
-    status: int
+    status: int  # 0: no HTTP answer (nothing listening, reset, timed out)
     body: dict
     headers: dict  # names in lower case
     seconds: float  # end to end, as the client measured it
@@ -35,6 +36,9 @@ def call(url: str, method: str = "GET", key: str | None = None, body: bytes | No
             raw, status, got = response.read(), response.status, dict(response.headers)
     except urllib.error.HTTPError as err:
         raw, status, got = err.read(), err.code, dict(err.headers)
+    except (urllib.error.URLError, OSError) as err:  # refused, reset, timed out: no HTTP answer at all
+        reason = getattr(err, "reason", err)
+        return Reply(0, {"error": "unreachable", "message": str(reason)}, {}, time.perf_counter() - started)
     seconds = time.perf_counter() - started
     try:
         parsed = json.loads(raw) if raw else {}
@@ -59,3 +63,10 @@ def predict_pixels(base: str, key: str, model_id: str, pixels: torch.Tensor, tim
 
 def list_models(base: str, key: str) -> Reply:
     return call(f"{base.rstrip('/')}{API_PREFIX}/models", "GET", key)
+
+
+def deployed_models(home=None) -> tuple[str | None, dict[str, str]]:
+    """The service's URL and source id -> model id of what is deployed (from the
+    service store: no Ray needed to ask)."""
+    store = ServiceStore(home)
+    return store.value("url"), {d.source_id: d.model_id for d in store.deployments()}

@@ -23,7 +23,9 @@ from bigmodels.cluster import runtime
 from bigmodels.models.shipped import load_metrics
 from bigmodels.models.sources import ModelSource
 from bigmodels.runs.store import RunStore, StoreError
-from bigmodels.serving.deployments import GATEWAY_APP, GATEWAY_DEPLOYMENT, MODEL_DEPLOYMENT, Gateway, ModelServer
+from bigmodels.serving.deployments import (
+    GATEWAY_APP, GATEWAY_DEPLOYMENT, LOGGING, MODEL_DEPLOYMENT, Gateway, ModelServer,
+)
 from bigmodels.serving.metrics import Summary, summarise
 from bigmodels.serving.settings import (
     AUTOSCALE_TARGET_ONGOING, DEFAULT_PORT, ENV_SERVE_PORT, HOST, REPLICA_CPUS, DeploySettings,
@@ -94,7 +96,8 @@ def start(home=None, port: int | None = None) -> str:
     store = ServiceStore(home)
     wanted = port or store.value("port") or port_from_env()
     try:
-        serve.start(http_options={"host": HOST, "port": int(wanted)}, proxy_location="HeadOnly")
+        serve.start(http_options={"host": HOST, "port": int(wanted)}, proxy_location="HeadOnly",
+                    logging_config=LOGGING)
         if GATEWAY_APP not in serve.status().applications:  # a second start must not restart the gateway
             serve.run(Gateway.bind(str(Path(store.folder).parent)), name=GATEWAY_APP, route_prefix="/")
     except Exception as exc:  # Serve reports a taken port or a failed replica in many types
