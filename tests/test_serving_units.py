@@ -215,3 +215,37 @@ def test_only_this_machine_counts_as_local():
     assert is_local("127.0.0.1", own) and is_local("::1", own) and is_local("::ffff:127.0.0.1", own)
     assert is_local("192.0.2.2", own) and not is_local("192.0.2.3", own)
     assert not is_local("8.8.8.8", own) and not is_local("::ffff:8.8.8.8", own) and not is_local("2001:db8::1", own)
+
+
+def test_a_load_run_stops_at_its_duration_even_when_the_target_is_slow():
+    """A server that answers 5 requests/s, offered 200/s with 2 in flight for 1 s:
+    the run ends after about 1 s (plus what is in flight), not after 200 requests."""
+    import http.server
+    import threading
+    import time
+
+    from bigmodels.serving.loadgen import run_load
+
+    class Slow(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            time.sleep(0.2)
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Slow)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        started = time.monotonic()
+        report = run_load(LoadPlan(f"http://127.0.0.1:{server.server_port}/", "k", b"{}", rate=200, duration_s=1,
+                                   concurrency=2))
+        took = time.monotonic() - started
+    finally:
+        server.shutdown()
+    assert took < 3 and report.sent < 50 and report.ok == report.sent > 0
+    assert report.late_starts > 0 and report.latency(99) >= 200

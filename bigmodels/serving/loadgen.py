@@ -3,7 +3,8 @@
 Offers ``rate`` requests per second (open loop: a request is started on
 schedule whether or not earlier ones have answered, up to ``concurrency`` in
 flight -- past that the schedule waits, and the report says how many starts
-were late) for ``duration_s`` seconds, then waits for what is in flight (each
+were late) for ``duration_s`` seconds -- no new request starts after that,
+however many the schedule still had -- then waits for what is in flight (each
 request has a timeout), and stops by itself. Every bound comes from
 ``bigmodels.serving.settings`` and is checked; the target must be a loopback
 address, so a demo can never be pointed at someone else's server.
@@ -123,8 +124,8 @@ async def _run(plan: LoadPlan, stop: threading.Event | None) -> LoadReport:
         interval = 1.0 / plan.rate
         total = int(plan.rate * plan.duration_s)
         for i in range(total):
-            if stop is not None and stop.is_set():
-                break
+            if (stop is not None and stop.is_set()) or time.perf_counter() - begin >= plan.duration_s:
+                break  # the duration bounds the run, however far behind the schedule a slow service left it
             delay = begin + i * interval - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
