@@ -249,3 +249,43 @@ def test_a_load_run_stops_at_its_duration_even_when_the_target_is_slow():
         server.shutdown()
     assert took < 3 and report.sent < 50 and report.ok == report.sent > 0
     assert report.late_starts > 0 and report.latency(99) >= 200
+
+
+def test_cost_per_million_predictions():
+    from bigmodels.analysis.calculators import cost_per_million_predictions
+    from bigmodels.problems import ConfigError
+
+    assert cost_per_million_predictions(1000.0, 3.6) == pytest.approx(1.0)  # 3.6 M predictions per US$3.60 hour
+    assert cost_per_million_predictions(10.0, 0.0) == 0.0
+    for rate, price in ((0, 1.0), (-5, 1.0), (10, -1.0), (float("nan"), 1.0)):
+        with pytest.raises(ConfigError):
+            cost_per_million_predictions(rate, price)
+
+
+def test_the_service_figures_and_tables(tmp_path):
+    from bigmodels.figures.service import (
+        batch_figure, errors_figure, key_rows, latency_figure, load_run_label, load_runs_figure, throughput_figure,
+    )
+
+    summary = summarise([{"at": 99.5, "model": "cnn", "status": 200, "latency_ms": 5.0, "images": 1, "batch_size": 4,
+                          "replica": "r"}, {"at": 99.6, "model": "", "status": 429, "latency_ms": 1.0, "images": 0,
+                                            "batch_size": 0, "replica": ""}], now=100.0, window_s=10)
+    labels = {k: k for k in ("rps", "throughput_title", "seconds_ago", "latency_title", "ms", "batch_title",
+                             "batch_size", "requests", "errors_title", "status", "images_per_s", "p99", "runs_title")}
+    assert list(throughput_figure(summary, labels).data[0].y)[-1] == 2
+    assert [t.name for t in latency_figure(summary, labels).data] == ["p50", "p95", "p99"]
+    assert list(batch_figure(summary, labels).data[0].x) == ["4"]
+    assert list(errors_figure(summary, labels).data[0].x) == ["429"]
+    label = load_run_label("cnn", DeploySettings(replicas=2, max_batch_size=32, batch_wait_ms=5).to_dict(), 1)
+    assert label == "cnn · 2× · b32/5ms · 1img"
+    runs = [{"label": label, "images_per_s": 100.0, "p99_ms": 20.0}]
+    assert list(load_runs_figure(runs, labels).data[0].y) == [100.0]
+    store = ServiceStore(tmp_path)
+    used, _ = store.create_key("used")
+    store.create_key("idle")
+    store.add_usage([(used.id, "cnn", 2, 3, 1.5), (used.id, "lstm", 1, 1, 0.5)])
+    store.revoke_key(used.id)
+    headings = {k: k for k in ("name", "id", "status", "rate", "quota", "model", "requests", "images", "compute_ms")}
+    rows = key_rows(store.keys(), store.usage(), headings, {"active": "on", "revoked": "off"})
+    assert [(r["name"], r["model"], r["images"], r["status"]) for r in rows] == [
+        ("used", "cnn", 3, "off"), ("used", "lstm", 1, "off"), ("idle", "", 0, "on")]
