@@ -263,6 +263,19 @@ def test_the_service_page_shows_deployments_metrics_and_makes_a_key_shown_once(s
     at.run()
     assert not [c for c in at.code if c.value.startswith("bmk_")]  # shown once
     assert shown not in " ".join(str(df.value.to_csv()) for df in at.dataframe)
+    # the load generator: a 2 s run in the background, then its row, the comparison chart and the cost line
+    next(n for n in at.number_input if n.label == "Duration (s)").set_value(2.0)
+    next(n for n in at.number_input if n.label == "Requests/s offered").set_value(20.0)
+    next(b for b in at.button if b.label == "Run load").click().run()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not any("images/s" in df.value.columns for df in at.dataframe):
+        time.sleep(1)
+        at.run()
+    assert not at.exception
+    (runs,) = [df.value for df in at.dataframe if "images/s" in df.value.columns]
+    (row,) = runs.to_dict("records")
+    assert row["run"].startswith("cnn · ") and row["answered"] == row["sent"] > 10 and row["images/s"] > 0
+    assert any("per million predictions" in m.value for m in at.markdown)
 
 
 def test_the_python_snippet_runs_against_the_service(served, tmp_path):

@@ -42,6 +42,7 @@ from bigmodels.serving.store import ServiceStore, check_key
 
 GATEWAY_APP = "bigmodels-gateway"
 INLINE_PARSE_BYTES = 64 * 1024
+UNKNOWN_KEY_RELOAD_S = 0.25
 # Serve's per-request access log line in every replica and the proxy cost more CPU than the
 # gateway's own checks; the gateway keeps its own request log (metrics.RequestLog) instead.
 LOGGING = {"enable_access_log": False, "log_level": "WARNING"}
@@ -198,7 +199,14 @@ class Gateway:
     async def _authorise(self, request: Request):
         """(key record, None) or (None, the error response)."""
         await self._fresh()
-        verdict, record = check_key(presented_key(request), self.keys)
+        presented = presented_key(request)
+        verdict, record = check_key(presented, self.keys)
+        if verdict == "invalid" and time.monotonic() - self.loaded_at >= UNKNOWN_KEY_RELOAD_S:
+            # perhaps a key made since the last read: look again, but at most a few times a
+            # second, so a flood of made-up keys cannot turn into a flood of store reads
+            self.loaded_at = 0.0
+            await self._fresh()
+            verdict, record = check_key(presented, self.keys)
         if verdict == "missing":
             return None, _error(401, "missing_key", f"send an API key: {KEY_HEADER}: Bearer <key>",
                                 {"WWW-Authenticate": "Bearer"})
