@@ -309,3 +309,24 @@ def test_the_sandbox_sends_its_digit_via_the_api_and_shows_both_latencies(served
     assert cnn["answer via the API"].startswith("7 (")
     assert cnn["API, end to end"].endswith(" ms") and cnn["in-process forward pass"].endswith(" ms")
     assert any(r["answer via the API"] == "not deployed in the service" for r in rows.values())  # only the CNN is
+
+
+def test_keys_never_reach_the_clusters_logs(served):
+    """After requests with good, wrong and revoked keys, no log file of the cluster holds a key."""
+    import psutil
+    from pathlib import Path
+
+    record, revoked = served["store"].create_key("logged?")
+    served["store"].revoke_key(record.id)
+    time.sleep(KEY_CACHE_S + 0.2)
+    wrong = "bmk_0123456789ab_" + "w" * 43
+    for key in (served["key"], wrong, revoked):
+        client.predict_pixels(served["url"], key, "cnn", DIGIT)
+    time.sleep(1)  # log lines are flushed by their writers
+    (temp_dir,) = [a.split("=", 1)[1] for a in psutil.Process(served["cluster"].pid).cmdline() if a.startswith("--temp-dir=")]
+    logs = [p for p in Path(temp_dir).glob("session_*/logs/**/*") if p.is_file()]
+    assert logs
+    for path in logs:
+        text = path.read_bytes()
+        for key in (served["key"], wrong, revoked):
+            assert key.encode() not in text and key.split("_")[-1].encode() not in text, path
