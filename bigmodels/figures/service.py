@@ -37,20 +37,20 @@ def latency_figure(summary: Summary, labels: dict[str, str]) -> go.Figure:
     return _layout(fig, labels["latency_title"], labels["seconds_ago"], labels["ms"])
 
 
+def _count_bars(counts: dict[int, int], colour: str, title: str, x_title: str, y_title: str) -> go.Figure:
+    keys = list(counts)
+    fig = go.Figure(go.Bar(x=[str(k) for k in keys], y=[counts[k] for k in keys], marker_color=colour))
+    fig.update_xaxes(type="category")  # batch sizes and statuses are names, not a scale
+    return _layout(fig, title, x_title, y_title)
+
+
 def batch_figure(summary: Summary, labels: dict[str, str]) -> go.Figure:
-    sizes = list(summary.batch_sizes)
-    fig = go.Figure(go.Bar(x=[str(s) for s in sizes], y=[summary.batch_sizes[s] for s in sizes],
-                           marker_color=COLOURS["batch"]))
-    fig.update_xaxes(type="category")
-    return _layout(fig, labels["batch_title"], labels["batch_size"], labels["requests"])
+    return _count_bars(summary.batch_sizes, COLOURS["batch"], labels["batch_title"], labels["batch_size"],
+                       labels["requests"])
 
 
 def errors_figure(summary: Summary, labels: dict[str, str]) -> go.Figure:
-    statuses = list(summary.errors)
-    fig = go.Figure(go.Bar(x=[str(s) for s in statuses], y=[summary.errors[s] for s in statuses],
-                           marker_color=COLOURS["error"]))
-    fig.update_xaxes(type="category")
-    return _layout(fig, labels["errors_title"], labels["status"], labels["requests"])
+    return _count_bars(summary.errors, COLOURS["error"], labels["errors_title"], labels["status"], labels["requests"])
 
 
 def load_runs_figure(runs: list[dict], labels: dict[str, str]) -> go.Figure:

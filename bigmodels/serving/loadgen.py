@@ -21,14 +21,13 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from bigmodels.serving.errors import ServiceProblem
 from bigmodels.serving.metrics import percentile
 from bigmodels.serving.settings import LOAD_BATCH, LOAD_CONCURRENCY, LOAD_DURATION_S, LOAD_RATE, REQUEST_TIMEOUT_S
 
 
-class LoadError(ValueError):
-    def __init__(self, reason: str, **values):
-        super().__init__(f"{reason}: {values}")
-        self.reason, self.values = reason, values
+class LoadError(ServiceProblem, ValueError):
+    """A load plan out of its bounds, or aimed anywhere but loopback."""
 
 
 @dataclass(frozen=True)

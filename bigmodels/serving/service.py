@@ -26,6 +26,7 @@ from bigmodels.runs.store import RunStore, StoreError
 from bigmodels.serving.deployments import (
     GATEWAY_APP, GATEWAY_DEPLOYMENT, LOGGING, MODEL_DEPLOYMENT, Gateway, ModelServer,
 )
+from bigmodels.serving.errors import ServiceProblem
 from bigmodels.serving.metrics import Summary, summarise
 from bigmodels.serving.settings import (
     AUTOSCALE_TARGET_ONGOING, DEFAULT_PORT, ENV_SERVE_PORT, HOST, REPLICA_CPUS, DeploySettings,
@@ -35,12 +36,8 @@ from bigmodels.serving.store import Deployment, ServiceStore, app_name
 SERVE_NAMESPACE = "serve"  # where Serve keeps its controller and replica actors
 
 
-class ServiceError(RuntimeError):
+class ServiceError(ServiceProblem, RuntimeError):
     """The service could not do what was asked; ``reason`` and ``values`` say why, for a person."""
-
-    def __init__(self, reason: str, **values):
-        super().__init__(f"{reason}: {values}" if values else reason)
-        self.reason, self.values = reason, values
 
 
 @dataclass(frozen=True)

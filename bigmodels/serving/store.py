@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Iterator
 
 from bigmodels.runs.store import home_dir
+from bigmodels.serving.errors import ServiceProblem
 from bigmodels.serving.settings import (
     DEFAULT_BURST, DEFAULT_QUOTA_IMAGES, DEFAULT_RATE_PER_S, MAX_KEY_NAME, MAX_RATE_PER_S, DeploySettings,
 )
@@ -53,12 +54,8 @@ class ServiceStoreError(RuntimeError):
     """The service's store cannot be read or written; the message says where and why."""
 
 
-class KeyRequestError(ValueError):
+class KeyRequestError(ServiceProblem, ValueError):
     """A key request that cannot be honoured (bad name, rate or quota)."""
-
-    def __init__(self, reason: str, **values):
-        super().__init__(reason)
-        self.reason, self.values = reason, values
 
 
 @dataclass(frozen=True)
