@@ -11,6 +11,7 @@ check catches attempts that fail quietly. Prints one JSON line.
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import subprocess
 import sys
@@ -59,6 +60,7 @@ def main() -> int:
         runtime.disconnect()
         if cluster is not None:
             runtime.stop_embedded(home, cluster.pid)
+        shutil.rmtree(home, ignore_errors=True)
     print(json.dumps(result))
     return 0
 
