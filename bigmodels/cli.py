@@ -1,4 +1,4 @@
-"""Command line: ``python -m bigmodels train|eval|bench|data|dispatcher|sweep``."""
+"""Command line: ``python -m bigmodels train|eval|bench|data|dispatcher|sweep|serve``."""
 from __future__ import annotations
 
 import argparse
@@ -284,6 +284,62 @@ def cmd_sweep(args) -> int:
 
 
 
+# ------------------------------------------------------------------- serve
+def cmd_serve(args) -> int:
+    """The model service: start it, deploy model sources, print the URL, and keep
+    it up until Ctrl-C (then undeploy what this command deployed)."""
+    import time
+
+    from bigmodels.cluster.runtime import ClusterError
+    from bigmodels.models.sources import finished_run_sources, shipped_source
+    from bigmodels.models.shipped import available
+    from bigmodels.serving import service
+    from bigmodels.serving.settings import DeploySettings
+    from bigmodels.serving.store import KeyRequestError, ServiceStore
+
+    settings = DeploySettings(replicas=args.replicas, max_batch_size=args.max_batch_size,
+                              batch_wait_ms=args.batch_wait_ms, autoscale=args.autoscale, device=args.device)
+    for reason, values in settings.problems():
+        print(f"error: {reason}: {values}", file=sys.stderr)
+    if settings.problems():
+        return 2
+    runs = {s.run_id: s for s in finished_run_sources(args.home)}
+    sources = [shipped_source(name) for name in (args.models.split(",") if args.models else available()) if name]
+    for name in (args.models.split(",") if args.models else []):
+        if name and name not in available():
+            print(f"error: no shipped weights for {name!r} (have: {', '.join(available())})", file=sys.stderr)
+            return 2
+    for run_id in args.run or []:
+        if run_id not in runs:
+            print(f"error: no finished run {run_id!r} with a checkpoint in the run store", file=sys.stderr)
+            return 2
+        sources.append(runs[run_id])
+    try:
+        url = service.start(args.home, args.port)
+        print(f"service: {url}  (OpenAPI docs at {url}/docs)", flush=True)
+        for source in sources:
+            deployment = service.deploy(source, settings, args.home)
+            print(f"deployed {deployment.model_id} ({source.id}, version {deployment.version}): "
+                  f"POST {url}/v1/models/{deployment.model_id}/predict", flush=True)
+        if args.key:
+            record, key = ServiceStore(args.home).create_key(args.key)
+            print(f"API key {record.name!r} (shown once, keep it): {key}", flush=True)
+    except (ClusterError, service.ServiceError, KeyRequestError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.detach:
+        return 0
+    print("serving; Ctrl-C stops", file=sys.stderr, flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        for source in sources:
+            service.undeploy(service.model_id_for(source), args.home)
+        print("undeployed", file=sys.stderr)
+    return 0
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -391,6 +447,23 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", help="export: the JSON file to write (default NAME.json)")
     data_dir(s)
     s.set_defaults(func=cmd_sweep)
+
+    from bigmodels.serving import settings as serving
+
+    s = sub.add_parser("serve", help="serve models behind an HTTP API on Ray Serve (the shipped three by default)")
+    s.add_argument("--models", help="comma-separated shipped models (default: all shipped)")
+    s.add_argument("--run", action="append", metavar="RUN_ID", help="also serve this finished run (repeatable)")
+    s.add_argument("--port", type=_positive_int, help=f"HTTP port on {serving.HOST} (default: ${serving.ENV_SERVE_PORT}, "
+                                                      f"then {serving.DEFAULT_PORT})")
+    s.add_argument("--replicas", type=_positive_int, default=int(serving.REPLICAS.default))
+    s.add_argument("--autoscale", action="store_true", help="scale between 1 and --replicas by load")
+    s.add_argument("--max-batch-size", type=_positive_int, default=int(serving.MAX_BATCH.default))
+    s.add_argument("--batch-wait-ms", type=float, default=serving.BATCH_WAIT_MS.default)
+    s.add_argument("--device", choices=serving.DEVICES, default="cpu")
+    s.add_argument("--key", metavar="NAME", help="also create an API key with this name and print it once")
+    s.add_argument("--detach", action="store_true", help="leave the service running and return")
+    s.add_argument("--home", help=f"data home (default: ${ENV_HOME}, then ./{DEFAULT_HOME})")
+    s.set_defaults(func=cmd_serve)
     return parser
 
 

@@ -24,6 +24,7 @@ from bigmodels.app.sandbox import (
     one_thread, probability_bars, sources_by_architecture,
 )
 from bigmodels.app.live import LIVE_POLL_S, checkpoint_signature, follow
+from bigmodels.app.sandbox_api import api_comparison
 from bigmodels.app.session import current_data, t
 from bigmodels.data import gallery
 from bigmodels.data.digits import first_of_each_class, from_uint8, prepare
@@ -452,6 +453,7 @@ def workbench(chosen: dict) -> None:
         if pixels is None:
             st.info(t("sandbox.empty"))
         show_verdict(answers)
+        api_comparison(readings, chosen, ARCHITECTURES)
         if pixels is not None and true_label is None:
             tell_it_what_it_was(pixels)
     disturbance_controls()

@@ -128,7 +128,7 @@ def test_package_imports_are_at_module_top_except_the_clis_lazy_ones():
     assert offenders == []
 
 
-@pytest.mark.parametrize("folder", ["app", "analysis", "data", "figures", "models", "runs", "train", "content",
+@pytest.mark.parametrize("folder", ["app", "analysis", "data", "figures", "models", "runs", "train", "content", "serving",
                                     "harness"])
 def test_every_layer_is_in_the_readme_layout_table(folder):
     readme = (REPO / "README.md").read_text(encoding="utf-8")

@@ -65,6 +65,7 @@ __all__ = [
     "kv_cache_bytes",
     "inference_memory",
     "gpus_needed",
+    "cost_per_million_predictions",
 ]
 
 #: Bytes per element for the storage types the calculators accept.
@@ -341,3 +342,17 @@ def gpus_needed(total_bytes: float, accelerator: str | Accelerator = "H100") -> 
     (a lower bound: real deployments keep headroom for activations)."""
     acc = _accelerator(accelerator)
     return max(1, math.ceil(_positive("total_bytes", total_bytes) / acc.memory_bytes))
+
+
+# --------------------------------------------------------------------------
+# serving cost
+# --------------------------------------------------------------------------
+
+def cost_per_million_predictions(predictions_per_second: float, price_per_hour: float) -> float:
+    """What a million predictions cost on a device that answers
+    ``predictions_per_second`` (measured) and costs ``price_per_hour``:
+    price / (rate x 3600 s) x 10^6 -- the device busy the whole hour, as a
+    service under steady load keeps it."""
+    rate = _positive("predictions_per_second", predictions_per_second)
+    price = _non_negative("price_per_device_hour", price_per_hour)
+    return price / (rate * 3600.0) * 1e6

@@ -30,6 +30,7 @@ PAGES = [
     ("pages/launcher.py", "nav.launcher", "🚀", "nav.section.models"),
     ("pages/sandbox.py", "nav.sandbox", "✏️", "nav.section.models"),
     ("pages/lab.py", "nav.lab", "📈", "nav.section.models"),
+    ("pages/service.py", "nav.service", "🛰️", "nav.section.models"),
     ("pages/cases.py", "nav.cases", "🌍", "nav.section.writeups"),
     ("pages/challenges.py", "nav.challenges", "⚖️", "nav.section.writeups"),
 ]

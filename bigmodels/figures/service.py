@@ -1,0 +1,92 @@
+"""Figures for the service page: throughput, latency percentiles, batch sizes,
+errors, and load-generator runs side by side.
+
+Pure functions from ``bigmodels.serving.metrics.Summary`` (and load reports) to
+plotly figures; the page passes translated labels in.
+"""
+from __future__ import annotations
+
+import plotly.graph_objects as go
+
+from bigmodels.serving.metrics import Summary
+
+HEIGHT = 250
+MARGIN = {"l": 10, "r": 10, "t": 36, "b": 10}
+COLOURS = {"p50": "#3b5bdb", "p95": "#e8590c", "p99": "#c2255c", "rps": "#2b8a3e", "batch": "#5f3dc4",
+           "error": "#e03131"}
+
+
+def _layout(fig: go.Figure, title: str, x_title: str, y_title: str) -> go.Figure:
+    fig.update_layout(title={"text": title, "font": {"size": 14}}, height=HEIGHT, margin=MARGIN,
+                      xaxis_title=x_title, yaxis_title=y_title, legend={"orientation": "h", "y": -0.3},
+                      hovermode="x unified")
+    return fig
+
+
+def throughput_figure(summary: Summary, labels: dict[str, str]) -> go.Figure:
+    fig = go.Figure(go.Bar(x=summary.seconds, y=summary.requests_per_s, marker_color=COLOURS["rps"],
+                           name=labels["rps"]))
+    return _layout(fig, labels["throughput_title"], labels["seconds_ago"], labels["rps"])
+
+
+def latency_figure(summary: Summary, labels: dict[str, str]) -> go.Figure:
+    fig = go.Figure()
+    for name, values in (("p50", summary.p50_ms), ("p95", summary.p95_ms), ("p99", summary.p99_ms)):
+        fig.add_trace(go.Scatter(x=summary.seconds, y=values, mode="lines+markers", name=name, connectgaps=False,
+                                 line={"color": COLOURS[name], "width": 2}, marker={"size": 4}))
+    return _layout(fig, labels["latency_title"], labels["seconds_ago"], labels["ms"])
+
+
+def _count_bars(counts: dict[int, int], colour: str, title: str, x_title: str, y_title: str) -> go.Figure:
+    keys = list(counts)
+    fig = go.Figure(go.Bar(x=[str(k) for k in keys], y=[counts[k] for k in keys], marker_color=colour))
+    fig.update_xaxes(type="category")  # batch sizes and statuses are names, not a scale
+    return _layout(fig, title, x_title, y_title)
+
+
+def batch_figure(summary: Summary, labels: dict[str, str]) -> go.Figure:
+    return _count_bars(summary.batch_sizes, COLOURS["batch"], labels["batch_title"], labels["batch_size"],
+                       labels["requests"])
+
+
+def errors_figure(summary: Summary, labels: dict[str, str]) -> go.Figure:
+    return _count_bars(summary.errors, COLOURS["error"], labels["errors_title"], labels["status"], labels["requests"])
+
+
+def load_runs_figure(runs: list[dict], labels: dict[str, str]) -> go.Figure:
+    """Load-generator runs side by side: images/s as bars, p99 as points on a second axis."""
+    names = [r["label"] for r in runs]
+    fig = go.Figure()
+    fig.add_trace(go.Bar(x=names, y=[r["images_per_s"] for r in runs], name=labels["images_per_s"],
+                         marker_color=COLOURS["rps"]))
+    fig.add_trace(go.Scatter(x=names, y=[r["p99_ms"] for r in runs], name=labels["p99"], mode="markers",
+                             marker={"size": 12, "color": COLOURS["p99"], "symbol": "diamond"}, yaxis="y2"))
+    fig.update_layout(yaxis2={"overlaying": "y", "side": "right", "title": labels["ms"], "rangemode": "tozero"})
+    fig.update_xaxes(type="category")
+    return _layout(fig, labels["runs_title"], "", labels["images_per_s"])
+
+
+# ------------------------------------------------------------------ tables
+def load_run_label(model_id: str, settings: dict, images_per_request: int) -> str:
+    """What distinguishes one load run from another, short: model, replicas, batching."""
+    replicas = f"≤{settings['replicas']}" if settings.get("autoscale") else str(settings["replicas"])
+    return (f"{model_id} · {replicas}× · b{settings['max_batch_size']}/{settings['batch_wait_ms']:g}ms"
+            f" · {images_per_request}img")
+
+
+def key_rows(keys, usage, headings: dict[str, str], status_words: dict[str, str]) -> list[dict]:
+    """One row per key and model used (a key never used has one row), for the keys table."""
+    by_key: dict[str, list] = {}
+    for u in usage:
+        by_key.setdefault(u.key_id, []).append(u)
+    rows = []
+    for key in keys:
+        for u in by_key.get(key.id) or [None]:
+            rows.append({headings["name"]: key.name, headings["id"]: key.id,
+                         headings["status"]: status_words["revoked" if key.revoked else "active"],
+                         headings["rate"]: key.rate_per_s,
+                         headings["quota"]: key.quota_images or None,
+                         headings["model"]: u.model if u else "",
+                         headings["requests"]: u.requests if u else 0, headings["images"]: u.images if u else 0,
+                         headings["compute_ms"]: round(u.compute_ms, 1) if u else 0.0})
+    return rows

@@ -1,0 +1,69 @@
+"""Start the model service with no network but loopback, answer one request,
+and report every non-loopback socket its processes opened.
+
+Run inside a fresh network namespace (``unshare -n``; tests/test_service.py
+does): there is no route anywhere, so anything the service tried to fetch at
+start (a model hub, a usage-statistics ping, a CDN) would fail it; the socket
+check catches attempts that fail quietly. Prints one JSON line.
+
+    unshare -n python -m bigmodels.harness.offline_service
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import torch
+
+from bigmodels.cluster import runtime
+from bigmodels.harness.network import cluster_processes, outbound
+from bigmodels.models.sources import shipped_source
+from bigmodels.serving import client, service
+from bigmodels.serving.store import ServiceStore
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def main() -> int:
+    # a namespace made by ``unshare -n`` starts with loopback down
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=False, capture_output=True)
+    home = tempfile.mkdtemp(prefix="bigmodels-offline-")
+    result: dict = {}
+    cluster = None
+    try:
+        cluster = runtime.start_embedded(home, num_cpus=2)
+        url = service.start(home, free_port())
+        service.deploy(shipped_source("cnn"), home=home)
+        _, key = ServiceStore(home).create_key("offline")
+        digit = torch.zeros(28, 28)
+        digit[5:23, 13:15] = 1.0
+        reply = client.predict_pixels(url, key, "cnn", digit)
+        time.sleep(2)  # anything that phones home on a timer after start gets a moment to try
+        result = {"status": reply.status, "label": reply.body.get("predictions", [{}])[0].get("label"),
+                  "outbound": outbound(cluster_processes(cluster.pid))}
+    except Exception as exc:  # reported, not raised: the test reads the JSON
+        result = {"error": f"{type(exc).__name__}: {exc}"}
+    finally:
+        try:
+            service.shutdown(home)
+        except Exception:
+            pass
+        runtime.disconnect()
+        if cluster is not None:
+            runtime.stop_embedded(home, cluster.pid)
+        shutil.rmtree(home, ignore_errors=True)
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,302 @@
+"""The Ray Serve deployments: one per deployed model source, and the gateway.
+
+(No ``from __future__ import annotations`` here: FastAPI must see the routes' real
+annotation objects -- as strings, inside Serve's ingress class, ``Request`` is
+not resolved and every call fails validation.)
+
+* ``ModelServer`` -- a model's replicas. Each loads its checkpoint once and
+  answers through ``@serve.batch``: concurrent requests are gathered (up to
+  ``max_batch_size`` images, waiting at most ``batch_wait_ms``) into one
+  forward pass. Both are live settings (Serve's ``user_config``): changing them
+  reconfigures the running replicas without a restart.
+* ``Gateway`` -- the HTTP API (FastAPI, so OpenAPI docs at ``/docs``): API
+  keys, rate limits and quotas, body caps, payload parsing, routing to the
+  model's deployment, usage metering and the request log the service page
+  draws. Its state is per replica, so it runs as one replica; the models scale.
+
+Nothing here is started by importing it: ``bigmodels.serving.service`` binds
+and runs these.
+"""
+
+import asyncio
+import time
+
+import numpy as np
+import torch
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from ray import serve
+from ray.exceptions import RayActorError, RayTaskError
+from ray.serve.exceptions import BackPressureError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from bigmodels.serving.limits import RateLimiter, over_quota, retry_after_header
+from bigmodels.serving.metrics import Record, RequestLog
+from bigmodels.serving.payloads import JSON_TYPE, PayloadError, digits_from_body, media_type
+from bigmodels.serving.predictor import Predictor
+from bigmodels.serving.settings import (
+    ALT_KEY_HEADER, API_PREFIX, GATEWAY_CPUS, KEY_CACHE_S, KEY_HEADER, MAX_BATCH, MAX_BODY_BYTES, REQUEST_TIMEOUT_S,
+)
+from bigmodels.serving.store import ServiceStore, check_key
+
+GATEWAY_APP = "bigmodels-gateway"
+INLINE_PARSE_BYTES = 64 * 1024
+UNKNOWN_KEY_RELOAD_S = 0.25
+# Serve's per-request access log line in every replica and the proxy cost more CPU than the
+# gateway's own checks; the gateway keeps its own request log (metrics.RequestLog) instead.
+LOGGING = {"enable_access_log": False, "log_level": "WARNING"}
+MODEL_DEPLOYMENT = "ModelServer"
+GATEWAY_DEPLOYMENT = "Gateway"
+
+
+def images_in(items: list) -> int:
+    """A batch's size in images (each queued item is a (n, 28, 28) array)."""
+    return sum(int(item.shape[0]) for item in items)
+
+
+@serve.deployment(name=MODEL_DEPLOYMENT, max_ongoing_requests=int(MAX_BATCH.high), logging_config=LOGGING)
+class ModelServer:
+    def __init__(self, model_id: str, checkpoint: str, device: str = "cpu"):
+        self.model_id = model_id
+        self.predictor = Predictor(checkpoint, device)
+        self.replica = serve.get_replica_context().replica_id.unique_id
+
+    def reconfigure(self, config: dict) -> None:
+        """Serve's user_config: the batching settings, applied to running replicas."""
+        self.predict.set_max_batch_size(int(config["max_batch_size"]))
+        self.predict.set_batch_wait_timeout_s(float(config["batch_wait_ms"]) / 1000.0)
+
+    @serve.batch(max_batch_size=int(MAX_BATCH.default), batch_wait_timeout_s=0.005, batch_size_fn=images_in)
+    async def predict(self, items: list[np.ndarray]) -> list[dict]:
+        digits = [torch.from_numpy(d) for item in items for d in item]
+        predictions, compute_ms = self.predictor.predict(digits)
+        out, at = [], 0
+        for item in items:
+            n = int(item.shape[0])
+            out.append({"predictions": [(p.label, p.probabilities) for p in predictions[at:at + n]],
+                        "batch_size": len(digits), "compute_ms": compute_ms * n / len(digits),
+                        "replica": self.replica})
+            at += n
+        return out
+
+    async def __call__(self, digits: np.ndarray) -> dict:
+        return await self.predict(digits)
+
+
+api = FastAPI(
+    title="bigmodels model service",
+    description="MNIST digit classifiers trained in bigmodels, served on Ray Serve. Every /v1 call needs an API "
+                "key (`Authorization: Bearer bmk_...` or `X-API-Key`), created by the operator in the app's "
+                "service page.",
+    version="1",
+)
+
+
+def _error(status: int, reason: str, message: str, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse({"error": reason, "message": message}, status_code=status, headers=headers)
+
+
+@api.exception_handler(RequestValidationError)
+async def _invalid(request: Request, exc: RequestValidationError):
+    return _error(400, "bad_request", "the request does not match the API (see /docs)")
+
+
+@api.exception_handler(StarletteHTTPException)
+async def _http(request: Request, exc: StarletteHTTPException):
+    return _error(exc.status_code, "not_found" if exc.status_code == 404 else "http_error", str(exc.detail))
+
+
+@api.exception_handler(Exception)
+async def _unexpected(request: Request, exc: Exception):
+    # never a traceback to a client; the replica's log has it
+    return _error(500, "internal", "the service failed to answer this request")
+
+
+async def read_capped(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The body, refused (413) as soon as it is known to exceed ``limit``: from the
+    Content-Length header before reading anything, or while streaming a body
+    that did not say its length."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            size = int(declared)
+        except ValueError:
+            raise PayloadError(400, "bad_request", "Content-Length is not a number") from None
+        if size > limit:
+            raise PayloadError(413, "too_large", f"the body is larger than {limit // 2**20} MB")
+    chunks, total = [], 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total > limit:
+            raise PayloadError(413, "too_large", f"the body is larger than {limit // 2**20} MB")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def presented_key(request: Request) -> str | None:
+    header = request.headers.get(KEY_HEADER, "")
+    if header[:7].lower() == "bearer ":
+        return header[7:].strip() or None
+    return request.headers.get(ALT_KEY_HEADER) or None
+
+
+@serve.deployment(name=GATEWAY_DEPLOYMENT, num_replicas=1, max_ongoing_requests=1000,
+                  ray_actor_options={"num_cpus": GATEWAY_CPUS}, logging_config=LOGGING)
+@serve.ingress(api)
+class Gateway:
+    def __init__(self, home: str):
+        self.store = ServiceStore(home)
+        self.limiter = RateLimiter()
+        self.log = RequestLog()
+        self.keys: dict = {}
+        self.models: dict = {}
+        self.used: dict[str, int] = {}
+        self.pending_rows: dict[tuple[str, str], list] = {}
+        self.handles: dict = {}
+        self.loaded_at = 0.0
+        self._refresh_lock = asyncio.Lock()
+        self._refresh_sync()
+
+    # ------------------------------------------------------------ state
+    def _refresh_sync(self) -> None:
+        self.keys = self.store.key_hashes()
+        self.models = {d.model_id: d for d in self.store.deployments()}
+        self.used = self.store.images_used()
+        self.loaded_at = time.monotonic()
+
+    async def _fresh(self) -> None:
+        """Keys, deployments and usage at most ``KEY_CACHE_S`` old; pending usage flushed."""
+        if time.monotonic() - self.loaded_at < KEY_CACHE_S:
+            return
+        async with self._refresh_lock:
+            if time.monotonic() - self.loaded_at < KEY_CACHE_S:
+                return
+            rows, self.pending_rows = self.pending_rows, {}
+            try:
+                await asyncio.to_thread(self.store.add_usage, [(k, m, *v) for (k, m), v in rows.items()])
+                await asyncio.to_thread(self._refresh_sync)
+            except Exception:  # a busy or broken store: keep serving on what is cached, retry next time
+                for key, value in rows.items():
+                    self._meter(key[0], key[1], *value)
+                self.loaded_at = time.monotonic()
+
+    def _meter(self, key_id: str, model: str, requests: int, images: int, compute_ms: float) -> None:
+        row = self.pending_rows.setdefault((key_id, model), [0, 0, 0.0])
+        row[0] += requests
+        row[1] += images
+        row[2] += compute_ms
+
+    def _pending_images(self, key_id: str) -> int:
+        return sum(v[1] for (k, _), v in self.pending_rows.items() if k == key_id)
+
+    def _handle(self, deployment):
+        handle = self.handles.get(deployment.model_id)
+        if handle is None:
+            handle = self.handles[deployment.model_id] = serve.get_app_handle(deployment.app_name)
+        return handle
+
+    async def _authorise(self, request: Request):
+        """(key record, None) or (None, the error response)."""
+        await self._fresh()
+        presented = presented_key(request)
+        verdict, record = check_key(presented, self.keys)
+        if verdict == "invalid" and time.monotonic() - self.loaded_at >= UNKNOWN_KEY_RELOAD_S:
+            # perhaps a key made since the last read: look again, but at most a few times a
+            # second, so a flood of made-up keys cannot turn into a flood of store reads
+            self.loaded_at = 0.0
+            await self._fresh()
+            verdict, record = check_key(presented, self.keys)
+        if verdict == "missing":
+            return None, _error(401, "missing_key", f"send an API key: {KEY_HEADER}: Bearer <key>",
+                                {"WWW-Authenticate": "Bearer"})
+        if verdict == "invalid":
+            return None, _error(401, "invalid_key", "this API key is not known", {"WWW-Authenticate": "Bearer"})
+        if verdict == "revoked":
+            return None, _error(403, "revoked_key", "this API key was revoked")
+        wait = self.limiter.take(record.id, record.rate_per_s, record.burst, time.monotonic())
+        if wait > 0:
+            return None, _error(429, "rate_limited", f"more than {record.rate_per_s:g} requests/s for this key",
+                                {"Retry-After": retry_after_header(wait)})
+        return record, None
+
+    def _answer(self, started: float, model: str, response: JSONResponse, **more) -> JSONResponse:
+        self.log.add(Record(time.time(), model, response.status_code, (time.perf_counter() - started) * 1000, **more))
+        return response
+
+    # ------------------------------------------------------------ routes
+    @api.get("/health", include_in_schema=False)
+    async def health(self) -> dict:
+        return {"ok": True}
+
+    @api.get(API_PREFIX + "/models", summary="The models this service answers with")
+    async def list_models(self, request: Request):
+        started = time.perf_counter()
+        record, refusal = await self._authorise(request)
+        if refusal is not None:
+            return self._answer(started, "", refusal)
+        models = [{"id": d.model_id, "architecture": d.architecture, "source": d.source_id, "origin": d.origin,
+                   "version": d.version, "accuracy": d.accuracy} for d in self.models.values()]
+        return self._answer(started, "", JSONResponse({"models": models}))
+
+    @api.post(API_PREFIX + "/models/{model_id}/predict",
+              summary="Classify one digit or a batch",
+              description="Body: a PNG or JPEG (Content-Type image/png or image/jpeg); or JSON "
+                          '{"pixels": 28x28 numbers in [0, 1]} or a list of such digits; or JSON '
+                          '{"image": base64} / {"images": [base64, ...]}. Answers one '
+                          '{"label", "probabilities", "model", "latency_ms"} per image, in "predictions".')
+    async def predict(self, model_id: str, request: Request):
+        started = time.perf_counter()
+        record, refusal = await self._authorise(request)
+        if refusal is not None:
+            return self._answer(started, "", refusal)
+        deployment = self.models.get(model_id)
+        if deployment is None:
+            return self._answer(started, "", _error(404, "unknown_model",
+                                                    f"no model {model_id!r} is deployed (GET {API_PREFIX}/models)"))
+        try:
+            body = await read_capped(request)
+            kind = request.headers.get("content-type")
+            if len(body) <= INLINE_PARSE_BYTES and media_type(kind) == JSON_TYPE:
+                digits = digits_from_body(kind, body)  # a digit's JSON parses in well under a millisecond
+            else:  # image decoding and big batches: off the event loop, so other requests keep moving
+                digits = await asyncio.to_thread(digits_from_body, kind, body)
+        except PayloadError as err:
+            return self._answer(started, model_id, _error(err.status, err.reason, err.message))
+        if over_quota(record.quota_images, self.used.get(record.id, 0) + self._pending_images(record.id), len(digits)):
+            return self._answer(started, model_id, _error(
+                429, "quota_exceeded", f"this key's quota of {record.quota_images:,} images is used up",
+                {"Retry-After": retry_after_header(24 * 3600)}))
+        chunk = max(1, deployment.settings.max_batch_size)
+        # numpy, not torch, across the process boundary: Ray passes it without a pickle copy
+        parts = [torch.stack(digits[i:i + chunk]).numpy() for i in range(0, len(digits), chunk)]
+        handle = self._handle(deployment)
+        try:
+            results = await asyncio.wait_for(asyncio.gather(*[handle.remote(p) for p in parts]), REQUEST_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            return self._answer(started, model_id, _error(504, "timeout",
+                                                          f"the model did not answer within {REQUEST_TIMEOUT_S:.0f} s"))
+        except (RayActorError, RayTaskError, BackPressureError, RuntimeError, ValueError) as exc:
+            # a replica died or is being replaced, or the app is gone: the client may retry
+            self.handles.pop(model_id, None)
+            return self._answer(started, model_id, _error(503, "unavailable",
+                                                          f"the model is unavailable right now ({type(exc).__name__})",
+                                                          {"Retry-After": "1"}))
+        latency_ms = (time.perf_counter() - started) * 1000
+        predictions = [{"label": label, "probabilities": probabilities, "model": model_id,
+                        "latency_ms": round(latency_ms, 3)}
+                       for result in results for label, probabilities in result["predictions"]]
+        compute_ms = sum(r["compute_ms"] for r in results)
+        self._meter(record.id, model_id, 1, len(digits), compute_ms)
+        return self._answer(started, model_id, JSONResponse({"predictions": predictions}), images=len(digits),
+                            batch_size=max(r["batch_size"] for r in results), replica=results[0]["replica"])
+
+    # ------------------------------------------------------------ for the app (through a handle, not HTTP)
+    async def records(self, since: float) -> list[dict]:
+        return self.log.since(since)
+
+    async def flush(self) -> bool:
+        """Write metered usage now (the page calls it before showing usage)."""
+        self.loaded_at = 0.0
+        await self._fresh()
+        return True

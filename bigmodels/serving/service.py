@@ -1,0 +1,225 @@
+"""Run the model service: start it, deploy and undeploy model sources, and read
+what it is doing -- from the app, the CLI, tests and benchmarks alike.
+
+The service lives on this server's Ray cluster (``bigmodels.cluster.runtime``):
+Serve's HTTP proxy on ``127.0.0.1:<port>`` (loopback; the reverse proxy beside
+the app exposes ``/v1/``), the gateway at ``/``, and one Serve application per
+deployed model source, named after its model id. Which sources are deployed,
+with which settings, is recorded in the service store, so the gateway, the app
+and the CLI agree without asking each other.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import ray
+from ray import serve
+
+from bigmodels.cluster import runtime
+from bigmodels.models.shipped import load_metrics
+from bigmodels.models.sources import ModelSource
+from bigmodels.runs.store import RunStore, StoreError
+from bigmodels.serving.deployments import (
+    GATEWAY_APP, GATEWAY_DEPLOYMENT, LOGGING, MODEL_DEPLOYMENT, Gateway, ModelServer,
+)
+from bigmodels.serving.errors import ServiceProblem
+from bigmodels.serving.metrics import Summary, summarise
+from bigmodels.serving.settings import (
+    AUTOSCALE_TARGET_ONGOING, DEFAULT_PORT, ENV_SERVE_PORT, HOST, REPLICA_CPUS, DeploySettings,
+)
+from bigmodels.serving.store import Deployment, ServiceStore, app_name
+
+SERVE_NAMESPACE = "serve"  # where Serve keeps its controller and replica actors
+
+
+class ServiceError(ServiceProblem, RuntimeError):
+    """The service could not do what was asked; ``reason`` and ``values`` say why, for a person."""
+
+
+@dataclass(frozen=True)
+class ModelStatus:
+    deployment: Deployment
+    status: str  # Serve's application status: DEPLOYING, RUNNING, UNHEALTHY, ... or MISSING
+    replicas: dict[str, int]  # replica state -> count
+    message: str
+
+    @property
+    def running_replicas(self) -> int:
+        return self.replicas.get("RUNNING", 0)
+
+
+def port_from_env() -> int:
+    try:
+        return int(os.environ.get(ENV_SERVE_PORT) or DEFAULT_PORT)
+    except ValueError:
+        return DEFAULT_PORT
+
+
+def base_url(home=None) -> str | None:
+    """The service's URL when it was started for this home (None before)."""
+    return ServiceStore(home).value("url")
+
+
+def model_id_for(source: ModelSource) -> str:
+    """The id in the API's URLs: the architecture for shipped weights, the run id for a run."""
+    return source.model_name if source.origin == "shipped" else source.run_id
+
+
+def checkpoint_version(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:12]
+
+
+def source_accuracy(source: ModelSource, home=None) -> float | None:
+    """The measured test accuracy: metrics.json for shipped weights, the run's record for a run."""
+    if source.origin == "shipped":
+        return load_metrics().get(source.model_name, {}).get("accuracy")
+    try:
+        return RunStore(home).get(source.run_id).final_accuracy
+    except (StoreError, KeyError, ValueError):
+        return None
+
+
+def start(home=None, port: int | None = None) -> str:
+    """Serve's proxy and the gateway on this home's cluster (idempotent); the URL."""
+    runtime.connect(home)
+    store = ServiceStore(home)
+    wanted = port or store.value("port") or port_from_env()
+    try:
+        serve.start(http_options={"host": HOST, "port": int(wanted)}, proxy_location="HeadOnly",
+                    logging_config=LOGGING)
+        if GATEWAY_APP not in serve.status().applications:  # a second start must not restart the gateway
+            serve.run(Gateway.bind(str(Path(store.folder).parent)), name=GATEWAY_APP, route_prefix="/")
+    except Exception as exc:  # Serve reports a taken port or a failed replica in many types
+        raise ServiceError("start_failed", detail=str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__) from exc
+    url = f"http://{HOST}:{int(wanted)}"
+    store.set_value("port", int(wanted))
+    store.set_value("url", url)
+    return url
+
+
+def running(home=None) -> bool:
+    """Is the gateway up on this home's cluster (without starting anything)?"""
+    if runtime.cluster_address(home, start=False) is None:
+        return False
+    runtime.connect(home)
+    try:
+        return GATEWAY_APP in serve.status().applications
+    except Exception:  # no Serve controller on the cluster yet
+        return False
+
+
+def deploy(source: ModelSource, settings: DeploySettings = DeploySettings(), home=None) -> Deployment:
+    """Serve ``source`` (replacing its earlier deployment with the new settings);
+    returns when its replicas are up."""
+    problems = settings.problems()
+    if problems:
+        reason, values = problems[0]
+        raise ServiceError(reason, **values)
+    if not source.checkpoint.is_file():
+        raise ServiceError("no_checkpoint", path=str(source.checkpoint))
+    runtime.connect(home)
+    model_id = model_id_for(source)
+    deployment = Deployment(model_id, source.id, source.model_name, source.origin, str(source.checkpoint),
+                            checkpoint_version(source.checkpoint), source_accuracy(source, home), settings, time.time())
+    options = {"ray_actor_options": {"num_cpus": REPLICA_CPUS, "num_gpus": 1 if settings.device == "cuda" else 0},
+               "user_config": {"max_batch_size": settings.max_batch_size, "batch_wait_ms": settings.batch_wait_ms}}
+    if settings.autoscale:
+        options["autoscaling_config"] = {"min_replicas": 1, "max_replicas": settings.replicas,
+                                         "target_ongoing_requests": AUTOSCALE_TARGET_ONGOING,
+                                         "upscale_delay_s": 2, "downscale_delay_s": 30}
+    else:
+        options["num_replicas"] = settings.replicas
+    app = ModelServer.options(**options).bind(model_id, str(source.checkpoint), settings.device)
+    try:
+        serve.run(app, name=app_name(model_id), route_prefix=None)
+    except Exception as exc:
+        raise ServiceError("deploy_failed", detail=str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__) from exc
+    ServiceStore(home).record_deployment(deployment)
+    return deployment
+
+
+def undeploy(model_id: str, home=None) -> bool:
+    store = ServiceStore(home)
+    known = {d.model_id for d in store.deployments()}
+    if model_id not in known:
+        return False
+    runtime.connect(home)
+    store.forget_deployment(model_id)  # first: the gateway stops routing to it within a second
+    serve.delete(app_name(model_id))
+    return True
+
+
+def statuses(home=None) -> list[ModelStatus]:
+    """Every recorded deployment with what Serve says of it."""
+    deployments = ServiceStore(home).deployments()
+    if not deployments:
+        return []
+    runtime.connect(home)
+    try:
+        apps = serve.status().applications
+    except Exception:
+        apps = {}
+    out = []
+    for d in deployments:
+        app = apps.get(d.app_name)
+        if app is None:
+            out.append(ModelStatus(d, "MISSING", {}, ""))
+            continue
+        inner = app.deployments.get(MODEL_DEPLOYMENT)
+        out.append(ModelStatus(d, str(getattr(app.status, "value", app.status)),
+                               dict(inner.replica_states) if inner else {}, app.message or (inner.message if inner else "")))
+    return out
+
+
+def gateway():
+    return serve.get_app_handle(GATEWAY_APP)
+
+
+def records(home=None, since: float = 0.0, timeout_s: float = 10.0) -> list[dict]:
+    """The gateway's request log since ``since`` (wall clock)."""
+    runtime.connect(home)
+    return gateway().records.remote(since).result(timeout_s=timeout_s)
+
+
+def flush_usage(home=None, timeout_s: float = 10.0) -> None:
+    runtime.connect(home)
+    gateway().flush.remote().result(timeout_s=timeout_s)
+
+
+def metrics(home=None, window_s: float = 60.0, model: str | None = None) -> Summary:
+    now = time.time()
+    return summarise(records(home, now - window_s), now, window_s, model)
+
+
+def replica_actors(model_id: str) -> list[str]:
+    """The Ray actor names of a model's replicas (to find one to kill in a fault test)."""
+    prefix = f"SERVE_REPLICA::{app_name(model_id)}#{MODEL_DEPLOYMENT}#"
+    return [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
+            if a["namespace"] == SERVE_NAMESPACE and a["name"].startswith(prefix)]
+
+
+def kill_replica(actor_name: str) -> None:
+    """Kill one replica the hard way (as a crash would); Serve starts a new one."""
+    ray.kill(ray.get_actor(actor_name, namespace=SERVE_NAMESPACE), no_restart=True)
+
+
+def shutdown(home=None) -> None:
+    """Every Serve application of this cluster, the proxy and the controller."""
+    runtime.connect(home)
+    serve.shutdown()
+    store = ServiceStore(home)
+    for d in store.deployments():
+        store.forget_deployment(d.model_id)
+
+
+__all__ = ["GATEWAY_APP", "GATEWAY_DEPLOYMENT", "ModelStatus", "ServiceError", "base_url", "deploy", "flush_usage",
+           "kill_replica", "metrics", "model_id_for", "records", "replica_actors", "running", "shutdown", "start",
+           "statuses", "undeploy"]

@@ -1,0 +1,86 @@
+"""Every bound and default of the model service, declared once.
+
+The deploy form, the CLI flags, the gateway's checks and the tests read these;
+nothing else spells a number out.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from bigmodels.data.uploads import MAX_UPLOAD_BYTES
+
+# ---------------------------------------------------------------- requests
+API_PREFIX = "/v1"
+MAX_BODY_BYTES = MAX_UPLOAD_BYTES  # one image or a JSON batch: the uploads' 5 MB cap, refused before it is read
+MAX_IMAGES_PER_REQUEST = 64  # a batch request; more is a 413
+REQUEST_TIMEOUT_S = 30.0  # a prediction the replicas have not answered by then is a 504, never a hang
+KEY_HEADER = "Authorization"  # "Bearer <key>"; X-API-Key is accepted too
+ALT_KEY_HEADER = "X-API-Key"
+
+# ---------------------------------------------------------------- the HTTP proxy
+ENV_SERVE_PORT = "BIGMODELS_SERVE_PORT"
+DEFAULT_PORT = 8000
+HOST = "127.0.0.1"  # loopback: the reverse proxy beside the app exposes /v1/ (deploy/nginx.conf)
+
+# ---------------------------------------------------------------- keys
+DEFAULT_RATE_PER_S = 50.0  # requests per second per key (token bucket) ...
+DEFAULT_BURST = 100  # ... with this many at once
+MAX_RATE_PER_S = 10_000.0
+DEFAULT_QUOTA_IMAGES = 1_000_000  # images per key over its lifetime; 0 = none
+KEY_CACHE_S = 1.0  # the gateway re-reads keys and writes metered usage this often: a revocation bites within a second
+MAX_KEY_NAME = 60
+
+
+@dataclass(frozen=True)
+class Bound:
+    low: float
+    high: float
+    default: float
+
+    def check(self, value: float) -> bool:
+        return self.low <= value <= self.high
+
+
+# ---------------------------------------------------------------- deployments
+REPLICAS = Bound(1, 4, 1)
+MAX_BATCH = Bound(1, 256, 32)
+BATCH_WAIT_MS = Bound(0, 200, 5)
+AUTOSCALE_TARGET_ONGOING = 4  # requests in flight per replica that autoscaling aims for
+DEVICES = ("cpu", "cuda")
+REPLICA_CPUS = 0.5  # a replica's CPU reservation (Ray scheduling, not a cap) ...
+GATEWAY_CPUS = 0.25  # ... and the gateway's: two replicas and the gateway fit in two cores, with room for training
+
+# ---------------------------------------------------------------- load generator
+LOAD_RATE = Bound(1, 2000, 50)  # requests per second offered
+LOAD_DURATION_S = Bound(1, 60, 10)
+LOAD_CONCURRENCY = Bound(1, 64, 8)
+LOAD_BATCH = Bound(1, MAX_IMAGES_PER_REQUEST, 1)
+
+# ---------------------------------------------------------------- metrics
+METRICS_WINDOW_S = 120  # the gateway keeps this much request history
+METRICS_MAX_RECORDS = 200_000
+
+
+@dataclass(frozen=True)
+class DeploySettings:
+    """How one model source is served."""
+
+    replicas: int = int(REPLICAS.default)
+    max_batch_size: int = int(MAX_BATCH.default)
+    batch_wait_ms: float = BATCH_WAIT_MS.default
+    autoscale: bool = False  # replicas become the maximum; Serve scales between 1 and it by load
+    device: str = "cpu"
+
+    def problems(self) -> list[tuple[str, dict]]:
+        """(reason, values) for every setting out of bounds (the page translates them)."""
+        found = []
+        for name, bound in (("replicas", REPLICAS), ("max_batch_size", MAX_BATCH), ("batch_wait_ms", BATCH_WAIT_MS)):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not bound.check(value):
+                found.append(("out_of_bounds", {"name": name, "value": value, "low": bound.low, "high": bound.high}))
+        if self.device not in DEVICES:
+            found.append(("device", {"value": self.device, "choices": ", ".join(DEVICES)}))
+        return found
+
+    def to_dict(self) -> dict:
+        return asdict(self)
