@@ -156,6 +156,7 @@ class Dispatcher:
         self.data_ref = None
         self.data_source: str | None = None
         self._joined_here = False
+        self.orphaned = False
         self.cluster: runtime.Cluster | None = None
         self._mutex = threading.RLock()
 
@@ -176,7 +177,8 @@ class Dispatcher:
 
     def should_exit(self) -> bool:
         if self.parent_pid is not None and os.getppid() != self.parent_pid:
-            self.stopping.set()  # the app that started us is gone; so are we
+            self.orphaned = True  # the app that started us is gone; so are we
+            self.stopping.set()
         return self.stopping.is_set()
 
     # ------------------------------------------------------------ lifecycle
@@ -267,6 +269,10 @@ class Dispatcher:
                 pass
         if getattr(self, "_joined_here", False):
             runtime.disconnect()
+        if self.orphaned and self.cluster is not None and self.cluster.embedded:
+            # the app that started us (and so the embedded head) is gone: nobody needs the head
+            # now, and it would hold ~1 GB for ever. A restart (systemd, an operator) keeps it warm.
+            runtime.stop_embedded(self.home)
 
     # ------------------------------------------------------------- sessions
     def _refresh_sessions(self) -> None:

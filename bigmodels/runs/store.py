@@ -657,7 +657,7 @@ class RunStore:
         return None
 
     def claim(self, run_id: str, worker_id: str, pid: int) -> Run:
-        """Take one queued run (a ``torchrun`` started by hand names its run)."""
+        """Take one queued run by id (the dispatcher, a test, a script)."""
         now = time.time()
         with self._write() as db:
             row = _get_row(db, run_id)
