@@ -52,7 +52,8 @@ from bigmodels.problems import ConfigError, Problem
 from bigmodels.runs.processes import pid_alive, process_memory
 from bigmodels.runs.recorder import INTERRUPTED_REASON, EventRecorder, final_status
 from bigmodels.runs.store import Run, RunStore, StoreError
-from bigmodels.train.config import TrainConfig
+from bigmodels.models.registry import list_models
+from bigmodels.train.config import TrainConfig, default_config
 from bigmodels.train.plan import MEMORY_HEADROOM, Device, Resources, plan
 
 POLL_S = 0.05  # how often the queue is looked at: part of the submit-to-first-step latency
@@ -199,6 +200,8 @@ class Dispatcher:
             print(f"{self.id}: joined Ray at {self.cluster.address} "
                   f"({'embedded' if self.cluster.embedded else 'external'})", file=sys.stderr, flush=True)
             self._load_data()
+            for name in list_models():  # the plan's memory probe, cached before the first run asks
+                self._memory_need_of(default_config(name).to_dict(), "cpu")
             self._loop()
             return 0
         finally:
@@ -339,17 +342,24 @@ class Dispatcher:
                 print(f"session {session.key} failed to start: {session.error}", file=sys.stderr, flush=True)
 
     def _describe_sessions(self) -> None:
-        """Fresh memory and utilisation of every ready session (answered while training)."""
-        ready = {s.actor.describe.remote(): s for s in self.sessions.values() if s.ready is None
-                 and s.state in ("warm", "busy")}
-        if not ready:
-            return
-        done, _ = ray.wait(list(ready), num_returns=len(ready), timeout=1.0)
-        for ref in done:
-            try:
-                ready[ref].info = ray.get(ref)
-            except Exception as exc:
-                ready[ref].state, ready[ref].error = "dead", _short(exc)
+        """Fresh memory and utilisation of every ready session, without waiting: the
+        answers asked for last time are collected, new questions are sent (a busy
+        session answers between steps; placing a queued run must not wait for it)."""
+        asked = getattr(self, "_describing", {})
+        if asked:
+            done, _ = ray.wait(list(asked), num_returns=len(asked), timeout=0)
+            for ref in done:
+                session = asked.pop(ref)
+                try:
+                    session.info = ray.get(ref)
+                except Exception as exc:
+                    session.state, session.error = "dead", _short(exc)
+        pending = {id(s) for s in asked.values()}
+        for session in self.sessions.values():
+            if session.ready is None and session.state in ("warm", "busy") and id(session) not in pending:
+                asked[session.actor.describe.remote()] = session
+        self._describing = asked
+
 
     # ------------------------------------------------------------ placing
     def _place_queued(self) -> int:
@@ -396,8 +406,12 @@ class Dispatcher:
 
     def _memory_need(self, run: Run) -> int:
         """Bytes one process of ``run`` needs on its device (the plan's estimate with headroom)."""
-        config = TrainConfig.from_dict(run.config)
-        kind = run.target.split(":")[0]
+        return self._memory_need_of(run.config, run.target)
+
+    @staticmethod
+    def _memory_need_of(config_dict: dict, target: str) -> int:
+        config = TrainConfig.from_dict(config_dict)
+        kind = target.split(":")[0]
         name = "cuda:0" if kind == "cuda" else kind
         planned = plan(config, Resources((Device(name, name, None),), 1 << 16), world_size=1)
         return int(planned.memory.total * MEMORY_HEADROOM)
