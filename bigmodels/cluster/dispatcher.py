@@ -298,7 +298,8 @@ class Dispatcher:
         for node in nodes:
             host = node.get("NodeManagerHostname") or node.get("NodeManagerAddress")
             resources = node.get("Resources", {})
-            devices = ["cpu"] + [f"cuda:{i}" for i in range(int(resources.get("GPU", 0)))]
+            gpus = 0 if self._gpus_lent() else int(resources.get("GPU", 0))  # lent to a Ray Train run
+            devices = ["cpu"] + [f"cuda:{i}" for i in range(gpus)]
             for device in devices:
                 key = f"{host}/{device}" if len(nodes) == 1 or host else f"{node['NodeID'][:8]}/{device}"
                 key = self._unique_key(key, node["NodeID"])
@@ -425,7 +426,8 @@ class Dispatcher:
 
     def _start_run(self, run: Run, sessions: list[Session], multi: dict | None = None) -> None:
         try:
-            claimed = self.store.claim(run.id, sessions[0].key, os.getpid())
+            where = sessions[0].key if sessions else f"ray-train x{run.world_size}"
+            claimed = self.store.claim(run.id, where, os.getpid())
         except Exception:  # cancelled between the query and the claim
             return
         for session in sessions:
@@ -581,8 +583,23 @@ class Dispatcher:
         if reason is not None:
             return reason
         holds = [s for s in self.sessions.values() if s.device == kind]
-        self._start_run(run, holds, multi={"channel": RunChannel.remote()})
+        if kind == "cuda":
+            # A GPU session holds its GPU as a Ray resource; Ray Train's workers need those GPUs,
+            # so the sessions make way (and are started warm again when the run ends). CPU sessions
+            # hold no Ray CPU and stay.
+            for session in holds:
+                try:
+                    ray.kill(session.actor)
+                except Exception:
+                    pass
+                self.sessions.pop(session.key, None)
+            holds = []
+        self._start_run(run, holds, multi={"channel": RunChannel.remote(), "kind": kind})
         return None
+
+    def _gpus_lent(self) -> bool:
+        with self._mutex:
+            return any((job.get("multi") or {}).get("kind") == "cuda" for job in self.running.values())
 
     def _execute_multi(self, run: Run, job: dict) -> None:
         channel = job["multi"]["channel"]
