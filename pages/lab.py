@@ -166,7 +166,8 @@ def checks(table, result, lang) -> None:
     st.plotly_chart(figures.check_figure(result, figure_labels(), lang), key="lab_fig_check", config=CHART)
     for check in result.checks:
         verdict = "inside" if check.inside else "outside"
-        st.markdown(t(f"lab.check.{verdict}", parameters=format_count_in(check.row.parameters, lang),
+        icon = ":material/check_circle:" if check.inside else ":material/cancel:"  # not in the catalogue text
+        st.markdown(icon + " " + t(f"lab.check.{verdict}", parameters=format_count_in(check.row.parameters, lang),
                       images=format_count_in(check.row.images, lang), predicted=f"{check.predicted:.4f}",
                       low=f"{check.interval.low:.4f}", high=f"{check.interval.high:.4f}",
                       measured=f"{check.row.test_loss:.4f}", error=f"{check.error:+.0%}", run=check.row.run_id))

@@ -24,6 +24,7 @@ import aiohttp
 from bigmodels.serving.errors import ServiceProblem
 from bigmodels.serving.metrics import percentile
 from bigmodels.serving.settings import LOAD_BATCH, LOAD_CONCURRENCY, LOAD_DURATION_S, LOAD_RATE, REQUEST_TIMEOUT_S
+from bigmodels.serving.outside_loop import call_outside_loop
 
 
 class LoadError(ServiceProblem, ValueError):
@@ -141,4 +142,4 @@ async def _run(plan: LoadPlan, stop: threading.Event | None) -> LoadReport:
 def run_load(plan: LoadPlan, stop: threading.Event | None = None) -> LoadReport:
     """Run ``plan`` to the end (or until ``stop`` is set) in this thread's own event loop."""
     plan.check()
-    return asyncio.run(_run(plan, stop))
+    return call_outside_loop(lambda: asyncio.run(_run(plan, stop)))

@@ -32,6 +32,7 @@ from bigmodels.serving.settings import (
     AUTOSCALE_TARGET_ONGOING, DEFAULT_PORT, ENV_SERVE_PORT, HOST, REPLICA_CPUS, DeploySettings,
 )
 from bigmodels.serving.store import Deployment, ServiceStore, app_name
+from bigmodels.serving.outside_loop import call_outside_loop
 
 SERVE_NAMESPACE = "serve"  # where Serve keeps its controller and replica actors
 
@@ -186,12 +187,12 @@ def gateway():
 def records(home=None, since: float = 0.0, timeout_s: float = 10.0) -> list[dict]:
     """The gateway's request log since ``since`` (wall clock)."""
     runtime.connect(home)
-    return gateway().records.remote(since).result(timeout_s=timeout_s)
+    return call_outside_loop(lambda: gateway().records.remote(since).result(timeout_s=timeout_s))
 
 
 def flush_usage(home=None, timeout_s: float = 10.0) -> None:
     runtime.connect(home)
-    gateway().flush.remote().result(timeout_s=timeout_s)
+    call_outside_loop(lambda: gateway().flush.remote().result(timeout_s=timeout_s))
 
 
 def metrics(home=None, window_s: float = 60.0, model: str | None = None) -> Summary:
