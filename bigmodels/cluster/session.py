@@ -143,7 +143,8 @@ class SessionActor:
         trainer.start()
         cpu = CpuMeter()
         pending: list = []
-        last_flush = last_system = time.monotonic()
+        last_flush = time.monotonic()
+        last_system = float("-inf")  # the first message carries a sample: a short run still has one
         first_step_sent = False
         sent_mtime = None
         finished = False
