@@ -83,7 +83,7 @@ def test_the_app_starts_one_dispatcher_however_many_sessions_ask(store, monkeypa
         def poll(self):
             return None
 
-    def fake_start(home, data_dir=None, owned=True, threads=None, warm_models=None, env=None):
+    def fake_start(home, data_dir=None, owned=True, threads=None, warm_models=None, idle_exit=None):
         time.sleep(0.05)  # widen the race window
         started.append(str(home))
         return Alive()

@@ -131,7 +131,7 @@ def dispatcher_command(home: str | os.PathLike, data_dir: str | None = None, par
 
 def start_dispatcher(home: str | os.PathLike, data_dir: str | None = None, owned: bool = True,
                      threads: int | None = None, warm_models: list[str] | None = None,
-                     env: dict[str, str] | None = None, idle_exit: float | None = None) -> subprocess.Popen:
+                     idle_exit: float | None = None) -> subprocess.Popen:
     """Start ``python -m bigmodels dispatcher`` in the background; ``owned``: it exits
     when this process does (the app's), instead of outliving it; ``idle_exit``: it
     leaves after that many seconds without work."""
@@ -141,7 +141,7 @@ def start_dispatcher(home: str | os.PathLike, data_dir: str | None = None, owned
         return subprocess.Popen(dispatcher_command(store.home, data_dir, os.getpid() if owned else None, threads,
                                                    warm_models, idle_exit),
                                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=child_env(**(env or {})), start_new_session=True)
+                                env=child_env(), start_new_session=True)
     finally:
         log.close()  # the child has its own copy of the descriptor
 

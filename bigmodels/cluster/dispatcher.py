@@ -106,7 +106,7 @@ class ResilientStore:
                 try:
                     self._store = RunStore(self.home)  # a deleted or replaced file gets its schema again
                 except (StoreError, OSError):
-                    pass
+                    pass  # cannot even open it yet: the next attempt tries again
 
 
 # ------------------------------------------------------------- sessions
@@ -127,6 +127,14 @@ class Session:
     def view(self, node_resources: dict[str, float]) -> SessionView:
         return SessionView(self.key, self.device.split(":")[0], self.state == "warm",
                            self.info.get("device_free"), self.info.get("device_total"), node_resources)
+
+
+def _kill(actor) -> None:
+    """``ray.kill``, for an actor that may be dead already (its node gone, killed by a test)."""
+    try:
+        ray.kill(actor)
+    except Exception:  # nothing is left to stop
+        pass
 
 
 def _short(exc: BaseException) -> str:
@@ -155,7 +163,8 @@ class Dispatcher:
         self.running: dict[str, dict[str, Any]] = {}  # run id -> {"thread", "sessions", "stop_sent", ...}
         self.waiting: dict[str, Problem] = {}  # run id -> why it waits
         self.data_ref = None
-        self.data_source: str | None = None
+        self._needs: dict[str, int] = {}  # run id -> its plan's memory need (a run's config never changes)
+        self._describing: dict[Any, Session] = {}  # describe() asked, not yet answered
         self._joined_here = False
         self.orphaned = False
         self.cluster: runtime.Cluster | None = None
@@ -227,7 +236,6 @@ class Dispatcher:
             print(self.problems["data"], file=sys.stderr, flush=True)
             return
         self.data_ref = ray.put(mnist)  # every session on every node gets it from here: no shared disk
-        self.data_source = mnist.describe()
 
     def _loop(self) -> None:
         last_refresh = last_cancel = last_state = 0.0
@@ -266,10 +274,7 @@ class Dispatcher:
         except OSError:
             pass
         for session in self.sessions.values():  # our actors die with this driver anyway; in a shared
-            try:                                # process (tests) they must not outlive the dispatcher
-                ray.kill(session.actor)
-            except Exception:
-                pass
+            _kill(session.actor)                # process (tests) they must not outlive the dispatcher
         if getattr(self, "_joined_here", False):
             runtime.disconnect()
         if self.orphaned and self.cluster is not None and self.cluster.embedded:
@@ -301,8 +306,7 @@ class Dispatcher:
             gpus = 0 if self._gpus_lent() else int(resources.get("GPU", 0))  # lent to a Ray Train run
             devices = ["cpu"] + [f"cuda:{i}" for i in range(gpus)]
             for device in devices:
-                key = f"{host}/{device}" if len(nodes) == 1 or host else f"{node['NodeID'][:8]}/{device}"
-                key = self._unique_key(key, node["NodeID"])
+                key = self._unique_key(f"{host or node['NodeID'][:8]}/{device}", node["NodeID"])
                 if key in self.sessions:
                     continue
                 self._start_session(key, node["NodeID"], host, device)
@@ -346,7 +350,7 @@ class Dispatcher:
         """Fresh memory and utilisation of every ready session, without waiting: the
         answers asked for last time are collected, new questions are sent (a busy
         session answers between steps; placing a queued run must not wait for it)."""
-        asked = getattr(self, "_describing", {})
+        asked = self._describing
         if asked:
             done, _ = ray.wait(list(asked), num_returns=len(asked), timeout=0)
             for ref in done:
@@ -359,12 +363,10 @@ class Dispatcher:
         for session in self.sessions.values():
             if session.ready is None and session.state in ("warm", "busy") and id(session) not in pending:
                 asked[session.actor.describe.remote()] = session
-        self._describing = asked
-
 
     # ------------------------------------------------------------ placing
     def _place_queued(self) -> int:
-        queued = self.raw_store_list_queued()
+        queued = self._queued_runs()
         placed = 0
         waiting: dict[str, Problem] = {}
         for run in queued:
@@ -395,10 +397,12 @@ class Dispatcher:
         self.waiting = waiting
         return placed
 
-    def raw_store_list_queued(self) -> list[Run]:
+    def _queued_runs(self) -> list[Run]:
+        """The queue. While the store is known to fail, one read without retrying (the loop
+        asks again in ``poll`` seconds; the failing write is being retried elsewhere)."""
+        source = self.raw_store if "store" in self.problems else self.store
         try:
-            return self.store.list_runs(statuses=["queued"]) if not self.problems.get("store") \
-                else self.raw_store.list_runs(statuses=["queued"])
+            return source.list_runs(statuses=["queued"])
         except (StoreError, OSError):
             return []  # the store problem is already reported; nothing new is placed meanwhile
 
@@ -406,8 +410,12 @@ class Dispatcher:
         return next((n.get("Resources", {}) for n in self.nodes if n["NodeID"] == node_id), {})
 
     def _memory_need(self, run: Run) -> int:
-        """Bytes one process of ``run`` needs on its device (the plan's estimate with headroom)."""
-        return self._memory_need_of(run.config, run.target)
+        """Bytes one process of ``run`` needs on its device (the plan's estimate with headroom),
+        planned once per run: the queue is looked at every ``poll`` seconds, a plan builds the
+        model on the meta device."""
+        if run.id not in self._needs:
+            self._needs[run.id] = self._memory_need_of(run.config, run.target)
+        return self._needs[run.id]
 
     @staticmethod
     def _memory_need_of(config_dict: dict, target: str) -> int:
@@ -442,6 +450,7 @@ class Dispatcher:
     def _release(self, run_id: str, lost: bool = False, reason: str | None = None) -> None:
         with self._mutex:
             job = self.running.pop(run_id, None)
+        self._needs.pop(run_id, None)
         for session in (job or {}).get("sessions", []):
             session.run_id = None
             if lost:
@@ -532,14 +541,13 @@ class Dispatcher:
         if outcome.get("detail"):
             self.store.log(run.id, outcome["detail"])
         if outcome["status"] == "stopped":
-            cancel = self.raw_store.cancel_requested(run.id) if not self.stopping.is_set() else \
-                self._cancel_requested_safely(run.id)
-            return final_status(True, cancel)
+            return final_status(True, self._cancel_requested(run.id))
         if outcome["status"] == "refused":
             return "interrupted", outcome.get("reason")
         return outcome["status"], outcome.get("reason")
 
-    def _cancel_requested_safely(self, run_id: str) -> bool:
+    def _cancel_requested(self, run_id: str) -> bool:
+        """Was the stop a cancel? (An unreadable store: no, so the run is resumable.)"""
         try:
             return self.raw_store.cancel_requested(run_id)
         except (StoreError, OSError):
@@ -588,10 +596,7 @@ class Dispatcher:
             # so the sessions make way (and are started warm again when the run ends). CPU sessions
             # hold no Ray CPU and stay.
             for session in holds:
-                try:
-                    ray.kill(session.actor)
-                except Exception:
-                    pass
+                _kill(session.actor)
                 self.sessions.pop(session.key, None)
             holds = []
         self._start_run(run, holds, multi={"channel": RunChannel.remote(), "kind": kind})
@@ -616,10 +621,7 @@ class Dispatcher:
             status, reason = "failed", f"the Ray Train run failed to start: {_short(exc)}"
         finally:
             MultiRun.cleanup(storage)
-            try:
-                ray.kill(channel)
-            except Exception:
-                pass
+            _kill(channel)
         self._finish(run.id, status, reason)
         self._release(run.id)
 
