@@ -30,6 +30,7 @@ import ray.train.torch
 from ray.train import FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchConfig, TorchTrainer
 
+from bigmodels.cluster.batching import EventBatcher
 from bigmodels.problems import Key, Problem
 from bigmodels.provenance import git_commit, software_versions
 from bigmodels.train.config import TrainConfig
@@ -39,7 +40,6 @@ from bigmodels.train.plan import Resources, plan
 from bigmodels.train.ranks import Ranks, backend_for
 from bigmodels.train.session import describe_failure
 
-FLUSH_S = 0.25  # as a session's stream: step events per message
 
 
 @ray.remote(num_cpus=0, max_concurrency=4)
@@ -92,23 +92,13 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
                                 f"{describe_device(device)} x{ranks.world}", "data_source": mnist.describe(),
                                 "versions": software_versions(), "git_commit": git_commit(),
                                 "host": ray.util.get_node_ip_address()})
-        pending: list = []
-        state = {"last": time.monotonic(), "first": False, "mtime": None}
+        batcher = EventBatcher(checkpoint)
 
         def on_event(event) -> None:  # rank 0 only (the engine emits nowhere else)
-            pending.append(event)
+            batcher.add(event)
             now = time.monotonic()
-            urgent = event.kind in ("start", "epoch", "end") or (event.kind == "step" and not state["first"])
-            if not urgent and now - state["last"] < FLUSH_S:
-                return
-            message: dict[str, Any] = {"kind": "events", "events": list(pending), "at": time.time()}
-            if event.kind in ("epoch", "end") and checkpoint.is_file() and checkpoint.stat().st_mtime_ns != state["mtime"]:
-                message["checkpoint"] = checkpoint.read_bytes()
-                state["mtime"] = checkpoint.stat().st_mtime_ns
-            state["first"] = state["first"] or any(e.kind == "step" for e in pending)
-            pending.clear()
-            state["last"] = now
-            channel.put.remote(message)
+            if batcher.due(now):
+                channel.put.remote(batcher.take(now))
 
         def should_stop() -> bool:
             return ranks.is_main and ray.get(channel.stop_requested.remote())

@@ -4,9 +4,8 @@ The dispatcher (``bigmodels.cluster.dispatcher``) starts one ``SessionActor``
 per device of the cluster, pinned to its node. Each keeps a ``DeviceSession``
 warm (``bigmodels.train.session``) and trains a run with the project's one
 training loop when asked, streaming what happens back as it happens (a Ray
-streaming generator): the start, the steps (batched: one message per
-``FLUSH_S``, and the first step at once -- the moment launch latency is
-measured to), every epoch with the checkpoint written after it, and the end.
+streaming generator), grouped by ``bigmodels.cluster.batching``: the start,
+the steps, every epoch with the checkpoint written after it, and the end.
 
 A node needs no shared filesystem and never opens the run store: the data
 arrives as a Ray object, a resume checkpoint arrives as bytes, and the
@@ -35,6 +34,7 @@ from typing import Any, Iterator
 import ray
 import torch
 
+from bigmodels.cluster.batching import FLUSH_S, EventBatcher
 from bigmodels.data.mnist import MNIST
 from bigmodels.runs.processes import CpuMeter
 from bigmodels.train.config import TrainConfig
@@ -42,7 +42,6 @@ from bigmodels.train.engine import train
 from bigmodels.train.plan import Resources, plan
 from bigmodels.train.session import DeviceSession, describe_failure
 
-FLUSH_S = 0.25  # step events per message: a CNN step is ~25 ms here, so ~10 steps a message
 SYSTEM_EVERY_S = 1.0  # CPU / memory / GPU samples sent with the steps
 CPU_SESSION_NICE = 10  # a CPU session sharing a host with the app trains below the pages (nice 0)
 
@@ -142,11 +141,8 @@ class SessionActor:
         trainer = threading.Thread(target=run, name=f"train-{run_id}", daemon=True)
         trainer.start()
         cpu = CpuMeter()
-        pending: list = []
-        last_flush = time.monotonic()
+        batcher = EventBatcher(checkpoint)
         last_system = float("-inf")  # the first message carries a sample: a short run still has one
-        first_step_sent = False
-        sent_mtime = None
         finished = False
         while not finished:
             try:
@@ -156,26 +152,18 @@ class SessionActor:
             if event is None:
                 finished = True
             elif event != "tick":
-                pending.append(event)
+                batcher.add(event)
             now = time.monotonic()
-            urgent = finished or any(e.kind in ("start", "epoch", "end") for e in pending) or (
-                not first_step_sent and any(e.kind == "step" for e in pending))
-            if not (pending and (urgent or now - last_flush >= FLUSH_S)) and not (now - last_system >= SYSTEM_EVERY_S):
+            system_due = now - last_system >= SYSTEM_EVERY_S
+            if not (batcher.due(now, finished) or system_due):
                 continue
-            message: dict[str, Any] = {"kind": "events", "events": pending, "at": time.time()}
-            if any(e.kind in ("epoch", "end") for e in pending) and checkpoint.is_file():
-                mtime = checkpoint.stat().st_mtime_ns
-                if mtime != sent_mtime:  # a new checkpoint: it travels with the epoch it follows
-                    message["checkpoint"] = checkpoint.read_bytes()
-                    sent_mtime = mtime
-            if now - last_system >= SYSTEM_EVERY_S:
-                message["system"] = {"cpu_percent": cpu.sample(), "memory_bytes": session.memory()["process_bytes"],
+            message = batcher.take(now)
+            if system_due:
+                memory = session.memory()
+                message["system"] = {"cpu_percent": cpu.sample(), "memory_bytes": memory["process_bytes"],
                                      "gpu_percent": session.gpu_percent(),
-                                     "gpu_memory_bytes": session.memory().get("device_allocated")}
+                                     "gpu_memory_bytes": memory.get("device_allocated")}
                 last_system = now
-            first_step_sent = first_step_sent or any(e.kind == "step" for e in pending)
-            pending = []
-            last_flush = now
             yield message
         trainer.join()
         yield {"kind": "outcome", **done}
