@@ -55,6 +55,7 @@ from bigmodels.provenance import provenance
 from bigmodels.runs.queue import submit
 from bigmodels.runs.store import RunStore
 from bigmodels.train.config import default_config
+from bigmodels.runs.processes import tree_memory
 
 RESULTS = Path(__file__).parent / "results" / "load_test.json"
 MODELS = 3  # the sandbox answers with every shipped architecture
@@ -63,22 +64,6 @@ CHARTS = 4  # the comparison page's first section: two scatters, learning curves
 
 def en(key: str, **values) -> str:
     return translate(key, "en", **values)
-
-
-def rss_bytes(pid: int) -> int:
-    """Resident memory of a process and all its descendants (from /proc)."""
-    total, stack = 0, [pid]
-    while stack:
-        p = stack.pop()
-        try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) * 1024
-            children = Path(f"/proc/{p}/task/{p}/children").read_text().split()
-            stack.extend(int(c) for c in children)
-        except (OSError, ValueError):
-            continue
-    return total
 
 
 class MemorySampler(threading.Thread):
@@ -90,7 +75,7 @@ class MemorySampler(threading.Thread):
 
     def run(self):
         while not self.stop.is_set():
-            self.peak = max(self.peak, rss_bytes(self.pid))
+            self.peak = max(self.peak, tree_memory(self.pid))
             time.sleep(0.5)
 
 

@@ -10,6 +10,7 @@ from streamlit.runtime.app_session import AppSession
 
 from bigmodels.app import cache_guard
 from bigmodels.harness.streamlit_client import StreamlitSession
+from bigmodels.runs.processes import tree_memory
 
 TIMEOUT = 240
 
@@ -48,32 +49,18 @@ def test_the_handler_streamlit_calls_leaves_shared_caches_alone():
     assert resource(1) is first and loads == {"data": 1, "resource": 1}  # nothing was loaded twice
 
 
-def rss(pid: int) -> int:
-    total, stack = 0, [pid]
-    while stack:
-        p = stack.pop()
-        try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) * 1024
-            stack.extend(int(c) for c in Path(f"/proc/{p}/task/{p}/children").read_text().split())
-        except (OSError, ValueError):
-            continue
-    return total
-
-
 @pytest.mark.browser
 def test_a_flood_of_clear_cache_messages_keeps_the_server_whole(app_server):
     async def scenario():
         async with StreamlitSession(app_server.url, timeout=TIMEOUT) as s:
             await s.open_page("sandbox")
             await s.open_page("comparison")
-            baseline = rss(app_server.process.pid)
+            baseline = tree_memory(app_server.process.pid)
             for _ in range(30):
                 await s.send_clear_cache()
                 await s.open_page("sandbox")
             assert s.exceptions == []
-            return baseline, rss(app_server.process.pid)
+            return baseline, tree_memory(app_server.process.pid)
 
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         baseline, after = pool.submit(asyncio.run, scenario()).result()

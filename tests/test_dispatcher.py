@@ -10,7 +10,6 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 
@@ -22,7 +21,7 @@ from bigmodels.cluster import control
 from bigmodels.cluster.dispatcher import Dispatcher, ResilientStore
 from bigmodels.cluster.placement import SessionView, choose_session
 from bigmodels.cluster.runtime import ENV_RAY_ADDRESS
-from bigmodels.models.checkpoints import load_checkpoint, save_checkpoint
+from bigmodels.models.checkpoints import load_checkpoint
 from bigmodels.runs.processes import pid_alive
 from bigmodels.runs.queue import submit
 from bigmodels.runs.store import RunStore, StoreError

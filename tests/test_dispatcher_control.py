@@ -18,7 +18,6 @@ from bigmodels.cluster.runtime import ENV_RAY_ADDRESS
 from bigmodels.runs.processes import pid_alive
 from bigmodels.runs.queue import submit
 from bigmodels.runs.store import RunStore
-from bigmodels.train.config import default_config
 from tests.conftest import REPO, write_mnist_folder
 from tests.test_dispatcher import Running, cfg, finished, wait_for, warm_sessions
 

@@ -11,7 +11,6 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from bigmodels.models.checkpoints import load_checkpoint, model_from_checkpoint
-from bigmodels.train.ranks import backend_for
 from bigmodels.train.ranks import Ranks
 from bigmodels.runs.store import RunStore
 from bigmodels.train.config import default_config
@@ -42,6 +41,20 @@ def ddp_config(**changes):
                                     "seed": 5, **changes})
 
 
+def dispatch_until_done(store: RunStore, folder, run_id: str, timeout: float = 300) -> None:
+    """A dispatcher in a thread of this process serves ``store`` until ``run_id`` ends."""
+    dispatcher = Dispatcher(store.home, data_dir=str(folder), warm_models=[])
+    thread = threading.Thread(target=dispatcher.serve, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + timeout
+        while store.get(run_id).status in ("queued", "running") and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        dispatcher.stop()
+        thread.join(60)
+
+
 def test_two_cpu_processes_train_one_run_with_ray_train_and_gloo(ray_cluster, tmp_path, small_mnist):
     """A run on two processes goes through the dispatcher to Ray Train's TorchTrainer
     (gloo): rank 0's events and checkpoints arrive in the store like a session's."""
@@ -52,16 +65,7 @@ def test_two_cpu_processes_train_one_run_with_ray_train_and_gloo(ray_cluster, tm
     single = submit(store, ddp_config())
     assert not single.cached  # one process is another computation
     store.request_cancel(single.run.id)
-    dispatcher = Dispatcher(store.home, data_dir=str(folder), warm_models=[])
-    thread = threading.Thread(target=dispatcher.serve, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 300
-        while store.get(run.id).status in ("queued", "running") and time.monotonic() < deadline:
-            time.sleep(0.2)
-    finally:
-        dispatcher.stop()
-        thread.join(60)
+    dispatch_until_done(store, folder, run.id)
     done = store.get(run.id)
     assert done.status == "succeeded", (done.error, store.logs(run.id)[-5:])
     assert [r.id for r in store.list_runs(statuses=["succeeded"])] == [run.id]  # one run, recorded once
@@ -86,16 +90,7 @@ def test_two_gpus_train_one_run_with_nccl(ray_cluster, tmp_path, small_mnist):
     folder = write_mnist_folder(small_mnist, tmp_path / "mnist")
     store = RunStore(tmp_path / "home")
     run = submit(store, ddp_config(device="cuda"), world_size=2).run
-    dispatcher = Dispatcher(store.home, data_dir=str(folder), warm_models=[])
-    thread = threading.Thread(target=dispatcher.serve, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 300
-        while store.get(run.id).status in ("queued", "running") and time.monotonic() < deadline:
-            time.sleep(0.2)
-    finally:
-        dispatcher.stop()
-        thread.join(60)
+    dispatch_until_done(store, folder, run.id)
     done = store.get(run.id)
     assert done.status == "succeeded", done.error
     assert store.epochs(run.id)[-1]["memory_bytes"] > 0

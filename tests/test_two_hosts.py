@@ -10,7 +10,6 @@ import os
 import subprocess
 from pathlib import Path
 
-import pytest
 
 from bigmodels.cluster import control
 from bigmodels.cluster.runtime import ENV_RAY_ADDRESS

@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import fcntl
+import hashlib
 import json
 import os
 import secrets
@@ -101,7 +102,6 @@ def apply_ray_env() -> None:
 def _temp_dir(home) -> str:
     # Ray's unix sockets live under the temp dir and a socket path may not exceed
     # 107 bytes, so not under a deep home: a short folder per home instead.
-    import hashlib
     digest = hashlib.sha1(str(home_dir(home).resolve()).encode()).hexdigest()[:10]
     return f"/tmp/bigmodels-ray/{digest}"
 

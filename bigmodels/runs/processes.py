@@ -32,6 +32,21 @@ def process_memory() -> int | None:
         return None
 
 
+def tree_memory(pid: int) -> int:
+    """Resident memory of a process and all its descendants, in bytes (Linux /proc)."""
+    total, stack = 0, [pid]
+    while stack:
+        p = stack.pop()
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+            stack.extend(int(c) for c in Path(f"/proc/{p}/task/{p}/children").read_text().split())
+        except (OSError, ValueError):
+            continue  # it ended while we looked
+    return total
+
+
 class CpuMeter:
     """CPU utilisation of this process between two calls, in percent of one core
     (200% is two cores busy), from the kernel's user + system time of all its threads."""
