@@ -26,9 +26,6 @@ FIT_POLL_SECONDS = 1.0  # are the fits done?
 LEVEL_TEXT = f"{LEVEL:.0%}"  # the intervals' central share, as the texts say it
 
 
-def may_change() -> bool:
-    """Checked again at every action, not only when the buttons are drawn (as the launcher does)."""
-    return lui.access_policy().allows(lui.operator_token())
 
 
 def access_box() -> bool:
@@ -40,9 +37,9 @@ def access_box() -> bool:
     else:
         st.text_input(t("launcher.access.token"), type="password", key=lui.token_key(),
                       help=t("launcher.access.token_help"))
-        if not may_change():
+        if not lui.may_change():
             st.warning(t("launcher.access.watch_only"))
-    return may_change()
+    return lui.may_change()
 
 
 # ---------------------------------------------------------------- choosing
@@ -195,7 +192,7 @@ def launch_form(store, allowed: bool) -> None:
         submitted = st.form_submit_button(t("lab.launch.submit"), disabled=not allowed)
     if not submitted:
         return
-    if not may_change():
+    if not lui.may_change():
         st.error(t("launcher.access.denied"))
         return
     try:
@@ -234,12 +231,12 @@ def own_sweeps(store, allowed: bool) -> None:
         c2.progress(p.succeeded / p.total if p.total else 0.0,
                     text=t("lab.own.progress", done=p.succeeded, total=p.total, active=p.active, stopped=p.resumable))
         if c3.button(t("lab.own.cancel"), key=f"lab_cancel_{p.name}", disabled=not allowed or not p.active):
-            if may_change():
+            if lui.may_change():
                 sweeps.cancel_sweep(store, p.name)
                 st.rerun()
             st.error(t("launcher.access.denied"))
         if c4.button(t("lab.own.resume"), key=f"lab_resume_{p.name}", disabled=not allowed or not p.resumable):
-            if may_change():
+            if lui.may_change():
                 sweeps.resume_sweep(store, p.name)
                 sweeps.ensure_executor(store, sweeps.sweep_runs(store, p.name), os.environ.get(ENV_DATA_DIR))
                 st.rerun()

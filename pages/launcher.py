@@ -28,7 +28,7 @@ from bigmodels.runs.store import (
     FINISHED, MAX_NAME, MAX_NOTE, MAX_TAG, MAX_TAGS, RESUMABLE, STATUSES, RunInfoError, RunStateError, RunStore,
     StoreError,
 )
-from bigmodels.cluster.control import reap_orphans
+from bigmodels.cluster.control import reap_orphans, wait_reasons
 from bigmodels.train.config import default_config, quick_demo, settings
 from bigmodels.train.plan import Resources
 
@@ -54,11 +54,6 @@ def bullet_list(lines: list[str]) -> str:
 
 
 # ------------------------------------------------------------------ access
-def may_change() -> bool:
-    """Checked again at every action, not only when the buttons are drawn."""
-    return lui.access_policy().allows(lui.operator_token())
-
-
 def access_panel() -> bool:
     """The operator-token box; True if this session may launch and change runs."""
     policy = lui.access_policy()
@@ -71,13 +66,13 @@ def access_panel() -> bool:
         else:
             given = st.text_input(t("launcher.access.token"), type="password", key=lui.token_key(),
                                   help=t("launcher.access.token_help"))
-            if may_change():
+            if lui.may_change():
                 st.success(t("launcher.access.operator"))
             else:
                 st.warning(t("launcher.access.watch_only"))
                 if given:
                     st.error(t("launcher.access.wrong"))
-    return may_change()
+    return lui.may_change()
 
 
 # ------------------------------------------------------------- launch form
@@ -147,7 +142,7 @@ def demo_caption(model: str, data: str, demo) -> None:
 
 
 def launch(store, values: dict, resources: Resources) -> None:
-    if not may_change():
+    if not lui.may_change():
         st.error(t("launcher.access.denied"))
         return
     try:
@@ -188,7 +183,7 @@ def show_live(store, run, allowed: bool) -> None:
     elif run.status == "interrupted":
         st.warning(t("launcher.live.interrupted", error=run.error or ""))
     elif run.status == "queued":
-        reason = lui.wait_reasons(lui.cluster_state(store), language()).get(run.id)
+        reason = wait_reasons(lui.cluster_state(store), language()).get(run.id)
         st.info(t("launcher.live.queued") + ("  \n" + t("launcher.cluster.waits", reason=reason) if reason else ""))
     eta = run.eta()
     st.progress(run.progress, text=t("launcher.live.progress", step=run.step, total=run.total_steps or "?",
@@ -312,7 +307,7 @@ def run_info_form(store, run, allowed: bool) -> None:
         note = st.text_area(t("launcher.info.note"), value=run.note, max_chars=MAX_NOTE, height=80)
         saved = st.form_submit_button(t("launcher.info.save"), disabled=not allowed)
     if saved:
-        if not may_change():
+        if not lui.may_change():
             st.error(t("launcher.access.denied"))
             return
         try:
@@ -364,7 +359,7 @@ def run_actions(store, run, allowed: bool) -> None:
     a, b, c = st.columns(3)
     if a.button(t("launcher.action.cancel"), key=f"cancel_{run.id}", disabled=not (allowed and run.is_active),
                 width="stretch"):
-        if may_change():
+        if lui.may_change():
             try:
                 store.request_cancel(run.id)
                 st.toast(t("launcher.action.cancel_done", run=run.id))
@@ -374,7 +369,7 @@ def run_actions(store, run, allowed: bool) -> None:
             st.error(t("launcher.access.denied"))
     if b.button(t("launcher.action.resume"), key=f"resume_{run.id}",
                 disabled=not (allowed and run.status in RESUMABLE), width="stretch"):
-        if may_change():
+        if lui.may_change():
             try:
                 store.resume(run.id)
                 lui.ensure_dispatcher(store)
@@ -386,7 +381,7 @@ def run_actions(store, run, allowed: bool) -> None:
     with c.popover(t("launcher.action.delete"), disabled=not (allowed and run.status in FINISHED), width="stretch"):
         st.write(t("launcher.action.delete_confirm", run=run.id))
         if st.button(t("launcher.action.delete_yes"), key=f"delete_{run.id}", type="primary"):
-            if may_change():
+            if lui.may_change():
                 try:
                     removed = store.delete(run.id)
                     st.session_state.pop(SELECTED, None)
@@ -439,7 +434,7 @@ def cluster_panel(store) -> None:
                        col["process"]: format_bytes(s.get("process_bytes")),
                        col["device"]: s.get("device_name") or s["device"]} for s in sessions],
                      hide_index=True, width="stretch")
-        waiting = lui.wait_reasons(state, language())
+        waiting = wait_reasons(state, language())
         if waiting:  # as text, not a table: a reason is a sentence and must wrap
             st.markdown(f"**{t('launcher.cluster.waiting')}**")
             st.markdown("\n".join(f"- `{run_id}`: {reason}" for run_id, reason in waiting.items()))

@@ -13,7 +13,7 @@ import torch
 
 from bigmodels.analysis import calculators as calc
 from bigmodels.app import service as sui
-from bigmodels.app.launcher import access_policy, operator_token, token_key
+from bigmodels.app.launcher import access_policy, may_change, token_key
 from bigmodels.app.routing import page_link
 from bigmodels.app.session import current_data, language, t
 from bigmodels.cluster.runtime import ClusterError
@@ -39,9 +39,6 @@ PLOT_CONFIG = {"displayModeBar": False}
 RUNS_KEY = "service_load_runs"
 
 
-def may_change() -> bool:
-    """Checked again at every action, not only when the controls are drawn."""
-    return access_policy().allows(operator_token())
 
 
 def access_panel() -> bool:

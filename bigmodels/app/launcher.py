@@ -27,8 +27,7 @@ from bigmodels.models.checkpoints import CheckpointError, load_checkpoint
 from bigmodels.problems import ConfigError, Problem
 from bigmodels.runs.evaluations import cached_evaluation, evaluate_checkpoint, fingerprint
 from bigmodels.runs.store import Run, RunStore, StoreError, check_run_id, home_dir, InvalidRunId
-from bigmodels.cluster.control import (dispatcher_alive, read_state, resources_from_state, start_dispatcher,
-                                      wait_reasons)
+from bigmodels.cluster.control import dispatcher_alive, read_state, resources_from_state, start_dispatcher
 from bigmodels.train.config import Setting, TrainConfig, parse_model_settings, settings
 from bigmodels.train.plan import Plan, Resources, plan
 
@@ -107,6 +106,12 @@ def access_policy() -> AccessPolicy:
 
 def operator_token() -> str | None:
     return st.session_state.get(_TOKEN_KEY) or None
+
+
+def may_change() -> bool:
+    """May this session launch, change or delete (runs, sweeps, deployments, keys)? Every
+    page asks again at every action, not only when its controls are drawn."""
+    return access_policy().allows(operator_token())
 
 
 def token_key() -> str:
