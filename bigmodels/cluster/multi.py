@@ -75,6 +75,13 @@ class RunChannel:
 def train_loop_per_worker(cfg: dict[str, Any]) -> None:
     """What each Ray Train worker runs: its rank of the one training loop."""
     channel = cfg["channel"]
+
+    def send(message: dict[str, Any]) -> None:
+        # Waited for: the channel is a threaded actor, which runs calls in any order, so
+        # an unwaited outcome could overtake the last steps and the dispatcher, reading to
+        # the outcome, would lose them. A few calls a second; each a round trip of ~1 ms.
+        ray.get(channel.put.remote(message))
+
     device = ray.train.torch.get_device()
     ranks = Ranks.from_process_group(device)
     workdir = Path(tempfile.mkdtemp(prefix=f"bigmodels-{cfg['run_id']}-r{ranks.rank}-"))
@@ -88,7 +95,7 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
             resume_path = workdir / "resume.pt"
             resume_path.write_bytes(cfg["resume"])
         if ranks.is_main:
-            channel.put.remote({"kind": "provenance", "device": run_plan.target, "device_name":
+            send({"kind": "provenance", "device": run_plan.target, "device_name":
                                 f"{describe_device(device)} x{ranks.world}", "data_source": mnist.describe(),
                                 "versions": software_versions(), "git_commit": git_commit(),
                                 "host": ray.util.get_node_ip_address()})
@@ -98,7 +105,7 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
             batcher.add(event)
             now = time.monotonic()
             if batcher.due(now):
-                channel.put.remote(batcher.take(now))
+                send(batcher.take(now))
 
         def should_stop() -> bool:
             return ranks.is_main and ray.get(channel.stop_requested.remote())
@@ -106,10 +113,10 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
         result = train(run_plan, mnist, on_event=on_event, should_stop=should_stop, checkpoint_path=checkpoint,
                        resume_from=resume_path, ranks=ranks)
         if ranks.is_main:
-            channel.put.remote({"kind": "outcome", "status": "stopped" if result.stopped else "succeeded"})
+            send({"kind": "outcome", "status": "stopped" if result.stopped else "succeeded"})
     except BaseException as exc:
         if ranks.is_main:
-            channel.put.remote({"kind": "outcome", "status": "failed", "reason": describe_failure(exc),
+            send({"kind": "outcome", "status": "failed", "reason": describe_failure(exc),
                                 "detail": "".join(traceback.format_exception_only(type(exc), exc)).strip()[:2000]})
         raise
     finally:
