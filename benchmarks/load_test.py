@@ -1,7 +1,7 @@
 """Load: N concurrent sessions on the sandbox and comparison pages while one
 training run is going.
 
-    BIGMODELS_DATA_DIR=../shared/mnist python -m benchmarks.load_test [--sessions 20] [--seconds 90]
+    BIGMODELS_DATA_DIR=../shared/mnist python -m benchmarks.load_test [--sessions 20] [--seconds 90] [--processes 2]
 
 Starts its own ``streamlit run app.py`` with a temporary run store, then drives
 ``--sessions`` sessions for ``--seconds``. Each session is a browser tab as the
@@ -28,6 +28,12 @@ a single-box deployment. Before the clock starts, one session visits both pages
 and waits for the comparison page's one-off measurements (every later visitor
 gets them cached); that warm-up is reported apart.
 
+Meanwhile (``--service``, the default) the model service runs on the same Ray
+cluster as the training session -- Serve's proxy, the gateway and a CNN replica --
+with one client sending it ``--service-rate`` requests/s; its answers are checked
+too. ``--processes N`` runs N app processes behind nginx with sticky sessions,
+from deploy/'s own config (``bigmodels.harness.proxy``), as a deployment would.
+
 Reports the median and 95th-percentile latency per interaction, every error
 (exception box, wrong or missing answer, timeout at ``--timeout`` s, lost
 connection), the server's peak memory (app + dispatcher + Ray), and the training run's
@@ -38,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import random
 import re
@@ -47,7 +54,9 @@ import threading
 import time
 from pathlib import Path
 
+from bigmodels.cluster import runtime  # before ray: it sets Ray's environment
 from bigmodels.harness.catalogue import shown
+from bigmodels.harness.proxy import BASE_PATH, NginxPool
 from bigmodels.harness.server import StreamlitServer
 from bigmodels.harness.streamlit_client import StreamlitClientError, StreamlitSession
 from bigmodels.i18n import translate
@@ -67,16 +76,42 @@ def en(key: str, **values) -> str:
 
 
 class MemorySampler(threading.Thread):
-    """Peak resident memory of the server and its children (the dispatcher), every 0.5 s."""
+    """Peak resident memory of every server process and its children (the dispatcher),
+    nginx, and the Ray cluster (sessions, Serve's proxy, gateway and replicas), every 0.5 s."""
 
-    def __init__(self, pid: int):
+    def __init__(self, roots):
         super().__init__(daemon=True)
-        self.pid, self.peak, self.stop = pid, 0, threading.Event()
+        self.roots, self.peak, self.stop = roots, 0, threading.Event()
 
     def run(self):
         while not self.stop.is_set():
-            self.peak = max(self.peak, tree_memory(self.pid))
+            self.peak = max(self.peak, tree_memory(*self.roots()))
             time.sleep(0.5)
+
+
+class ServiceClient(threading.Thread):
+    """A steady client of the model service (the CNN, one digit a request) for the whole window."""
+
+    def __init__(self, url: str, key: str, body: bytes, rate: float):
+        super().__init__(daemon=True)
+        self.url, self.key, self.body, self.rate = url, key, body, rate
+        self.stop, self.statuses, self.latencies = threading.Event(), {}, []
+
+    def run(self):
+        from bigmodels.serving.loadgen import LoadPlan, run_load
+
+        while not self.stop.is_set():
+            report = run_load(LoadPlan(self.url, self.key, self.body, rate=self.rate, duration_s=10, concurrency=4),
+                              self.stop)
+            for status, n in report.statuses.items():
+                self.statuses[status] = self.statuses.get(status, 0) + n
+            self.latencies += report.latencies_ms
+
+    def summary(self) -> dict:
+        from bigmodels.serving.metrics import percentile
+
+        return {"rate": self.rate, "statuses": dict(sorted(self.statuses.items())),
+                "p50_ms": percentile(self.latencies, 50), "p99_ms": percentile(self.latencies, 99)}
 
 
 class WrongAnswer(AssertionError):
@@ -169,6 +204,31 @@ async def start_training(url: str, timeout: float) -> None:
         await s.open_page("launcher")
 
 
+def start_service(home: Path, rate: float) -> ServiceClient:
+    """The model service on the home's cluster (the one the dispatcher's sessions run on),
+    the CNN deployed, and a client for it (started with the window)."""
+    from bigmodels.data.digits import from_uint8
+    from bigmodels.data.mnist import load_mnist
+    from bigmodels.harness.server import free_port
+    from bigmodels.models.sources import shipped_source
+    from bigmodels.serving import client, service
+    from bigmodels.serving.store import ServiceStore
+
+    base = service.start(home, free_port())
+    service.deploy(shipped_source("cnn"), home=home)
+    _, key = ServiceStore(home).create_key("load test", rate_per_s=max(10.0, 2 * rate), burst=100, quota_images=0)
+    time.sleep(1.5)  # the gateway reads new keys within a second
+    body = client.pixels_json(from_uint8(load_mnist().test_images[0]))
+    return ServiceClient(client.predict_url(base, "cnn"), key, body, rate)
+
+
+def stop_service(home: Path) -> None:
+    from bigmodels.serving import service
+
+    service.shutdown(home)
+    runtime.disconnect()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sessions", type=int, default=20)
@@ -177,33 +237,62 @@ def main() -> int:
                         help="seconds a person pauses between interactions (uniform; default 1 3)")
     parser.add_argument("--train-epochs", type=int, default=8, help="epochs of the CNN run trained meanwhile")
     parser.add_argument("--timeout", type=float, default=120, help="an interaction slower than this is an error")
+    parser.add_argument("--processes", type=int, default=1,
+                        help="app processes, behind nginx with sticky sessions (deploy/nginx-upstream.conf)")
+    parser.add_argument("--proxy", action="store_true", help="nginx in front even of one process")
+    parser.add_argument("--service", action=argparse.BooleanOptionalAction, default=True,
+                        help="run the model service (Ray Serve: proxy, gateway, the CNN) on the same cluster")
+    parser.add_argument("--service-rate", type=float, default=5.0,
+                        help="requests/s one client sends the model service during the window")
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args()
 
     home = Path(tempfile.mkdtemp(prefix="bigmodels-load-"))
     store = RunStore(home)
-    with StreamlitServer(home) as server:
-        sampler = MemorySampler(server.process.pid)
+    proxied = args.processes > 1 or args.proxy
+    with contextlib.ExitStack() as stack:
+        servers = [stack.enter_context(StreamlitServer(home, base_path=BASE_PATH if proxied else ""))
+                   for _ in range(args.processes)]
+        pool = stack.enter_context(NginxPool([s.port for s in servers])) if proxied else None
+        url = pool.url if pool else servers[0].url
+
+        def roots() -> list[int]:
+            pids = [s.process.pid for s in servers] + ([pool.process.pid] if pool else [])
+            cluster = runtime.cluster_address(home, start=False)
+            return pids + ([cluster.pid] if cluster is not None and cluster.pid else [])
+
+        sampler = MemorySampler(roots)
         sampler.start()
-        print("warming up (one visit, the comparison page's measurements) ...", flush=True)
-        warm_seconds = asyncio.run(warm_up(server.url, 900))
+        print(f"{args.processes} app process(es){' behind nginx' if pool else ''}; warming up "
+              "(one visit, the comparison page's measurements) ...", flush=True)
+        warm_seconds = asyncio.run(warm_up(url, 900))
         run = submit(store, default_config("cnn", epochs=args.train_epochs, device="cpu")).run
-        asyncio.run(start_training(server.url, args.timeout))
+        asyncio.run(start_training(url, args.timeout))
+        service_client = None
+        if args.service:
+            stack.callback(stop_service, home)
+            service_client = start_service(home, args.service_rate)
         print(f"warm-up {warm_seconds:.0f} s; training run {run.id} queued; "
-              f"{args.sessions} sessions for {args.seconds:.0f} s ...", flush=True)
+              f"{'model service up; ' if service_client else ''}{args.sessions} sessions for {args.seconds:.0f} s ...",
+              flush=True)
 
         record: list[tuple[str, float]] = []
         errors: list[str] = []
 
         async def drive():
             stop_at = time.monotonic() + args.seconds
-            await asyncio.gather(*(visitor(server.url, stop_at, tuple(args.think), args.timeout, i, record, errors)
+            await asyncio.gather(*(visitor(url, stop_at, tuple(args.think), args.timeout, i, record, errors)
                                    for i in range(args.sessions)))
 
         t0 = time.perf_counter()
+        if service_client is not None:
+            service_client.start()
         asyncio.run(drive())
         wall = time.perf_counter() - t0
         training_during_load = store.get(run.id).status
+        if service_client is not None:
+            service_client.stop.set()
+            service_client.join(60)
         deadline = time.monotonic() + 900
         while store.get(run.id).status in ("queued", "running") and time.monotonic() < deadline:
             time.sleep(1)
@@ -233,14 +322,23 @@ def main() -> int:
     print(f"\nerrors: {len(errors)}")
     for e in errors[:20]:
         print("  " + e)
-    print(f"server peak memory (app + dispatcher + Ray): {sampler.peak / 2**20:.0f} MiB")
+    service_summary = service_client.summary() if service_client else None
+    if service_summary:
+        print(f"model service meanwhile: {service_summary['rate']:g} requests/s offered, statuses "
+              f"{service_summary['statuses']}, p50 {service_summary['p50_ms'] or 0:.0f} ms, "
+              f"p99 {service_summary['p99_ms'] or 0:.0f} ms")
+        errors += [f"model service answered {status} {n} times" for status, n in service_summary["statuses"].items()
+                   if status != 200]
+    print(f"server peak memory (app{'s' if args.processes > 1 else ''} + dispatcher + Ray sessions"
+          f"{' + model service' if service_client else ''}{' + nginx' if proxied else ''}): {sampler.peak / 2**20:.0f} MiB")
     print(f"training run {final.id}: {final.status}, {len(epochs)} epochs in {train_seconds or 0:.0f} s, "
           f"test accuracy {accuracy}")
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({
-        "sessions": args.sessions, "seconds": wall, "think_s": list(args.think), "timeout_s": args.timeout,
+        "sessions": args.sessions, "processes": args.processes, "proxy": "nginx (deploy/nginx-upstream.conf)" if proxied else None,
+        "model_service": service_summary, "seconds": wall, "think_s": list(args.think), "timeout_s": args.timeout,
         "client": "bigmodels/harness/streamlit_client.py (Streamlit's websocket protocol, no rendering)",
         "warm_up_s": warm_seconds, "interactions": rows,
         "all": {"count": len(everything), "median_s": statistics.median(everything) if everything else None,

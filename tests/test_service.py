@@ -168,6 +168,31 @@ def test_the_request_log_feeds_the_page_metrics(served):
     assert status.status == "RUNNING" and status.running_replicas == 1
 
 
+def test_concurrent_one_digit_requests_reach_the_model_as_batches_and_each_gets_its_own_answer(served):
+    """The gateway gathers concurrent requests into one call to the replicas: batches
+    bigger than one ran, within the maximum, and every answer is its own digit's."""
+    since = time.time()
+    digits = {label: prepare(a_one() if label == 1 else np.rot90(a_one()).copy(), "mnist") for label in (1, 2)}
+    model = model_from_checkpoint(weights_path("cnn"))
+    expected = {k: answer(model, d, repeats=1).predicted for k, d in digits.items()}
+    assert len(set(expected.values())) == 2  # two digits the model tells apart, so a mix-up would show
+    replies: dict[int, list] = {1: [], 2: []}
+
+    def ask(kind: int) -> None:
+        replies[kind].append(client.predict_pixels(served["url"], served["key"], "cnn", digits[kind]))
+
+    threads = [threading.Thread(target=ask, args=(1 + i % 2,)) for i in range(32)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    for kind, got in replies.items():
+        assert len(got) == 16 and all(r.status == 200 for r in got)
+        assert {r.body["predictions"][0]["label"] for r in got} == {expected[kind]}
+    sizes = [r["batch_size"] for r in service.records(served["home"], since) if r.get("batch_size")]
+    assert len(sizes) == 32 and max(sizes) > 1 and max(sizes) <= 16
+
+
 def test_a_flood_of_bad_keys_does_not_slow_a_valid_client_past_its_limit(served):
     _, key = served["store"].create_key("steady", rate_per_s=10, burst=10)
     time.sleep(KEY_CACHE_S + 0.2)

@@ -8,7 +8,7 @@ second it slowed every session about 3x and took the app to 4-6 GB while the
 caches refilled (issue #16). A visitor's message now clears only that
 visitor's own session state -- what reloading the tab does anyway -- and the
 server's caches survive. An operator who really wants empty caches restarts the
-app (``systemctl restart bigmodels-app``), which is what the caches' lifetime
+app (``systemctl restart "bigmodels-app@*"``), which is what the caches' lifetime
 is tied to.
 """
 from __future__ import annotations

@@ -3,6 +3,9 @@
     with StreamlitServer(home, {"BIGMODELS_DATA_DIR": "/data/mnist"}) as server:
         server.url, server.port, server.process, server.log_path
 
+``base_path`` serves it under ``/<base_path>`` (Streamlit's ``server.baseUrlPath``),
+as ``deploy/`` runs it behind nginx (``bigmodels.harness.proxy``).
+
 It runs the checkout's ``app.py`` on a free loopback port with its own run
 store (``BIGMODELS_HOME``), waits until ``/_stcore/health`` answers, and logs
 to ``test-artifacts/streamlit-<port>.log``.
@@ -32,9 +35,10 @@ def free_port() -> int:
 class StreamlitServer:
     """``streamlit run app.py`` on a free loopback port, with its own run home."""
 
-    def __init__(self, home: Path, env: dict[str, str] | None = None):
+    def __init__(self, home: Path, env: dict[str, str] | None = None, base_path: str = ""):
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.base_path = base_path.strip("/")
+        self.url = f"http://127.0.0.1:{self.port}" + (f"/{self.base_path}" if self.base_path else "")
         self.home = home
         self.log_path = ARTIFACTS / f"streamlit-{self.port}.log"
         self.env = {**os.environ, "BIGMODELS_HOME": str(home), "PYTHONUNBUFFERED": "1", **(env or {})}
@@ -45,7 +49,8 @@ class StreamlitServer:
         self._log = open(self.log_path, "w")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(self.port),
-             "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+             "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false",
+             *(["--server.baseUrlPath", self.base_path] if self.base_path else [])],
             cwd=REPO, env=self.env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while time.monotonic() < deadline:

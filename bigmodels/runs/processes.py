@@ -32,11 +32,15 @@ def process_memory() -> int | None:
         return None
 
 
-def tree_memory(pid: int) -> int:
-    """Resident memory of a process and all its descendants, in bytes (Linux /proc)."""
-    total, stack = 0, [pid]
+def tree_memory(*pids: int) -> int:
+    """Resident memory of processes and all their descendants, in bytes (Linux /proc);
+    a process reachable from two of ``pids`` counts once."""
+    total, stack, seen = 0, list(pids), set()
     while stack:
         p = stack.pop()
+        if p in seen:
+            continue
+        seen.add(p)
         try:
             for line in Path(f"/proc/{p}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):

@@ -13,6 +13,9 @@ not resolved and every call fails validation.)
   keys, rate limits and quotas, body caps, payload parsing, routing to the
   model's deployment, usage metering and the request log the service page
   draws. Its state is per replica, so it runs as one replica; the models scale.
+  It batches too (``gateway_sender``): with a small model the hop from the
+  gateway to a replica costs far more than the forward pass, so concurrent
+  requests for one model travel to its replicas as one call.
 
 Nothing here is started by importing it: ``bigmodels.serving.service`` binds
 and runs these.
@@ -84,6 +87,40 @@ class ModelServer:
         return await self.predict(digits)
 
 
+def gateway_sender(handle, max_batch_size: int, batch_wait_ms: float, replicas: int):
+    """How the gateway sends one request's digits ((n, 28, 28) arrays) to a model's replicas.
+
+    Batch 1 sends each request on its own. Otherwise Serve's batching gathers
+    concurrent requests here, in the gateway, into calls of up to ``max_batch_size``
+    images -- the replica's own batching then only merges what arrives together --
+    with two calls in flight per replica, so a replica never waits on the gateway.
+    (A ``serve.batch`` queue belongs to the decorated function, so each model gets
+    its own function: one model's requests never wait in another's queue.)
+    """
+    if max_batch_size <= 1:
+        return handle.remote
+
+    @serve.batch(max_batch_size=max_batch_size, batch_wait_timeout_s=batch_wait_ms / 1000.0,
+                 max_concurrent_batches=2 * max(1, replicas), batch_size_fn=images_in)
+    async def send(items: list[np.ndarray]) -> list[dict]:
+        result = await handle.remote(np.concatenate(items))
+        total = max(1, images_in(items))
+        out, at = [], 0
+        for item in items:
+            n = int(item.shape[0])
+            out.append({**result, "predictions": result["predictions"][at:at + n],
+                        "compute_ms": result["compute_ms"] * n / total})
+            at += n
+        return out
+
+    async def sender(digits: np.ndarray) -> dict:
+        if digits.shape[0] >= max_batch_size:  # a full batch already: straight to a replica, not held in line
+            return await handle.remote(digits)
+        return await send(digits)
+
+    return sender
+
+
 api = FastAPI(
     title="bigmodels model service",
     description="MNIST digit classifiers trained in bigmodels, served on Ray Serve. Every /v1 call needs an API "
@@ -153,7 +190,7 @@ class Gateway:
         self.models: dict = {}
         self.used: dict[str, int] = {}
         self.pending_rows: dict[tuple[str, str], list] = {}
-        self.handles: dict = {}
+        self.senders: dict = {}  # model id -> (how it is deployed, its gateway_sender)
         self.loaded_at = 0.0
         self._refresh_lock = asyncio.Lock()
         self._refresh_sync()
@@ -190,11 +227,15 @@ class Gateway:
     def _pending_images(self, key_id: str) -> int:
         return sum(v[1] for (k, _), v in self.pending_rows.items() if k == key_id)
 
-    def _handle(self, deployment):
-        handle = self.handles.get(deployment.model_id)
-        if handle is None:
-            handle = self.handles[deployment.model_id] = serve.get_app_handle(deployment.app_name)
-        return handle
+    def _sender(self, deployment):
+        """The model's gateway_sender, made again when its app or batching settings change."""
+        s = deployment.settings
+        shape = (deployment.app_name, s.max_batch_size, s.batch_wait_ms, s.replicas)
+        known = self.senders.get(deployment.model_id)
+        if known is None or known[0] != shape:
+            handle = serve.get_app_handle(deployment.app_name)
+            known = self.senders[deployment.model_id] = (shape, gateway_sender(handle, *shape[1:]))
+        return known[1]
 
     async def _authorise(self, request: Request):
         """(key record, None) or (None, the error response)."""
@@ -270,15 +311,15 @@ class Gateway:
         chunk = max(1, deployment.settings.max_batch_size)
         # numpy, not torch, across the process boundary: Ray passes it without a pickle copy
         parts = [torch.stack(digits[i:i + chunk]).numpy() for i in range(0, len(digits), chunk)]
-        handle = self._handle(deployment)
+        send = self._sender(deployment)
         try:
-            results = await asyncio.wait_for(asyncio.gather(*[handle.remote(p) for p in parts]), REQUEST_TIMEOUT_S)
+            results = await asyncio.wait_for(asyncio.gather(*[send(p) for p in parts]), REQUEST_TIMEOUT_S)
         except asyncio.TimeoutError:
             return self._answer(started, model_id, _error(504, "timeout",
                                                           f"the model did not answer within {REQUEST_TIMEOUT_S:.0f} s"))
         except (RayActorError, RayTaskError, BackPressureError, RuntimeError, ValueError) as exc:
             # a replica died or is being replaced, or the app is gone: the client may retry
-            self.handles.pop(model_id, None)
+            self.senders.pop(model_id, None)
             return self._answer(started, model_id, _error(503, "unavailable",
                                                           f"the model is unavailable right now ({type(exc).__name__})",
                                                           {"Retry-After": "1"}))
