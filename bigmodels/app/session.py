@@ -15,7 +15,6 @@ from bigmodels.models import sources
 from bigmodels.train.plan import Resources
 
 cache_guard.install()  # before any visitor can empty the server's caches: see bigmodels.app.cache_guard
-leave_pages_directory_mode()  # on the first import, which every page makes: see bigmodels.app.routing
 
 _LANG_KEY = "lang"
 
@@ -101,3 +100,12 @@ def device_summary() -> tuple[str, str]:
     """(device id, human description) of the best device on this server."""
     best = Resources.local().devices[0]
     return best.name, best.description
+
+
+# Last, after every name above is defined: on a fresh server this reruns (raises
+# Streamlit's RerunException) out of the middle of this import, and the other
+# sessions' first runs, importing it at the same moment, are handed this module as
+# it stands then -- so it must be complete by now. (At the top it cost 5 of 16
+# simultaneous first visits an "ImportError: cannot import name 'language'":
+# tests/test_first_visits.py.) See bigmodels.app.routing.
+leave_pages_directory_mode()

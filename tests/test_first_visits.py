@@ -1,0 +1,27 @@
+"""A fresh app process that many visitors reach at once -- a restart with a room
+connected, or a new process in the nginx pool -- answers every first visit, deep
+links included. (bigmodels.app.session reruns out of its own first import on a
+fresh server; while that call came before the module's definitions, the sessions
+importing it at the same moment got a half-made module: 5 of 16 first visits
+ended in "ImportError: cannot import name 'language'".)"""
+
+import asyncio
+from bigmodels.harness.server import StreamlitServer
+from bigmodels.harness.streamlit_client import StreamlitSession
+from tests.conftest import server_env
+
+PAGES = ("sandbox", "comparison", "launcher", "lab", "service", "challenges", "cases", "")
+
+
+def test_a_fresh_process_answers_a_crowd_of_first_visits(tmp_path):
+    async def visit(page: str) -> list[str]:
+        async with StreamlitSession(server.url, check_exceptions=False) as s:
+            await s.open_page(page)
+            return s.exceptions
+
+    async def crowd():
+        return await asyncio.gather(*(visit(PAGES[i % len(PAGES)]) for i in range(16)))
+
+    with StreamlitServer(tmp_path / "home", server_env()) as server:
+        shown = asyncio.run(crowd())
+    assert shown == [[]] * 16, [e for e in shown if e]
