@@ -151,12 +151,12 @@ def side_by_side() -> None:
         st.warning(t("comparison.table.mixed_data"))
 
     left, right = st.columns(2)
-    left.plotly_chart(cmp.accuracy_vs_parameters(entries, lang), key="comparison_acc_params")
-    right.plotly_chart(cmp.accuracy_vs_latency(entries, measured, lang), key="comparison_acc_latency")
+    left.plotly_chart(ui.figure(cmp.accuracy_vs_parameters, entries, lang), key="comparison_acc_params")
+    right.plotly_chart(ui.figure(cmp.accuracy_vs_latency, entries, measured, lang), key="comparison_acc_latency")
     st.caption(t("comparison.chart.pareto_caption"))
     st.subheader(t("comparison.curves.header"))
-    st.plotly_chart(cmp.learning_curves(entries, lang), key="comparison_curves")
-    st.plotly_chart(cmp.per_class_figure(entries, lang), key="comparison_per_class")
+    st.plotly_chart(ui.figure(cmp.learning_curves, entries, lang), key="comparison_curves")
+    st.plotly_chart(ui.figure(cmp.per_class_figure, entries, lang), key="comparison_per_class")
 
 
 def mistakes() -> None:
@@ -166,7 +166,7 @@ def mistakes() -> None:
     st.subheader(t("comparison.confusion.header"))
     for start in range(0, len(entries), 3):
         for column, entry in zip(st.columns(3), entries[start:start + 3]):
-            column.plotly_chart(cmp.confusion_figure(entry, lang), key=f"comparison_confusion_{entry.source.id}")
+            column.plotly_chart(ui.figure(cmp.confusion_figure, entry, lang), key=f"comparison_confusion_{entry.source.id}")
     st.caption(t("comparison.confusion.caption"))
     gallery(entries)
 

@@ -132,3 +132,13 @@ def ray_cluster(tmp_path_factory):
     yield cluster
     runtime.disconnect()
     runtime.stop_embedded(home)
+
+
+def run_async(coroutine):
+    """``asyncio.run`` that works in any test: Playwright's sync API leaves an event loop
+    running on the main thread once a browser test has run, where asyncio.run refuses."""
+    import asyncio
+
+    from bigmodels.serving.outside_loop import call_outside_loop
+
+    return call_outside_loop(lambda: asyncio.run(coroutine))

@@ -4,7 +4,6 @@ first request, every later request of that browser -- page, websocket, pictures
 -- reaches the same process, and two browsers can land on different processes.
 
 Needs nginx (the README's test command installs nginx-light)."""
-import asyncio
 import os
 import re
 from urllib.parse import urlsplit
@@ -14,6 +13,7 @@ import pytest
 from bigmodels.harness.proxy import REVEAL_HEADER, ROUTE_COOKIE, NginxPool, nginx_binary, pool_config
 from bigmodels.harness.server import StreamlitServer
 from bigmodels.harness.streamlit_client import StreamlitSession, http_get
+from tests.conftest import run_async
 from bigmodels.i18n import translate
 
 
@@ -59,7 +59,7 @@ def test_a_first_visit_gets_a_route_cookie_and_keeps_its_process(pool):
         answers = {(await upstream_of(health, route))[0] for _ in range(15)}
         return first, answers
 
-    first, answers = asyncio.run(scenario())
+    first, answers = run_async(scenario())
     assert answers == {first} and first in pool["servers"]
 
 
@@ -92,7 +92,7 @@ def test_two_browsers_on_two_processes_each_see_their_own_pictures(pool):
                 seen[upstream] = direct
         return seen
 
-    seen = asyncio.run(scenario())
+    seen = run_async(scenario())
     for upstream, direct in seen.items():  # each picture lives in the process the cookie chose, only there
         assert direct[upstream] == 200
         assert all(status == 404 for name, status in direct.items() if name != upstream)

@@ -147,6 +147,20 @@ def test_charts_have_one_trace_per_model_and_the_pareto_line():
     assert fig.data[0].text[3][3] == 100 and fig.layout.yaxis.autorange == "reversed"
 
 
+def test_a_figure_is_built_once_per_distinct_input_and_shared():
+    from bigmodels.app import comparison as ui
+
+    entries = [synthetic_entry("CNN", "cnn", 0.99, 61706, 0.6), synthetic_entry("LSTM", "lstm", 0.985, 214282, 1.5)]
+    first = ui.figure(cmp.per_class_figure, entries, "en")
+    assert first.to_dict() == cmp.per_class_figure(entries, "en").to_dict()  # what building it directly draws
+    same = [synthetic_entry("CNN", "cnn", 0.99, 61706, 0.6), synthetic_entry("LSTM", "lstm", 0.985, 214282, 1.5)]
+    assert ui.figure(cmp.per_class_figure, same, "en") is first  # equal inputs: the one built before
+    changed = [synthetic_entry("CNN", "cnn", 0.97, 61706, 0.6), same[1]]
+    assert ui.figure(cmp.per_class_figure, changed, "en") is not first  # a measurement moved: built anew
+    assert ui.figure(cmp.per_class_figure, same, "zh") is not first  # another language
+    assert ui.figure(cmp.learning_curves, same, "en") is not first  # another figure of the same inputs
+
+
 def test_point_labels_are_short_and_placed_not_to_overlap():
     # Two points close together: the labels go to different sides instead of on top of each other.
     positions = labels.place_labels([(100, 200), (110, 203), (300, 40)], ["CNN", "LSTM", "ViT"], cmp.PLOT_SIZE, cmp.LABEL_FONT)

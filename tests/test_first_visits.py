@@ -8,7 +8,7 @@ ended in "ImportError: cannot import name 'language'".)"""
 import asyncio
 from bigmodels.harness.server import StreamlitServer
 from bigmodels.harness.streamlit_client import StreamlitSession
-from tests.conftest import server_env
+from tests.conftest import run_async, server_env
 
 PAGES = ("sandbox", "comparison", "launcher", "lab", "service", "challenges", "cases", "")
 
@@ -23,5 +23,5 @@ def test_a_fresh_process_answers_a_crowd_of_first_visits(tmp_path):
         return await asyncio.gather(*(visit(PAGES[i % len(PAGES)]) for i in range(16)))
 
     with StreamlitServer(tmp_path / "home", server_env()) as server:
-        shown = asyncio.run(crowd())
+        shown = run_async(crowd())
     assert shown == [[]] * 16, [e for e in shown if e]
