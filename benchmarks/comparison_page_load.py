@@ -1,4 +1,5 @@
-"""Comparison page load time with cached measurements (target: at most 2 s).
+"""Comparison page load time with cached measurements (targets: at most 2 s in the
+app, at most 3 s in a new tab of the same browser).
 
     BIGMODELS_DATA_DIR=../shared/mnist python -m benchmarks.comparison_page_load [--runs 5]
 
@@ -40,7 +41,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-TARGET_S = 2.0
+TARGET_S = 2.0  # the page's own load, opened in the app
+NEW_TAB_TARGET_S = 3.0  # a new tab on a chart page (issue 16): Streamlit's frontend starts and connects first
 SECTIONS = ("side", "mistakes", "reading", "scale", "article")
 BUSY_TEXT = "Working in the background"
 VIEWPORT = {"width": 1400, "height": 1000}
@@ -195,6 +197,7 @@ def main() -> int:
         tables = {"in-app navigation (sidebar link, then each section's button)": app,
                   "a new tab, same browser (scripts cached; the tab starts Streamlit and its websocket)": tab,
                   "a new browser, empty cache (a first-time visitor)": cold}
+    held_to = dict(zip(tables, (TARGET_S, NEW_TAB_TARGET_S, None)))  # a first-time visitor: reported, not held
 
     def summary(times):
         return {"runs": times, "median_s": statistics.median(times), "max_s": max(times)}
@@ -208,13 +211,14 @@ def main() -> int:
             print(f"{name:<18} {m['parsed_s']:>7.2f} {m['websocket_s']:>10.2f} {statistics.median(tab[name]):>7.2f}")
     for title, rows in results.items():
         print(f"\n{title}\n{'section':<18} {'loads':>5} {'median s':>9} {'max s':>7} {'target s':>9}  ok")
+        target = held_to.get(title)
         for section, row in rows.items():
-            ok = "yes" if row["median_s"] <= TARGET_S else "NO"
+            ok = "-" if target is None else "yes" if row["median_s"] <= target else "NO"
             print(f"{section:<18} {len(row['runs']):>5} {row['median_s']:>9.2f} {row['max_s']:>7.2f} "
-                  f"{TARGET_S:>9.1f}  {ok}")
+                  f"{target if target is not None else '-':>9}  {ok}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    result = {"target_s": TARGET_S, "method": method, "results": results, "first_visit_s": first,
+    result = {"target_s": TARGET_S, "targets_s": held_to, "method": method, "results": results, "first_visit_s": first,
               "new_tab_breakdown": marks,
               "shipped_models": shipped, "load_average_1min": os.getloadavg()[0], **provenance("cpu")}
     out.write_text(json.dumps(result, indent=1) + "\n")
