@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import hashlib
-import json
+import pickle
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -72,15 +72,18 @@ class BackgroundJobs:
 
 def inputs_key(*inputs: Any) -> str:
     """One digest of what a figure is drawn from: entries (their source, label and every
-    measurement) and any plain values beside them."""
+    measurement) and any plain values beside them. Pickled, not JSON: an entry carries
+    10,000 predictions and confidences, which JSON took 26 ms to write per figure --
+    more than building most of them -- and pickle 1 ms for all three entries. (Equal
+    inputs pickle alike; a dict in another order only misses the cache.)"""
     def plain(value: Any) -> Any:
         if isinstance(value, cmp.Entry):
-            return {"source": value.source.id, "label": value.source.label, "metrics": value.metrics}
+            return (value.source.id, value.source.label, value.metrics)
         if isinstance(value, (list, tuple)):
             return [plain(v) for v in value]
         return value
 
-    return hashlib.sha256(json.dumps([plain(v) for v in inputs], sort_keys=True, default=str).encode()).hexdigest()
+    return hashlib.sha256(pickle.dumps([plain(v) for v in inputs], protocol=5)).hexdigest()
 
 
 @st.cache_resource(show_spinner=False, max_entries=128)
