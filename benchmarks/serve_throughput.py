@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import tempfile
 import time
 from pathlib import Path
@@ -33,6 +32,7 @@ from pathlib import Path
 from bigmodels.cluster import runtime  # before ray: it sets Ray's environment
 from bigmodels.data.digits import from_uint8
 from bigmodels.data.mnist import load_mnist
+from bigmodels.harness.server import free_port
 from bigmodels.models.sources import shipped_source
 from bigmodels.provenance import provenance
 from bigmodels.serving import client, service
@@ -81,11 +81,6 @@ def forward_ms(batch: int) -> float:
                 times.append((time.perf_counter() - t) * 1000)
     return statistics.median(times)
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def drive(url: str, key: str, body: bytes, seconds: float, concurrency: int, images: int = 1) -> dict:

@@ -4,7 +4,6 @@ first request, every later request of that browser -- page, websocket, pictures
 -- reaches the same process, and two browsers can land on different processes.
 
 Needs nginx (the README's test command installs nginx-light)."""
-import os
 import re
 from urllib.parse import urlsplit
 
@@ -13,16 +12,14 @@ import pytest
 from bigmodels.harness.proxy import REVEAL_HEADER, ROUTE_COOKIE, NginxPool, nginx_binary, pool_config
 from bigmodels.harness.server import StreamlitServer
 from bigmodels.harness.streamlit_client import StreamlitSession, http_get
-from tests.conftest import run_async
+from tests.conftest import run_async, unavailable
 from bigmodels.i18n import translate
 
 
 @pytest.fixture(scope="module", autouse=True)
 def require_nginx():
     if nginx_binary() is None:
-        if os.environ.get("CI"):
-            pytest.fail("the pool tests must run in CI: nginx is not installed")
-        pytest.skip("needs nginx (apt-get install nginx-light)")
+        unavailable("needs nginx (apt-get install nginx-light)")
 
 
 def test_the_pool_config_is_deploys_own_with_only_the_ports_replaced(tmp_path):

@@ -1,7 +1,5 @@
 """A visitor's ``clear_cache`` message empties only that visitor's session state:
 the server's caches survive and its memory stays bounded (issue #16)."""
-import asyncio
-import concurrent.futures
 from pathlib import Path
 
 import pytest
@@ -11,6 +9,7 @@ from streamlit.runtime.app_session import AppSession
 from bigmodels.app import cache_guard
 from bigmodels.harness.streamlit_client import StreamlitSession
 from bigmodels.runs.processes import tree_memory
+from tests.conftest import run_async
 
 TIMEOUT = 240
 
@@ -62,8 +61,7 @@ def test_a_flood_of_clear_cache_messages_keeps_the_server_whole(app_server):
             assert s.exceptions == []
             return baseline, tree_memory(app_server.process.pid)
 
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        baseline, after = pool.submit(asyncio.run, scenario()).result()
+    baseline, after = run_async(scenario())
     assert after - baseline < 400 * 2**20, (baseline, after)  # caches refilling 30 times would take GBs
     log = Path(app_server.log_path).read_text(errors="replace")
     assert "clear_cache request(s) cleared only their sender's session state" in log  # the guard ran there

@@ -23,6 +23,7 @@ from PIL import Image
 
 from bigmodels.analysis.explain import answer
 from bigmodels.data.digits import prepare
+from bigmodels.harness.server import free_port
 from bigmodels.harness.network import cluster_processes, outbound
 from bigmodels.models.checkpoints import model_from_checkpoint
 from bigmodels.models.shipped import weights_path
@@ -33,11 +34,6 @@ from bigmodels.serving.settings import KEY_CACHE_S, MAX_BODY_BYTES, DeploySettin
 from bigmodels.serving.store import ServiceStore
 from tests.conftest import REPO
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def a_one() -> np.ndarray:

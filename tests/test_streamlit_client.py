@@ -7,8 +7,6 @@ though it needs no Chromium.
 """
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import json
 import re
 
@@ -20,7 +18,7 @@ from bigmodels.harness.catalogue import shown
 from bigmodels.harness.server import StreamlitServer
 from bigmodels.harness.streamlit_client import StreamlitSession
 from bigmodels.i18n import translate
-from tests.conftest import server_env
+from tests.conftest import run_async, server_env
 
 pytestmark = pytest.mark.browser
 
@@ -146,8 +144,5 @@ def test_sandbox_then_comparison_over_the_websocket(live_app):
             assert len(s.find("plotly_chart")) == 4 and s.exceptions == []
             return times
 
-    # On a thread of its own: Playwright's sync API (other tests' fixtures) may hold
-    # this thread's event loop, and asyncio.run() refuses to nest.
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        times = pool.submit(asyncio.run, scenario()).result()
+    times = run_async(scenario())
     print("\n" + "\n".join(f"{name:<20} {seconds:6.2f} s" for name, seconds in times.items()))

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,15 +21,11 @@ import torch
 
 from bigmodels.cluster import runtime
 from bigmodels.harness.network import cluster_processes, outbound
+from bigmodels.harness.server import free_port
 from bigmodels.models.sources import shipped_source
 from bigmodels.serving import client, service
 from bigmodels.serving.store import ServiceStore
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def main() -> int:
@@ -55,7 +50,7 @@ def main() -> int:
     finally:
         try:
             service.shutdown(home)
-        except Exception:
+        except Exception:  # the JSON line above is the report; a failed shutdown must not replace it
             pass
         runtime.disconnect()
         if cluster is not None:
