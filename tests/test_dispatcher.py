@@ -339,7 +339,7 @@ def test_a_full_disk_pauses_the_records_and_loses_nothing(ray_cluster, small_dis
                 while True:
                     f.write(b"\0" * (1 << 20))
                     f.flush()
-            except OSError:
+            except OSError:  # ENOSPC: the disk is full, which is the point
                 pass
         with contextlib.suppress(OSError):
             with open(small_disk / "filler2", "wb") as f:

@@ -199,7 +199,7 @@ def _stop_dispatcher(store: RunStore) -> None:
     if pid and dispatcher_alive(store):
         try:
             os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
+        except ProcessLookupError:  # it left on its own between the check and the signal
             pass
 
 

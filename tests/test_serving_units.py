@@ -235,7 +235,7 @@ def test_a_load_run_stops_at_its_duration_even_when_the_target_is_slow():
             self.end_headers()
             self.wfile.write(b"{}")
 
-        def log_message(self, *args):
+        def log_message(self, *args):  # http.server's per-request line on stderr: not wanted in test output
             pass
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Slow)

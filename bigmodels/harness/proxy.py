@@ -28,15 +28,13 @@ UPSTREAM_CONF = DEPLOY / "nginx-upstream.conf"
 LOCATIONS_CONF = DEPLOY / "nginx.conf"
 BASE_PATH = "bigmodels"  # deploy/nginx.conf serves the app under /bigmodels/
 ROUTE_COOKIE = "bigmodels_route"  # the sticky-session cookie deploy/nginx-upstream.conf sets
+REVEAL_HEADER = "X-Bigmodels-Upstream"  # tests only: which process answered
 STARTUP_TIMEOUT_S = 15
 _SERVER_LINE = re.compile(r"^\s*server\s+127\.0\.0\.1:\d+;\s*$", re.M)
 
 
 def nginx_binary() -> str | None:
-    return shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if os.access(p, os.X_OK)), None)
-
-
-REVEAL_HEADER = "X-Bigmodels-Upstream"  # tests only: which process answered
+    return shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin")  # sbin is not on every PATH
 
 
 def pool_config(backend_ports: list[int], listen_port: int, prefix: Path, reveal_upstream: bool = False) -> str:

@@ -528,10 +528,16 @@ class StreamlitSession:
         """Absolute URLs of the media files (st.image, st.audio, st.video) on screen."""
         urls = [img.url for imgs in self.find("imgs") for img in imgs.imgs]
         urls += [m.url for kind in ("audio", "video") for m in self.find(kind)]
-        # the server names them from its root ("/media/..."); the frontend puts them under
-        # the app's base path (server.baseUrlPath), as the server serves them
-        return [(self.base_url + u if not (self.base_path and u.startswith(self.base_path + "/")) else self.origin + u)
-                if u.startswith("/") else u for u in urls if u.startswith("/") or u.startswith(self.origin)]
+
+        def absolute(url: str) -> str:
+            # the server names them from its root ("/media/..."); the frontend puts them
+            # under the app's base path (server.baseUrlPath), where the server serves them
+            if not url.startswith("/"):
+                return url
+            under_base = bool(self.base_path) and url.startswith(self.base_path + "/")
+            return (self.origin if under_base else self.base_url) + url
+
+        return [absolute(u) for u in urls if u.startswith("/") or u.startswith(self.origin)]
 
     @property
     def widget_states(self) -> list[WidgetState]:
