@@ -1,9 +1,10 @@
 """A fresh app process that many visitors reach at once -- a restart with a room
 connected, or a new process in the nginx pool -- answers every first visit, deep
-links included. (bigmodels.app.session reruns out of its own first import on a
-fresh server; while that call came before the module's definitions, the sessions
-importing it at the same moment got a half-made module: 5 of 16 first visits
-ended in "ImportError: cannot import name 'language'".)"""
+links included. (A fresh server leaves Streamlit's pages-directory mode with a
+rerun; raised out of the import of bigmodels.app.session, that rerun left the
+modules being imported half-made for the sessions importing them at the same
+moment: 5 of 16 first visits ended in "ImportError: cannot import name
+'language'". It is now raised at run time, from ``language()``.)"""
 
 import asyncio
 from bigmodels.harness.server import StreamlitServer

@@ -10,11 +10,12 @@ the first ``st.navigation`` call it runs a requested page on its own. A deep
 link such as ``/sandbox`` on a fresh server would then run
 ``pages/sandbox.py`` without ``app.py`` -- without the language switch or this
 navigation. ``leave_pages_directory_mode`` switches that mode off and reruns,
-so the rerun goes through ``app.py`` like every later one. Every page imports
-``bigmodels.app.session`` first, and that module calls it on its first import,
-as its last statement. (Sessions whose first run began before the switch --
-several visitors reaching a fresh server at the same moment -- show that first
-run without the navigation; their next interaction goes through ``app.py``.)
+so the rerun goes through ``app.py`` like every later one. Every script asks
+``bigmodels.app.session.language`` for the language early in its run, and that
+calls it -- at run time, not on import, so the rerun never interrupts a module
+being imported. (Sessions whose first run began before the switch -- several
+visitors reaching a fresh server at the same moment -- show that first run
+without the navigation; their next interaction goes through ``app.py``.)
 tests/test_app_home.py opens a deep link on a fresh server to check it.
 """
 from __future__ import annotations

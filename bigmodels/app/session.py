@@ -22,6 +22,12 @@ _LANG_KEY = "lang"
 def language() -> str:
     """The language this browser session chose (query param ``?lang=`` wins, so
     a shared link opens in the sender's language)."""
+    # Every script -- app.py and each page -- asks for the language early in its run, so
+    # this is where a fresh server leaves pages-directory mode (bigmodels.app.routing):
+    # at run time, never inside an import. Raised out of an import, that rerun left the
+    # modules being imported half-made for the sessions importing them at the same moment
+    # (5 of 16 simultaneous first visits: ImportError, tests/test_first_visits.py).
+    leave_pages_directory_mode()  # one attribute read once switched
     wanted = st.query_params.get(_LANG_KEY)
     if wanted in LANGUAGES and _LANG_KEY not in st.session_state:
         st.session_state[_LANG_KEY] = wanted
@@ -101,11 +107,3 @@ def device_summary() -> tuple[str, str]:
     best = Resources.local().devices[0]
     return best.name, best.description
 
-
-# Last, after every name above is defined: on a fresh server this reruns (raises
-# Streamlit's RerunException) out of the middle of this import, and the other
-# sessions' first runs, importing it at the same moment, are handed this module as
-# it stands then -- so it must be complete by now. (At the top it cost 5 of 16
-# simultaneous first visits an "ImportError: cannot import name 'language'":
-# tests/test_first_visits.py.) See bigmodels.app.routing.
-leave_pages_directory_mode()
