@@ -25,6 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bigmodels.harness.browser import CHART_SELECTOR
+
 REPO = Path(__file__).resolve().parent.parent
 TARGET_S = 2.0
 VIEWPORT = {"width": 1280, "height": 720}
@@ -42,7 +44,7 @@ def drawn(with_runs: bool) -> str:
     if with_runs:
         checks += ["document.querySelectorAll('[data-testid=\"stDataFrame\"] canvas, "
                    "[data-testid=\"stDataFrame\"] [role=\"grid\"]').length >= 1",
-                   "document.querySelectorAll('[data-testid=\"stPlotlyChart\"] .js-plotly-plot').length >= 2"]
+                   f"document.querySelectorAll('{CHART_SELECTOR}').length >= 2"]
     else:
         checks.append("document.body.innerText.includes('No runs yet')")
     return " && ".join(checks)

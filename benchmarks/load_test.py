@@ -139,8 +139,8 @@ def check_sandbox(s: StreamlitSession) -> None:
 
 
 def check_comparison(s: StreamlitSession) -> None:
-    if len(s.find("plotly_chart")) != CHARTS:
-        raise WrongAnswer(f"expected {CHARTS} charts, got {len(s.find('plotly_chart'))}")
+    if len(s.charts()) != CHARTS:
+        raise WrongAnswer(f"expected {CHARTS} charts, got {len(s.charts())}")
 
 
 async def visitor(url: str, stop_at: float, think: tuple[float, float], timeout: float, index: int,

@@ -88,6 +88,8 @@ def world_map(on_map, lang: str) -> None:
 
 def timeline(shown, lang: str) -> None:
     st.subheader(t("cases.timeline.header"))
+    # Not bigmodels.app.charts.chart: the map above needs the whole plotly.js that st.plotly_chart loads
+    # anyway, and a second, lighter copy for this one chart would only add to the page's load.
     st.plotly_chart(views.timeline_figure(shown, lang), config=views.PLOTLY_CONFIG, key="cases_timeline")
 
 

@@ -14,6 +14,7 @@ from bigmodels.content.cases import default_cases
 from bigmodels.content.challenges import default_challenges
 from bigmodels.formatting import format_bytes, format_flops, format_money
 from bigmodels.problems import ConfigError
+from bigmodels.app.charts import chart
 from bigmodels.app.routing import page_link
 from bigmodels.app.session import language, t
 
@@ -38,11 +39,7 @@ def challenge_tabs(content, cases, lang: str) -> None:
             if challenge.chart:
                 dataset = content.datasets[challenge.chart]
                 log_y = st.toggle(t("challenges.chart.log"), value=True, key=f"log_{challenge.id}")
-                st.plotly_chart(
-                    views.dataset_figure(dataset, lang, log_y=log_y),
-                    config=views.PLOTLY_CONFIG,
-                    key=f"chart_{challenge.id}",
-                )
+                chart(views.dataset_figure(dataset, lang, log_y=log_y), key=f"chart_{challenge.id}")
                 factor, years = views.growth_factor(dataset)
                 st.caption(t("challenges.chart.caption") + " " + t("challenges.chart.growth", factor=f"{factor:,.0f}", years=years))
                 with st.expander(t("challenges.chart.table")):

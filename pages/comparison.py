@@ -13,6 +13,7 @@ from bigmodels.analysis import comparison as cmp
 from bigmodels.analysis import scaling
 from bigmodels.analysis.article_fixes import FIXES
 from bigmodels.app import comparison as ui
+from bigmodels.app.charts import chart
 from bigmodels.app.live import LIVE_POLL_S, follow
 from bigmodels.app.routing import page_link
 from bigmodels.app.session import current_data, language, model_title, t
@@ -151,12 +152,14 @@ def side_by_side() -> None:
         st.warning(t("comparison.table.mixed_data"))
 
     left, right = st.columns(2)
-    left.plotly_chart(ui.figure(cmp.accuracy_vs_parameters, entries, lang), key="comparison_acc_params")
-    right.plotly_chart(ui.figure(cmp.accuracy_vs_latency, entries, measured, lang), key="comparison_acc_latency")
+    with left:
+        chart(ui.figure(cmp.accuracy_vs_parameters, entries, lang), key="comparison_acc_params")
+    with right:
+        chart(ui.figure(cmp.accuracy_vs_latency, entries, measured, lang), key="comparison_acc_latency")
     st.caption(t("comparison.chart.pareto_caption"))
     st.subheader(t("comparison.curves.header"))
-    st.plotly_chart(ui.figure(cmp.learning_curves, entries, lang), key="comparison_curves")
-    st.plotly_chart(ui.figure(cmp.per_class_figure, entries, lang), key="comparison_per_class")
+    chart(ui.figure(cmp.learning_curves, entries, lang), key="comparison_curves")
+    chart(ui.figure(cmp.per_class_figure, entries, lang), key="comparison_per_class")
 
 
 def mistakes() -> None:
@@ -166,7 +169,8 @@ def mistakes() -> None:
     st.subheader(t("comparison.confusion.header"))
     for start in range(0, len(entries), 3):
         for column, entry in zip(st.columns(3), entries[start:start + 3]):
-            column.plotly_chart(ui.figure(cmp.confusion_figure, entry, lang), key=f"comparison_confusion_{entry.source.id}")
+            with column:
+                chart(ui.figure(cmp.confusion_figure, entry, lang), key=f"comparison_confusion_{entry.source.id}")
     st.caption(t("comparison.confusion.caption"))
     gallery(entries)
 
@@ -255,7 +259,7 @@ def reading() -> None:
             labels |= {"true": t("comparison.figure.true"), "guess": t("comparison.figure.guess")}
             if name == "cnn":
                 fields = diagrams.receptive_fields(model)
-                st.plotly_chart(diagrams.cnn_figure(image, model, labels), key="comparison_bias_cnn")
+                chart(diagrams.cnn_figure(image, model, labels), key="comparison_bias_cnn")
                 st.caption(t("comparison.reading.cnn.caption", kernel=model.config.kernel_size,
                              field=fields[-1]["size"] if fields else model.config.kernel_size,
                              conv_field=[f for f in fields if f["kind"] == "Conv2d"][-1]["size"],
@@ -264,13 +268,13 @@ def reading() -> None:
                 beliefs = diagrams.row_beliefs(model, image)
                 rows_needed = next((r + 1 for r in range(len(beliefs)) if beliefs[r:].argmax(1).tolist()
                                     == [label] * (len(beliefs) - r)), None)
-                st.plotly_chart(diagrams.lstm_figure(image, beliefs, label, labels), key="comparison_bias_lstm")
+                chart(diagrams.lstm_figure(image, beliefs, label, labels), key="comparison_bias_lstm")
                 st.caption(t("comparison.reading.lstm.caption", label=label,
                              rows=rows_needed if rows_needed is not None else "—",
                              hidden=model.config.hidden_size))
             else:
                 attention = diagrams.class_token_attention(model, image)
-                st.plotly_chart(diagrams.transformer_figure(image, attention, model.config.patch_size, labels),
+                chart(diagrams.transformer_figure(image, attention, model.config.patch_size, labels),
                                 key="comparison_bias_transformer")
                 st.caption(t("comparison.reading.transformer.caption", patch=model.config.patch_size,
                              grid=model.config.grid, tokens=model.config.num_patches, depth=model.config.depth))
@@ -307,7 +311,7 @@ def scale() -> None:
               "training_bytes": t("comparison.scale.training_bytes"), "width": t(f"comparison.scale.{name}.width"),
               "depth": t(f"comparison.scale.{name}.depth"), "current": t("comparison.scale.current"),
               "reference": t("comparison.scale.reference")}
-    st.plotly_chart(scaling.growth_figure(widths, depths, current, labels,
+    chart(scaling.growth_figure(widths, depths, current, labels,
                                           reference if name == ref["model"] else None),
                     key="comparison_scale_growth")
     st.caption(t("comparison.scale.growth_caption",
@@ -317,7 +321,7 @@ def scale() -> None:
     with st.spinner(t("comparison.scale.measuring")):
         sweeps = {n: scaling.width_sweep(n, scaling.KNOBS[n].default_depth) for n in names}
     titles = {n: model_title(n) for n in names}
-    st.plotly_chart(scaling.architectures_figure(sweeps, titles, labels | {"width": t("comparison.scale.width"),
+    chart(scaling.architectures_figure(sweeps, titles, labels | {"width": t("comparison.scale.width"),
                                                                            "depth": t("comparison.scale.depth")},
                                                  reference), key="comparison_scale_all")
     st.caption(t("comparison.scale.reference_caption", parameters=f"{reference.parameters:,}",

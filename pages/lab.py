@@ -9,6 +9,7 @@ from bigmodels.analysis.scaling_lab import LEVEL, allocate
 from bigmodels.analysis.scaling_laws import CHINCHILLA, CHINCHILLA_TOKENS_PER_PARAMETER, PUBLISHED
 from bigmodels.app import lab
 from bigmodels.app import launcher as lui
+from bigmodels.app.charts import chart
 from bigmodels.app.session import language, t
 from bigmodels.data.mnist import ENV_DATA_DIR
 from bigmodels.figures import scaling_lab as figures
@@ -20,7 +21,6 @@ from bigmodels.train.sweep import (
     DEFAULT_BUDGETS, DEFAULT_CHECK, DEFAULT_DEPTHS, DEFAULT_WIDTHS, check_point, sweep_grid,
 )
 
-CHART = {"displaylogo": False}
 POLL_SECONDS = 3.0  # the sweeps' progress
 FIT_POLL_SECONDS = 1.0  # are the fits done?
 LEVEL_TEXT = f"{LEVEL:.0%}"  # the intervals' central share, as the texts say it
@@ -105,13 +105,13 @@ def charts(table, result, lang) -> None:
     left, right = st.columns(2)
     with left:
         st.markdown(f"**{t('lab.fig.by_parameters')}**")
-        st.plotly_chart(figures.loss_vs_parameters(table, result, labels, lang), key="lab_fig_n", config=CHART)
+        chart(figures.loss_vs_parameters(table, result, labels, lang), key="lab_fig_n")
         power = result.loss_vs_parameters
         st.caption(t("lab.law_n", images=format_count_in(result.largest_budget, lang), e=f"{power.E:.3g}",
                      a=f"{power.A:.3g}", alpha=f"{power.alpha:.3f}"))
     with right:
         st.markdown(f"**{t('lab.fig.by_compute')}**")
-        st.plotly_chart(figures.loss_vs_compute(table, result, labels, lang), key="lab_fig_c", config=CHART)
+        chart(figures.loss_vs_compute(table, result, labels, lang), key="lab_fig_c")
         power = result.loss_vs_compute
         st.caption(t("lab.law_c", n=len(result.frontier), e=f"{power.E:.3g}", a=f"{power.A:.3g}",
                      alpha=f"{power.alpha:.3f}"))
@@ -160,7 +160,7 @@ def checks(table, result, lang) -> None:
         st.info(t("lab.check.none"))
         return
     st.write(t("lab.check.intro", runs=result.grid_runs, level=LEVEL_TEXT))
-    st.plotly_chart(figures.check_figure(result, figure_labels(), lang), key="lab_fig_check", config=CHART)
+    chart(figures.check_figure(result, figure_labels(), lang), key="lab_fig_check")
     for check in result.checks:
         verdict = "inside" if check.inside else "outside"
         icon = ":material/check_circle:" if check.inside else ":material/cancel:"  # not in the catalogue text

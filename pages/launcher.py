@@ -14,6 +14,7 @@ import json
 import streamlit as st
 
 from bigmodels.app import launcher as lui
+from bigmodels.app.charts import chart
 from bigmodels.app.session import language, model_title, t
 from bigmodels.figures.runs import (
     X_AXES, accuracy_figure, comparison_rows, confusion_figure, epochs_csv, loss_figure, parallel_coordinates,
@@ -241,8 +242,10 @@ def live_curves(store, run) -> None:
     loss, accuracy = live_figures(str(store.home), run.id, run.step, run.epoch, run.attempts, x, log_y,
                                   loss_texts(x), accuracy_texts(x))
     left, right = st.columns(2)
-    left.plotly_chart(loss, key=f"live_loss_{run.id}", config={"displaylogo": False})
-    right.plotly_chart(accuracy, key=f"live_acc_{run.id}", config={"displaylogo": False})
+    with left:
+        chart(loss, key=f"live_loss_{run.id}")
+    with right:
+        chart(accuracy, key=f"live_acc_{run.id}")
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -267,11 +270,10 @@ def live_system(store, run) -> None:
     c1, c2 = st.columns(2)
     c1.metric(t("launcher.system.cpu"), "–" if last["cpu_percent"] is None else f"{last['cpu_percent']:.0f} %")
     c2.metric(t("launcher.system.memory"), format_bytes(last["memory_bytes"]))
-    st.plotly_chart(system_figure(samples, {
+    chart(system_figure(samples, {
         "cpu": t("launcher.system.cpu"), "gpu": t("launcher.system.gpu"), "memory": t("launcher.system.memory"),
         "gpu_memory": t("launcher.system.gpu_memory"), "percent": t("launcher.system.percent"),
-        "mib": t("launcher.system.mib"), "x": t("launcher.chart.x.time")}),
-        key=f"system_{run.id}", config={"displaylogo": False})
+        "mib": t("launcher.system.mib"), "x": t("launcher.chart.x.time")}), key=f"system_{run.id}")
     st.caption(t("launcher.system.caption", n=len(samples)))
 
 
@@ -289,12 +291,13 @@ def live_evaluation(store, run) -> None:
         st.caption(t("launcher.eval.caption", accuracy=f"{record['accuracy']:.2%}", n=f"{record['test_images']:,}",
                      epoch=run.epoch))
         left, right = st.columns(2)
-        left.plotly_chart(confusion_figure(record["confusion"], {
-            "true": t("launcher.eval.true"), "predicted": t("launcher.eval.predicted"),
-            "hover": t("launcher.eval.hover")}), key=f"confusion_{run.id}", config={"displaylogo": False})
-        right.plotly_chart(per_class_figure(record["per_class_accuracy"], {
-            "x": t("launcher.eval.digit"), "y": t("launcher.eval.per_class")}), key=f"per_class_{run.id}",
-            config={"displaylogo": False})
+        with left:
+            chart(confusion_figure(record["confusion"], {
+                "true": t("launcher.eval.true"), "predicted": t("launcher.eval.predicted"),
+                "hover": t("launcher.eval.hover")}), key=f"confusion_{run.id}")
+        with right:
+            chart(per_class_figure(record["per_class_accuracy"], {
+                "x": t("launcher.eval.digit"), "y": t("launcher.eval.per_class")}), key=f"per_class_{run.id}")
 
 
 def run_info_form(store, run, allowed: bool) -> None:
@@ -592,11 +595,12 @@ def compare_section(store) -> None:
     steps = {r.id: store.steps(r.id) for r in picked}
     epochs = {r.id: store.epochs(r.id) for r in picked}
     left, right = st.columns(2)
-    left.plotly_chart(loss_figure([(r.title, steps[r.id], epochs[r.id], steps_per_epoch(r)) for r in picked],
-                                  smoothing, loss_texts(x), x=x, log_y=log_y), key="compare_loss",
-                      config={"displaylogo": False})
-    right.plotly_chart(accuracy_figure([(r.title, epochs[r.id], steps_per_epoch(r)) for r in picked],
-                                       accuracy_texts(x), x=x), key="compare_acc", config={"displaylogo": False})
+    with left:
+        chart(loss_figure([(r.title, steps[r.id], epochs[r.id], steps_per_epoch(r)) for r in picked],
+                          smoothing, loss_texts(x), x=x, log_y=log_y), key="compare_loss")
+    with right:
+        chart(accuracy_figure([(r.title, epochs[r.id], steps_per_epoch(r)) for r in picked], accuracy_texts(x), x=x),
+              key="compare_acc")
     st.subheader(t("launcher.compare.table"))
     only_differences = st.toggle(t("launcher.compare.only_diff"), value=len(picked) > 1, key="launcher_diff")
     heading = compare_headings()
@@ -609,12 +613,12 @@ def compare_section(store) -> None:
                      heading["duration_s"]: st.column_config.NumberColumn(format="%.1f")})
     if len(picked) >= 2:
         st.subheader(t("launcher.compare.parallel"))
-        st.plotly_chart(parallel_coordinates(picked, {
+        chart(parallel_coordinates(picked, {  # parcoords: drawn by st.plotly_chart (bigmodels.app.charts)
             "model": t("launcher.chart.model"), "optimizer": t("launcher.form.optimizer"),
             "lr": t("launcher.chart.lr_log"), "batch_size": t("launcher.form.batch_size"),
             "epochs": t("launcher.form.epochs"), "weight_decay": t("launcher.form.weight_decay"),
             "label_smoothing": t("launcher.form.label_smoothing"), "accuracy": t("launcher.chart.best")}),
-            key="compare_parallel", config={"displaylogo": False})
+            key="compare_parallel")
     d1, d2, d3 = st.columns(3)
     d1.download_button(t("launcher.compare.csv_epochs"), epochs_csv([(r, epochs[r.id]) for r in picked]),
                        file_name="bigmodels-epochs.csv", mime="text/csv", width="stretch")

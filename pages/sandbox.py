@@ -19,6 +19,7 @@ from bigmodels.analysis.explain import (
     dissenters, explain, read_digit, settled_row, verdict,
 )
 from bigmodels.analysis.perturbations import MAX_EPSILON, MAX_NOISE, MAX_THICKNESS, Perturbation, apply_shared
+from bigmodels.app.charts import chart
 from bigmodels.app.sandbox import (
     ARCHITECTURES, belief_png, cached_model, digit_png, heat_png, maps_png,
     one_thread, probability_bars, sources_by_architecture,
@@ -382,7 +383,7 @@ def rows_chart(beliefs, arch: str) -> None:
     fig.update_layout(height=200, margin=dict(l=0, r=0, t=6, b=0), legend=dict(title=t("sandbox.why.rows_y")),
                       xaxis=dict(title=t("sandbox.why.rows_x"), range=[1, len(rows)], fixedrange=True),
                       yaxis=dict(range=[0, 1], tickformat=".0%", fixedrange=True))
-    st.plotly_chart(fig, config=PLOT_CONFIG, key=f"sb_rows_{arch}")
+    chart(fig, config=PLOT_CONFIG, key=f"sb_rows_{arch}")
 
 
 def show_view(arch: str, view: str, e, shown, model) -> None:

@@ -13,6 +13,7 @@ import torch
 
 from bigmodels.analysis import calculators as calc
 from bigmodels.app import service as sui
+from bigmodels.app.charts import chart
 from bigmodels.app.launcher import access_policy, may_change, token_key
 from bigmodels.app.routing import page_link
 from bigmodels.app.session import current_data, language, t
@@ -175,11 +176,15 @@ def live_charts(model_ids: list[str]) -> None:
     shown = replicas.get(chosen) if chosen else sum(replicas.values())
     cells[4].metric(t("service.live.replicas"), "–" if shown is None else str(shown))
     left, right = st.columns(2)
-    left.plotly_chart(throughput_figure(summary, labels), config=PLOT_CONFIG, key="svc_fig_rps")
-    right.plotly_chart(latency_figure(summary, labels), config=PLOT_CONFIG, key="svc_fig_latency")
+    with left:
+        chart(throughput_figure(summary, labels), config=PLOT_CONFIG, key="svc_fig_rps")
+    with right:
+        chart(latency_figure(summary, labels), config=PLOT_CONFIG, key="svc_fig_latency")
     left, right = st.columns(2)
-    left.plotly_chart(batch_figure(summary, labels), config=PLOT_CONFIG, key="svc_fig_batch")
-    right.plotly_chart(errors_figure(summary, labels), config=PLOT_CONFIG, key="svc_fig_errors")
+    with left:
+        chart(batch_figure(summary, labels), config=PLOT_CONFIG, key="svc_fig_batch")
+    with right:
+        chart(errors_figure(summary, labels), config=PLOT_CONFIG, key="svc_fig_errors")
     st.caption(t("service.live.caption", window=WINDOW_S, total=summary.total, ok=summary.ok, seconds=POLL_S))
 
 
@@ -270,7 +275,7 @@ def load_section(found: list, allowed: bool) -> None:
                        headings["errors"]: ", ".join(f"{s}: {n}" for s, n in r["statuses"].items() if s != 200)}
                       for r in runs], hide_index=True)
         labels = {k: t(f"service.chart.{k}") for k in ("images_per_s", "p99", "ms", "runs_title")}
-        st.plotly_chart(load_runs_figure(runs, labels), config=PLOT_CONFIG, key="svc_fig_runs")
+        chart(load_runs_figure(runs, labels), config=PLOT_CONFIG, key="svc_fig_runs")
         if st.button(t("service.load.clear"), key="svc_clear_runs"):
             st.session_state[RUNS_KEY] = []
             st.rerun()

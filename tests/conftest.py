@@ -148,3 +148,12 @@ def run_async(coroutine):
     from bigmodels.serving.outside_loop import call_outside_loop
 
     return call_outside_loop(lambda: asyncio.run(coroutine))
+
+
+def apptest_charts(at) -> list[dict]:
+    """The figure of every plotly chart an AppTest run drew, however the page drew it
+    (bigmodels.app.charts: its own component, or st.plotly_chart)."""
+    from bigmodels.app.charts import figure_of
+
+    return [figure for kind in ("plotly_chart", "bidi_component") for element in at.get(kind)
+            if (figure := figure_of(kind, element.proto)) is not None]

@@ -6,6 +6,8 @@ import time
 import pytest
 
 from bigmodels.analysis.article_fixes import FIXES
+from bigmodels.app.charts import BUNDLE_TRACES, BUNDLE_URL
+from bigmodels.harness.browser import CHART_SELECTOR
 from bigmodels.models.sources import model_title
 from bigmodels.models.shipped import available
 
@@ -53,7 +55,7 @@ def open_section(app_page, section, ready, count, query=""):
 
 
 def charts(page):
-    return page.locator('[data-testid="stPlotlyChart"]')
+    return page.locator(CHART_SELECTOR)
 
 
 def test_side_by_side_measures_and_draws_every_chart(app_page):
@@ -75,7 +77,7 @@ def test_side_by_side_measures_and_draws_every_chart(app_page):
 
 def test_confusions_and_mistakes(app_page):
     shipped = available()
-    page = open_section(app_page, "mistakes", '[data-testid="stPlotlyChart"] .js-plotly-plot', len(shipped))
+    page = open_section(app_page, "mistakes", CHART_SELECTOR, len(shipped))
     assert charts(page).count() == len(shipped)  # one confusion matrix per model
     assert page.locator('[data-testid="stImage"] img').count() > 0  # the mistake gallery
     text = page.locator('[data-testid="stMain"]').inner_text()
@@ -85,7 +87,7 @@ def test_confusions_and_mistakes(app_page):
 
 
 def test_each_architecture_is_drawn_from_its_module(app_page):
-    page = open_section(app_page, "reading", '[data-testid="stPlotlyChart"] .js-plotly-plot', len(available()))
+    page = open_section(app_page, "reading", CHART_SELECTOR, len(available()))
     text = page.locator('[data-testid="stMain"]').inner_text()
     for name in ("cnn", "lstm", "transformer"):
         assert model_title(name) in text
@@ -98,7 +100,7 @@ def test_each_architecture_is_drawn_from_its_module(app_page):
 
 
 def test_scale_explorer_measures_the_article_transformer(app_page):
-    page = open_section(app_page, "scale", '[data-testid="stPlotlyChart"] .js-plotly-plot', 2)
+    page = open_section(app_page, "scale", CHART_SELECTOR, 2)
     text = page.locator('[data-testid="stMain"]').inner_text()
     assert "85,115,914" in text  # ViT-Base shape at 768 wide, 12 deep, counted on the module
     assert charts(page).count() == 2
@@ -124,3 +126,32 @@ def test_comparison_in_chinese(app_page):
     text = page.locator('[data-testid="stMain"]').inner_text()
     assert "架构对比" in text and "并排对比" in text
     app_page.screenshot("comparison-zh")
+
+
+def test_charts_come_from_the_cartesian_bundle_alone(app_page):
+    page = open_section(app_page, "side", CHART_SELECTOR, 4)
+    loaded = [url for url in app_page.requests if "plotly" in url.lower()]
+    assert any(url.endswith(BUNDLE_URL) for url in loaded), loaded
+    assert not [url for url in loaded if "PlotlyChart" in url]  # Streamlit's 4.7 MB chunk is never fetched
+    # the trace types the app sends to the bundle are the ones it registers
+    assert set(page.evaluate("Object.keys(Plotly.PlotSchema.get().traces)")) == BUNDLE_TRACES
+    # themed as st.plotly_chart is: Streamlit's font, its bold left-aligned title
+    title = page.locator(f"{CHART_SELECTOR} .gtitle").first
+    assert "Source Sans" in title.evaluate("t => getComputedStyle(t).fontFamily")
+    assert "font-weight:bold" in title.inner_html().replace(" ", "")
+
+
+def test_a_chart_is_redrawn_in_place_when_its_inputs_change(app_page):
+    page = open_section(app_page, "reading", CHART_SELECTOR, len(available()))
+    first = page.locator(CHART_SELECTOR).first  # the CNN's filters on the chosen test digit
+    before = first.evaluate("el => { el.dataset.probe = 'kept'; return JSON.stringify(el.data.map(t => t.z)) }")
+    digit = page.locator('[data-testid="stNumberInput"] input').first
+    digit.fill("1")
+    digit.press("Enter")  # another test digit: every picture of the figure changes
+    page.wait_for_function(
+        "([sel, before]) => { const el = document.querySelector(sel);"
+        " return el && JSON.stringify(el.data.map(t => t.z)) !== before }", arg=[CHART_SELECTOR, before],
+        timeout=60_000)
+    app_page.wait_idle(SLOW)
+    assert first.evaluate("el => el.dataset.probe") == "kept"  # the same element, updated by Plotly.react
+    assert page.locator(CHART_SELECTOR).count() == len(available())

@@ -26,6 +26,7 @@ from bigmodels.cluster.control import dispatcher_alive, dispatcher_lock
 from bigmodels.cluster.runtime import ENV_RAY_ADDRESS
 from bigmodels.runs.store import ENV_HOME, RunStore
 from bigmodels.train.sweep import check_point, knobs_of, sweep_grid
+from tests.conftest import apptest_charts
 
 ROOT = Path(__file__).resolve().parents[1]
 TRUE = dict(E=0.05, A=30.0, alpha=0.4, B=200.0, beta=0.6)
@@ -329,7 +330,7 @@ def test_the_page_shows_the_shipped_sweep_and_its_check_from_the_data(tmp_path, 
     assert text and f"**{check.row.test_loss:.4f}**" in text[0] and check.row.run_id in text[0]
     assert f"{check.interval.low:.4f}" in text[0] and f"{check.interval.high:.4f}" in text[0]
     assert text[0].startswith(":material/check_circle:" if check.inside else ":material/cancel:")
-    assert len(at.get("plotly_chart")) == 3
+    assert len(apptest_charts(at)) == 3
 
 
 def test_a_sweep_without_measurements_is_a_message_not_an_exception(tmp_path, monkeypatch):
@@ -338,7 +339,7 @@ def test_a_sweep_without_measurements_is_a_message_not_an_exception(tmp_path, mo
     at = _page(tmp_path, monkeypatch, sweep="empty")
     problem = translate("lab.problem.too_few", "en", n=0, need=scaling_lab.MIN_GRID_RUNS)
     assert any(problem in w.value for w in at.warning), [w.value for w in at.warning]
-    assert not at.get("plotly_chart")
+    assert not apptest_charts(at)
 
 
 def test_a_broken_shipped_file_is_a_message(tmp_path, monkeypatch):

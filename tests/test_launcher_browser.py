@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from bigmodels.harness.browser import CHART_SELECTOR
 from bigmodels.runs.store import RunStore
 from bigmodels.models.sources import finished_run_sources
 
@@ -104,7 +105,7 @@ def test_launch_watch_live_cache_and_reuse(app_page):
     page.get_by_text("succeeded").filter(visible=True).first.wait_for(timeout=30_000)
     text = main_text(page)
     assert run.id in text and "Compare runs" in text
-    charts = page.locator('[data-testid="stPlotlyChart"]')
+    charts = page.locator(CHART_SELECTOR)
     wait_for(lambda: charts.count() >= 2, timeout=60, what="the live charts")
     assert "Settings and results" not in main_text(page)  # the comparison draws only when asked for
     page.get_by_text("Show the comparison").click()

@@ -135,13 +135,13 @@ def test_sandbox_then_comparison_over_the_websocket(live_app):
             # nothing of the sandbox stays: its elements or its widget states
             assert not any(w.id.endswith(("-sb_input", "-sb_next")) for w in s.widget_states)
             assert not [m for m in s.find("metric") if m.label == en("sandbox.result.prediction")]
-            charts = s.find("plotly_chart")
+            charts = s.charts()
             assert len(charts) == 4  # 2 scatter charts, learning curves, per-digit accuracy
-            assert all(json.loads(c.spec)["data"] for c in charts)
+            assert all(figure["data"] for figure in charts)
             # peak memory is measured in the background; the page polls in a fragment, then reruns
             times["comparison settled"] = await s.settle(420)
             assert not [a.body for a in s.find("alert") if a.body.startswith(BUSY)]
-            assert len(s.find("plotly_chart")) == 4 and s.exceptions == []
+            assert len(s.charts()) == 4 and s.exceptions == []
             return times
 
     times = run_async(scenario())

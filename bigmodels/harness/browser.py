@@ -23,6 +23,8 @@ from urllib.parse import urlparse
 from bigmodels.harness.server import ARTIFACTS, StreamlitServer
 
 SCREENSHOTS = ARTIFACTS / "screenshots"
+#: A plotly chart on a page, whichever way it was drawn (bigmodels.app.charts or st.plotly_chart).
+CHART_SELECTOR = ".js-plotly-plot"
 CHROMIUM = os.environ.get("BIGMODELS_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-quic"]

@@ -74,6 +74,8 @@ from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 from streamlit.proto.Slider_pb2 import Slider
 from streamlit.proto.WidgetStates_pb2 import WidgetState
 
+from bigmodels.app.charts import figure_of
+
 FINISHED_SUCCESSFULLY = ForwardMsg.FINISHED_SUCCESSFULLY
 FINISHED_WITH_COMPILE_ERROR = ForwardMsg.FINISHED_WITH_COMPILE_ERROR
 FINISHED_EARLY_FOR_RERUN = ForwardMsg.FINISHED_EARLY_FOR_RERUN
@@ -509,6 +511,10 @@ class StreamlitSession:
     def find(self, kind: str) -> list:
         """The payloads (e.g. Markdown, PlotlyChart protos) of every ``kind`` element on screen."""
         return [getattr(e, kind) for _, k, e in self.elements if k == kind]
+
+    def charts(self) -> list[dict]:
+        """The figure of every plotly chart on screen, however the page drew it (bigmodels.app.charts)."""
+        return [figure for _, kind, e in self.elements if (figure := figure_of(kind, getattr(e, kind))) is not None]
 
     def find_widget(self, kind: str, label: str) -> str:
         """The id of the one ``kind`` widget (radio, button, selectbox, ...) labelled ``label``."""
