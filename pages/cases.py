@@ -8,6 +8,7 @@ import streamlit as st
 
 from bigmodels.content import views
 from bigmodels.content.cases import CHALLENGES, MODALITIES, REGIONS, WEIGHTS, default_cases
+from bigmodels.app.charts import GEO, chart
 from bigmodels.app.routing import page_link
 from bigmodels.app.session import language, t
 
@@ -81,16 +82,15 @@ def country_filter(lang: str) -> str | None:
 def world_map(on_map, lang: str) -> None:
     """The world map of the cases the other filters let through; click a country to keep its cases."""
     st.subheader(t("cases.map.header"))
-    st.plotly_chart(views.world_map_figure(on_map, lang), config=views.PLOTLY_CONFIG, key=map_key(),
-                    on_select=pick_country, selection_mode="points")
+    chart(views.world_map_figure(on_map, lang), key=map_key(), config=views.PLOTLY_CONFIG, bundle=GEO,
+          on_select=pick_country)
     st.caption(t("cases.map.caption"))
 
 
 def timeline(shown, lang: str) -> None:
     st.subheader(t("cases.timeline.header"))
-    # Not bigmodels.app.charts.chart: the map above needs the whole plotly.js that st.plotly_chart loads
-    # anyway, and a second, lighter copy for this one chart would only add to the page's load.
-    st.plotly_chart(views.timeline_figure(shown, lang), config=views.PLOTLY_CONFIG, key="cases_timeline")
+    # The map's bundle draws it too: one plotly.js for the page.
+    chart(views.timeline_figure(shown, lang), key="cases_timeline", bundle=GEO)
 
 
 def table(shown, lang: str) -> None:

@@ -14,37 +14,43 @@ from streamlit.testing.v1 import AppTest
 from bigmodels.app import charts
 
 REPO = Path(__file__).resolve().parent.parent
-BUNDLE = REPO / "static" / charts.BUNDLE_URL.removeprefix("app/static/")
+
+
+def bundle_file(bundle):
+    return REPO / "static" / bundle.url.removeprefix("app/static/")
 PLACEHOLDER = re.compile(r"#0000[0-9]{2}\b")
 
 
-def test_the_bundle_is_the_plotly_js_that_plotly_bundles_and_the_one_its_source_names():
-    head = BUNDLE.read_text(encoding="utf-8")[:200]
+@pytest.mark.parametrize("bundle, name", [(charts.CARTESIAN, "cartesian"), (charts.GEO, "geo")])
+def test_each_bundle_is_the_plotly_js_that_plotly_bundles_and_the_one_its_source_names(bundle, name):
+    path = bundle_file(bundle)
     version = plotly.offline.get_plotlyjs_version()
-    assert f"plotly.js (cartesian - minified) v{version}" in head
-    assert version in BUNDLE.name  # versioned name: a browser may cache it for good
-    source = (BUNDLE.parent / "SOURCE.md").read_text(encoding="utf-8")
-    assert hashlib.sha256(BUNDLE.read_bytes()).hexdigest() in source
-    assert (BUNDLE.parent / "LICENSE").read_text(encoding="utf-8").startswith("MIT License")
+    assert f"plotly.js ({name} - minified) v{version}" in path.read_text(encoding="utf-8")[:200]
+    assert version in path.name  # versioned name: a browser may cache it for good
+    source = (path.parent / "SOURCE.md").read_text(encoding="utf-8")
+    assert hashlib.sha256(path.read_bytes()).hexdigest() in source
+    assert (path.parent / "LICENSE").read_text(encoding="utf-8").startswith("MIT License")
 
 
-def test_streamlit_serves_static_files_so_the_bundle_url_resolves():
+def test_streamlit_serves_static_files_so_the_bundle_urls_resolve():
     import tomllib
     config = tomllib.loads((REPO / ".streamlit" / "config.toml").read_text(encoding="utf-8"))
     assert config["server"]["enableStaticServing"] is True
-    assert not charts.BUNDLE_URL.startswith("/")  # relative: it also works under a base URL path
+    for bundle in charts.BUNDLES:
+        assert not bundle.url.startswith("/")  # relative: it also works under a base URL path
 
 
-@pytest.mark.parametrize("fig, light", [
-    (go.Figure(go.Scatter(x=[1, 2], y=[3, 4])), True),
-    (go.Figure([go.Bar(x=[1], y=[2]), go.Heatmap(z=[[1, 2], [3, 4]])]), True),
-    (go.Figure(), True),  # nothing to draw needs nothing more
-    (go.Figure(go.Choropleth(locations=["AUS"], z=[1])), False),
-    (go.Figure(go.Parcoords(dimensions=[{"values": [1, 2]}])), False),
-    (go.Figure([go.Scatter(x=[1], y=[1]), go.Scatter3d(x=[1], y=[1], z=[1])]), False),  # one is enough
+@pytest.mark.parametrize("fig, cartesian, geo", [
+    (go.Figure(go.Scatter(x=[1, 2], y=[3, 4])), True, True),
+    (go.Figure([go.Bar(x=[1], y=[2]), go.Heatmap(z=[[1, 2], [3, 4]])]), True, False),
+    (go.Figure(), True, True),  # nothing to draw needs nothing more
+    (go.Figure(go.Choropleth(locations=["AUS"], z=[1])), False, True),
+    (go.Figure(go.Parcoords(dimensions=[{"values": [1, 2]}])), False, False),
+    (go.Figure([go.Scatter(x=[1], y=[1]), go.Scatter3d(x=[1], y=[1], z=[1])]), False, False),  # one is enough
 ])
-def test_light_only_for_figures_whose_every_trace_is_in_the_bundle(fig, light):
-    assert charts.light(fig) is light
+def test_a_bundle_draws_only_figures_whose_every_trace_it_has(fig, cartesian, geo):
+    assert charts.CARTESIAN.draws(fig) is cartesian
+    assert charts.GEO.draws(fig) is geo
 
 
 def themed(fig):
@@ -78,22 +84,27 @@ def test_a_title_already_bold_is_left_as_it_is():
 
 PAGE = """
 import plotly.graph_objects as go
-from bigmodels.app.charts import chart
+from bigmodels.app.charts import GEO, chart
 chart(go.Figure(go.Scatter(x=[1, 2], y=[3, 4]), layout={"height": 200}), key="line", config={"displayModeBar": False})
 chart(go.Figure(go.Parcoords(dimensions=[{"values": [1, 2]}])), key="parallel")
+chart(go.Figure(go.Choropleth(locations=["AUS"], z=[1])), key="map", bundle=GEO, on_select=lambda: None)
+chart(go.Figure(go.Choropleth(locations=["AUS"], z=[1])), key="map_without_its_bundle", on_select=lambda: None)
 """
 
 
-def test_a_page_sends_light_figures_to_the_component_and_the_rest_to_st_plotly_chart():
+def test_a_page_sends_figures_its_bundle_draws_to_the_component_and_the_rest_to_st_plotly_chart():
     at = AppTest.from_string(PAGE).run()
     assert not at.exception
-    (component,) = at.get("bidi_component")
-    assert component.proto.component_name == "bigmodels_chart"
-    data = json.loads(component.proto.json)
+    line, world = at.get("bidi_component")
+    assert line.proto.component_name == world.proto.component_name == charts.COMPONENT_NAME
+    data = json.loads(line.proto.json)
     assert data["figure"]["data"][0]["y"] == [3, 4]
     assert data["height"] == 200
-    assert data["bundle"] == charts.BUNDLE_URL
+    assert data["bundle"] == charts.CARTESIAN.url and not data["selectable"]
     assert data["config"] == charts.BASE_CONFIG | {"displayModeBar": False}
     assert data["unavailable"]  # what the element says if the bundle cannot load
-    (parallel,) = at.get("plotly_chart")
+    world = json.loads(world.proto.json)
+    assert world["bundle"] == charts.GEO.url and world["selectable"]  # clicks come back as selections
+    parallel, fallback = at.get("plotly_chart")
     assert json.loads(parallel.proto.spec)["data"][0]["type"] == "parcoords"
+    assert list(fallback.proto.selection_mode)  # st.plotly_chart keeps the selection instead

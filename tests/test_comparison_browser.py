@@ -6,7 +6,7 @@ import time
 import pytest
 
 from bigmodels.analysis.article_fixes import FIXES
-from bigmodels.app.charts import BUNDLE_TRACES, BUNDLE_URL
+from bigmodels.app.charts import CARTESIAN
 from bigmodels.harness.browser import CHART_SELECTOR
 from bigmodels.models.sources import model_title
 from bigmodels.models.shipped import available
@@ -131,10 +131,10 @@ def test_comparison_in_chinese(app_page):
 def test_charts_come_from_the_cartesian_bundle_alone(app_page):
     page = open_section(app_page, "side", CHART_SELECTOR, 4)
     loaded = [url for url in app_page.requests if "plotly" in url.lower()]
-    assert any(url.endswith(BUNDLE_URL) for url in loaded), loaded
+    assert any(url.endswith(CARTESIAN.url) for url in loaded), loaded
     assert not [url for url in loaded if "PlotlyChart" in url]  # Streamlit's 4.7 MB chunk is never fetched
     # the trace types the app sends to the bundle are the ones it registers
-    assert set(page.evaluate("Object.keys(Plotly.PlotSchema.get().traces)")) == BUNDLE_TRACES
+    assert set(page.evaluate("Object.keys(Plotly.PlotSchema.get().traces)")) == CARTESIAN.traces
     # themed as st.plotly_chart is: Streamlit's font, its bold left-aligned title
     title = page.locator(f"{CHART_SELECTOR} .gtitle").first
     assert "Source Sans" in title.evaluate("t => getComputedStyle(t).fontFamily")

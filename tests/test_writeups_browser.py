@@ -2,6 +2,7 @@
 request that leaves the server blocked: the world map must still draw."""
 import pytest
 
+from bigmodels.app.charts import GEO
 from bigmodels.content.cases import default_cases
 from bigmodels.i18n import translate
 
@@ -31,6 +32,11 @@ def test_cases_page_draws_the_map_offline(app_page, lang):
         (document.querySelector(`.js-plotly-plot .geo g.layer.${layer} path`)?.getAttribute('d') || '').length)""")
     assert min(outline) > 10_000, outline
     assert any("/app/static/topojson/world_110m.json" in r for r in app_page.requests)
+    # the map and the timeline come from the geo bundle alone, never from Streamlit's whole plotly.js
+    page.wait_for_function("document.querySelectorAll('.js-plotly-plot .main-svg').length >= 4")
+    loaded = [url for url in app_page.requests if "plotly" in url.lower()]
+    assert any(url.endswith(GEO.url) for url in loaded) and not [u for u in loaded if "PlotlyChart" in u], loaded
+    assert set(page.evaluate("Object.keys(Plotly.PlotSchema.get().traces)")) == GEO.traces
     body = page.locator('[data-testid="stMain"]').inner_text()
     assert translate("cases.title", lang) in body
     app_page.screenshot(f"cases-{lang}")

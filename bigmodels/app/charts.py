@@ -3,13 +3,13 @@
 ``st.plotly_chart`` draws with Streamlit's own chunk of the whole plotly.js
 (4.7 MB): a new browser tab evaluates it before its first chart, 768 ms of the
 comparison page's 2.9 s in a Chromium trace on the 2-core server (issue 16's
-"a new tab on a chart page in <= 3 s"). Almost every chart in the app is
-cartesian, so ``chart`` draws those with plotly.js's cartesian bundle (1.5 MB,
-the same plotly.js release; ``static/plotly/SOURCE.md``) through a Streamlit
-component that renders in the page itself, not in an iframe: the bundle is
-evaluated once per tab, however many charts the page has. A figure with a
-trace the bundle lacks (the world map, parallel coordinates) goes to
-``st.plotly_chart`` unchanged.
+"a new tab on a chart page in <= 3 s"). ``chart`` draws with one of plotly.js's
+partial bundles instead (the same plotly.js release; ``static/plotly/SOURCE.md``):
+the cartesian one (1.5 MB) for almost every chart, the geo one (1.4 MB) for the
+case studies' map and timeline. It does so through a Streamlit component that
+renders in the page itself, not in an iframe, so a bundle is evaluated once per
+tab however many charts the page has. A figure with a trace its bundle lacks
+(parallel coordinates) goes to ``st.plotly_chart`` unchanged.
 
 The look is Streamlit's: its frontend themes every ``st.plotly_chart`` figure
 (``frontend/lib/src/components/elements/PlotlyChart/CustomTheme.tsx``), here done
@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, Callable
 
 import plotly.graph_objects as go
 import plotly.io as pio
@@ -28,12 +29,28 @@ import streamlit as st
 
 from bigmodels.app.session import t
 
-#: The bundle, served by Streamlit from ``static/`` (``server.enableStaticServing``).
-#: Relative, so it also resolves under a base URL path (behind nginx at /bigmodels/).
-BUNDLE_URL = "app/static/plotly/plotly-cartesian-4.1.1.min.js"
-#: The trace modules that bundle registers (its README; tests/test_charts.py asks the bundle itself).
-BUNDLE_TRACES = frozenset({"bar", "box", "contour", "heatmap", "histogram", "histogram2d", "histogram2dcontour",
-                           "image", "pie", "scatter", "scatterternary", "violin"})
+@dataclass(frozen=True)
+class Bundle:
+    """A partial plotly.js bundle: where Streamlit serves it from ``static/``
+    (``server.enableStaticServing``; relative, so it also resolves under a base URL
+    path, behind nginx at /bigmodels/) and the trace modules it registers (its
+    README; tests/test_charts.py asks the bundle itself)."""
+
+    url: str
+    traces: frozenset[str]
+
+    def draws(self, fig: go.Figure) -> bool:
+        """Whether this bundle can draw every trace of ``fig``."""
+        return all((trace.type or "scatter") in self.traces for trace in fig.data)
+
+
+#: Every chart of the app but the world map and the parallel coordinates.
+CARTESIAN = Bundle("app/static/plotly/plotly-cartesian-4.1.1.min.js", frozenset({
+    "bar", "box", "contour", "heatmap", "histogram", "histogram2d", "histogram2dcontour", "image", "pie", "scatter",
+    "scatterternary", "violin"}))
+#: The case studies' page: its world map and its timeline, so that the page loads one bundle.
+GEO = Bundle("app/static/plotly/plotly-geo-4.1.1.min.js", frozenset({"choropleth", "scatter", "scattergeo"}))
+BUNDLES = (CARTESIAN, GEO)
 #: plotly.js's own ``layout.height`` when a figure sets none; the element is sized to it before plotly draws.
 DEFAULT_HEIGHT_PX = 450
 #: What every chart's plotly config starts from, as ``st.plotly_chart`` sets it for a chart without selections.
@@ -57,34 +74,45 @@ _DIVERGING = ("#7d353b", "#bd4043", "#ff4b4b", "#ff8c8c", "#ffc7c7", "#a6dcff", 
 _PLACEHOLDER = re.compile(r"#0000([0-9]{2})\b")
 
 _RENDERER = r"""
-// One plotly.js per tab, loaded on the first chart and shared by every later one.
+// Each bundle once per tab, loaded by the first chart that needs it and shared by every later one.
+// Every bundle sets window.Plotly; each chart keeps the one its bundle made.
 function plotly(url) {
-  if (!window.__bigmodelsPlotly) {
-    window.__bigmodelsPlotly = window.Plotly ? Promise.resolve(window.Plotly) : new Promise((resolve, reject) => {
+  const loading = (window.__bigmodelsPlotly = window.__bigmodelsPlotly || {});
+  if (!loading[url]) {
+    loading[url] = new Promise((resolve, reject) => {
       const script = document.createElement("script");
       script.src = url;
       script.onload = () => resolve(window.Plotly);
-      script.onerror = () => { window.__bigmodelsPlotly = null; reject(new Error(url)); };
+      script.onerror = () => { delete loading[url]; reject(new Error(url)); };
       document.head.appendChild(script);
     });
   }
-  return window.__bigmodelsPlotly;
+  return loading[url];
 }
 
-export default function ({ parentElement, data }) {
+export default function ({ parentElement, data, setTriggerValue }) {
   const el = parentElement.querySelector(".%(chart_class)s");
   el.style.height = data.height + "px";
+  el.bigmodelsSelect = setTriggerValue;  // the latest, for the handler bound once below
   plotly(data.bundle).then((Plotly) => {
     // react() updates a chart in place when a rerun sends it new data (live training curves).
     Plotly.react(el, data.figure.data, data.figure.layout, data.config);
+    el.bigmodelsPlotly = Plotly;
     if (!el.bigmodelsResize) {  // the column can change width without the window resizing
       el.bigmodelsResize = new ResizeObserver(() => { if (el.data) Plotly.Plots.resize(el); });
       el.bigmodelsResize.observe(el);
     }
+    if (data.selectable && !el.bigmodelsClicks) {
+      // The shape st.plotly_chart's point selections have: {"selection": {"points": [...]}} in session state.
+      el.bigmodelsClicks = true;
+      el.on("plotly_click", (event) => el.bigmodelsSelect("selection", { points: event.points.map((point) => ({
+        curve_number: point.curveNumber, point_index: point.pointIndex,
+        location: point.location, x: point.x, y: point.y })) }));
+    }
   }).catch(() => { el.textContent = data.unavailable; });
   return () => {
     if (el.bigmodelsResize) el.bigmodelsResize.disconnect();
-    if (window.Plotly) window.Plotly.purge(el);
+    if (el.bigmodelsPlotly) el.bigmodelsPlotly.purge(el);
   };
 }
 """ % {"chart_class": CHART_CLASS}
@@ -93,21 +121,25 @@ _COMPONENT = st.components.v2.component(COMPONENT_NAME, html=f'<div class="{CHAR
                                         isolate_styles=False)  # plotly styles its modebar from the page's <head>
 
 
-def light(fig: go.Figure) -> bool:
-    """Whether the cartesian bundle can draw every trace of ``fig``."""
-    return all((trace.type or "scatter") in BUNDLE_TRACES for trace in fig.data)
-
-
-def chart(fig: go.Figure, *, key: str, config: dict[str, Any] | None = None) -> None:
-    """Draw ``fig`` stretched to its container: with the cartesian bundle when it can,
-    else with ``st.plotly_chart``. ``config`` is plotly's, over :data:`BASE_CONFIG`."""
+def chart(fig: go.Figure, *, key: str, config: dict[str, Any] | None = None, bundle: Bundle = CARTESIAN,
+          on_select: Callable[[], None] | None = None) -> None:
+    """Draw ``fig`` stretched to its container: with ``bundle`` when it has every trace
+    of the figure, else with ``st.plotly_chart``. ``config`` is plotly's, over
+    :data:`BASE_CONFIG`. With ``on_select``, a click on a point is a selection, read
+    from ``st.session_state[key]`` as ``st.plotly_chart`` keeps one, then ``on_select()``."""
     config = BASE_CONFIG | (config or {})
-    if not light(fig):
-        st.plotly_chart(fig, key=key, config=config)
+    if not bundle.draws(fig):
+        if on_select is None:
+            st.plotly_chart(fig, key=key, config=config)
+        else:
+            st.plotly_chart(fig, key=key, config=config, on_select=on_select, selection_mode="points")
         return
-    _COMPONENT(key=key, data={"figure": themed_spec(fig), "config": config, "bundle": BUNDLE_URL,
-                              "height": fig.layout.height or DEFAULT_HEIGHT_PX,
-                              "unavailable": t("app.chart_unavailable", url=BUNDLE_URL)})
+    data = {"figure": themed_spec(fig), "config": config, "bundle": bundle.url, "selectable": on_select is not None,
+            "height": fig.layout.height or DEFAULT_HEIGHT_PX, "unavailable": t("app.chart_unavailable", url=bundle.url)}
+    if on_select is None:
+        _COMPONENT(key=key, data=data)
+    else:
+        _COMPONENT(key=key, data=data, on_selection_change=on_select)
 
 
 def figure_of(kind: str, element: Any) -> dict[str, Any] | None:

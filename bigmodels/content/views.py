@@ -82,8 +82,9 @@ def search_cases(cases: Iterable[Case], query: str, lang: str) -> list[Case]:
 
 def selected_country(selection: object, known: Iterable[str] = ()) -> str | None:
     """The ISO-3 code of the country clicked on the world map, from the selection
-    state ``st.plotly_chart(..., on_select=...)`` keeps (``{"selection": {"points":
-    [{"location": "AUS", ...}]}}``); None when nothing (or something unknown) is selected."""
+    state the map's chart keeps (``{"selection": {"points": [{"location": "AUS", ...}]}}``, as
+    ``st.plotly_chart(..., on_select=...)`` and ``bigmodels.app.charts.chart(..., on_select=...)``
+    both keep it); None when nothing (or something unknown) is selected."""
     try:
         points = selection["selection"]["points"]  # type: ignore[index]
     except (KeyError, TypeError):
