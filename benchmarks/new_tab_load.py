@@ -51,7 +51,8 @@ def drawn(charts: int) -> str:
 
 def libraries(urls: list[str]) -> str:
     """Which plotly.js a page's requests loaded."""
-    kinds = [name for name, mark in (("streamlit chunk", "/PlotlyChart."), ("cartesian bundle", "plotly-cartesian"))
+    kinds = [name for name, mark in (("streamlit chunk", "/PlotlyChart."), ("cartesian bundle", "plotly-cartesian"),
+                                                    ("geo bundle", "plotly-geo"))
              if any(mark in url for url in urls)]
     return " + ".join(kinds) or "none"
 

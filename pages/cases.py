@@ -130,7 +130,15 @@ def cards(shown, lang: str) -> None:
     )
     descending = order_col.toggle(t("cases.sort.descending"), value=sort_key == "parameters", key="cases_desc")
 
-    for case in views.sort_cases(shown, sort_key, lang, descending):
+    ordered = views.sort_cases(shown, sort_key, lang, descending)
+    pages = views.card_pages(len(ordered))
+    chosen = 0
+    if len(pages) > 1:  # keyed by how many there are: another filter's result starts at its first page
+        chosen = st.segmented_control(t("cases.cards.page"), range(len(pages)), default=0,
+                                      format_func=lambda i: f"{pages[i].start + 1}–{pages[i].stop}",
+                                      key=f"cases_cards_page_{len(ordered)}") or 0
+        st.caption(t("cases.cards.showing", first=pages[chosen].start + 1, last=pages[chosen].stop, n=len(ordered)))
+    for case in (ordered[i] for i in pages[chosen]):
         with st.container(border=True):
             st.markdown(f"#### {case.name[lang]}")
             st.caption(

@@ -558,3 +558,9 @@ def test_catalogue_keys_used_by_views_exist():
     for lang in LANGUAGES:
         missing = {k for k in used if not k.endswith(".") and k not in catalogue(lang)}
         assert not missing, (lang, missing)
+
+
+def test_card_pages_cover_every_case_once_in_order():
+    pages = views.card_pages(39, per_page=10)
+    assert [(p.start, p.stop) for p in pages] == [(0, 10), (10, 20), (20, 30), (30, 39)]
+    assert views.card_pages(0) == [] and views.card_pages(10, per_page=10) == [range(0, 10)]

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from bigmodels.content import views
 from bigmodels.content.cases import load_cases
 from bigmodels.i18n import LANGUAGES, translate
 
@@ -28,10 +29,19 @@ def test_cases_page_renders(lang):
     cases = load_cases()
     metrics = {m.label: m.value for m in at.metric}
     assert metrics[translate("cases.metric.cases", lang)] == str(len(cases))
-    # One card per case, each with its name as a heading.
-    headings = [m.value for m in at.markdown if m.value.startswith("#### ")]
-    assert len(headings) == len(cases)
-    assert all(f"#### {c.name[lang]}" in headings for c in cases)
+    # One card per case, each with its name as a heading, a page of them at a time.
+    def headings():
+        return [m.value for m in at.markdown if m.value.startswith("#### ")]
+
+    pages = views.card_pages(len(cases))
+    assert len(pages) > 1 and len(headings()) == views.CARDS_PER_PAGE
+    seen = []
+    for page in range(len(pages)):
+        at.segmented_control(key=f"cases_cards_page_{len(cases)}").set_value(page).run()
+        assert not at.exception
+        assert len(headings()) == len(pages[page])
+        seen += headings()
+    assert sorted(seen) == sorted(f"#### {c.name[lang]}" for c in cases)  # every case once
 
 
 def test_cases_page_filters_narrow_the_cards():
