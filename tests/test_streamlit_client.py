@@ -7,7 +7,6 @@ though it needs no Chromium.
 """
 from __future__ import annotations
 
-import json
 import re
 
 import pytest
