@@ -71,7 +71,7 @@ def test_themed_spec_leaves_no_placeholder_colour_and_merges_the_theme():
     assert template["colorway"][0] == "#0068c9"  # Streamlit's first categorical colour
     assert template["xaxis"]["automargin"] and template["yaxis"]["automargin"]  # tick labels are not cut off
     assert template["font"]["family"] == '"Source Sans", sans-serif'
-    assert template["title"]["font"]["color"] == charts._theme_option("textColor", "")
+    assert template["title"]["font"]["color"] == charts._theme_option("textColor", charts.DEFAULT_TEXT_COLOUR)
     assert spec["layout"]["title"]["text"] == "<b>Accuracy</b>"
     assert spec["layout"]["margin"] == {"l": 10, "r": 10, "t": 40, "b": 10}  # the figure's own layout wins
     heatmap = spec["layout"]["template"]["data"]["heatmap"][0]

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Callable
 
+import pandas  # noqa: F401 -- see below
 import plotly.graph_objects as go
 import plotly.io as pio
 import streamlit as st
@@ -51,6 +52,11 @@ CARTESIAN = Bundle("app/static/plotly/plotly-cartesian-4.1.1.min.js", frozenset(
 #: The case studies' page: its world map and its timeline, so that the page loads one bundle.
 GEO = Bundle("app/static/plotly/plotly-geo-4.1.1.min.js", frozenset({"choropleth", "scatter", "scattergeo"}))
 BUNDLES = (CARTESIAN, GEO)
+# pandas is imported with this module, before any chart is drawn, on purpose: plotly's JSON
+# encoder reads pandas from sys.modules without importing it, and while another session's
+# thread is still importing pandas (st.dataframe imports it lazily) it finds a half-made module
+# ("partially initialized module 'pandas' has no attribute 'Series'", tests/test_first_visits.py).
+
 #: plotly.js's own ``layout.height`` when a figure sets none; the element is sized to it before plotly draws.
 DEFAULT_HEIGHT_PX = 450
 #: What every chart's plotly config starts from, as ``st.plotly_chart`` sets it for a chart without selections.
@@ -63,6 +69,7 @@ COMPONENT_NAME = "bigmodels_chart"
 # (frontend/lib/src/theme: its grey scale and chart palettes).
 _GRAY_30, _GRAY_70, _GRAY_90 = "#e6eaf1", "#808495", "#262730"
 _BODY_FONT = '"Source Sans", sans-serif'
+DEFAULT_TEXT_COLOUR = "#31333f"  # Streamlit's light theme's, when [theme] sets no textColor
 _CATEGORICAL = ("#0068c9", "#83c9ff", "#ff2b2b", "#ffabab", "#29b09d", "#7defa1", "#ff8700", "#ffd16a",
                 "#6d3fc0", "#d5dae5")
 _SEQUENTIAL = ("#e4f5ff", "#c7ebff", "#a6dcff", "#83c9ff", "#60b4ff", "#3d9df3", "#1c83e1", "#0068c9",
@@ -204,7 +211,7 @@ def _rgba(colour: str, alpha: float) -> str:
 def _theme_layout() -> dict[str, Any]:
     """The layout Streamlit's frontend merges into a figure's template, in px
     (12 px is its theme's "twoSm" font size, 14 "sm", 16 "md")."""
-    text = _theme_option("textColor", "#31333f")
+    text = _theme_option("textColor", DEFAULT_TEXT_COLOUR)
     background = _theme_option("backgroundColor", "#ffffff")
     small, axis_title = {"color": _GRAY_70, "size": 12}, {"font": {"color": _GRAY_70, "size": 14}}
     return {
