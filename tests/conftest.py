@@ -13,6 +13,7 @@ import torch
 
 from bigmodels.cluster import runtime
 from bigmodels.data.mnist import ENV_DATA_DIR, MNIST, has_mnist, load_folder
+from bigmodels.figures.chart_payload import figure_of
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_MNIST = REPO.parent / "shared" / "mnist"
@@ -153,7 +154,5 @@ def run_async(coroutine):
 def apptest_charts(at) -> list[dict]:
     """The figure of every plotly chart an AppTest run drew, however the page drew it
     (bigmodels.app.charts: its own component, or st.plotly_chart)."""
-    from bigmodels.app.charts import figure_of
-
     return [figure for kind in ("plotly_chart", "bidi_component") for element in at.get(kind)
             if (figure := figure_of(kind, element.proto)) is not None]

@@ -12,6 +12,7 @@ from plotly.subplots import make_subplots
 from streamlit.testing.v1 import AppTest
 
 from bigmodels.app import charts
+from bigmodels.figures.chart_payload import COMPONENT_NAME
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -96,7 +97,7 @@ def test_a_page_sends_figures_its_bundle_draws_to_the_component_and_the_rest_to_
     at = AppTest.from_string(PAGE).run()
     assert not at.exception
     line, world = at.get("bidi_component")
-    assert line.proto.component_name == world.proto.component_name == charts.COMPONENT_NAME
+    assert line.proto.component_name == world.proto.component_name == COMPONENT_NAME
     data = json.loads(line.proto.json)
     assert data["figure"]["data"][0]["y"] == [3, 4]
     assert data["height"] == 200

@@ -29,6 +29,7 @@ import plotly.io as pio
 import streamlit as st
 
 from bigmodels.app.session import t
+from bigmodels.figures.chart_payload import COMPONENT_NAME
 
 @dataclass(frozen=True)
 class Bundle:
@@ -61,9 +62,8 @@ BUNDLES = (CARTESIAN, GEO)
 DEFAULT_HEIGHT_PX = 450
 #: What every chart's plotly config starts from, as ``st.plotly_chart`` sets it for a chart without selections.
 BASE_CONFIG = {"displaylogo": False, "modeBarButtonsToRemove": ["lasso2d", "select2d", "sendDataToCloud"]}
-#: The class of the element plotly draws in, and the component's name in Streamlit's protocol.
+#: The class of the element plotly draws in.
 CHART_CLASS = "bigmodels-chart"
-COMPONENT_NAME = "bigmodels_chart"
 
 # Streamlit's light theme, which [theme] base = "light" in .streamlit/config.toml builds on
 # (frontend/lib/src/theme: its grey scale and chart palettes).
@@ -147,17 +147,6 @@ def chart(fig: go.Figure, *, key: str, config: dict[str, Any] | None = None, bun
         _COMPONENT(key=key, data=data)
     else:
         _COMPONENT(key=key, data=data, on_selection_change=on_select)
-
-
-def figure_of(kind: str, element: Any) -> dict[str, Any] | None:
-    """The figure a delta's element carries if it is a chart of either kind (``kind`` is
-    the element's type in Streamlit's protocol, ``element`` its payload), else None:
-    what tests and the load test read off a page without a browser."""
-    if kind == "plotly_chart":
-        return json.loads(element.spec)
-    if kind == "bidi_component" and element.component_name == COMPONENT_NAME:
-        return json.loads(element.json)["figure"]
-    return None
 
 
 def themed_spec(fig: go.Figure) -> dict[str, Any]:
