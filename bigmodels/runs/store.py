@@ -38,7 +38,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 
 ENV_HOME = "BIGMODELS_HOME"
@@ -138,6 +138,20 @@ SYSTEM_TABLES = ("steps", "epochs", "logs", "system")  # per-run tables a delete
 
 _SCHEMA_READY: set[str] = set()  # database files whose schema this process has set up
 _SCHEMA_LOCK = threading.Lock()
+
+
+def set_up_once(path: Path, set_up: Callable[[], None]) -> None:
+    """``set_up()`` (a database file's DDL) unless this process already ran it for the file
+    at ``path``; a file deleted since is set up again. Every page rerun opens a store and
+    should not pay for DDL each time; and one thread at a time, because switching a file
+    to WAL takes it for itself without waiting for a busy one: sessions opening a store at
+    once got "database is locked" (tests/test_first_visits.py). The service store uses it too."""
+    key = str(Path(path).resolve())
+    with _SCHEMA_LOCK:
+        if key in _SCHEMA_READY and Path(path).is_file():
+            return
+        set_up()
+        _SCHEMA_READY.add(key)
 
 
 class StoreError(RuntimeError):
@@ -372,24 +386,20 @@ class RunStore:
         self._ensure_schema()
 
     def _ensure_schema(self) -> None:
-        """Create or upgrade the tables once per database file and process (every
-        page rerun opens a store; it should not pay for DDL each time). A file
-        deleted since is set up again."""
-        key = str(self.path.resolve())
-        with _SCHEMA_LOCK:
-            if key in _SCHEMA_READY and self.path.is_file():
-                return
-            with self._connect() as db:
-                try:
-                    db.execute("PRAGMA journal_mode=WAL")
-                    db.executescript(_SCHEMA)
-                    have = {row["name"] for row in db.execute("PRAGMA table_info(runs)")}
-                    for column, declaration in _ADDED_COLUMNS.items():
-                        if column not in have:
-                            db.execute(f"ALTER TABLE runs ADD COLUMN {column} {declaration}")
-                except sqlite3.DatabaseError as exc:
-                    raise StoreError(self._unreadable(exc)) from None
-            _SCHEMA_READY.add(key)
+        """Create or upgrade the tables, once per database file and process (set_up_once)."""
+        set_up_once(self.path, self._create_schema)
+
+    def _create_schema(self) -> None:
+        with self._connect() as db:
+            try:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.executescript(_SCHEMA)
+                have = {row["name"] for row in db.execute("PRAGMA table_info(runs)")}
+                for column, declaration in _ADDED_COLUMNS.items():
+                    if column not in have:
+                        db.execute(f"ALTER TABLE runs ADD COLUMN {column} {declaration}")
+            except sqlite3.DatabaseError as exc:
+                raise StoreError(self._unreadable(exc)) from None
 
     def _unreadable(self, exc: Exception) -> str:
         """What went wrong, in words that fit it: only a damaged file should be moved aside."""

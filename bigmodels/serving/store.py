@@ -21,13 +21,12 @@ import os
 import re
 import secrets
 import sqlite3
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from bigmodels.runs.store import home_dir
+from bigmodels.runs.store import home_dir, set_up_once
 from bigmodels.serving.errors import ServiceProblem
 from bigmodels.serving.settings import (
     DEFAULT_BURST, DEFAULT_QUOTA_IMAGES, DEFAULT_RATE_PER_S, MAX_KEY_NAME, MAX_RATE_PER_S, DeploySettings,
@@ -114,28 +113,20 @@ def service_dir(home: str | os.PathLike | None = None) -> Path:
     return home_dir(home) / "serving"
 
 
-_SCHEMA_LOCK = threading.Lock()
-_SCHEMA_READY: set[str] = set()  # the database files this process has set up
-
-
 class ServiceStore:
     def __init__(self, home: str | os.PathLike | None = None):
         self.folder = service_dir(home)
         self.path = self.folder / "service.sqlite"
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            # Once per file and process, one thread at a time: switching to WAL takes the file
-            # for itself and does not wait for a busy one, so two sessions' first visits opening
-            # the store at once got "database is locked" (tests/test_first_visits.py).
-            key = str(self.path.resolve())
-            with _SCHEMA_LOCK:
-                if key not in _SCHEMA_READY or not self.path.is_file():
-                    with self._connect() as db:
-                        db.execute("PRAGMA journal_mode=WAL")
-                        db.executescript(_SCHEMA)
-                    _SCHEMA_READY.add(key)
+            set_up_once(self.path, self._create_schema)
         except (OSError, sqlite3.DatabaseError) as exc:
             raise ServiceStoreError(f"{self.path}: the service store cannot be opened ({exc})") from None
+
+    def _create_schema(self) -> None:
+        with self._connect() as db:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.executescript(_SCHEMA)
 
     @contextlib.contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
