@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 from benchmarks.comparison_page_load import BUSY_TEXT, NEW_TAB_TARGET_S, VIEWPORT
+from bigmodels.figures.chart_payload import BUNDLES
 from bigmodels.harness.browser import CHART_SELECTOR
 
 REPO = Path(__file__).resolve().parent.parent
@@ -51,9 +52,8 @@ def drawn(charts: int) -> str:
 
 def libraries(urls: list[str]) -> str:
     """Which plotly.js a page's requests loaded."""
-    kinds = [name for name, mark in (("streamlit chunk", "/PlotlyChart."), ("cartesian bundle", "plotly-cartesian"),
-                                                    ("geo bundle", "plotly-geo"))
-             if any(mark in url for url in urls)]
+    marks = [("streamlit chunk", "/PlotlyChart.")] + [(f"{bundle.name} bundle", bundle.url) for bundle in BUNDLES]
+    kinds = [name for name, mark in marks if any(mark in url for url in urls)]
     return " + ".join(kinds) or "none"
 
 

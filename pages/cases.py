@@ -8,7 +8,8 @@ import streamlit as st
 
 from bigmodels.content import views
 from bigmodels.content.cases import CHALLENGES, MODALITIES, REGIONS, WEIGHTS, default_cases
-from bigmodels.app.charts import GEO, chart
+from bigmodels.figures.chart_payload import GEO
+from bigmodels.app.charts import chart
 from bigmodels.app.routing import page_link
 from bigmodels.app.session import language, t
 

@@ -12,7 +12,7 @@ from plotly.subplots import make_subplots
 from streamlit.testing.v1 import AppTest
 
 from bigmodels.app import charts
-from bigmodels.figures.chart_payload import COMPONENT_NAME
+from bigmodels.figures.chart_payload import BUNDLES, CARTESIAN, COMPONENT_NAME, GEO
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -22,11 +22,11 @@ def bundle_file(bundle):
 PLACEHOLDER = re.compile(r"#0000[0-9]{2}\b")
 
 
-@pytest.mark.parametrize("bundle, name", [(charts.CARTESIAN, "cartesian"), (charts.GEO, "geo")])
-def test_each_bundle_is_the_plotly_js_that_plotly_bundles_and_the_one_its_source_names(bundle, name):
+@pytest.mark.parametrize("bundle", BUNDLES, ids=lambda bundle: bundle.name)
+def test_each_bundle_is_the_plotly_js_that_plotly_bundles_and_the_one_its_source_names(bundle):
     path = bundle_file(bundle)
     version = plotly.offline.get_plotlyjs_version()
-    assert f"plotly.js ({name} - minified) v{version}" in path.read_text(encoding="utf-8")[:200]
+    assert f"plotly.js ({bundle.name} - minified) v{version}" in path.read_text(encoding="utf-8")[:200]
     assert version in path.name  # versioned name: a browser may cache it for good
     source = (path.parent / "SOURCE.md").read_text(encoding="utf-8")
     assert hashlib.sha256(path.read_bytes()).hexdigest() in source
@@ -37,7 +37,7 @@ def test_streamlit_serves_static_files_so_the_bundle_urls_resolve():
     import tomllib
     config = tomllib.loads((REPO / ".streamlit" / "config.toml").read_text(encoding="utf-8"))
     assert config["server"]["enableStaticServing"] is True
-    for bundle in charts.BUNDLES:
+    for bundle in BUNDLES:
         assert not bundle.url.startswith("/")  # relative: it also works under a base URL path
 
 
@@ -50,8 +50,8 @@ def test_streamlit_serves_static_files_so_the_bundle_urls_resolve():
     (go.Figure([go.Scatter(x=[1], y=[1]), go.Scatter3d(x=[1], y=[1], z=[1])]), False, False),  # one is enough
 ])
 def test_a_bundle_draws_only_figures_whose_every_trace_it_has(fig, cartesian, geo):
-    assert charts.CARTESIAN.draws(fig) is cartesian
-    assert charts.GEO.draws(fig) is geo
+    assert CARTESIAN.draws(fig) is cartesian
+    assert GEO.draws(fig) is geo
 
 
 def themed(fig):
@@ -85,7 +85,8 @@ def test_a_title_already_bold_is_left_as_it_is():
 
 PAGE = """
 import plotly.graph_objects as go
-from bigmodels.app.charts import GEO, chart
+from bigmodels.app.charts import chart
+from bigmodels.figures.chart_payload import GEO
 chart(go.Figure(go.Scatter(x=[1, 2], y=[3, 4]), layout={"height": 200}), key="line", config={"displayModeBar": False})
 chart(go.Figure(go.Parcoords(dimensions=[{"values": [1, 2]}])), key="parallel")
 chart(go.Figure(go.Choropleth(locations=["AUS"], z=[1])), key="map", bundle=GEO, on_select=lambda: None)
@@ -101,11 +102,11 @@ def test_a_page_sends_figures_its_bundle_draws_to_the_component_and_the_rest_to_
     data = json.loads(line.proto.json)
     assert data["figure"]["data"][0]["y"] == [3, 4]
     assert data["height"] == 200
-    assert data["bundle"] == charts.CARTESIAN.url and not data["selectable"]
+    assert data["bundle"] == CARTESIAN.url and not data["selectable"]
     assert data["config"] == charts.BASE_CONFIG | {"displayModeBar": False}
     assert data["unavailable"]  # what the element says if the bundle cannot load
     world = json.loads(world.proto.json)
-    assert world["bundle"] == charts.GEO.url and world["selectable"]  # clicks come back as selections
+    assert world["bundle"] == GEO.url and world["selectable"]  # clicks come back as selections
     parallel, fallback = at.get("plotly_chart")
     assert json.loads(parallel.proto.spec)["data"][0]["type"] == "parcoords"
     assert list(fallback.proto.selection_mode)  # st.plotly_chart keeps the selection instead

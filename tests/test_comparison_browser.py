@@ -6,7 +6,7 @@ import time
 import pytest
 
 from bigmodels.analysis.article_fixes import FIXES
-from bigmodels.app.charts import CARTESIAN
+from bigmodels.figures.chart_payload import CARTESIAN
 from bigmodels.harness.browser import CHART_SELECTOR
 from bigmodels.models.sources import model_title
 from bigmodels.models.shipped import available

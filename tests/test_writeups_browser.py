@@ -2,7 +2,7 @@
 request that leaves the server blocked: the world map must still draw."""
 import pytest
 
-from bigmodels.app.charts import GEO
+from bigmodels.figures.chart_payload import GEO
 from bigmodels.content.cases import default_cases
 from bigmodels.i18n import translate
 

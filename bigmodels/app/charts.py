@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Callable
 
@@ -29,30 +28,8 @@ import plotly.io as pio
 import streamlit as st
 
 from bigmodels.app.session import t
-from bigmodels.figures.chart_payload import COMPONENT_NAME
+from bigmodels.figures.chart_payload import CARTESIAN, COMPONENT_NAME, Bundle
 
-@dataclass(frozen=True)
-class Bundle:
-    """A partial plotly.js bundle: where Streamlit serves it from ``static/``
-    (``server.enableStaticServing``; relative, so it also resolves under a base URL
-    path, behind nginx at /bigmodels/) and the trace modules it registers (its
-    README; tests/test_charts.py asks the bundle itself)."""
-
-    url: str
-    traces: frozenset[str]
-
-    def draws(self, fig: go.Figure) -> bool:
-        """Whether this bundle can draw every trace of ``fig``."""
-        return all((trace.type or "scatter") in self.traces for trace in fig.data)
-
-
-#: Every chart of the app but the world map and the parallel coordinates.
-CARTESIAN = Bundle("app/static/plotly/plotly-cartesian-4.1.1.min.js", frozenset({
-    "bar", "box", "contour", "heatmap", "histogram", "histogram2d", "histogram2dcontour", "image", "pie", "scatter",
-    "scatterternary", "violin"}))
-#: The case studies' page: its world map and its timeline, so that the page loads one bundle.
-GEO = Bundle("app/static/plotly/plotly-geo-4.1.1.min.js", frozenset({"choropleth", "scatter", "scattergeo"}))
-BUNDLES = (CARTESIAN, GEO)
 # pandas is imported with this module, before any chart is drawn, on purpose: plotly's JSON
 # encoder reads pandas from sys.modules without importing it, and while another session's
 # thread is still importing pandas (st.dataframe imports it lazily) it finds a half-made module
