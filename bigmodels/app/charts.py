@@ -93,7 +93,7 @@ export default function ({ parentElement, data, setTriggerValue }) {
         curve_number: point.curveNumber, point_index: point.pointIndex,
         location: point.location, x: point.x, y: point.y })) }));
     }
-  }).catch(() => { el.textContent = data.unavailable; });
+  }).catch(() => { el.style.height = "auto"; el.textContent = data.unavailable; });  // no empty box below it
   return () => {
     if (el.bigmodelsResize) el.bigmodelsResize.disconnect();
     if (el.bigmodelsPlotly) el.bigmodelsPlotly.purge(el);
