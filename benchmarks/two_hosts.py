@@ -74,7 +74,7 @@ def main() -> int:
                 raise RuntimeError(f"the run {done.status}: {done.error}")
             epochs = store.epochs(run.id)
             result.update(isolated=hosts.isolated, why_not_isolated=hosts.why_not_isolated,
-                          node_address=second["address"], run_id=run.id, worker=done.worker,
+                          node_address=second["address"], run_id=run.id, session=done.session,
                           submit_to_first_step_s=done.launch_latency, epochs=epochs,
                           checkpoint_bytes=store.checkpoint_path(run.id).stat().st_size,
                           duration_s=done.duration())

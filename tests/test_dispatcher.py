@@ -128,7 +128,7 @@ def test_a_run_streams_from_a_warm_session_into_the_store(ray_cluster, store, mn
         assert done.first_step_at - done.queued_at < 5.0  # warm: seconds would mean a cold start
         assert [s["step"] for s in store.steps(run.id)] == list(range(1, 65))  # every step once, in order
         assert [e["epoch"] for e in store.epochs(run.id)] == [1, 2]
-        assert done.node and done.worker == session["key"] and "CPU" in done.device_name
+        assert done.node and done.session == session["key"] and "CPU" in done.device_name
         ckpt = load_checkpoint(done.checkpoint)  # written on the server from the streamed bytes
         assert ckpt["epoch"] == 2 and len(ckpt["history"]) == 2
         assert store.system_metrics(run.id), "system samples streamed with the steps"

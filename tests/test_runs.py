@@ -52,10 +52,16 @@ def write_checkpoint(store, run_id):
                             "state_dict": model.state_dict()}, store.checkpoint_path(run_id))
 
 
+def claim_oldest(store):
+    """What the dispatcher does with the oldest queued run: claim it for a session."""
+    oldest = min(store.list_runs(statuses=["queued"]), key=lambda r: r.queued_at)
+    return store.claim(oldest.id, "test-session", 1)
+
+
 def finish_run(store, run_id, accuracies=(0.9, 0.95), status="succeeded"):
-    """Do what a worker does: claim, record epochs, write the checkpoint, finish."""
-    run = store.claim_next("cpu", "test-worker", 1)
-    assert run.id == run_id
+    """Do what the dispatcher does: claim, record epochs, write the checkpoint, finish."""
+    run = store.claim(run_id, "test-session", 1)
+    assert run.id == run_id and run.session == "test-session"
     store.set_provenance(run_id, "cpu", "test cpu", "test data", {"torch": torch.__version__}, None,
                          str(store.checkpoint_path(run_id)))
     recorder = EventRecorder(store, run_id, batch_size=64)
@@ -162,38 +168,32 @@ def test_a_succeeded_config_is_returned_cached_unless_trained_again(store):
 
 def test_a_failed_run_is_not_a_cache_hit(store):
     run = submit(store, cfg()).run
-    store.claim_next("cpu", "w", 1)
+    claim_oldest(store)
     store.finish(run.id, "failed", "boom")
     assert not submit(store, cfg()).cached
 
 
 # ------------------------------------------------------------------ claim
-def test_claims_are_atomic_and_oldest_first(store):
-    ids = [submit(store, cfg(seed=i)).run.id for i in range(3)]
-    got, barrier = [], threading.Barrier(6)
+def test_a_claim_is_atomic(store):
+    """Six dispatchers claiming the same queued run at once: exactly one gets it."""
+    run_id = submit(store, cfg()).run.id
+    got, refused, barrier = [], [], threading.Barrier(6)
 
     def claimer(i):
         barrier.wait()
-        run = RunStore(store.home).claim_next("cpu", f"w{i}", 100 + i)
-        if run is not None:
-            got.append(run.id)
+        try:
+            got.append(RunStore(store.home).claim(run_id, f"s{i}", 100 + i).session)
+        except RunStateError as exc:
+            refused.append(str(exc))
 
     threads = [threading.Thread(target=claimer, args=(i,)) for i in range(6)]
     for th in threads:
         th.start()
     for th in threads:
         th.join()
-    assert sorted(got) == sorted(ids)  # each run claimed exactly once
-    assert all(r.status == "running" and r.attempts == 1 for r in store.list_runs())
-    assert store.claim_next("cpu", "late", 1) is None
-
-
-def test_claim_skips_runs_the_worker_cannot_take(store):
-    first = submit(store, cfg(seed=1)).run
-    second = submit(store, cfg(seed=2)).run
-    run = store.claim_next("cpu", "w", 1, can_run=lambda r: r.id != first.id)
-    assert run.id == second.id and store.get(first.id).status == "queued"
-    assert store.claim_next("cuda:0", "w", 1) is None  # another device's queue
+    assert len(got) == 1 and len(refused) == 5 and all("only a queued run" in r for r in refused)
+    run = store.get(run_id)
+    assert run.status == "running" and run.attempts == 1 and run.session == got[0]
 
 
 # ---------------------------------------------------------------- control
@@ -205,7 +205,7 @@ def test_cancel_resume_delete_follow_the_run_state(store):
         store.request_cancel(queued.id)
 
     running = submit(store, cfg(seed=2)).run
-    store.claim_next("cpu", "w", 1)
+    claim_oldest(store)
     assert store.request_cancel(running.id) == "running" and store.cancel_requested(running.id)
     with pytest.raises(RunStateError, match="cancel it before"):
         store.delete(running.id)
@@ -237,14 +237,14 @@ def test_delete_removes_rows_and_checkpoint(store):
 
 def test_stop_watch_reads_the_cancel_flag(store):
     run = submit(store, cfg()).run
-    store.claim_next("cpu", "w", 1)
+    claim_oldest(store)
     flag = []
     watch = StopWatch(store, run.id, every=0.0, also=lambda: bool(flag))
     assert not watch()
     store.request_cancel(run.id)
     assert watch()
     other = submit(store, cfg(seed=3)).run
-    store.claim_next("cpu", "w", 1)
+    claim_oldest(store)
     watch = StopWatch(store, other.id, every=0.0, also=lambda: bool(flag))
     flag.append(1)
     assert watch()
@@ -268,7 +268,7 @@ def test_event_recorder_writes_progress_metrics_and_first_step(store):
 
 def test_a_resume_drops_metrics_that_will_be_redone(store):
     run = submit(store, cfg()).run
-    store.claim_next("cpu", "w", 1)
+    claim_oldest(store)
     recorder = EventRecorder(store, run.id, 64)
     recorder(TrainEvent("start", 0, 0, 64, {}))
     for step in range(1, 41):
@@ -278,7 +278,7 @@ def test_a_resume_drops_metrics_that_will_be_redone(store):
     recorder.flush()
     store.finish(run.id, "interrupted", "killed")
     store.resume(run.id)
-    store.claim_next("cpu", "w", 1)
+    claim_oldest(store)
     EventRecorder(store, run.id, 64)(TrainEvent("start", 1, 32, 64, {"resumed": True}))
     after = store.get(run.id)
     assert [s["step"] for s in store.steps(run.id)] == list(range(1, 33))
@@ -287,7 +287,7 @@ def test_a_resume_drops_metrics_that_will_be_redone(store):
 
 def test_progress_and_eta(store):
     run = submit(store, cfg()).run
-    store.claim_next("cpu", "w", 1)
+    claim_oldest(store)
     EventRecorder(store, run.id, 64)(TrainEvent("start", 0, 0, 100, {}))
     with store._write() as db:  # 11 steps done, 10 s after the first: 1 step/s, 89 to go
         db.execute("UPDATE runs SET step = 11, first_step_at = ? WHERE id = ?", (time.time() - 10, run.id))
@@ -300,7 +300,7 @@ def test_progress_and_eta(store):
 def test_finished_runs_become_model_sources(store, monkeypatch):
     good = finish_run(store, submit(store, cfg()).run.id, accuracies=(0.97,))
     failed = submit(store, cfg(seed=5)).run
-    store.claim_next("cpu", "w", 1)
+    claim_oldest(store)
     store.finish(failed.id, "failed", "x")
     gone = finish_run(store, submit(store, cfg(seed=6)).run.id)
     store.checkpoint_path(gone.id).unlink()
@@ -553,15 +553,30 @@ def test_an_older_store_gets_the_new_columns_and_tables(tmp_path):
     store = RunStore(home)
     old = store.get("cnn-1")
     assert old.name is None and old.tags == () and old.note == "" and old.title == "cnn-1"
+    assert old.session is None and old.dispatcher_pid is None  # renamed from worker, worker_pid
     assert store.set_info("cnn-1", tags="kept").tags == ("kept",) and store.system_metrics("cnn-1") == []
+
+
+def test_a_store_file_replaced_while_in_use_is_set_up_again(store):
+    """The file says whether it is set up, not the process's memory of its path: an empty
+    file re-created at the same path (a retrying dispatcher's connection, say) gets the
+    schema when the next store opens it (tests/test_dispatcher.py's deleted store)."""
+    import sqlite3
+
+    submit(store, cfg())
+    for suffix in ("", "-wal", "-shm"):
+        store.path.with_name(store.path.name + suffix).unlink(missing_ok=True)
+    sqlite3.connect(store.path).execute("SELECT 1").close()  # an empty database file, same path
+    fresh = RunStore(store.home)
+    assert fresh.list_runs() == [] and submit(fresh, cfg()).run.status == "queued"
 
 
 def test_system_samples_are_kept_for_a_running_run_and_deleted_with_it(store):
     run_id = submit(store, cfg()).run.id
-    store.heartbeat(run_id, "w", 100, "process", system={"cpu_percent": 150.0, "memory_bytes": 100})  # queued: no
+    store.heartbeat(run_id, 100, "process", system={"cpu_percent": 150.0, "memory_bytes": 100})  # queued: no
     assert store.system_metrics(run_id) == []
-    store.claim_next("cpu", "w", 1)
-    store.heartbeat(run_id, "w", 100, "process", system={"cpu_percent": 150.0, "memory_bytes": 100,
+    claim_oldest(store)
+    store.heartbeat(run_id, 100, "process", system={"cpu_percent": 150.0, "memory_bytes": 100,
                                                          "gpu_percent": float("nan")})
     samples = store.system_metrics(run_id)
     assert len(samples) == 1 and samples[0]["cpu_percent"] == 150.0 and samples[0]["gpu_percent"] is None
@@ -574,7 +589,7 @@ def test_the_signature_moves_with_every_change_a_page_shows(store):
     empty = store.signature()
     run_id = submit(store, cfg()).run.id
     queued = store.signature()
-    store.claim_next("cpu", "w", 1)
+    claim_oldest(store)
     running = store.signature()
     store.record_steps(run_id, [(1, 1, 2.0, 1e-3, time.time())])
     stepped = store.signature()

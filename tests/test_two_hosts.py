@@ -55,7 +55,7 @@ def test_a_run_on_a_second_host_streams_back_and_a_lost_host_interrupts_only_its
             run = submit(store, cfg(epochs=2), needs=NODE_RESOURCE).run
             done = finished(store, run.id, timeout=240)
             assert done.status == "succeeded", done.error
-            assert done.worker == remote["key"]  # trained on the second host's session
+            assert done.session == remote["key"]  # trained on the second host's session
             assert [e["epoch"] for e in store.epochs(run.id)] == [1, 2]
             assert [s["step"] for s in store.steps(run.id)] == list(range(1, 65))
             assert load_checkpoint(store.checkpoint_path(run.id))["epoch"] == 2  # arrived on the head's disk
@@ -68,7 +68,7 @@ def test_a_run_on_a_second_host_streams_back_and_a_lost_host_interrupts_only_its
             assert lost.status == "interrupted" and remote["key"] in lost.error
             local = submit(store, cfg(seed=12)).run  # the head's CPU is unaffected
             assert finished(store, local.id, timeout=180).status == "succeeded"
-            assert store.get(local.id).worker != remote["key"]
+            assert store.get(local.id).session != remote["key"]
             stranded = submit(store, cfg(seed=13), needs=NODE_RESOURCE).run
             # until Ray declares the node dead (its health checks time out) a session is being
             # restarted there; then the node is gone and the reason says so

@@ -153,9 +153,9 @@ def reap_orphans(store: RunStore) -> list[str]:
         return []
     orphaned = []
     for run in store.list_runs(statuses=["running"]):
-        if pid_alive(run.worker_pid) and run.worker_pid != os.getpid():
+        if pid_alive(run.dispatcher_pid) and run.dispatcher_pid != os.getpid():
             continue  # a dispatcher still starting (the lock comes first, but be safe)
-        orphaned += store.interrupt([run.id], f"the dispatcher (pid {run.worker_pid}) stopped while the run "
+        orphaned += store.interrupt([run.id], f"the dispatcher (pid {run.dispatcher_pid}) stopped while the run "
                                               f"was in progress; resume continues from the last checkpoint")
     return orphaned
 

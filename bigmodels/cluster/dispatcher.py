@@ -219,8 +219,8 @@ class Dispatcher:
 
     def _recover(self) -> None:
         """What the previous dispatcher left: runs it was training, half-written files."""
-        stale = [r for r in self.store.list_runs(statuses=["running"]) if not pid_alive(r.worker_pid)
-                 or r.worker_pid == os.getpid()]
+        stale = [r for r in self.store.list_runs(statuses=["running"]) if not pid_alive(r.dispatcher_pid)
+                 or r.dispatcher_pid == os.getpid()]
         for run in stale:
             self._interrupt(run.id, "the dispatcher stopped while the run was in progress; resume continues from "
                                     "the last checkpoint")
@@ -533,7 +533,7 @@ class Dispatcher:
                     recorder(event)
                 if message.get("system"):
                     system = message["system"]
-                    self.store.heartbeat(run.id, where, system.get("gpu_memory_bytes") or system.get("memory_bytes"),
+                    self.store.heartbeat(run.id, system.get("gpu_memory_bytes") or system.get("memory_bytes"),
                                          "device" if system.get("gpu_memory_bytes") is not None else "process",
                                          system=system)
             elif kind == "outcome":

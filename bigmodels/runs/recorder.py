@@ -3,7 +3,7 @@
 ``EventRecorder`` turns the engine's event stream into store rows,
 ``StopWatch`` is the engine's ``should_stop`` for a run in the store, and
 ``record_outcome`` is the one decision of how a training that returned ends:
-succeeded, cancelled (someone asked) or interrupted (the worker was stopped).
+succeeded, cancelled (someone asked) or interrupted (its session or dispatcher was stopped).
 """
 from __future__ import annotations
 
@@ -70,7 +70,7 @@ class EventRecorder:
 
 class StopWatch:
     """``should_stop`` for ``train``: true once the run's cancel flag is set in the
-    store (read at most every ``every`` seconds) or ``also()`` says so (the worker
+    store (read at most every ``every`` seconds) or ``also()`` says so (the session
     is shutting down, its parent died)."""
 
     def __init__(self, store: RunStore, run_id: str, every: float = 0.5, also=None):
@@ -90,7 +90,7 @@ class StopWatch:
 
 def final_status(stopped: bool, cancel_requested: bool) -> tuple[str, str | None]:
     """(status, reason) of a training that returned: it ran to the end, or it
-    stopped because a cancel was asked for, or because its worker was stopped."""
+    stopped because a cancel was asked for, or because its session was stopped."""
     if not stopped:
         return "succeeded", None
     if cancel_requested:

@@ -67,8 +67,8 @@ CREATE TABLE IF NOT EXISTS runs (
     first_step_at REAL,
     finished_at REAL,
     heartbeat_at REAL,
-    worker TEXT,
-    worker_pid INTEGER,
+    session TEXT,
+    dispatcher_pid INTEGER,
     step INTEGER NOT NULL DEFAULT 0,
     start_step INTEGER NOT NULL DEFAULT 0,
     total_steps INTEGER,
@@ -116,10 +116,7 @@ CREATE TABLE IF NOT EXISTS system (
     gpu_percent REAL, gpu_memory_bytes INTEGER,
     PRIMARY KEY (run_id, t)
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS workers (
-    id TEXT PRIMARY KEY, pid INTEGER NOT NULL, host TEXT NOT NULL, device TEXT NOT NULL,
-    started_at REAL NOT NULL, heartbeat_at REAL NOT NULL, state TEXT NOT NULL, run_id TEXT
-);
+DROP TABLE IF EXISTS workers;  -- left by the worker API that device sessions replaced
 """
 
 
@@ -127,6 +124,8 @@ CREATE TABLE IF NOT EXISTS workers (
 _ADDED_COLUMNS = {"start_step": "INTEGER NOT NULL DEFAULT 0", "loop_started_at": "REAL",
                   "name": "TEXT", "tags": "TEXT NOT NULL DEFAULT '[]'", "note": "TEXT NOT NULL DEFAULT ''",
                   "info_at": "REAL", "needs": "TEXT", "node": "TEXT"}
+# Columns renamed since: the session that trained a run, the pid of the process that recorded it.
+_RENAMED_COLUMNS = {"worker": "session", "worker_pid": "dispatcher_pid"}
 
 # What a person may write about a run (its name, tags and note), at most.
 MAX_NAME = 80
@@ -136,22 +135,53 @@ MAX_NOTE = 2000
 SYSTEM_TABLES = ("steps", "epochs", "logs", "system")  # per-run tables a delete empties
 
 
-_SCHEMA_READY: set[str] = set()  # database files whose schema this process has set up
 _SCHEMA_LOCK = threading.Lock()
+SCHEMA_VERSION = 2  # PRAGMA user_version of a file this code has set up; raise it when _SCHEMA changes
 
 
-def set_up_once(path: Path, set_up: Callable[[], None]) -> None:
-    """``set_up()`` (a database file's DDL) unless this process already ran it for the file
-    at ``path``; a file deleted since is set up again. Every page rerun opens a store and
-    should not pay for DDL each time; and one thread at a time, because switching a file
-    to WAL takes it for itself without waiting for a busy one: sessions opening a store at
-    once got "database is locked" (tests/test_first_visits.py). The service store uses it too."""
-    key = str(Path(path).resolve())
+def schema_version(path: Path) -> int:
+    """The ``PRAGMA user_version`` of the SQLite file at ``path`` (0: never set up, or a new file)."""
+    db = sqlite3.connect(path, timeout=30, isolation_level=None)
+    try:
+        return db.execute("PRAGMA user_version").fetchone()[0]
+    finally:
+        db.close()
+
+
+def ensure_schema(path: Path, script: str, version: int,
+                  upgrade: Callable[[sqlite3.Connection], None] | None = None) -> None:
+    """Run ``script`` (a database file's DDL, statements separated by ";") and ``upgrade(db)``
+    unless the file at ``path`` already carries ``version``, then stamp it with that version,
+    all in one transaction.
+
+    The file itself says whether it is set up, not a memory of its path: a store file deleted
+    or replaced while the app runs (an empty one re-created at the same path by a retrying
+    dispatcher, say) reads version 0 and is set up again (tests/test_dispatcher.py). Reading
+    the version costs one page read, not DDL, on every open. One thread at a time, because
+    switching a file to WAL takes it for itself without waiting for a busy one: sessions
+    opening a store at once got "database is locked" (tests/test_first_visits.py). The
+    service store uses it too. Raises sqlite3.Error where the file cannot be read."""
     with _SCHEMA_LOCK:
-        if key in _SCHEMA_READY and Path(path).is_file():
+        if schema_version(path) == version:
             return
-        set_up()
-        _SCHEMA_READY.add(key)
+        db = sqlite3.connect(path, timeout=30, isolation_level=None)
+        try:
+            db.execute("PRAGMA busy_timeout=30000")
+            db.execute("PRAGMA journal_mode=WAL")  # outside a transaction, as SQLite requires
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in script.split(";"):  # executescript would commit the transaction
+                    if statement.strip():
+                        db.execute(statement)
+                if upgrade is not None:
+                    upgrade(db)
+                db.execute(f"PRAGMA user_version = {int(version)}")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+        finally:
+            db.close()
 
 
 class StoreError(RuntimeError):
@@ -233,7 +263,7 @@ def _finite_or_none(value: Any) -> float | None:
 # --------------------------------------------------------------------- rows
 @dataclass(frozen=True)
 class Run:
-    """One row of the ``runs`` table, as the pages and workers see it."""
+    """One row of the ``runs`` table, as the pages and the dispatcher see it."""
 
     id: str
     model: str
@@ -249,8 +279,8 @@ class Run:
     first_step_at: float | None  # the first step of the latest attempt was done
     finished_at: float | None
     heartbeat_at: float | None
-    worker: str | None
-    worker_pid: int | None
+    session: str | None  # the device session that trained it ("inline:PID" for a run trained in-process)
+    dispatcher_pid: int | None  # the process that recorded it (a dead one: the run is orphaned)
     step: int
     start_step: int  # global step this attempt began at (non-zero after a resume)
     total_steps: int | None
@@ -386,20 +416,23 @@ class RunStore:
         self._ensure_schema()
 
     def _ensure_schema(self) -> None:
-        """Create or upgrade the tables, once per database file and process (set_up_once)."""
-        set_up_once(self.path, self._create_schema)
+        """Create or upgrade the tables where the file is not set up yet (ensure_schema)."""
+        try:
+            ensure_schema(self.path, _SCHEMA, SCHEMA_VERSION, upgrade=self._add_columns)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(self._unreadable(exc)) from None
 
-    def _create_schema(self) -> None:
-        with self._connect() as db:
-            try:
-                db.execute("PRAGMA journal_mode=WAL")
-                db.executescript(_SCHEMA)
-                have = {row["name"] for row in db.execute("PRAGMA table_info(runs)")}
-                for column, declaration in _ADDED_COLUMNS.items():
-                    if column not in have:
-                        db.execute(f"ALTER TABLE runs ADD COLUMN {column} {declaration}")
-            except sqlite3.DatabaseError as exc:
-                raise StoreError(self._unreadable(exc)) from None
+    @staticmethod
+    def _add_columns(db: sqlite3.Connection) -> None:
+        """An older store gets the columns added since (ALTER has no IF NOT EXISTS)."""
+        have = {row[1] for row in db.execute("PRAGMA table_info(runs)")}  # (cid, name, ...)
+        for old, new in _RENAMED_COLUMNS.items():
+            if old in have and new not in have:
+                db.execute(f"ALTER TABLE runs RENAME COLUMN {old} TO {new}")
+                have = (have - {old}) | {new}
+        for column, declaration in _ADDED_COLUMNS.items():
+            if column not in have:
+                db.execute(f"ALTER TABLE runs ADD COLUMN {column} {declaration}")
 
     def _unreadable(self, exc: Exception) -> str:
         """What went wrong, in words that fit it: only a damaged file should be moved aside."""
@@ -550,10 +583,6 @@ class RunStore:
                              "MAX(heartbeat_at), MAX(info_at), GROUP_CONCAT(status) FROM runs").fetchone()
         return tuple(row)
 
-    def workers(self) -> list[dict[str, Any]]:
-        with self._connect() as db:
-            return [dict(r) for r in db.execute("SELECT * FROM workers ORDER BY device, started_at").fetchall()]
-
     def counts(self) -> dict[str, int]:
         with self._connect() as db:
             rows = db.execute("SELECT status, COUNT(*) AS n FROM runs GROUP BY status").fetchall()
@@ -561,7 +590,7 @@ class RunStore:
 
     # -------------------------------------------------------------- control
     def request_cancel(self, run_id: str) -> str:
-        """Cancel a queued run at once, or ask its worker to stop a running one.
+        """Cancel a queued run at once, or ask its session to stop a running one.
         Returns the status after the request."""
         check_run_id(run_id)
         now = time.time()
@@ -589,8 +618,8 @@ class RunStore:
                 raise RunStateError(f"run {run_id} is {row['status']}; only {', '.join(RESUMABLE)} runs can resume")
             has_checkpoint = bool(row["checkpoint"]) and Path(row["checkpoint"]).is_file()
             db.execute("UPDATE runs SET status = 'queued', queued_at = ?, resume = ?, cancel_requested = 0, "
-                       "error = NULL, finished_at = NULL, loop_started_at = NULL, first_step_at = NULL, worker = NULL, "
-                       "worker_pid = NULL "
+                       "error = NULL, finished_at = NULL, loop_started_at = NULL, first_step_at = NULL, session = NULL, "
+                       "dispatcher_pid = NULL "
                        "WHERE id = ?", (now, int(has_checkpoint), run_id))
             _log(db, run_id, "queued to resume from its last checkpoint" if has_checkpoint
                  else "queued again; no checkpoint was written yet, so it starts over", now)
@@ -646,37 +675,19 @@ class RunStore:
                 continue  # gone already, or not ours to remove
         return removed
 
-    # ----------------------------------------------------------- worker side
-    def claim_next(self, target: str, worker_id: str, pid: int, can_run=None) -> Run | None:
-        """Atomically move the oldest queued run for ``target`` to running and give
-        it to this worker. ``can_run(run)`` may refuse a run (e.g. a multi-GPU run
-        while another device is busy); the next one is tried."""
-        now = time.time()
-        with self._write() as db:
-            rows = db.execute("SELECT * FROM runs WHERE status = 'queued' AND target = ? ORDER BY queued_at",
-                              (target,)).fetchall()
-            for row in rows:
-                run = Run.from_row(row)
-                if can_run is not None and not can_run(run):
-                    continue
-                db.execute("UPDATE runs SET status = 'running', worker = ?, worker_pid = ?, started_at = "
-                           "COALESCE(started_at, ?), heartbeat_at = ?, attempts = attempts + 1, error = NULL "
-                           "WHERE id = ? AND status = 'queued'", (worker_id, pid, now, now, run.id))
-                _log(db, run.id, f"started by worker {worker_id} (pid {pid})", now)
-                return _get_run(db, run.id)
-        return None
-
-    def claim(self, run_id: str, worker_id: str, pid: int) -> Run:
-        """Take one queued run by id (the dispatcher, a test, a script)."""
+    # ------------------------------------------------------ dispatcher side
+    def claim(self, run_id: str, session: str, pid: int) -> Run:
+        """Move one queued run to running, trained by ``session`` and recorded by process
+        ``pid`` (the dispatcher, or an in-process run's own)."""
         now = time.time()
         with self._write() as db:
             row = _get_row(db, run_id)
             if row["status"] != "queued":
                 raise RunStateError(f"run {run_id} is {row['status']}; only a queued run can be started")
-            db.execute("UPDATE runs SET status = 'running', worker = ?, worker_pid = ?, started_at = "
+            db.execute("UPDATE runs SET status = 'running', session = ?, dispatcher_pid = ?, started_at = "
                        "COALESCE(started_at, ?), heartbeat_at = ?, attempts = attempts + 1 WHERE id = ?",
-                       (worker_id, pid, now, now, run_id))
-            _log(db, run_id, f"started by {worker_id} (pid {pid})", now)
+                       (session, pid, now, now, run_id))
+            _log(db, run_id, f"started by {session} (pid {pid})", now)
             return _get_run(db, run_id)
 
     def set_provenance(self, run_id: str, device: str, device_name: str, data_source: str,
@@ -755,23 +766,21 @@ class RunStore:
                              f"{record['test_loss']:.4f}, test accuracy {record['test_accuracy']:.2%}, "
                              f"{record.get('samples_per_second', 0):,.0f} samples/s")
 
-    def heartbeat(self, run_id: str | None, worker_id: str, memory_bytes: int | None = None,
+    def heartbeat(self, run_id: str, memory_bytes: int | None = None,
                   memory_kind: str | None = None, system: dict[str, float | int | None] | None = None) -> None:
-        """The worker is alive; ``system``: a sample of its CPU utilisation, memory
+        """The run's session is alive; ``system``: a sample of its CPU utilisation, memory
         and GPU use (keys of the ``system`` table), recorded for the running run."""
         now = time.time()
         with self._write() as db:
-            db.execute("UPDATE workers SET heartbeat_at = ?, run_id = ? WHERE id = ?", (now, run_id, worker_id))
-            if run_id is not None:
-                running = db.execute("UPDATE runs SET heartbeat_at = ?, memory_bytes = ?, memory_kind = ? "
-                                     "WHERE id = ? AND status = 'running'",
-                                     (now, memory_bytes, memory_kind, run_id)).rowcount
-                if running and system:
-                    db.execute("INSERT OR REPLACE INTO system (run_id, t, cpu_percent, memory_bytes, gpu_percent, "
-                               "gpu_memory_bytes) VALUES (?, ?, ?, ?, ?, ?)",
-                               (run_id, now, *(_finite_or_none(system.get(k)) for k in ("cpu_percent",)),
-                                system.get("memory_bytes"), _finite_or_none(system.get("gpu_percent")),
-                                system.get("gpu_memory_bytes")))
+            running = db.execute("UPDATE runs SET heartbeat_at = ?, memory_bytes = ?, memory_kind = ? "
+                                 "WHERE id = ? AND status = 'running'",
+                                 (now, memory_bytes, memory_kind, run_id)).rowcount
+            if running and system:
+                db.execute("INSERT OR REPLACE INTO system (run_id, t, cpu_percent, memory_bytes, gpu_percent, "
+                           "gpu_memory_bytes) VALUES (?, ?, ?, ?, ?, ?)",
+                           (run_id, now, *(_finite_or_none(system.get(k)) for k in ("cpu_percent",)),
+                            system.get("memory_bytes"), _finite_or_none(system.get("gpu_percent")),
+                            system.get("gpu_memory_bytes")))
 
     def cancel_requested(self, run_id: str) -> bool:
         with self._connect() as db:
@@ -795,7 +804,7 @@ class RunStore:
             _log(db, run_id, message, now)
 
     def interrupt(self, run_ids: list[str], reason: str) -> list[str]:
-        """Mark these runs interrupted if they are still 'running' (their worker is gone);
+        """Mark these runs interrupted if they are still 'running' (their session or dispatcher is gone);
         returns the ones that were."""
         now = time.time()
         done = []
@@ -807,22 +816,6 @@ class RunStore:
                     _log(db, run_id, f"interrupted: {reason}", now)
                     done.append(run_id)
         return done
-
-    def forget_workers(self, device: str) -> None:
-        """Workers recorded for ``device`` that are no longer running (a new one took over)."""
-        with self._write() as db:
-            db.execute("UPDATE workers SET state = 'gone' WHERE device = ? AND state != 'gone'", (device,))
-
-    def register_worker(self, worker_id: str, pid: int, host: str, device: str) -> None:
-        now = time.time()
-        with self._write() as db:
-            db.execute("INSERT OR REPLACE INTO workers (id, pid, host, device, started_at, heartbeat_at, state) "
-                       "VALUES (?, ?, ?, ?, ?, ?, 'idle')", (worker_id, pid, host, device, now, now))
-
-    def set_worker_state(self, worker_id: str, state: str, run_id: str | None = None) -> None:
-        with self._write() as db:
-            db.execute("UPDATE workers SET state = ?, run_id = ?, heartbeat_at = ? WHERE id = ?",
-                       (state, run_id, time.time(), worker_id))
 
 
 # ------------------------------------------------------- for other pages

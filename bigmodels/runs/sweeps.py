@@ -33,7 +33,7 @@ SWEEP_TAG = "sweep:"
 CHECK_TAG = "check"
 MAX_NAME = MAX_TAG - len(SWEEP_TAG)  # the tag must fit the store's tag length
 NAME_PATTERN = re.compile(rf"[a-z0-9][a-z0-9_-]{{0,{MAX_NAME - 1}}}")
-# A worker the CLI starts serves the sweep, then leaves after this long without work
+# A dispatcher the CLI starts serves the sweep, then leaves after this long without work
 # (the CLI may have exited long before; nobody else would stop it).
 EXECUTOR_IDLE_EXIT_SECONDS = 120.0
 WAIT_POLL_SECONDS = 2.0

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from bigmodels.runs.store import home_dir, set_up_once
+from bigmodels.runs.store import ensure_schema, home_dir
 from bigmodels.serving.errors import ServiceProblem
 from bigmodels.serving.settings import (
     DEFAULT_BURST, DEFAULT_QUOTA_IMAGES, DEFAULT_RATE_PER_S, MAX_KEY_NAME, MAX_RATE_PER_S, DeploySettings,
@@ -34,6 +34,7 @@ from bigmodels.serving.settings import (
 
 KEY_PATTERN = re.compile(r"bmk_([0-9a-f]{12})_([A-Za-z0-9_-]{43})")
 
+SCHEMA_VERSION = 1  # PRAGMA user_version of a set-up file (ensure_schema); raise it when _SCHEMA changes
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS keys (
     id TEXT PRIMARY KEY, name TEXT NOT NULL, hash TEXT NOT NULL, created_at REAL NOT NULL,
@@ -119,14 +120,9 @@ class ServiceStore:
         self.path = self.folder / "service.sqlite"
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            set_up_once(self.path, self._create_schema)
+            ensure_schema(self.path, _SCHEMA, SCHEMA_VERSION)
         except (OSError, sqlite3.DatabaseError) as exc:
             raise ServiceStoreError(f"{self.path}: the service store cannot be opened ({exc})") from None
-
-    def _create_schema(self) -> None:
-        with self._connect() as db:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.executescript(_SCHEMA)
 
     @contextlib.contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
