@@ -374,7 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--preset")
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="model setting, e.g. --set hidden_size=256")
     for name, how in settings().items():  # one flag per declared TrainConfig setting
-        help_text = translate(how.help_key(name), "en", **how.bounds())
+        help_text = translate(how.help_key(name), "en", **how.bounds()).replace("%", "%%")  # argparse formats help
         flag = "--" + name.replace("_", "-")
         if how.kind == "choice" and name != "device":
             t.add_argument(flag, choices=how.choices, help=help_text)
