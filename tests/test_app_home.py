@@ -2,7 +2,7 @@ import pytest
 
 from bigmodels.train.plan import Resources
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.server]  # starts its own app server
 
 
 def test_home_renders_with_device_and_data_source(app_page):

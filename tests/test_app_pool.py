@@ -15,6 +15,8 @@ from bigmodels.harness.streamlit_client import StreamlitSession, http_get
 from tests.conftest import run_async, unavailable
 from bigmodels.i18n import translate
 
+pytestmark = pytest.mark.server  # starts app servers behind nginx
+
 
 @pytest.fixture(scope="module", autouse=True)
 def require_nginx():

@@ -7,9 +7,12 @@ moment: 5 of 16 first visits ended in "ImportError: cannot import name
 'language'". It is now raised at run time, from ``language()``.)"""
 
 import asyncio
+import pytest
 from bigmodels.harness.server import StreamlitServer
 from bigmodels.harness.streamlit_client import StreamlitSession
 from tests.conftest import run_async, server_env
+
+pytestmark = pytest.mark.server  # starts a fresh app server
 
 PAGES = ("sandbox", "comparison", "launcher", "lab", "service", "challenges", "cases", "")
 

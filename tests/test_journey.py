@@ -14,7 +14,7 @@ from bigmodels.i18n import translate
 from bigmodels.runs.store import RunStore
 from tests.test_sandbox_browser import TIMEOUT, stroke, wait_for_predictions
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.server]  # starts its own app server
 
 
 def main_text(page):

@@ -32,7 +32,7 @@ from bigmodels.serving import client, service
 from bigmodels.serving.loadgen import LoadPlan, run_load
 from bigmodels.serving.settings import KEY_CACHE_S, MAX_BODY_BYTES, DeploySettings
 from bigmodels.serving.store import ServiceStore
-from tests.conftest import REPO
+from tests.conftest import REPO, unavailable
 
 
 
@@ -253,9 +253,11 @@ def test_the_cli_starts_the_service_and_prints_the_url(served, capsys):
     assert served["url"] in out and "/v1/models/cnn/predict" in out and "bmk_" in out
 
 
-@pytest.mark.skipif(shutil.which("unshare") is None or os.geteuid() != 0, reason="needs root and unshare -n")
+@pytest.mark.cluster  # starts its own head, in its own network namespace
 def test_the_service_starts_with_no_network_and_makes_no_outbound_request():
     """In a network namespace with loopback only: start a head, the service and the CNN, answer, and check sockets."""
+    if shutil.which("unshare") is None or os.geteuid() != 0:
+        unavailable("needs root and unshare -n")  # CI runs as root with util-linux
     done = subprocess.run(["unshare", "-n", sys.executable, "-m", "bigmodels.harness.offline_service"],
                           capture_output=True, text=True, timeout=400, cwd=REPO,
                           env={**os.environ, "PYTHONPATH": str(REPO)})

@@ -19,7 +19,7 @@ from bigmodels.harness.streamlit_client import StreamlitSession
 from bigmodels.i18n import translate
 from tests.conftest import run_async, server_env
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.server]  # starts its own app server
 
 TIMEOUT = 300  # a first run loads torch and three models on a shared 2-core machine
 BUSY = translate("comparison.working", "en").split(":")[0]  # "Working in the background"

@@ -8,6 +8,7 @@ of it open. Then the node is stopped mid-run: its run is interrupted, the other
 device is unaffected, and queued runs go to what remains."""
 import os
 import subprocess
+import pytest
 from pathlib import Path
 
 
@@ -19,6 +20,8 @@ from bigmodels.runs.queue import submit
 from bigmodels.runs.store import RunStore
 from tests.conftest import REPO, write_mnist_folder
 from tests.test_dispatcher import cfg, finished, wait_for
+
+pytestmark = pytest.mark.cluster  # starts two Ray heads in network namespaces
 
 
 def open_files_under(pids, folder: Path) -> list[str]:
