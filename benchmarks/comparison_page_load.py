@@ -181,7 +181,7 @@ def main() -> int:
     args = parser.parse_args()
 
     os.environ["BIGMODELS_HOME"] = args.home or tempfile.mkdtemp(prefix="bigmodels-bench-")
-    from bigmodels.provenance import provenance
+    from bigmodels.base.provenance import provenance
     from bigmodels.models.shipped import available
     from bigmodels.harness.browser import browser_available
 

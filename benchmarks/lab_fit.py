@@ -20,8 +20,8 @@ import statistics
 import time
 from pathlib import Path
 
-from bigmodels.analysis import scaling_lab, sweep_table
-from bigmodels.provenance import provenance
+from bigmodels.reports import scaling_lab, sweep_table
+from bigmodels.base.provenance import provenance
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET_SECONDS = 2.0  # a first view that waits longer than this for its numbers feels broken

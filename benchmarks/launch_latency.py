@@ -41,11 +41,11 @@ from pathlib import Path
 
 import psutil
 
-from bigmodels.child_process import child_env
+from bigmodels.base.child_process import child_env
 from bigmodels.cluster import control, runtime
 from bigmodels.cluster.session import CPU_SESSION_NICE
 from bigmodels.data.mnist import ENV_DATA_DIR
-from bigmodels.provenance import provenance
+from bigmodels.base.provenance import provenance
 from bigmodels.runs.queue import submit
 from bigmodels.runs.store import RunStore
 from bigmodels.train.config import default_config

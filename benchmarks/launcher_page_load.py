@@ -109,7 +109,7 @@ def main() -> int:
 
     from bigmodels.harness.browser import launch_chromium
     from bigmodels.harness.server import StreamlitServer
-    from bigmodels.provenance import provenance
+    from bigmodels.base.provenance import provenance
 
     env = {k: os.environ[k] for k in ("BIGMODELS_DATA_DIR",) if k in os.environ}
     print(f"load average {os.getloadavg()[0]:.1f}; store {home}")

@@ -60,12 +60,12 @@ from bigmodels.harness.catalogue import shown
 from bigmodels.harness.proxy import BASE_PATH, NginxPool
 from bigmodels.harness.server import StreamlitServer
 from bigmodels.harness.streamlit_client import StreamlitClientError, StreamlitSession
-from bigmodels.i18n import translate
-from bigmodels.provenance import provenance
+from bigmodels.base.i18n import translate
+from bigmodels.base.provenance import provenance
 from bigmodels.runs.queue import submit
 from bigmodels.runs.store import RunStore
 from bigmodels.train.config import default_config
-from bigmodels.runs.processes import tree_memory
+from bigmodels.base.processes import tree_memory
 
 RESULTS = Path(__file__).parent / "results" / "load_test.json"
 MODELS = 3  # the sandbox answers with every shipped architecture
@@ -211,7 +211,7 @@ def start_service(home: Path, rate: float) -> ServiceClient:
     from bigmodels.data.digits import from_uint8
     from bigmodels.data.mnist import load_mnist
     from bigmodels.harness.server import free_port
-    from bigmodels.models.sources import shipped_source
+    from bigmodels.runs.sources import shipped_source
     from bigmodels.serving import client, service
     from bigmodels.serving.store import ServiceStore
 

@@ -102,7 +102,7 @@ def main() -> int:
     from benchmarks.launcher_page_load import make_runs
     from bigmodels.harness.browser import launch_chromium
     from bigmodels.harness.server import StreamlitServer
-    from bigmodels.provenance import provenance
+    from bigmodels.base.provenance import provenance
 
     make_runs(home, 1)
     env = {k: os.environ[k] for k in ("BIGMODELS_DATA_DIR",) if k in os.environ}

@@ -29,7 +29,7 @@ import torch
 
 from bigmodels.data.mnist import DeviceMNIST, load_folder, load_sample, resolve_data_dir
 from bigmodels.models.registry import create_model, list_models
-from bigmodels.provenance import provenance
+from bigmodels.base.provenance import provenance
 from bigmodels.train.config import DEMO_DATA, DEMO_SECONDS, DEMO_TARGETS, QUICK_DEMOS, quick_demo
 from bigmodels.train.engine import train
 

@@ -101,7 +101,7 @@ def main() -> int:
     os.environ["BIGMODELS_HOME"] = args.home or tempfile.mkdtemp(prefix="bigmodels-bench-")
 
     from bigmodels.harness.browser import browser_available
-    from bigmodels.provenance import provenance
+    from bigmodels.base.provenance import provenance
 
     reason = browser_available()
     if reason:

@@ -39,12 +39,13 @@ from PIL import Image
 from bigmodels.analysis.explain import (
     LATENCY_REPEATS, CNNExplanation, TransformerExplanation, read_digit,
 )
-from bigmodels.app.sandbox import ARCHITECTURES, digit_picture, heat_picture, maps_picture
+from bigmodels.app.sandbox import ARCHITECTURES
+from bigmodels.figures.pictures import digit_picture, heat_picture, maps_picture
 from bigmodels.data.digits import mnist_style
 from bigmodels.data.mnist import load_mnist
 from bigmodels.models.checkpoints import model_from_checkpoint
 from bigmodels.models.shipped import weights_path
-from bigmodels.provenance import provenance
+from bigmodels.base.provenance import provenance
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -33,8 +33,8 @@ from bigmodels.cluster import runtime  # before ray: it sets Ray's environment
 from bigmodels.data.digits import from_uint8
 from bigmodels.data.mnist import load_mnist
 from bigmodels.harness.server import free_port
-from bigmodels.models.sources import shipped_source
-from bigmodels.provenance import provenance
+from bigmodels.runs.sources import shipped_source
+from bigmodels.base.provenance import provenance
 from bigmodels.serving import client, service
 from bigmodels.serving.loadgen import LoadPlan, run_load
 from bigmodels.serving.settings import DeploySettings

@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 
 from bigmodels.data.mnist import DeviceMNIST, load_mnist
-from bigmodels.provenance import provenance
-from bigmodels.train.devices import describe_device
+from bigmodels.base.provenance import provenance
+from bigmodels.base.devices import describe_device
 from bigmodels.train.plan import Resources, resolve_device
 from bigmodels.train.config import default_config
 from bigmodels.train.engine import train

@@ -23,12 +23,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from bigmodels.child_process import PACKAGE_ROOT
+from bigmodels.base.child_process import PACKAGE_ROOT
 from bigmodels.cluster import control
 from bigmodels.cluster.runtime import ENV_RAY_ADDRESS
 from bigmodels.data.mnist import ENV_DATA_DIR
 from bigmodels.harness.nodes import NODE_RESOURCE, TwoHosts
-from bigmodels.provenance import provenance
+from bigmodels.base.provenance import provenance
 from bigmodels.runs.queue import submit
 from bigmodels.runs.store import RunStore
 from bigmodels.train.config import default_config

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from bigmodels.data.mnist import ENV_DATA_DIR, DataError
-from bigmodels.runs.store import DEFAULT_HOME, ENV_HOME
+from bigmodels.base.home import DEFAULT_HOME, ENV_HOME
 
 
 
@@ -52,7 +52,7 @@ def cmd_train(args) -> int:
     from tqdm import tqdm
 
     from bigmodels.models.checkpoints import load_checkpoint, save_checkpoint
-    from bigmodels.provenance import provenance
+    from bigmodels.base.provenance import provenance
     from bigmodels.train.config import default_config, settings
     from bigmodels.train.engine import checkpoint_payload, train
     from bigmodels.train.plan import Resources, plan
@@ -208,6 +208,7 @@ def _follow(store, name) -> int:
 
 def cmd_sweep(args) -> int:
     """Queue, follow, cancel, resume and export scaling sweeps (bigmodels.runs.sweeps)."""
+    from bigmodels.cluster import control
     from bigmodels.runs import sweeps
     from bigmodels.runs.store import RunStore
 
@@ -226,7 +227,7 @@ def cmd_sweep(args) -> int:
     if args.action == "start":
         points = _sweep_points(args)
         runs = sweeps.queue_sweep(store, name, points, note=f"queued by: {command}")
-        started = sweeps.ensure_executor(store, runs, args.data_dir or os.environ.get(ENV_DATA_DIR))
+        started = control.ensure_dispatcher(store, runs, args.data_dir or os.environ.get(ENV_DATA_DIR))
         print(f"sweep {name}: {len(runs)} points ({sum(p.check for p in points)} check); "
               + sweeps.progress(store, name).describe()
               + (f"; started {', '.join(started)}" if started else ""), file=sys.stderr)
@@ -242,7 +243,7 @@ def cmd_sweep(args) -> int:
         return 0
     if args.action == "resume":
         resumed = sweeps.resume_sweep(store, name)
-        started = sweeps.ensure_executor(store, sweeps.sweep_runs(store, name),
+        started = control.ensure_dispatcher(store, sweeps.sweep_runs(store, name),
                                          args.data_dir or os.environ.get(ENV_DATA_DIR))
         print(f"sweep {name}: {len(resumed)} points queued again"
               + (f"; started {', '.join(started)}" if started else ""), file=sys.stderr)
@@ -250,9 +251,9 @@ def cmd_sweep(args) -> int:
     if args.action == "wait":
         return _follow(store, name)
     # export
-    from bigmodels.analysis.sweep_table import export, table_from_runs
+    from bigmodels.reports.sweep_table import export, table_from_runs
     from bigmodels.models.checkpoints import atomic_write_bytes
-    from bigmodels.provenance import now_iso
+    from bigmodels.base.provenance import now_iso
 
     runs = sweeps.sweep_runs(store, name)
     table = table_from_runs(name, runs, store.epochs)
@@ -291,7 +292,7 @@ def cmd_serve(args) -> int:
     import time
 
     from bigmodels.cluster.runtime import ClusterError
-    from bigmodels.models.sources import finished_run_sources, shipped_source
+    from bigmodels.runs.sources import finished_run_sources, shipped_source
     from bigmodels.models.shipped import available
     from bigmodels.serving import service
     from bigmodels.serving.settings import DeploySettings
@@ -358,7 +359,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from bigmodels.i18n import translate
+    from bigmodels.base.i18n import translate
     from bigmodels.models.registry import list_models
     from bigmodels.train.config import settings
 
@@ -471,8 +472,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run a command; a user's mistake (a bad value, file or folder) is one
     ``error:`` line per problem and exit code 2, never a traceback."""
     from bigmodels.models.checkpoints import CheckpointError
-    from bigmodels.problems import ConfigError
-    from bigmodels.analysis.sweep_table import SweepDataError
+    from bigmodels.base.problems import ConfigError
+    from bigmodels.reports.sweep_table import SweepDataError
     from bigmodels.runs.store import RunInfoError, RunStateError, StoreError
 
     argv = sys.argv[1:] if argv is None else list(argv)

@@ -12,8 +12,8 @@ from bigmodels.analysis import calculators as calc
 from bigmodels.content import views
 from bigmodels.content.cases import default_cases
 from bigmodels.content.challenges import default_challenges
-from bigmodels.formatting import format_bytes, format_flops, format_money
-from bigmodels.problems import ConfigError
+from bigmodels.base.formatting import format_bytes, format_flops, format_money
+from bigmodels.base.problems import ConfigError
 from bigmodels.app.charts import chart
 from bigmodels.app.routing import page_link
 from bigmodels.app.session import language, t

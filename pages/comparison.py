@@ -1,7 +1,7 @@
 """Architecture comparison: CNN vs LSTM vs Transformer on measured numbers,
 how each reads a digit, how cost grows with scale, and the article's code fixed.
 
-A thin view: numbers, figures and diagrams come from bigmodels.analysis.comparison,
+A thin view: numbers, figures and diagrams come from bigmodels.reports.comparison,
 bigmodels.figures.architecture, bigmodels.analysis.scaling and bigmodels.analysis.article_fixes;
 caching and background work from bigmodels.app.comparison.
 """
@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import streamlit as st
 
-from bigmodels.analysis import comparison as cmp
+from bigmodels.figures import comparison as cfig
+from bigmodels.reports import comparison as cmp
 from bigmodels.analysis import scaling
+from bigmodels.figures import scaling as scaling_figures
 from bigmodels.analysis.article_fixes import FIXES
 from bigmodels.app import comparison as ui
 from bigmodels.app.charts import chart
 from bigmodels.app.live import LIVE_POLL_S, follow
 from bigmodels.app.routing import page_link
 from bigmodels.app.session import current_data, language, model_title, t
-from bigmodels.formatting import format_bytes, format_count_in
+from bigmodels.base.formatting import format_bytes, format_count_in
 from bigmodels.figures import architecture as diagrams
 from bigmodels.models.checkpoints import CheckpointError
 from bigmodels.models.registry import list_models
@@ -153,13 +155,13 @@ def side_by_side() -> None:
 
     left, right = st.columns(2)
     with left:
-        chart(ui.figure(cmp.accuracy_vs_parameters, entries, lang), key="comparison_acc_params")
+        chart(ui.figure(cfig.accuracy_vs_parameters, entries, lang), key="comparison_acc_params")
     with right:
-        chart(ui.figure(cmp.accuracy_vs_latency, entries, measured, lang), key="comparison_acc_latency")
+        chart(ui.figure(cfig.accuracy_vs_latency, entries, measured, lang), key="comparison_acc_latency")
     st.caption(t("comparison.chart.pareto_caption"))
     st.subheader(t("comparison.curves.header"))
-    chart(ui.figure(cmp.learning_curves, entries, lang), key="comparison_curves")
-    chart(ui.figure(cmp.per_class_figure, entries, lang), key="comparison_per_class")
+    chart(ui.figure(cfig.learning_curves, entries, lang), key="comparison_curves")
+    chart(ui.figure(cfig.per_class_figure, entries, lang), key="comparison_per_class")
 
 
 def mistakes() -> None:
@@ -170,7 +172,7 @@ def mistakes() -> None:
     for start in range(0, len(entries), 3):
         for column, entry in zip(st.columns(3), entries[start:start + 3]):
             with column:
-                chart(ui.figure(cmp.confusion_figure, entry, lang), key=f"comparison_confusion_{entry.source.id}")
+                chart(ui.figure(cfig.confusion_figure, entry, lang), key=f"comparison_confusion_{entry.source.id}")
     st.caption(t("comparison.confusion.caption"))
     gallery(entries)
 
@@ -179,7 +181,7 @@ def show_digits(found, labels_key="comparison.gallery.tile") -> None:
     if not found:
         st.caption(t("comparison.gallery.none"))
         return
-    st.image([cmp.digit_tile(data.test_images[m.index]) for m in found],
+    st.image([cfig.digit_tile(data.test_images[m.index]) for m in found],
              caption=[t(labels_key, index=m.index, true=m.true, predicted=m.predicted,
                         confidence=f"{m.confidence:.0%}") for m in found], width=84)
 
@@ -311,7 +313,7 @@ def scale() -> None:
               "training_bytes": t("comparison.scale.training_bytes"), "width": t(f"comparison.scale.{name}.width"),
               "depth": t(f"comparison.scale.{name}.depth"), "current": t("comparison.scale.current"),
               "reference": t("comparison.scale.reference")}
-    chart(scaling.growth_figure(widths, depths, current, labels,
+    chart(scaling_figures.growth_figure(widths, depths, current, labels,
                                           reference if name == ref["model"] else None),
                     key="comparison_scale_growth")
     st.caption(t("comparison.scale.growth_caption",
@@ -321,7 +323,7 @@ def scale() -> None:
     with st.spinner(t("comparison.scale.measuring")):
         sweeps = {n: scaling.width_sweep(n, scaling.KNOBS[n].default_depth) for n in names}
     titles = {n: model_title(n) for n in names}
-    chart(scaling.architectures_figure(sweeps, titles, labels | {"width": t("comparison.scale.width"),
+    chart(scaling_figures.architectures_figure(sweeps, titles, labels | {"width": t("comparison.scale.width"),
                                                                            "depth": t("comparison.scale.depth")},
                                                  reference), key="comparison_scale_all")
     st.caption(t("comparison.scale.reference_caption", parameters=f"{reference.parameters:,}",

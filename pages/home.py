@@ -1,7 +1,7 @@
 """Home: what bigmodels is, which device and data it runs on, and the shipped models."""
 import streamlit as st
 
-from bigmodels.analysis.comparison import device_text
+from bigmodels.reports.comparison import device_text
 from bigmodels.app.session import current_data, data_dir_choice, device_summary, language, model_title, set_data_dir, t
 from bigmodels.data.mnist import ENV_DATA_DIR, has_mnist
 from bigmodels.models.shipped import load_metrics

@@ -5,16 +5,17 @@ import os
 
 import streamlit as st
 
-from bigmodels.analysis.scaling_lab import LEVEL, allocate
+from bigmodels.reports.scaling_lab import LEVEL, allocate
 from bigmodels.analysis.scaling_laws import CHINCHILLA, CHINCHILLA_TOKENS_PER_PARAMETER, PUBLISHED
 from bigmodels.app import lab
 from bigmodels.app import launcher as lui
 from bigmodels.app.charts import chart
 from bigmodels.app.session import language, t
+from bigmodels.cluster import control
 from bigmodels.data.mnist import ENV_DATA_DIR
 from bigmodels.figures import scaling_lab as figures
-from bigmodels.formatting import format_count_in, format_flops
-from bigmodels.problems import ConfigError
+from bigmodels.base.formatting import format_count_in, format_flops
+from bigmodels.base.problems import ConfigError
 from bigmodels.runs import sweeps
 from bigmodels.runs.store import RunInfoError, StoreError
 from bigmodels.train.sweep import (
@@ -202,7 +203,7 @@ def launch_form(store, allowed: bool) -> None:
         if check_width:
             points.append(check_point(model, width=int(check_width)))
         runs = sweeps.queue_sweep(store, name.strip(), points, note=t("lab.launch.note"))
-        sweeps.ensure_executor(store, runs, os.environ.get(ENV_DATA_DIR))
+        control.ensure_dispatcher(store, runs, os.environ.get(ENV_DATA_DIR))
     except ConfigError as exc:
         for message in exc.messages(language()):
             st.error(message)
@@ -238,7 +239,7 @@ def own_sweeps(store, allowed: bool) -> None:
         if c4.button(t("lab.own.resume"), key=f"lab_resume_{p.name}", disabled=not allowed or not p.resumable):
             if lui.may_change():
                 sweeps.resume_sweep(store, p.name)
-                sweeps.ensure_executor(store, sweeps.sweep_runs(store, p.name), os.environ.get(ENV_DATA_DIR))
+                control.ensure_dispatcher(store, sweeps.sweep_runs(store, p.name), os.environ.get(ENV_DATA_DIR))
                 st.rerun()
             st.error(t("launcher.access.denied"))
 

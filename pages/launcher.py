@@ -20,10 +20,10 @@ from bigmodels.figures.runs import (
     X_AXES, accuracy_figure, comparison_rows, confusion_figure, epochs_csv, loss_figure, parallel_coordinates,
     per_class_figure, scientific, steps_csv, steps_per_epoch, system_figure,
 )
-from bigmodels.formatting import format_bytes, format_duration
+from bigmodels.base.formatting import format_bytes, format_duration
 from bigmodels.models.registry import get_spec, list_models, make_config
-from bigmodels.models.sources import finished_run_sources
-from bigmodels.problems import ConfigError
+from bigmodels.runs.sources import finished_run_sources
+from bigmodels.base.problems import ConfigError
 from bigmodels.runs.queue import submit
 from bigmodels.runs.store import (
     FINISHED, MAX_NAME, MAX_NOTE, MAX_TAG, MAX_TAGS, RESUMABLE, STATUSES, RunInfoError, RunStateError, RunStore,

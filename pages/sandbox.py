@@ -10,16 +10,16 @@ are computed, and every picture is a PNG cached by its pixels.
 """
 import random
 
-import plotly.graph_objects as go
 import streamlit as st
 from streamlit_drawable_canvas import st_canvas
 
 from bigmodels.analysis.explain import (
-    LATENCY_REPEATS, UNSURE_BELOW, CNNExplanation, LSTMExplanation, TransformerExplanation, believed_digits,
+    LATENCY_REPEATS, UNSURE_BELOW, CNNExplanation, LSTMExplanation, TransformerExplanation,
     dissenters, explain, read_digit, settled_row, verdict,
 )
 from bigmodels.analysis.perturbations import MAX_EPSILON, MAX_NOISE, MAX_THICKNESS, Perturbation, apply_shared
 from bigmodels.app.charts import chart
+from bigmodels.figures.sandbox import row_beliefs_figure
 from bigmodels.app.sandbox import (
     ARCHITECTURES, belief_png, cached_model, digit_png, heat_png, maps_png,
     one_thread, probability_bars, sources_by_architecture,
@@ -371,19 +371,8 @@ def probability_text(answer) -> None:
 
 
 def rows_chart(beliefs, arch: str) -> None:
-    final = int(beliefs[-1].argmax())
-    rows = list(range(1, beliefs.shape[0] + 1))
-    fig = go.Figure()
-    earlier = iter(["#f08c00", "#12b886", "#868e96"])  # the final answer gets the bars' blue
-    for digit in believed_digits(beliefs):  # every digit it believed at some row, the final answer in front
-        fig.add_trace(go.Scatter(
-            x=rows, y=beliefs[:, digit].tolist(), mode="lines", name=str(digit),
-            line=dict(width=3, color="#3b5bdb") if digit == final else dict(width=1.5, color=next(earlier)),
-            hovertemplate=t("sandbox.why.rows_x") + " %{x}: P(" + str(digit) + ") = %{y:.1%}<extra></extra>"))
-    fig.update_layout(height=200, margin=dict(l=0, r=0, t=6, b=0), legend=dict(title=t("sandbox.why.rows_y")),
-                      xaxis=dict(title=t("sandbox.why.rows_x"), range=[1, len(rows)], fixedrange=True),
-                      yaxis=dict(range=[0, 1], tickformat=".0%", fixedrange=True))
-    chart(fig, config=PLOT_CONFIG, key=f"sb_rows_{arch}")
+    chart(row_beliefs_figure(beliefs, t("sandbox.why.rows_x"), t("sandbox.why.rows_y")), config=PLOT_CONFIG,
+          key=f"sb_rows_{arch}")
 
 
 def show_view(arch: str, view: str, e, shown, model) -> None:

@@ -23,8 +23,8 @@ from bigmodels.data.mnist import DataError
 from bigmodels.figures.service import (
     batch_figure, errors_figure, key_rows, latency_figure, load_run_label, load_runs_figure, throughput_figure,
 )
-from bigmodels.models.sources import list_sources
-from bigmodels.problems import ConfigError
+from bigmodels.runs.sources import list_sources
+from bigmodels.base.problems import ConfigError
 from bigmodels.serving import client, service
 from bigmodels.serving.loadgen import LoadError, LoadPlan, run_load
 from bigmodels.serving.settings import (

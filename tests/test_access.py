@@ -3,7 +3,7 @@ import hmac
 
 import pytest
 
-from bigmodels.access import ENV_TOKEN, AccessPolicy, load_policy
+from bigmodels.base.access import ENV_TOKEN, AccessPolicy, load_policy
 from tests.conftest import REPO
 
 

@@ -13,7 +13,7 @@ from bigmodels.harness.proxy import REVEAL_HEADER, ROUTE_COOKIE, NginxPool, ngin
 from bigmodels.harness.server import StreamlitServer
 from bigmodels.harness.streamlit_client import StreamlitSession, http_get
 from tests.conftest import run_async, unavailable
-from bigmodels.i18n import translate
+from bigmodels.base.i18n import translate
 
 pytestmark = pytest.mark.server  # starts app servers behind nginx
 

@@ -1,32 +1,76 @@
-"""The layering the README's layout table describes, checked on the source.
+"""The floors the README's layout table describes, checked on the source.
 
-Only ``bigmodels/app/`` (and ``app.py``, ``pages/``) import Streamlit; the run
-store imports no torch; no import cycle inside ``bigmodels``; package imports
-sit at the top of a module, except the CLI's lazy ones.
+import-linter checks the contracts in ``.importlinter``: the floors, top to bottom (no
+import runs up); no import cycle between the modules of a folder; only ``bigmodels/app/``
+imports Streamlit; the run store imports no torch. What it has no contract for is
+checked here: package imports sit at the top of a module (except the CLI's lazy ones),
+and every folder is in the README's table, in the contract's order.
 """
 import ast
+import configparser
+import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
-import pytest
 
 from tests.conftest import REPO
 
 PACKAGE = REPO / "bigmodels"
-# The websocket client speaks Streamlit's protocol, so it needs its message classes (streamlit.proto);
-# it is harness code for tests and benchmarks, never imported by the app.
-PROTOCOL_CLIENT = PACKAGE / "harness" / "streamlit_client.py"
+CONFIG = REPO / ".importlinter"
 
 
-def module_name(path: Path) -> str:
-    parts = path.relative_to(REPO).with_suffix("").parts
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+def lint_imports(root: Path) -> subprocess.CompletedProcess:
+    """import-linter's own command on the package under ``root`` (a fresh process: its
+    graph is built from the files as they are)."""
+    return subprocess.run([sys.executable, "-c", "from importlinter.cli import lint_imports_command; "
+                           "lint_imports_command()", str(root / ".importlinter"), "--no-cache"],
+                          cwd=root, capture_output=True, text=True, timeout=300, env={"PYTHONPATH": str(root),
+                                                                                        "PATH": "/usr/bin:/bin"})
 
 
-def modules() -> dict[str, Path]:
-    return {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+def floors() -> list[list[str]]:
+    """The layers contract's floors, top first, each a list of sibling folders."""
+    config = configparser.ConfigParser()
+    config.read(CONFIG)
+    lines = [line.strip() for line in config["importlinter:contract:floors"]["layers"].splitlines() if line.strip()]
+    return [[name.strip() for name in re.split(r"[|:]", line)] for line in lines]
 
 
-def imports(path: Path, top_level_only: bool = False) -> list[tuple[str, int, bool]]:
+def test_every_import_linter_contract_is_kept():
+    done = lint_imports(REPO)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "0 broken" in done.stdout and "BROKEN" not in done.stdout
+
+
+def test_the_contracts_catch_an_upward_import_and_a_cycle(tmp_path):
+    """The same contracts on a copy of the package with one upward import (the ground
+    floor importing a page's glue) and one cycle inside a folder: both are reported."""
+    copy = tmp_path / "repo"
+    shutil.copytree(PACKAGE, copy / "bigmodels", ignore=shutil.ignore_patterns("weights", "locales", "__pycache__",
+                                                                              "shipped", "*.yaml", "*.json"))
+    shutil.copy(CONFIG, copy / ".importlinter")
+    formatting = copy / "bigmodels" / "base" / "formatting.py"
+    formatting.write_text(formatting.read_text() + "\nfrom bigmodels.app import session  # noqa\n")
+    queue = copy / "bigmodels" / "runs" / "store.py"
+    queue.write_text(queue.read_text() + "\nfrom bigmodels.runs import queue  # noqa\n")
+    done = lint_imports(copy)
+    assert done.returncode != 0
+    assert "bigmodels.base is not allowed to import bigmodels.app" in done.stdout
+    assert "No import cycle between the modules of a folder BROKEN" in done.stdout
+
+
+def test_every_folder_is_a_floor_and_in_the_readme_in_the_same_order():
+    folders = sorted(p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file())
+    named = [name for floor in floors() for name in floor]
+    assert sorted(n for n in named if (PACKAGE / n).is_dir()) == folders
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    at = [readme.find(f"`bigmodels/{name}/`") for floor in floors() for name in floor if (PACKAGE / name).is_dir()]
+    assert -1 not in at and at == sorted(at), "the README's layout table lists the floors top to bottom"
+
+
+def imports(path: Path) -> list[tuple[str, int, bool]]:
     """(module imported, line, at module level?) for every import in ``path``."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
     top = {id(node) for node in tree.body}
@@ -35,101 +79,24 @@ def imports(path: Path, top_level_only: bool = False) -> list[tuple[str, int, bo
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+            names = [node.module]
         else:
             continue
-        at_top = id(node) in top
-        if top_level_only and not at_top:
-            continue
-        found += [(name, node.lineno, at_top) for name in names]
+        found += [(name, node.lineno, id(node) in top) for name in names]
     return found
 
 
-def test_only_the_app_layer_imports_streamlit():
-    allowed = [PACKAGE / "app"]
-    offenders = []
-    for name, path in modules().items():
-        if any(path.is_relative_to(a) for a in allowed):
-            continue
-        for imported, line, _ in imports(path):
-            if imported == "streamlit" or imported.startswith("streamlit."):
-                if path == PROTOCOL_CLIENT and imported.startswith("streamlit.proto"):
-                    continue
-                offenders.append(f"{path.relative_to(REPO)}:{line} imports {imported}")
-    assert offenders == []
-
-
-def test_the_run_store_imports_no_torch_and_nothing_of_training_or_the_ui():
-    for imported, line, _ in imports(PACKAGE / "runs" / "store.py"):
-        assert not imported.startswith(("torch", "streamlit", "bigmodels")), f"runs/store.py:{line} imports {imported}"
-
-
-def test_the_boundary_test_would_catch_an_offender(tmp_path, monkeypatch):
-    """The checks above read real import statements (a seeded offender is found)."""
-    fake = tmp_path / "x.py"
-    fake.write_text("def f():\n    import streamlit as st\n")
-    assert [(n, top) for n, _, top in imports(fake)] == [("streamlit", False)]
-
-
-def package_graph() -> dict[str, set[str]]:
-    """Module -> the bigmodels modules it imports at module level (what runs on import)."""
-    known = modules()
-    graph: dict[str, set[str]] = {}
-    for name, path in known.items():
-        targets = set()
-        for imported, _, _ in imports(path, top_level_only=True):
-            while imported and imported not in known:  # "bigmodels.x.Name" -> "bigmodels.x"
-                imported = imported.rpartition(".")[0]
-            if imported and imported != name and imported != "bigmodels":
-                targets.add(imported)
-        graph[name] = targets
-    return graph
-
-
-def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
-    state: dict[str, int] = {}
-    stack: list[str] = []
-
-    def visit(node: str) -> list[str] | None:
-        state[node] = 1
-        stack.append(node)
-        for nxt in sorted(graph.get(node, ())):
-            if state.get(nxt) == 1:
-                return stack[stack.index(nxt):] + [nxt]
-            if nxt not in state and (found := visit(nxt)):
-                return found
-        stack.pop()
-        state[node] = 2
-        return None
-    for node in sorted(graph):
-        if node not in state and (found := visit(node)):
-            return found
-    return None
-
-
-def test_no_import_cycle_inside_the_package():
-    assert find_cycle(package_graph()) is None
-
-
-def test_the_cycle_finder_finds_a_cycle():
-    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
-    assert find_cycle({"a": {"b"}, "b": set()}) is None
-
-
 def test_package_imports_are_at_module_top_except_the_clis_lazy_ones():
+    """A lazy import hides a dependency from a reader (and costs at a surprising time);
+    the CLI's keep ``--help`` quick."""
     lazy_allowed = {PACKAGE / "cli.py"}
-    offenders = []
-    for name, path in modules().items():
-        if path in lazy_allowed:
-            continue
-        for imported, line, at_top in imports(path):
-            if not at_top and imported.startswith("bigmodels"):
-                offenders.append(f"{path.relative_to(REPO)}:{line} imports {imported} inside a function")
+    offenders = [f"{path.relative_to(REPO)}:{line} imports {imported} inside a function"
+                 for path in sorted(PACKAGE.rglob("*.py")) if path not in lazy_allowed
+                 for imported, line, at_top in imports(path) if not at_top and imported.startswith("bigmodels")]
     assert offenders == []
 
 
-@pytest.mark.parametrize("folder", ["app", "analysis", "data", "figures", "models", "runs", "train", "content", "serving",
-                                    "harness"])
-def test_every_layer_is_in_the_readme_layout_table(folder):
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
-    assert f"`bigmodels/{folder}/`" in readme
+def test_the_lazy_import_check_reads_real_import_statements(tmp_path):
+    fake = tmp_path / "x.py"
+    fake.write_text("import os\ndef f():\n    from bigmodels.app import session\n")
+    assert [(n, top) for n, _, top in imports(fake)] == [("os", True), ("bigmodels.app", False)]

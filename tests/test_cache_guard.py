@@ -8,7 +8,7 @@ from streamlit.runtime.app_session import AppSession
 
 from bigmodels.app import cache_guard
 from bigmodels.harness.streamlit_client import StreamlitSession
-from bigmodels.runs.processes import tree_memory
+from bigmodels.base.processes import tree_memory
 from tests.conftest import run_async
 
 TIMEOUT = 240

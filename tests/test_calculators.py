@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from bigmodels.analysis import calculators as calc
-from bigmodels.formatting import format_bytes
+from bigmodels.base.formatting import format_bytes
 
 
 # --------------------------------------------------------------------------
@@ -223,7 +223,7 @@ def test_zero_price_is_allowed_for_owned_hardware():
 def test_bad_inputs_are_a_catalogue_key_and_values_in_each_language(lang):
     """The page shows a calculator's error in the reader's language: the error
     carries a catalogue key, the field's label and the value, not English text."""
-    from bigmodels.problems import ConfigError
+    from bigmodels.base.problems import ConfigError
 
     with pytest.raises(ConfigError) as caught:
         calc.estimate_training(0, 1e9)

@@ -18,7 +18,7 @@ from bigmodels.content.cases import (
     CHALLENGES, CONTINENTS, COUNTRIES, MODALITIES, REGIONS, load_cases, read_raw, validate_cases,
 )
 from bigmodels.content.challenges import load_challenges, validate_challenges
-from bigmodels.i18n import LANGUAGES, placeholders, translate
+from bigmodels.base.i18n import LANGUAGES, placeholders, translate
 
 ROOT = Path(__file__).resolve().parents[1]
 TOPOJSON = ROOT / "static" / "topojson" / "world_110m.json"
@@ -235,8 +235,8 @@ def test_hyperclova_tokens_are_the_tokens_seen_not_the_corpus(content):
 
 def test_kv_cache_sizes_use_one_unit_convention(content):
     from bigmodels.analysis import calculators as calc
-    from bigmodels.formatting import format_bytes
-    from bigmodels.i18n import catalogue
+    from bigmodels.base.formatting import format_bytes
+    from bigmodels.base.i18n import catalogue
 
     per_token = calc.kv_cache_bytes(layers=40, kv_heads=40, head_dim=128, seq_len=1, dtype="fp16")
     request = calc.kv_cache_bytes(layers=40, kv_heads=40, head_dim=128, seq_len=2048, dtype="fp16")
@@ -551,7 +551,7 @@ def test_catalogues_match_across_languages(area):
 
 
 def test_catalogue_keys_used_by_views_exist():
-    from bigmodels.i18n import catalogue
+    from bigmodels.base.i18n import catalogue
 
     used = set(re.findall(r'"((?:cases|challenges)\.[a-z_.]+)"', (ROOT / "bigmodels" / "content" / "views.py").read_text()))
     used |= {f"challenges.basis.{b}" for b in ch_mod.BASES}

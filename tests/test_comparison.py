@@ -10,14 +10,15 @@ import pytest
 import torch
 
 from bigmodels.figures import architecture as diagrams
-from bigmodels.analysis import comparison as cmp
+from bigmodels.figures import comparison as cfig
+from bigmodels.reports import comparison as cmp
 from bigmodels.figures import labels
 from bigmodels.analysis.article_fixes import FIXES, REPO_ROOT, fix_locations, locate
 from bigmodels.models.checkpoints import save_checkpoint
 from bigmodels.data.mnist import ENV_DATA_DIR, MNIST
-from bigmodels.i18n import LANGUAGES, catalogue, translate
+from bigmodels.base.i18n import LANGUAGES, catalogue, translate
 from bigmodels.models.profile import profile_model
-from bigmodels.models.sources import ModelSource
+from bigmodels.runs.sources import ModelSource
 from bigmodels.models.registry import create_model
 
 REPO = Path(__file__).resolve().parent.parent
@@ -51,9 +52,9 @@ def synthetic_entry(label, family_model, accuracy, parameters, latency, predicti
 # ------------------------------------------------------------------ pareto
 def test_pareto_front_keeps_only_unbeaten_models():
     points = [(1.0, 98.0), (2.0, 99.0), (3.0, 98.5), (0.5, 90.0), (2.0, 97.0), (4.0, 99.5)]
-    assert cmp.pareto_front(points) == [3, 0, 1, 5]  # sorted by latency; (3.0, 98.5) and (2.0, 97.0) are beaten
-    assert cmp.pareto_front([]) == []
-    assert cmp.pareto_front([(1.0, 1.0), (1.0, 1.0)]) == [0]  # a tie is not a second front point
+    assert cfig.pareto_front(points) == [3, 0, 1, 5]  # sorted by latency; (3.0, 98.5) and (2.0, 97.0) are beaten
+    assert cfig.pareto_front([]) == []
+    assert cfig.pareto_front([(1.0, 1.0), (1.0, 1.0)]) == [0]  # a tie is not a second front point
 
 
 # ----------------------------------------------------------------- gallery
@@ -80,7 +81,7 @@ def test_right_for_one_wrong_for_the_other():
 def test_digit_tiles_are_dark_on_light_and_unblurred():
     image = torch.zeros(28, 28, dtype=torch.uint8)
     image[10, 12] = 255
-    tile = cmp.digit_tile(image, scale=3)
+    tile = cfig.digit_tile(image, scale=3)
     assert tile.shape == (84, 84) and tile.dtype.name == "uint8"
     assert tile[0, 0] == 255 and (tile[30:33, 36:39] == 0).all() and tile[33, 36] == 255
 
@@ -133,17 +134,17 @@ def test_table_rows_take_timings_from_the_right_measurement():
 def test_charts_have_one_trace_per_model_and_the_pareto_line():
     entries = [synthetic_entry("CNN", "cnn", 0.99, 61706, 0.6), synthetic_entry("LSTM", "lstm", 0.985, 214282, 1.5),
                synthetic_entry("ViT", "transformer", 0.98, 72074, 2.0)]
-    fig = cmp.accuracy_vs_parameters(entries, "en")
+    fig = cfig.accuracy_vs_parameters(entries, "en")
     assert len(fig.data) == 3 and fig.layout.xaxis.type == "log"
-    fig = cmp.accuracy_vs_latency(entries, {}, "en")
+    fig = cfig.accuracy_vs_latency(entries, {}, "en")
     front = fig.data[-1]
     assert front.mode == "lines" and list(front.x) == [0.6]  # CNN is fastest and most accurate
-    fig = cmp.learning_curves(entries, "en")
+    fig = cfig.learning_curves(entries, "en")
     assert len(fig.data) == 6 and list(fig.data[0].customdata) == [98.0, 99.0]  # drawn as error rates:
     assert list(fig.data[0].y) == pytest.approx([2.0, 1.0])
-    fig = cmp.per_class_figure(entries, "zh")
+    fig = cfig.per_class_figure(entries, "zh")
     assert len(fig.data) == 3 and len(fig.data[0].x) == 10
-    fig = cmp.confusion_figure(entries[0], "en")
+    fig = cfig.confusion_figure(entries[0], "en")
     assert fig.data[0].text[3][3] == 100 and fig.layout.yaxis.autorange == "reversed"
 
 
@@ -151,34 +152,34 @@ def test_a_figure_is_built_once_per_distinct_input_and_shared():
     from bigmodels.app import comparison as ui
 
     entries = [synthetic_entry("CNN", "cnn", 0.99, 61706, 0.6), synthetic_entry("LSTM", "lstm", 0.985, 214282, 1.5)]
-    first = ui.figure(cmp.per_class_figure, entries, "en")
-    assert first.to_dict() == cmp.per_class_figure(entries, "en").to_dict()  # what building it directly draws
+    first = ui.figure(cfig.per_class_figure, entries, "en")
+    assert first.to_dict() == cfig.per_class_figure(entries, "en").to_dict()  # what building it directly draws
     same = [synthetic_entry("CNN", "cnn", 0.99, 61706, 0.6), synthetic_entry("LSTM", "lstm", 0.985, 214282, 1.5)]
-    assert ui.figure(cmp.per_class_figure, same, "en") is first  # equal inputs: the one built before
+    assert ui.figure(cfig.per_class_figure, same, "en") is first  # equal inputs: the one built before
     changed = [synthetic_entry("CNN", "cnn", 0.97, 61706, 0.6), same[1]]
-    assert ui.figure(cmp.per_class_figure, changed, "en") is not first  # a measurement moved: built anew
-    assert ui.figure(cmp.per_class_figure, same, "zh") is not first  # another language
-    assert ui.figure(cmp.learning_curves, same, "en") is not first  # another figure of the same inputs
+    assert ui.figure(cfig.per_class_figure, changed, "en") is not first  # a measurement moved: built anew
+    assert ui.figure(cfig.per_class_figure, same, "zh") is not first  # another language
+    assert ui.figure(cfig.learning_curves, same, "en") is not first  # another figure of the same inputs
 
 
 def test_point_labels_are_short_and_placed_not_to_overlap():
     # Two points close together: the labels go to different sides instead of on top of each other.
-    positions = labels.place_labels([(100, 200), (110, 203), (300, 40)], ["CNN", "LSTM", "ViT"], cmp.PLOT_SIZE, cmp.LABEL_FONT)
-    boxes = [labels.label_box(x, y, t, p, cmp.LABEL_FONT) for (x, y), t, p in zip([(100, 200), (110, 203), (300, 40)],
+    positions = labels.place_labels([(100, 200), (110, 203), (300, 40)], ["CNN", "LSTM", "ViT"], cfig.PLOT_SIZE, cfig.LABEL_FONT)
+    boxes = [labels.label_box(x, y, t, p, cfig.LABEL_FONT) for (x, y), t, p in zip([(100, 200), (110, 203), (300, 40)],
                                                                    ["CNN", "LSTM", "ViT"], positions)]
     assert all(labels.overlap(a, b) == 0 for i, a in enumerate(boxes) for b in boxes[i + 1:]), positions
     entry = synthetic_entry("LeNet-5 CNN · run r7 · 60.00%", "cnn", 0.6, 61706, 0.6, origin="run")
-    assert cmp.short_label(entry) == f"CNN {entry.source.run_id}"
+    assert cfig.short_label(entry) == f"CNN {entry.source.run_id}"
 
 
 def test_accuracy_axis_is_the_error_rate_on_a_log_scale_written_as_accuracies():
-    axis = cmp.accuracy_axis([99.2, 98.4, 60.0], "%")
+    axis = cfig.accuracy_axis([99.2, 98.4, 60.0], "%")
     assert axis["type"] == "log" and axis["range"][0] > axis["range"][1]  # reversed: better is higher
     assert {"99%", "98%", "90%", "50%"} <= set(axis["ticktext"])
-    assert cmp.error_percent(100.0) == cmp.ERROR_FLOOR  # a perfect digit still has a place on the axis
+    assert cfig.error_percent(100.0) == cfig.ERROR_FLOOR  # a perfect digit still has a place on the axis
 
 
-def _px_from_top(value, axis, height=cmp.PLOT_SIZE[1]):
+def _px_from_top(value, axis, height=cfig.PLOT_SIZE[1]):
     """Where a value lands, in px from the top of a plot on a reversed log axis
     (``range[0]``, the largest error, is at the bottom)."""
     bottom, top = axis.range
@@ -202,29 +203,29 @@ def test_a_weak_run_keeps_every_chart_readable(weak_run):
     """Adding a ~60 % run must not squash the shipped models (98.4-99.2 %) into one
     line: each chart keeps them apart by a visible distance, and no labels overlap."""
     from bigmodels.models.shipped import load_metrics
-    from bigmodels.models.sources import shipped_source
+    from bigmodels.runs.sources import shipped_source
 
     assert weak_run.metrics["accuracy"] < 0.9, weak_run.metrics["accuracy"]  # it is weak
     metrics = load_metrics()
     shipped = [cmp.Entry(shipped_source(name), metrics[name], True) for name in ("cnn", "lstm", "transformer")]
     entries = [*shipped, weak_run]
     best, worst = (100 * max(e.metrics["accuracy"] for e in shipped), 100 * min(e.metrics["accuracy"] for e in shipped))
-    for fig in (cmp.accuracy_vs_parameters(entries, "en"), cmp.accuracy_vs_latency(entries, {}, "en")):
+    for fig in (cfig.accuracy_vs_parameters(entries, "en"), cfig.accuracy_vs_latency(entries, {}, "en")):
         axis = fig.layout.yaxis
-        spread = _px_from_top(cmp.error_percent(worst), axis) - _px_from_top(cmp.error_percent(best), axis)
+        spread = _px_from_top(cfig.error_percent(worst), axis) - _px_from_top(cfig.error_percent(best), axis)
         assert spread > 30, spread  # a linear 57-100 % axis gives them under 5 px
         points = [t for t in fig.data if t.mode == "markers+text"]
         assert len(points) == 4 and {t.text[0] for t in points} == {"CNN", "LSTM", "ViT", "CNN weak1"}
-        px = [(cmp._to_px(t.x[0], fig.layout.xaxis.to_plotly_json(), cmp.PLOT_SIZE[0]),
-               cmp.PLOT_SIZE[1] - _px_from_top(t.y[0], axis)) for t in points]
-        boxes = [labels.label_box(x, y, t.text[0], t.textposition, cmp.LABEL_FONT) for (x, y), t in zip(px, points)]
+        px = [(cfig._to_px(t.x[0], fig.layout.xaxis.to_plotly_json(), cfig.PLOT_SIZE[0]),
+               cfig.PLOT_SIZE[1] - _px_from_top(t.y[0], axis)) for t in points]
+        boxes = [labels.label_box(x, y, t.text[0], t.textposition, cfig.LABEL_FONT) for (x, y), t in zip(px, points)]
         assert all(labels.overlap(a, b) == 0 for i, a in enumerate(boxes) for b in boxes[i + 1:])
-        assert all(-5 <= b[0] and b[2] <= cmp.PLOT_SIZE[0] + 5 for b in boxes)
-    per_digit = cmp.per_class_figure(entries, "en")
+        assert all(-5 <= b[0] and b[2] <= cfig.PLOT_SIZE[0] + 5 for b in boxes)
+    per_digit = cfig.per_class_figure(entries, "en")
     axis = per_digit.layout.yaxis
     lows = [min(100 * a for a in e.metrics["per_class_accuracy"]) for e in shipped]
-    assert _px_from_top(cmp.error_percent(min(lows)), axis) > 40  # the shipped lines are not pressed to the top
-    curves = cmp.learning_curves(entries, "en")
+    assert _px_from_top(cfig.error_percent(min(lows)), axis) > 40  # the shipped lines are not pressed to the top
+    curves = cfig.learning_curves(entries, "en")
     assert curves.layout.yaxis.type == "log" and curves.layout.yaxis2.type == "log"
     row = cmp.table_rows(entries, {}, "en")[-1]
     assert row["accuracy"] == pytest.approx(100 * weak_run.metrics["accuracy"])

@@ -8,7 +8,7 @@ import pytest
 from bigmodels.analysis.article_fixes import FIXES
 from bigmodels.figures.chart_payload import CARTESIAN
 from bigmodels.harness.browser import CHART_SELECTOR
-from bigmodels.models.sources import model_title
+from bigmodels.runs.sources import model_title
 from bigmodels.models.shipped import available
 
 pytestmark = pytest.mark.browser

@@ -22,7 +22,7 @@ from bigmodels.cluster.dispatcher import Dispatcher, ResilientStore
 from bigmodels.cluster.placement import SessionView, choose_session
 from bigmodels.cluster.runtime import ENV_RAY_ADDRESS
 from bigmodels.models.checkpoints import load_checkpoint
-from bigmodels.runs.processes import pid_alive
+from bigmodels.base.processes import pid_alive
 from bigmodels.runs.queue import submit
 from bigmodels.runs.store import RunStore, StoreError
 from bigmodels.train.config import default_config

@@ -15,7 +15,7 @@ from bigmodels.cluster import control
 from bigmodels.cluster.control import FileLock, dispatcher_alive, dispatcher_lock, reap_orphans, resources_from_state
 from bigmodels.cluster.dispatcher import Dispatcher
 from bigmodels.cluster.runtime import ENV_RAY_ADDRESS
-from bigmodels.runs.processes import pid_alive
+from bigmodels.base.processes import pid_alive
 from bigmodels.runs.queue import submit
 from bigmodels.runs.store import RunStore
 from tests.conftest import REPO, write_mnist_folder

@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from bigmodels.formatting import format_bytes, format_duration, format_flops
+from bigmodels.base.formatting import format_bytes, format_duration, format_flops
 
 
 def test_binary_bytes_for_memory_and_files():
@@ -29,7 +29,7 @@ def test_flops_in_scientific_notation():
 
 
 def test_counts_and_money_as_each_language_writes_them():
-    from bigmodels.formatting import format_count_in, format_money
+    from bigmodels.base.formatting import format_count_in, format_money
 
     assert format_count_in(671e9) == "671B" and format_count_in(671e9, "zh") == "6710 亿"
     assert format_count_in(61_706) == "61.7K" and format_count_in(None) == "–"
@@ -38,7 +38,7 @@ def test_counts_and_money_as_each_language_writes_them():
 
 
 def test_log_axis_ticks_are_powers_of_ten_or_1_2_5_never_crowded():
-    from bigmodels.formatting import format_si_bytes, log_axis
+    from bigmodels.base.formatting import format_si_bytes, log_axis
 
     wide = log_axis([3e4, 2e8])
     assert wide["tickvals"] == [1e5, 1e6, 1e7, 1e8] and wide["ticktext"] == ["100K", "1M", "10M", "100M"]

@@ -13,7 +13,7 @@ import pytest
 from streamlit.string_util import extract_leading_icon
 
 from bigmodels.harness.catalogue import leading_icon, shown
-from bigmodels.i18n import LANGUAGES, catalogue, translate
+from bigmodels.base.i18n import LANGUAGES, catalogue, translate
 
 REPO = Path(__file__).resolve().parent.parent
 

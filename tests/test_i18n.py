@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from bigmodels.i18n import LANGUAGES, LOCALES_DIR, CatalogueError, catalogue, missing_keys, placeholders, translate
+from bigmodels.base.i18n import LANGUAGES, LOCALES_DIR, CatalogueError, catalogue, missing_keys, placeholders, translate
 
 
 def test_every_key_exists_in_every_language():
@@ -35,7 +35,7 @@ def test_translate_fills_values_and_missing_keys_fail():
 
 
 def test_duplicate_keys_across_files_are_an_error(tmp_path, monkeypatch):
-    import bigmodels.i18n as i18n
+    import bigmodels.base.i18n as i18n
 
     (tmp_path / "en").mkdir()
     (tmp_path / "en" / "a.json").write_text(json.dumps({"x.y": "1"}))
@@ -51,7 +51,7 @@ def test_duplicate_keys_across_files_are_an_error(tmp_path, monkeypatch):
 
 
 def test_every_registered_model_has_a_title_and_source_labels_in_each_language():
-    from bigmodels.models.sources import model_title, run_source, shipped_source
+    from bigmodels.runs.sources import model_title, run_source, shipped_source
     from bigmodels.models.registry import list_models
 
     for lang in LANGUAGES:

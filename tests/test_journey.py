@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from bigmodels.i18n import translate
+from bigmodels.base.i18n import translate
 from bigmodels.runs.store import RunStore
 from tests.test_sandbox_browser import TIMEOUT, stroke, wait_for_predictions
 

@@ -15,16 +15,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bigmodels.analysis import scaling_lab, sweep_table
+from bigmodels.reports import scaling_lab, sweep_table
 from bigmodels.analysis.scaling_laws import ChinchillaFit, fit_power
-from bigmodels.analysis.sweep_table import SweepDataError, SweepRow, SweepTable
+from bigmodels.reports.sweep_table import SweepDataError, SweepRow, SweepTable
 from bigmodels.app import lab
-from bigmodels.i18n import LANGUAGES, catalogue, translate
-from bigmodels.problems import ConfigError
+from bigmodels.base.i18n import LANGUAGES, catalogue, translate
+from bigmodels.base.problems import ConfigError
 from bigmodels.runs import sweeps
+from bigmodels.cluster import control
 from bigmodels.cluster.control import dispatcher_alive, dispatcher_lock
 from bigmodels.cluster.runtime import ENV_RAY_ADDRESS
-from bigmodels.runs.store import ENV_HOME, RunStore
+from bigmodels.base.home import ENV_HOME
+from bigmodels.runs.store import RunStore
 from bigmodels.train.sweep import check_point, knobs_of, sweep_grid
 from tests.conftest import apptest_charts
 
@@ -379,7 +381,7 @@ def test_the_form_queues_a_sweep_and_refuses_bad_numbers(tmp_path, monkeypatch):
     from streamlit.testing.v1 import AppTest
 
     started = []
-    monkeypatch.setattr(sweeps, "ensure_executor", lambda store, runs, data_dir=None: started.append(len(runs)))
+    monkeypatch.setattr(control, "ensure_dispatcher", lambda store, runs, data_dir=None: started.append(len(runs)))
     monkeypatch.delenv("BIGMODELS_OPERATOR_TOKEN", raising=False)
     monkeypatch.setenv(ENV_HOME, str(tmp_path))
     _fitted(sweep_table.read_shipped())

@@ -10,7 +10,7 @@ import pytest
 
 from bigmodels.harness.browser import CHART_SELECTOR
 from bigmodels.runs.store import RunStore
-from bigmodels.models.sources import finished_run_sources
+from bigmodels.runs.sources import finished_run_sources
 
 pytestmark = pytest.mark.browser
 STEP = re.compile(r"Step \d+ of \d+")  # the live view's progress line

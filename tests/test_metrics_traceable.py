@@ -5,11 +5,11 @@ a shared machine."""
 import pytest
 import torch
 
-from bigmodels.analysis import comparison as cmp
+from bigmodels.reports import comparison as cmp
 from bigmodels.models.checkpoints import load_checkpoint, model_from_checkpoint
 from bigmodels.analysis.evaluation import evaluate, measure_speed
 from bigmodels.models.profile import profile_model
-from bigmodels.models.sources import shipped_sources
+from bigmodels.runs.sources import shipped_sources
 from bigmodels.models.registry import list_models
 from bigmodels.models.shipped import load_metrics, weights_path
 

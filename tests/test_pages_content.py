@@ -8,7 +8,7 @@ from streamlit.testing.v1 import AppTest
 
 from bigmodels.content import views
 from bigmodels.content.cases import load_cases
-from bigmodels.i18n import LANGUAGES, translate
+from bigmodels.base.i18n import LANGUAGES, translate
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 120
@@ -98,7 +98,7 @@ def test_every_catalogue_key_the_pages_use_exists():
 
     from bigmodels.analysis import calculators
     from bigmodels.content import views
-    from bigmodels.i18n import catalogue
+    from bigmodels.base.i18n import catalogue
 
     keys: set[str] = set()
     for page in ("cases.py", "challenges.py"):

@@ -12,7 +12,7 @@ import torch
 from bigmodels.data.mnist import ENV_DATA_DIR
 from bigmodels.models.checkpoints import CheckpointError, load_checkpoint, model_from_checkpoint
 from bigmodels.models.registry import MAX_PARAMETERS, parameter_count
-from bigmodels.problems import ConfigError
+from bigmodels.base.problems import ConfigError
 from bigmodels.train.config import TrainConfig, default_config, parse_model_settings, settings
 from bigmodels.train.engine import _build_schedule, train
 from bigmodels.train.plan import MEMORY_HEADROOM, MEMORY_SHARE, Device, Resources, estimate_memory, plan
@@ -128,7 +128,7 @@ def test_every_problem_is_listed_and_translated():
 
 
 def test_every_declared_setting_has_a_label_and_help_in_both_languages():
-    from bigmodels.i18n import translate
+    from bigmodels.base.i18n import translate
 
     for name, how in settings().items():
         for lang in ("en", "zh"):

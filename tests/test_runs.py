@@ -14,8 +14,8 @@ from bigmodels.models.checkpoints import save_checkpoint
 from bigmodels.app.launcher import (
     checkpoint_problem, deep_link, demo_measurement, page_of, parse_form, read_demo_measurements, select_runs, sort_runs,
 )
-from bigmodels.formatting import format_duration
-from bigmodels.models.sources import list_sources
+from bigmodels.base.formatting import format_duration
+from bigmodels.runs.sources import list_sources
 from bigmodels.models.registry import create_model
 from bigmodels.figures.runs import (
     accuracy_axis, accuracy_figure, comparison_rows, confusion_figure, differing_settings, epochs_csv, loss_figure,
@@ -26,8 +26,8 @@ from bigmodels.runs.recorder import EventRecorder, StopWatch
 from bigmodels.runs.store import (
     MAX_NAME, MAX_NOTE, MAX_TAG, MAX_TAGS, RunInfoError, RunStateError, RunStore, StoreError, run_history,
 )
-from bigmodels.models.sources import finished_run_sources
-from bigmodels.problems import ConfigError
+from bigmodels.runs.sources import finished_run_sources
+from bigmodels.base.problems import ConfigError
 from bigmodels.train.engine import TrainEvent
 from bigmodels.train.config import QUICK_DEMOS, default_config, quick_demo
 from bigmodels.runs.queue import submit
@@ -311,7 +311,7 @@ def test_finished_runs_become_model_sources(store, monkeypatch):
     assert "97.00%" in source.label and source.checkpoint == store.checkpoint_path(good.id)
     monkeypatch.setenv("BIGMODELS_HOME", str(store.home))
     assert f"run:{good.id}" in [s.id for s in list_sources()]
-    from bigmodels.models.sources import load_model
+    from bigmodels.runs.sources import load_model
 
     assert not load_model(source).training
 
@@ -446,7 +446,7 @@ def test_a_run_still_training_is_a_live_source_with_its_latest_checkpoint(store)
     """Watch it learn: after its first epoch a running run can be picked in the
     sandbox and the comparison; it keeps its id when it succeeds."""
     from bigmodels.models.checkpoints import model_from_checkpoint
-    from bigmodels.models.sources import list_sources, live_run_sources
+    from bigmodels.runs.sources import list_sources, live_run_sources
     from bigmodels.train.engine import checkpoint_payload
 
     run = submit(store, cfg()).run

@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from bigmodels.i18n import LANGUAGES, catalogue, translate
+from bigmodels.base.i18n import LANGUAGES, catalogue, translate
 from bigmodels.app.sandbox import ARCHITECTURES
 from bigmodels.harness.drawing import stroke  # noqa: F401  (tests/test_journey.py draws with it too)
 from bigmodels.models.shipped import weights_path
@@ -49,7 +49,7 @@ def test_every_catalogue_key_the_page_uses_exists():
 
 # ------------------------------------------------------------ page support
 def test_pictures_keep_model_pixels_as_squares_and_heat_in_colour():
-    from bigmodels.app.sandbox import HEAT, digit_picture, heat_picture, maps_picture
+    from bigmodels.figures.pictures import HEAT, digit_picture, heat_picture, maps_picture
 
     pixels = torch.zeros(28, 28)
     pixels[3, 5] = 1.0
@@ -68,7 +68,7 @@ def test_pictures_keep_model_pixels_as_squares_and_heat_in_colour():
 
 
 def test_lstm_beliefs_sit_level_with_the_rows_they_follow():
-    from bigmodels.app.sandbox import HEAT, belief_picture
+    from bigmodels.figures.pictures import HEAT, belief_picture
 
     beliefs = torch.zeros(28, 10)
     beliefs[5, 7] = 1.0  # sure of 7 after row 6
@@ -97,7 +97,7 @@ def test_pictures_are_cached_pngs_of_the_same_pixels():
 
 
 def test_sources_are_grouped_per_architecture(tmp_path):
-    from bigmodels.models.sources import ModelSource
+    from bigmodels.runs.sources import ModelSource
     from bigmodels.app.sandbox import sources_by_architecture
 
     sources = [ModelSource("shipped:cnn", "cnn", "CNN", tmp_path / "a.pt", "shipped"),
@@ -187,7 +187,7 @@ def test_geometric_disturbances_show_the_disturbed_digit():
 
 def test_an_unreadable_checkpoint_is_a_message_not_a_crash(tmp_path, monkeypatch):
     import bigmodels.app.sandbox as sandbox_ui
-    from bigmodels.models.sources import ModelSource
+    from bigmodels.runs.sources import ModelSource
 
     broken = tmp_path / "broken.pt"
     broken.write_bytes(b"not a checkpoint")

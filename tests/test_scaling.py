@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from bigmodels.analysis import scaling
+from bigmodels.figures import scaling as scaling_figures
 from bigmodels.models.profile import profile_model, training_memory_bytes
 from bigmodels.models.registry import create_model, make_config
 
@@ -88,19 +89,19 @@ def test_growth_figure_marks_the_model_and_the_reference():
     labels = {"parameters": "P", "macs_per_image": "M", "training_bytes": "T", "width": "w", "depth": "d",
               "current": "now", "reference": "article"}
     current = scaling.measure("cnn", 6, 2)
-    fig = scaling.growth_figure(scaling.width_sweep("cnn", 2), scaling.depth_sweep("cnn", 6), current, labels,
+    fig = scaling_figures.growth_figure(scaling.width_sweep("cnn", 2), scaling.depth_sweep("cnn", 6), current, labels,
                                 reference=current)
     names = [trace.name for trace in fig.data]
     assert names.count("article") == 6 and names.count("now") == 6
     layout = fig.layout.to_plotly_json()
     assert all(axis["type"] == "log" for key, axis in layout.items() if key.startswith(("xaxis", "yaxis")))
     elsewhere = scaling.measure("cnn", 12, 3)  # on neither sweep: no star
-    fig = scaling.growth_figure(scaling.width_sweep("cnn", 2), scaling.depth_sweep("cnn", 6), current, labels,
+    fig = scaling_figures.growth_figure(scaling.width_sweep("cnn", 2), scaling.depth_sweep("cnn", 6), current, labels,
                                 reference=elsewhere)
     assert "article" not in [trace.name for trace in fig.data]
     sweeps = {m: [scaling.measure(m, w, scaling.KNOBS[m].depths[0]) for w in scaling.KNOBS[m].widths[:3]]
               for m in scaling.KNOBS}
-    fig = scaling.architectures_figure(sweeps, {m: m.upper() for m in sweeps}, labels, reference=current)
+    fig = scaling_figures.architectures_figure(sweeps, {m: m.upper() for m in sweeps}, labels, reference=current)
     assert [trace.name for trace in fig.data] == ["CNN", "LSTM", "TRANSFORMER", "article"]
     assert list(fig.data[2].x) == [p.parameters for p in sweeps["transformer"]]
 

@@ -92,7 +92,7 @@ def test_the_default_sweep_spans_two_orders_of_magnitude_and_four_budgets():
 
 
 def test_a_sweep_too_small_to_fit_is_refused():
-    from bigmodels.problems import ConfigError
+    from bigmodels.base.problems import ConfigError
     from bigmodels.train.sweep import sweep_grid
 
     with pytest.raises(ConfigError, match="at least 6 model sizes"):

@@ -110,7 +110,7 @@ def test_server_settings_keep_protection_on():
 
 
 def test_operator_token_is_compared_in_constant_time_and_never_echoed():
-    from bigmodels.access import load_policy
+    from bigmodels.base.access import load_policy
 
     source = (REPO / "bigmodels" / "access.py").read_text()
     assert "hmac.compare_digest" in source

@@ -27,7 +27,7 @@ from bigmodels.harness.server import free_port
 from bigmodels.harness.network import cluster_processes, outbound
 from bigmodels.models.checkpoints import model_from_checkpoint
 from bigmodels.models.shipped import weights_path
-from bigmodels.models.sources import shipped_source
+from bigmodels.runs.sources import shipped_source
 from bigmodels.serving import client, service
 from bigmodels.serving.loadgen import LoadPlan, run_load
 from bigmodels.serving.settings import KEY_CACHE_S, MAX_BODY_BYTES, DeploySettings
@@ -270,7 +270,7 @@ def test_the_service_starts_with_no_network_and_makes_no_outbound_request():
 def test_the_service_page_shows_deployments_metrics_and_makes_a_key_shown_once(served, monkeypatch, tmp_path):
     from streamlit.testing.v1 import AppTest
 
-    from bigmodels.access import ENV_TOKEN
+    from bigmodels.base.access import ENV_TOKEN
     from bigmodels.cluster import runtime
 
     monkeypatch.setenv("BIGMODELS_HOME", str(served["home"]))

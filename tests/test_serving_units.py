@@ -253,7 +253,7 @@ def test_a_load_run_stops_at_its_duration_even_when_the_target_is_slow():
 
 def test_cost_per_million_predictions():
     from bigmodels.analysis.calculators import cost_per_million_predictions
-    from bigmodels.problems import ConfigError
+    from bigmodels.base.problems import ConfigError
 
     assert cost_per_million_predictions(1000.0, 3.6) == pytest.approx(1.0)  # 3.6 M predictions per US$3.60 hour
     assert cost_per_million_predictions(10.0, 0.0) == 0.0

@@ -16,7 +16,7 @@ from bigmodels.app.sandbox import ARCHITECTURES
 from bigmodels.harness.catalogue import shown
 from bigmodels.harness.server import StreamlitServer
 from bigmodels.harness.streamlit_client import StreamlitSession
-from bigmodels.i18n import translate
+from bigmodels.base.i18n import translate
 from tests.conftest import run_async, server_env
 
 pytestmark = [pytest.mark.browser, pytest.mark.server]  # starts its own app server

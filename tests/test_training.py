@@ -7,7 +7,7 @@ from bigmodels.models.checkpoints import CheckpointError, load_checkpoint, model
 from bigmodels.data.mnist import DeviceMNIST
 from bigmodels.analysis.evaluation import evaluate
 from bigmodels.models.registry import create_model
-from bigmodels.problems import ConfigError
+from bigmodels.base.problems import ConfigError
 from bigmodels.train.config import TrainConfig, default_config
 from bigmodels.train.engine import train
 from bigmodels.train.engine import measure_test_split as measure_split

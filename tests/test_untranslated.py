@@ -8,7 +8,7 @@ from streamlit.testing.v1 import AppTest
 
 from pathlib import Path
 
-from bigmodels.i18n import catalogue
+from bigmodels.base.i18n import catalogue
 
 REPO = Path(__file__).resolve().parent.parent
 

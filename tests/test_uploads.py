@@ -117,7 +117,7 @@ def test_the_byte_cap_matches_the_server_setting():
 
 
 def test_every_refusal_has_a_message_in_both_languages():
-    from bigmodels.i18n import LANGUAGES, translate
+    from bigmodels.base.i18n import LANGUAGES, translate
 
     samples = {
         "empty": {}, "not_image": {}, "too_large": {"size_mb": 6.0, "limit_mb": 5.0},

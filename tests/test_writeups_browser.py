@@ -4,7 +4,7 @@ import pytest
 
 from bigmodels.figures.chart_payload import GEO
 from bigmodels.content.cases import default_cases
-from bigmodels.i18n import translate
+from bigmodels.base.i18n import translate
 
 pytestmark = pytest.mark.browser
 

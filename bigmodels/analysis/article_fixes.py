@@ -22,7 +22,7 @@ from torch import nn
 from bigmodels.models import nets as models
 from bigmodels.models.nets import LeNet5, RowLSTM, VisionTransformer
 from bigmodels.models.registry import create_model
-from bigmodels.problems import Problem
+from bigmodels.base.problems import Problem
 
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 

@@ -48,7 +48,7 @@ import math
 from dataclasses import dataclass
 from numbers import Real
 
-from bigmodels.problems import ConfigError, Key, Problem, show_value
+from bigmodels.base.problems import ConfigError, Key, Problem, show_value
 
 __all__ = [
     "ACCELERATORS",

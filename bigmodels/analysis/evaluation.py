@@ -21,7 +21,7 @@ from torch import nn
 from bigmodels.data.mnist import MNIST, DeviceMNIST, normalize
 from bigmodels.models.nets import NUM_CLASSES
 from bigmodels.models.profile import profile_model
-from bigmodels.provenance import provenance
+from bigmodels.base.provenance import provenance
 
 
 @dataclass

@@ -19,7 +19,7 @@ from typing import Any, Callable
 import streamlit as st
 import torch
 
-from bigmodels.analysis import comparison as cmp
+from bigmodels.reports import comparison as cmp
 from bigmodels.analysis.article_fixes import FIXES, Outcome, fix_locations
 from bigmodels.app.session import language
 from bigmodels.data.mnist import MNIST
@@ -27,7 +27,7 @@ from bigmodels.models.checkpoints import CheckpointError, load_checkpoint
 from bigmodels.models.profile import profile_model
 from bigmodels.models.registry import create_model
 from bigmodels.models.shipped import METRICS_PATH, load_metrics
-from bigmodels.models.sources import ModelSource, list_sources, load_model, shipped_sources
+from bigmodels.runs.sources import ModelSource, list_sources, load_model, shipped_sources
 
 
 class BackgroundJobs:

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from bigmodels.analysis import scaling_lab, sweep_table
-from bigmodels.analysis.scaling_lab import LabError, LabResult
-from bigmodels.analysis.sweep_table import SweepDataError, SweepTable
+from bigmodels.reports import scaling_lab, sweep_table
+from bigmodels.reports.scaling_lab import LabError, LabResult
+from bigmodels.reports.sweep_table import SweepDataError, SweepTable
 from bigmodels.app.comparison import BackgroundJobs
-from bigmodels.problems import Problem
+from bigmodels.base.problems import Problem
 from bigmodels.runs import sweeps
 from bigmodels.runs.store import RunStore
 

@@ -20,13 +20,14 @@ from typing import Any, Sequence
 
 import streamlit as st
 
-from bigmodels.access import AccessPolicy, load_policy
+from bigmodels.base.access import AccessPolicy, load_policy
 from bigmodels.app.comparison import BackgroundJobs
 from bigmodels.data.mnist import DEFAULT_DATA_DIR, ENV_DATA_DIR, has_mnist, resolve_data_dir
 from bigmodels.models.checkpoints import CheckpointError, load_checkpoint
-from bigmodels.problems import ConfigError, Problem
+from bigmodels.base.problems import ConfigError, Problem
 from bigmodels.runs.evaluations import cached_evaluation, evaluate_checkpoint, fingerprint
-from bigmodels.runs.store import Run, RunStore, StoreError, check_run_id, home_dir, InvalidRunId
+from bigmodels.base.home import home_dir
+from bigmodels.runs.store import Run, RunStore, StoreError, check_run_id, InvalidRunId
 from bigmodels.cluster.control import dispatcher_alive, read_state, resources_from_state, start_dispatcher
 from bigmodels.train.config import Setting, TrainConfig, parse_model_settings, settings
 from bigmodels.train.plan import Plan, Resources, plan

@@ -1,6 +1,6 @@
 """Following runs that are still training: a page reruns when a new epoch lands.
 
-A "live" model source (``bigmodels.models.sources``) is a running run's latest
+A "live" model source (``bigmodels.runs.sources``) is a running run's latest
 checkpoint, which the dispatcher replaces atomically after every epoch. A page
 that shows live sources calls ``follow`` with them; a small fragment then
 checks their checkpoint files every ``LIVE_POLL_S`` seconds and reruns the
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from bigmodels.models.sources import ModelSource
+from bigmodels.runs.sources import ModelSource
 
 LIVE_POLL_S = 2.0  # how often a page with a live (still training) source checks for a new epoch
 

@@ -10,7 +10,7 @@ import streamlit as st
 from bigmodels.app import cache_guard
 from bigmodels.app.routing import leave_pages_directory_mode
 from bigmodels.data.mnist import ENV_DATA_DIR, DataError, load_mnist, load_sample
-from bigmodels.i18n import DEFAULT_LANGUAGE, LANGUAGES, translate
+from bigmodels.base.i18n import DEFAULT_LANGUAGE, LANGUAGES, translate
 from bigmodels.models import sources
 from bigmodels.train.plan import Resources
 

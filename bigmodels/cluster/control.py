@@ -20,11 +20,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bigmodels.child_process import child_env
-from bigmodels.i18n import DEFAULT_LANGUAGE
-from bigmodels.problems import Problem
-from bigmodels.runs.processes import pid_alive
-from bigmodels.runs.store import RunStore
+from bigmodels.base.child_process import child_env
+from bigmodels.base.i18n import DEFAULT_LANGUAGE
+from bigmodels.base.problems import Problem
+from bigmodels.base.processes import pid_alive
+from bigmodels.runs.store import Run, RunStore
 from bigmodels.train.plan import Device, Resources
 
 STATE_STALE_S = 10.0  # a state file older than this describes a dispatcher that stopped writing
@@ -190,3 +190,22 @@ def wait_reasons(state: dict[str, Any] | None, lang: str = DEFAULT_LANGUAGE) -> 
         except (KeyError, TypeError, ValueError, IndexError):
             continue  # a report from another version: not worth a broken page
     return out
+
+
+# A dispatcher the CLI starts serves the queued runs (a sweep's, say), then leaves after this long without work
+# (the CLI may have exited long before; nobody else would stop it).
+DISPATCHER_IDLE_EXIT_SECONDS = 120.0
+
+
+def ensure_dispatcher(store: RunStore, runs: list[Run], data_dir: str | None = None) -> list[str]:
+    """Make sure something executes the queued ``runs`` of this home: this home's
+    dispatcher (``bigmodels.cluster``), which places them on free device sessions,
+    in parallel where the cluster has several. Returns what was started.
+
+    The one place that knows what executes queued runs; a dispatcher started here
+    leaves after ``DISPATCHER_IDLE_EXIT_SECONDS`` without work (the app's own, if it
+    runs, serves the home already)."""
+    if not any(r.status == "queued" for r in runs) or dispatcher_alive(store):
+        return []
+    start_dispatcher(store.home, data_dir=data_dir, owned=False, idle_exit=DISPATCHER_IDLE_EXIT_SECONDS)
+    return ["the dispatcher"]

@@ -48,8 +48,8 @@ from bigmodels.cluster.placement import SessionView, choose_session
 from bigmodels.cluster.session import SessionActor
 from bigmodels.data.mnist import DataError, load_mnist
 from bigmodels.models.checkpoints import CheckpointError, atomic_write_bytes, load_checkpoint
-from bigmodels.problems import ConfigError, Problem
-from bigmodels.runs.processes import pid_alive, process_memory
+from bigmodels.base.problems import ConfigError, Problem
+from bigmodels.base.processes import pid_alive, process_memory
 from bigmodels.runs.recorder import INTERRUPTED_REASON, EventRecorder, final_status
 from bigmodels.runs.store import Run, RunStore, StoreError
 from bigmodels.models.registry import list_models

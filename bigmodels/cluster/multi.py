@@ -31,10 +31,10 @@ from ray.train import FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchConfig, TorchTrainer
 
 from bigmodels.cluster.batching import EventBatcher
-from bigmodels.problems import Key, Problem
-from bigmodels.provenance import git_commit, software_versions
+from bigmodels.base.problems import Key, Problem
+from bigmodels.base.provenance import git_commit, software_versions
 from bigmodels.train.config import TrainConfig
-from bigmodels.train.devices import describe_device
+from bigmodels.base.devices import describe_device
 from bigmodels.train.engine import train
 from bigmodels.train.plan import Resources, plan
 from bigmodels.train.ranks import Ranks, backend_for

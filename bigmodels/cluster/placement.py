@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from bigmodels.formatting import format_bytes
-from bigmodels.problems import Problem
+from bigmodels.base.formatting import format_bytes
+from bigmodels.base.problems import Problem
 from bigmodels.train.plan import MEMORY_SHARE
 
 

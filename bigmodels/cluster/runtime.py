@@ -37,8 +37,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bigmodels.child_process import PACKAGE_ROOT, child_env
-from bigmodels.runs.store import home_dir
+from bigmodels.base.child_process import PACKAGE_ROOT, child_env
+from bigmodels.base.home import home_dir
 
 ENV_RAY_ADDRESS = "BIGMODELS_RAY_ADDRESS"
 ENV_RAY_TOKEN = "BIGMODELS_RAY_TOKEN_PATH"  # where the embedded clusters' token lives (default ~/.bigmodels/)

@@ -36,7 +36,7 @@ import torch
 
 from bigmodels.cluster.batching import FLUSH_S, EventBatcher
 from bigmodels.data.mnist import MNIST
-from bigmodels.runs.processes import CpuMeter
+from bigmodels.base.processes import CpuMeter
 from bigmodels.train.config import TrainConfig
 from bigmodels.train.engine import train
 from bigmodels.train.plan import Resources, plan

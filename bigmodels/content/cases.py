@@ -16,7 +16,7 @@ from typing import Any, Mapping
 
 import yaml
 
-from bigmodels.i18n import translate
+from bigmodels.base.i18n import translate
 
 CASES_PATH = Path(__file__).with_name("cases.yaml")
 LANGS = ("en", "zh")

@@ -1,7 +1,7 @@
 """View logic for the case-study and challenge pages, testable without Streamlit.
 
 Filtering, sorting, table rows and plotly figures. Labels come from the
-string catalogues through :func:`bigmodels.i18n.translate`; case text comes
+string catalogues through :func:`bigmodels.base.i18n.translate`; case text comes
 from the YAML files in the chosen language.
 """
 from __future__ import annotations
@@ -13,8 +13,8 @@ from typing import Iterable, Sequence
 import plotly.graph_objects as go
 
 from bigmodels.figures.labels import place_labels
-from bigmodels.formatting import format_count_in, format_flops
-from bigmodels.i18n import translate
+from bigmodels.base.formatting import format_count_in, format_flops
+from bigmodels.base.i18n import translate
 from bigmodels.content.cases import CHALLENGES, CONTINENTS, COUNTRIES, MODALITIES, WEIGHTS, Case
 from bigmodels.content.challenges import Dataset
 

@@ -36,7 +36,7 @@ from torch import nn
 from bigmodels.data.digits import from_uint8, to_model_input, to_uint8
 from bigmodels.models.checkpoints import atomic_write_bytes
 from bigmodels.models.nets import IMAGE_SIZE
-from bigmodels.runs.store import home_dir
+from bigmodels.base.home import home_dir
 
 GALLERY_DIR = "gallery"
 INDEX = "index.json"

@@ -10,10 +10,10 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-from bigmodels.analysis.scaling_lab import LabResult, optimal_curve
-from bigmodels.analysis.sweep_table import SweepTable
+from bigmodels.reports.scaling_lab import LabResult, optimal_curve
+from bigmodels.reports.sweep_table import SweepTable
 from bigmodels.figures.runs import PALETTE
-from bigmodels.formatting import format_count_in, format_flops, log_axis
+from bigmodels.base.formatting import format_count_in, format_flops, log_axis
 
 CHECK_COLOUR = "#212529"  # not one of the budgets' colours
 FIT_DASH = "dot"

@@ -1,7 +1,7 @@
 """A catalogue text as Streamlit shows it, for checking what a page put on screen.
 
 Tests and benchmarks look for the app's texts in what Streamlit sends or
-draws. The texts come from ``bigmodels.i18n`` with ``{fields}``, and Streamlit
+draws. The texts come from ``bigmodels.base.i18n`` with ``{fields}``, and Streamlit
 does not always show them as written: ``st.success``/``st.warning``/``st.info``/
 ``st.error`` take a leading emoji off the body and show it as the alert's icon
 (``"⚠️ The models disagree: …"`` arrives as ``"The models disagree: …"``),
@@ -17,7 +17,7 @@ import re
 import string
 import unicodedata
 
-from bigmodels.i18n import DEFAULT_LANGUAGE, catalogue
+from bigmodels.base.i18n import DEFAULT_LANGUAGE, catalogue
 
 # What may follow an emoji's base character inside the one emoji: variation
 # selectors, the keycap mark, skin tones, tag characters (flags of regions).

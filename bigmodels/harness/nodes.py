@@ -33,7 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bigmodels.child_process import child_env
+from bigmodels.base.child_process import child_env
 from bigmodels.cluster.runtime import ray_env
 
 NODE_RESOURCE = "second_host"

@@ -22,7 +22,7 @@ import torch
 from bigmodels.cluster import runtime
 from bigmodels.harness.network import cluster_processes, outbound
 from bigmodels.harness.server import free_port
-from bigmodels.models.sources import shipped_source
+from bigmodels.runs.sources import shipped_source
 from bigmodels.serving import client, service
 from bigmodels.serving.store import ServiceStore
 

@@ -20,7 +20,7 @@ from playwright.sync_api import sync_playwright
 
 from bigmodels.harness.browser import SCREENSHOTS, AppPage, StreamlitExceptionShown, launch_chromium
 from bigmodels.harness.server import REPO, StreamlitServer
-from bigmodels.i18n import LANGUAGES
+from bigmodels.base.i18n import LANGUAGES
 
 
 def page_paths() -> list[str]:

@@ -17,7 +17,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from bigmodels.problems import ConfigError, Key, Problem, show_value
+from bigmodels.base.problems import ConfigError, Key, Problem, show_value
 
 from bigmodels.models.nets import (
     CNNConfig, LeNet5, LSTMConfig, RowLSTM, TransformerConfig, VisionTransformer, init_weights_,

@@ -40,9 +40,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from bigmodels.base.home import home_dir
 
-ENV_HOME = "BIGMODELS_HOME"
-DEFAULT_HOME = Path("runs")
+
 DB_NAME = "runs.sqlite"
 
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled", "interrupted")
@@ -223,12 +223,6 @@ def clean_info(name: str | None, tags: list[str] | str | None, note: str | None
     if len(note) > MAX_NOTE:
         raise RunInfoError("note", MAX_NOTE, len(note))
     return name, clean, note
-
-
-def home_dir(home: str | os.PathLike | None = None) -> Path:
-    """The data home: the argument, else ``$BIGMODELS_HOME``, else ``./runs``."""
-    chosen = home or os.environ.get(ENV_HOME) or DEFAULT_HOME
-    return Path(chosen).expanduser()
 
 
 # What new_run_id makes: a registry name, a timestamp, a random suffix. Run ids

@@ -12,9 +12,10 @@ store is reused, through the store's config hash, and gains the tag), and a
 point whose run was interrupted, cancelled or failed is resumed from its
 checkpoint. So ``resume`` is queueing the same sweep again.
 
-What executes the queue is behind ``ensure_executor`` (the CLI and the lab
-page both call it): the home's dispatcher, which places points on free device
-sessions of the Ray cluster (in parallel where there are several).
+What executes the queue is the home's dispatcher, one floor up
+(``bigmodels.cluster.control.ensure_dispatcher``, which the CLI and the lab page
+call): it places points on free device sessions of the Ray cluster (in parallel
+where there are several).
 """
 from __future__ import annotations
 
@@ -23,8 +24,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
-from bigmodels.cluster.control import dispatcher_alive, start_dispatcher
-from bigmodels.problems import ConfigError, Problem
+from bigmodels.base.problems import ConfigError, Problem
 from bigmodels.runs.queue import submit
 from bigmodels.runs.store import ACTIVE, MAX_TAG, RESUMABLE, Run, RunStore, RunStateError
 from bigmodels.train.sweep import SweepPoint
@@ -33,9 +33,6 @@ SWEEP_TAG = "sweep:"
 CHECK_TAG = "check"
 MAX_NAME = MAX_TAG - len(SWEEP_TAG)  # the tag must fit the store's tag length
 NAME_PATTERN = re.compile(rf"[a-z0-9][a-z0-9_-]{{0,{MAX_NAME - 1}}}")
-# A dispatcher the CLI starts serves the sweep, then leaves after this long without work
-# (the CLI may have exited long before; nobody else would stop it).
-EXECUTOR_IDLE_EXIT_SECONDS = 120.0
 WAIT_POLL_SECONDS = 2.0
 
 
@@ -149,20 +146,6 @@ def cancel_sweep(store: RunStore, name: str) -> int:
             except RunStateError:
                 continue  # it finished meanwhile
     return asked
-
-
-def ensure_executor(store: RunStore, runs: list[Run], data_dir: str | None = None) -> list[str]:
-    """Make sure something executes the queued ``runs`` of this home: this home's
-    dispatcher (``bigmodels.cluster``), which places them on free device sessions,
-    in parallel where the cluster has several. Returns what was started.
-
-    The one place that knows what executes queued runs; a dispatcher started here
-    leaves after ``EXECUTOR_IDLE_EXIT_SECONDS`` without work (the app's own, if it
-    runs, serves the home already)."""
-    if not any(r.status == "queued" for r in runs) or dispatcher_alive(store):
-        return []
-    start_dispatcher(store.home, data_dir=data_dir, owned=False, idle_exit=EXECUTOR_IDLE_EXIT_SECONDS)
-    return ["the dispatcher"]
 
 
 def wait(store: RunStore, name: str, on_progress: Callable[[SweepProgress], None] | None = None,

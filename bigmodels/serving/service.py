@@ -21,7 +21,7 @@ from ray import serve
 
 from bigmodels.cluster import runtime
 from bigmodels.models.shipped import load_metrics
-from bigmodels.models.sources import ModelSource
+from bigmodels.runs.sources import ModelSource
 from bigmodels.runs.store import RunStore, StoreError
 from bigmodels.serving.deployments import (
     GATEWAY_APP, GATEWAY_DEPLOYMENT, LOGGING, MODEL_DEPLOYMENT, Gateway, ModelServer,

@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from bigmodels.runs.store import ensure_schema, home_dir
+from bigmodels.base.home import home_dir
+from bigmodels.runs.store import ensure_schema
 from bigmodels.serving.errors import ServiceProblem
 from bigmodels.serving.settings import (
     DEFAULT_BURST, DEFAULT_QUOTA_IMAGES, DEFAULT_RATE_PER_S, MAX_KEY_NAME, MAX_RATE_PER_S, DeploySettings,
@@ -87,7 +88,7 @@ class Usage:
 @dataclass(frozen=True)
 class Deployment:
     model_id: str  # the id in the API's URLs
-    source_id: str  # bigmodels.models.sources id: shipped:cnn, run:<id>
+    source_id: str  # bigmodels.runs.sources id: shipped:cnn, run:<id>
     architecture: str
     origin: str
     checkpoint: str

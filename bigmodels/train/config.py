@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from bigmodels.problems import ConfigError, Key, Problem, show_value
+from bigmodels.base.problems import ConfigError, Key, Problem, show_value
 from bigmodels.models.registry import check_model_settings
 
 OPTIMIZERS = ("sgd", "adam", "adamw")

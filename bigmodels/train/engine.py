@@ -34,9 +34,9 @@ from torch.nn.parallel import DistributedDataParallel
 from bigmodels.data.mnist import MNIST, DeviceMNIST, load_mnist, normalize
 from bigmodels.models.checkpoints import load_checkpoint, save_checkpoint
 from bigmodels.models.registry import create_model
-from bigmodels.problems import ConfigError, Problem
+from bigmodels.base.problems import ConfigError, Problem
 from bigmodels.train.config import TrainConfig
-from bigmodels.train.devices import memory_in_use
+from bigmodels.base.devices import memory_in_use
 from bigmodels.train.plan import Plan, Resources, plan
 from bigmodels.train.ranks import Ranks
 

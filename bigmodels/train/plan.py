@@ -28,12 +28,12 @@ import torch
 from torch.autograd.graph import saved_tensors_hooks
 
 from bigmodels.analysis.calculators import TRAINING_CONVENTIONS
-from bigmodels.formatting import format_bytes, format_count
+from bigmodels.base.formatting import format_bytes, format_count
 from bigmodels.models.nets import IMAGE_SIZE
 from bigmodels.models.registry import MAX_PARAMETERS, get_spec, make_config, parameter_count
-from bigmodels.problems import ConfigError, Problem
+from bigmodels.base.problems import ConfigError, Problem
 from bigmodels.train.config import TrainConfig
-from bigmodels.train.devices import available_devices, describe_device
+from bigmodels.base.devices import available_devices, describe_device
 
 MAX_WORLD_SIZE = 1024  # processes in one run, over all nodes
 #: Peak resident memory over the estimate: measured 1.03-1.10 for LeNet with

@@ -15,11 +15,11 @@ import torch
 
 from bigmodels.data.mnist import MNIST, DeviceMNIST, load_mnist, normalize
 from bigmodels.models.registry import create_model, get_spec, list_models
-from bigmodels.problems import ConfigError, Problem
-from bigmodels.provenance import git_commit, software_versions
-from bigmodels.runs.processes import process_memory
+from bigmodels.base.problems import ConfigError, Problem
+from bigmodels.base.provenance import git_commit, software_versions
+from bigmodels.base.processes import process_memory
 from bigmodels.train.config import default_config
-from bigmodels.train.devices import describe_device
+from bigmodels.base.devices import describe_device
 from bigmodels.train.plan import Resources, plan, resolve_device
 
 

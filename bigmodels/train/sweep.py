@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from bigmodels.analysis.scaling import KNOBS, knob_overrides
 from bigmodels.models.registry import parameter_count
-from bigmodels.problems import ConfigError, Problem
+from bigmodels.base.problems import ConfigError, Problem
 from bigmodels.train.config import TrainConfig, default_config
 
 #: The CNN's default grid: 8 widths x 3 depths, from 5,000 to 1,000,000

@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 #: The folder that holds the ``bigmodels`` package (the repository root in a checkout).
-PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 def child_env(**extra: str) -> dict[str, str]:

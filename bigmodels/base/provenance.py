@@ -10,9 +10,9 @@ import torch
 import torchvision
 
 from bigmodels import __version__
-from bigmodels.train.devices import describe_device
+from bigmodels.base.devices import describe_device
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 def git_commit() -> str | None:

@@ -36,7 +36,7 @@ import torch
 
 from bigmodels.models.profile import count_parameters, training_flops_per_image
 from bigmodels.models.registry import create_model
-from bigmodels.problems import Problem
+from bigmodels.base.problems import Problem
 from bigmodels.runs.store import Run
 from bigmodels.runs.sweeps import CHECK_TAG
 from bigmodels.train.sweep import knobs_of

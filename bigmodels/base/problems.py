@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from bigmodels.i18n import DEFAULT_LANGUAGE, translate
+from bigmodels.base.i18n import DEFAULT_LANGUAGE, translate
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from torch import nn
 
-from bigmodels.i18n import DEFAULT_LANGUAGE, translate
+from bigmodels.base.i18n import DEFAULT_LANGUAGE, translate
 from bigmodels.models.checkpoints import model_from_checkpoint
 from bigmodels.models.registry import list_models
 from bigmodels.models.shipped import available, weights_path

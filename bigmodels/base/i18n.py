@@ -20,7 +20,7 @@ from pathlib import Path
 
 LANGUAGES: dict[str, str] = {"en": "English", "zh": "简体中文"}
 DEFAULT_LANGUAGE = "en"
-LOCALES_DIR = Path(__file__).parent / "locales"
+LOCALES_DIR = Path(__file__).resolve().parent.parent / "locales"
 
 
 class CatalogueError(ValueError):

@@ -1,6 +1,6 @@
 """The scaling-law lab's analysis of one sweep: fits, frontier, allocation, check.
 
-From a ``SweepTable`` (``bigmodels.analysis.sweep_table``):
+From a ``SweepTable`` (``bigmodels.reports.sweep_table``):
 
 * Chinchilla's ``L(N, D) = E + A/N^alpha + B/D^beta`` fitted on the grid (the
   check runs left out), with bootstrap intervals;
@@ -29,7 +29,7 @@ import numpy as np
 from bigmodels.analysis.scaling_laws import (
     ChinchillaFit, Interval, PowerFit, bootstrap_fits, fit_chinchilla, fit_power, percentile_interval,
 )
-from bigmodels.analysis.sweep_table import SweepRow, SweepTable
+from bigmodels.reports.sweep_table import SweepRow, SweepTable
 
 DEFAULT_SAMPLES = 30  # bootstrap refits: about a second on a quiet 2-core CPU
 LEVEL = 0.8  # intervals are the central 80% (10th to 90th percentile) of the bootstrap fits
