@@ -9,6 +9,7 @@ from bigmodels.reports.scaling_lab import LEVEL, allocate
 from bigmodels.analysis.scaling_laws import CHINCHILLA, CHINCHILLA_TOKENS_PER_PARAMETER, PUBLISHED
 from bigmodels.app import lab
 from bigmodels.app import launcher as lui
+from bigmodels.app import operator
 from bigmodels.app.charts import chart
 from bigmodels.app.session import language, t
 from bigmodels.cluster import control
@@ -27,20 +28,6 @@ FIT_POLL_SECONDS = 1.0  # are the fits done?
 LEVEL_TEXT = f"{LEVEL:.0%}"  # the intervals' central share, as the texts say it
 
 
-
-
-def access_box() -> bool:
-    policy = lui.access_policy()
-    if policy.problem:
-        st.error(t("launcher.access.problem", problem=policy.problem))
-    elif policy.open:
-        st.caption(t("launcher.access.open"))
-    else:
-        st.text_input(t("launcher.access.token"), type="password", key=lui.token_key(),
-                      help=t("launcher.access.token_help"))
-        if not lui.may_change():
-            st.warning(t("launcher.access.watch_only"))
-    return lui.may_change()
 
 
 # ---------------------------------------------------------------- choosing
@@ -193,8 +180,7 @@ def launch_form(store, allowed: bool) -> None:
         submitted = st.form_submit_button(t("lab.launch.submit"), disabled=not allowed)
     if not submitted:
         return
-    if not lui.may_change():
-        st.error(t("launcher.access.denied"))
+    if not operator.guard():
         return
     try:
         numbers = {k: parse_numbers(v, k) for k, v in (("widths", widths), ("depths", depths), ("budgets", budgets))}
@@ -232,16 +218,14 @@ def own_sweeps(store, allowed: bool) -> None:
         c2.progress(p.succeeded / p.total if p.total else 0.0,
                     text=t("lab.own.progress", done=p.succeeded, total=p.total, active=p.active, stopped=p.resumable))
         if c3.button(t("lab.own.cancel"), key=f"lab_cancel_{p.name}", disabled=not allowed or not p.active):
-            if lui.may_change():
+            if operator.guard():
                 sweeps.cancel_sweep(store, p.name)
                 st.rerun()
-            st.error(t("launcher.access.denied"))
         if c4.button(t("lab.own.resume"), key=f"lab_resume_{p.name}", disabled=not allowed or not p.resumable):
-            if lui.may_change():
+            if operator.guard():
                 sweeps.resume_sweep(store, p.name)
                 control.ensure_dispatcher(store, sweeps.sweep_runs(store, p.name), os.environ.get(ENV_DATA_DIR))
                 st.rerun()
-            st.error(t("launcher.access.denied"))
 
 
 def run_your_own(store) -> None:
@@ -250,7 +234,7 @@ def run_your_own(store) -> None:
     st.write(t("lab.own.intro"))
     if store is None:
         return
-    allowed = access_box()
+    allowed = operator.access_panel("lab.access.what")
     launch_form(store, allowed)
     st.fragment(own_sweeps, run_every=POLL_SECONDS)(store, allowed)
 

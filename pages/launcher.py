@@ -14,6 +14,7 @@ import json
 import streamlit as st
 
 from bigmodels.app import launcher as lui
+from bigmodels.app import operator
 from bigmodels.app.charts import chart
 from bigmodels.app.session import language, model_title, t
 from bigmodels.figures.runs import (
@@ -52,28 +53,6 @@ def when(timestamp: float | None) -> str:
 
 def bullet_list(lines: list[str]) -> str:
     return "\n".join(f"- {line}" for line in lines)
-
-
-# ------------------------------------------------------------------ access
-def access_panel() -> bool:
-    """The operator-token box; True if this session may launch and change runs."""
-    policy = lui.access_policy()
-    with st.container(border=True):
-        st.markdown(f"**{t('launcher.access.title')}**")
-        if policy.problem:
-            st.error(t("launcher.access.problem", problem=policy.problem))
-        elif policy.open:
-            st.info(t("launcher.access.open"))
-        else:
-            given = st.text_input(t("launcher.access.token"), type="password", key=lui.token_key(),
-                                  help=t("launcher.access.token_help"))
-            if lui.may_change():
-                st.success(t("launcher.access.operator"))
-            else:
-                st.warning(t("launcher.access.watch_only"))
-                if given:
-                    st.error(t("launcher.access.wrong"))
-    return lui.may_change()
 
 
 # ------------------------------------------------------------- launch form
@@ -143,8 +122,7 @@ def demo_caption(model: str, data: str, demo) -> None:
 
 
 def launch(store, values: dict, resources: Resources) -> None:
-    if not lui.may_change():
-        st.error(t("launcher.access.denied"))
+    if not operator.guard():
         return
     try:
         request = lui.parse_form(values, resources)
@@ -310,8 +288,7 @@ def run_info_form(store, run, allowed: bool) -> None:
         note = st.text_area(t("launcher.info.note"), value=run.note, max_chars=MAX_NOTE, height=80)
         saved = st.form_submit_button(t("launcher.info.save"), disabled=not allowed)
     if saved:
-        if not lui.may_change():
-            st.error(t("launcher.access.denied"))
+        if not operator.guard():
             return
         try:
             store.set_info(run.id, name=name, tags=tags, note=note)
@@ -362,29 +339,25 @@ def run_actions(store, run, allowed: bool) -> None:
     a, b, c = st.columns(3)
     if a.button(t("launcher.action.cancel"), key=f"cancel_{run.id}", disabled=not (allowed and run.is_active),
                 width="stretch"):
-        if lui.may_change():
+        if operator.guard():
             try:
                 store.request_cancel(run.id)
                 st.toast(t("launcher.action.cancel_done", run=run.id))
             except (RunStateError, StoreError) as exc:
                 st.error(str(exc))
-        else:
-            st.error(t("launcher.access.denied"))
     if b.button(t("launcher.action.resume"), key=f"resume_{run.id}",
                 disabled=not (allowed and run.status in RESUMABLE), width="stretch"):
-        if lui.may_change():
+        if operator.guard():
             try:
                 store.resume(run.id)
                 lui.ensure_dispatcher(store)
                 st.toast(t("launcher.action.resume_done", run=run.id))
             except (RunStateError, StoreError) as exc:
                 st.error(str(exc))
-        else:
-            st.error(t("launcher.access.denied"))
     with c.popover(t("launcher.action.delete"), disabled=not (allowed and run.status in FINISHED), width="stretch"):
         st.write(t("launcher.action.delete_confirm", run=run.id))
         if st.button(t("launcher.action.delete_yes"), key=f"delete_{run.id}", type="primary"):
-            if lui.may_change():
+            if operator.guard():
                 try:
                     removed = store.delete(run.id)
                     st.session_state.pop(SELECTED, None)
@@ -392,8 +365,6 @@ def run_actions(store, run, allowed: bool) -> None:
                     st.rerun()
                 except (RunStateError, StoreError) as exc:
                     st.error(str(exc))
-            else:
-                st.error(t("launcher.access.denied"))
 
 
 def cluster_panel(store) -> None:
@@ -645,7 +616,7 @@ def main() -> None:
     store, store_error = lui.open_store()
     if store_error:
         st.error(t("launcher.store.unreadable", error=store_error))
-    allowed = access_panel()
+    allowed = operator.access_panel("launcher.access.what")
     if store is not None:
         open_deep_link(store)
     form_column, runs_column = st.columns([2, 3], gap="large")

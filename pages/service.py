@@ -13,8 +13,8 @@ import torch
 
 from bigmodels.analysis import calculators as calc
 from bigmodels.app import service as sui
+from bigmodels.app import operator
 from bigmodels.app.charts import chart
-from bigmodels.app.launcher import access_policy, may_change, token_key
 from bigmodels.app.routing import page_link
 from bigmodels.app.session import current_data, language, t
 from bigmodels.cluster.runtime import ClusterError
@@ -40,18 +40,6 @@ PLOT_CONFIG = {"displayModeBar": False}
 RUNS_KEY = "service_load_runs"
 
 
-
-
-def access_panel() -> bool:
-    policy = access_policy()
-    if policy.problem:
-        st.error(t("service.access.problem", problem=policy.problem))
-    elif policy.open:
-        st.info(t("service.access.open"))
-    else:
-        st.text_input(t("service.access.token"), type="password", key=token_key(), help=t("service.access.token_help"))
-        st.caption(t("service.access.operator") if may_change() else t("service.access.watch_only"))
-    return may_change()
 
 
 def problem_text(exc: Exception) -> str:
@@ -84,11 +72,9 @@ def start_section(allowed: bool) -> None:
     if job_notice("start", "service.start.starting"):
         return
     if st.button(t("service.start.button"), type="primary", disabled=not allowed, key="svc_start"):
-        if may_change():
+        if operator.guard():
             sui.start_job("start", lambda: service.start())
             st.rerun()
-        else:
-            st.error(t("service.access.denied"))
 
 
 # ----------------------------------------------------------------- deployments
@@ -110,8 +96,7 @@ def deploy_form(allowed: bool) -> None:
         submitted = st.form_submit_button(t("service.deploy.button"), type="primary", disabled=not allowed)
     if not submitted:
         return
-    if not may_change():
-        st.error(t("service.access.denied"))
+    if not operator.guard():
         return
     settings = DeploySettings(int(replicas), int(batch), float(wait), bool(autoscale), device)
     problems = settings.problems()
@@ -146,11 +131,9 @@ def deployments_section(allowed: bool) -> list:
                           status=t(f"service.status.{status.status.lower()}") if status.status.lower() in
                           ("running", "deploying", "unhealthy", "missing", "deleting") else status.status))
             if st.button(t("service.deployments.undeploy"), key=f"svc_undeploy_{d.model_id}", disabled=not allowed):
-                if may_change():
+                if operator.guard():
                     service.undeploy(d.model_id)
                     st.rerun()
-                else:
-                    st.error(t("service.access.denied"))
     deploy_form(allowed)
     return found
 
@@ -243,9 +226,7 @@ def load_section(found: list, allowed: bool) -> None:
         images = e.number_input(t("service.load.images"), int(LOAD_BATCH.low), int(LOAD_BATCH.high), int(LOAD_BATCH.default))
         submitted = st.form_submit_button(t("service.load.button"), type="primary", disabled=not allowed)
     if submitted:
-        if not may_change():
-            st.error(t("service.access.denied"))
-        else:
+        if operator.guard():
             digits = sample_digits(int(images))
             url = service.base_url()
             if digits is None or url is None:
@@ -328,9 +309,7 @@ def keys_section(allowed: bool) -> None:
         rate = b.number_input(t("service.keys.rate"), 0.1, MAX_RATE_PER_S, DEFAULT_RATE_PER_S)
         quota = c.number_input(t("service.keys.quota"), 0, 10**12, DEFAULT_QUOTA_IMAGES, help=t("service.keys.quota_help"))
         if st.form_submit_button(t("service.keys.create"), type="primary"):
-            if not may_change():
-                st.error(t("service.access.denied"))
-            else:
+            if operator.guard():
                 try:
                     record, key = store.create_key(name, float(rate), max(DEFAULT_BURST, int(rate)), int(quota))
                 except KeyRequestError as exc:
@@ -357,17 +336,15 @@ def keys_section(allowed: bool) -> None:
             chosen = st.selectbox(t("service.keys.revoke_which"), list(active),
                                   format_func=lambda i: f"{active[i].name} ({i})", key="svc_revoke_id")
             if st.button(t("service.keys.revoke"), key="svc_revoke"):
-                if may_change():
+                if operator.guard():
                     store.revoke_key(chosen)
                     st.rerun()
-                else:
-                    st.error(t("service.access.denied"))
 
 
 def main() -> None:
     st.title(t("service.title"))
     st.caption(t("service.intro"))
-    allowed = access_panel()
+    allowed = operator.access_panel("service.access.what")
     try:
         up = service.running()
     except (ClusterError, ServiceStoreError) as exc:

@@ -20,7 +20,6 @@ from typing import Any, Sequence
 
 import streamlit as st
 
-from bigmodels.base.access import AccessPolicy, load_policy
 from bigmodels.app.comparison import BackgroundJobs
 from bigmodels.data.mnist import DEFAULT_DATA_DIR, ENV_DATA_DIR, has_mnist, resolve_data_dir
 from bigmodels.models.checkpoints import CheckpointError, load_checkpoint
@@ -35,7 +34,6 @@ from bigmodels.train.plan import Plan, Resources, plan
 REPO = Path(__file__).resolve().parents[2]
 PRESET_RESULTS = REPO / "benchmarks" / "results" / "presets.json"  # written by python -m benchmarks.presets
 
-_TOKEN_KEY = "launcher_operator_token"
 ENV_SESSION_THREADS = "BIGMODELS_SESSION_THREADS"  # CPU threads of each CPU session (default: every core)
 _SUBMISSION_KEY = "launcher_submission"
 
@@ -98,25 +96,6 @@ def open_store() -> tuple[RunStore | None, str | None]:
         return _store(str(home_dir().resolve())), None
     except StoreError as exc:
         return None, str(exc)
-
-
-# ----------------------------------------------------------------- access
-def access_policy() -> AccessPolicy:
-    return load_policy()
-
-
-def operator_token() -> str | None:
-    return st.session_state.get(_TOKEN_KEY) or None
-
-
-def may_change() -> bool:
-    """May this session launch, change or delete (runs, sweeps, deployments, keys)? Every
-    page asks again at every action, not only when its controls are drawn."""
-    return access_policy().allows(operator_token())
-
-
-def token_key() -> str:
-    return _TOKEN_KEY
 
 
 def submission_key() -> str:

@@ -11,7 +11,7 @@ from bigmodels.app import cache_guard
 from bigmodels.app.routing import leave_pages_directory_mode
 from bigmodels.data.mnist import ENV_DATA_DIR, DataError, load_mnist, load_sample
 from bigmodels.base.i18n import DEFAULT_LANGUAGE, LANGUAGES, translate
-from bigmodels.models import sources
+from bigmodels.runs import sources
 from bigmodels.train.plan import Resources
 
 cache_guard.install()  # before any visitor can empty the server's caches: see bigmodels.app.cache_guard
