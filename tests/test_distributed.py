@@ -127,6 +127,7 @@ def _two_processes(tmp_path, folder, name, stop_after=None, resume=False) -> dic
     return torch.load(out, weights_only=True)
 
 
+@pytest.mark.slow  # three two-process runs, each spawning and importing torch twice: ~2 minutes on 2 cores
 def test_two_processes_stopped_mid_epoch_then_resumed_end_bit_for_bit(tmp_path, small_mnist):
     folder = write_mnist_folder(small_mnist, tmp_path / "mnist")
     whole = _two_processes(tmp_path, folder, "whole")
