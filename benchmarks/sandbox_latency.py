@@ -13,7 +13,7 @@ strokes on white):
 * FGSM attack:  explained, with an FGSM attack against each model first.
 
 Models are loaded once (the page caches them per server) and torch runs on one
-thread, as the page does (see ``bigmodels.app.sandbox.one_thread``).
+thread, as the page does (see ``bigmodels.app.models.one_thread``).
 
     BIGMODELS_DATA_DIR=../shared/mnist python -m benchmarks.sandbox_latency [--digits 200]
 

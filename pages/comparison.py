@@ -15,8 +15,9 @@ from bigmodels.analysis import scaling
 from bigmodels.figures import scaling as scaling_figures
 from bigmodels.analysis.article_fixes import FIXES
 from bigmodels.app import comparison as ui
+from bigmodels.app.models import model_for, stat_key
 from bigmodels.app.charts import chart
-from bigmodels.app.live import LIVE_POLL_S, follow
+from bigmodels.app.live import LIVE_REFRESH_S, follow
 from bigmodels.app.routing import page_link
 from bigmodels.app.session import current_data, language, model_title, t
 from bigmodels.base.formatting import format_bytes, format_count_in
@@ -84,7 +85,7 @@ def chosen_entries():
         st.info(t("comparison.pick_one"))
         return None
     if live := follow("comparison", {s.id: s for s in chosen}):  # runs still training: refresh per epoch
-        st.caption(t("comparison.live.watching", runs=", ".join(s.label for s in live.values()), seconds=LIVE_POLL_S))
+        st.caption(t("comparison.live.watching", runs=", ".join(s.label for s in live.values()), seconds=LIVE_REFRESH_S))
     try:
         ui.shipped_metrics()
     except CheckpointError as exc:  # shipped models are then evaluated here instead
@@ -237,7 +238,7 @@ def reading() -> None:
         model, trained = None, False
         if source is not None:
             try:
-                model, trained = ui.model_for(source), True
+                model, trained = model_for(source), True
             except CheckpointError as exc:
                 st.error(t("comparison.entry.error", model=source.label, error=exc))
         if model is None:
@@ -245,7 +246,7 @@ def reading() -> None:
             st.caption(t("comparison.reading.untrained"))
         left, right = st.columns([2, 3])
         with left:
-            key = ("checkpoint", *map(str, ui.stat_key(source.checkpoint))) if trained else ("default", name)
+            key = ("checkpoint", *map(str, stat_key(source.checkpoint))) if trained else ("default", name)
             profile = ui.profile_for(key, model)
             # As an image: st.html's sanitiser drops SVG, an <img> of it draws as is.
             st.image(diagrams.block_diagram_svg(

@@ -11,6 +11,7 @@ from bigmodels.app import lab
 from bigmodels.app import launcher as lui
 from bigmodels.app import operator
 from bigmodels.app.charts import chart
+from bigmodels.app.live import JOB_POLL_S, LIVE_REFRESH_S
 from bigmodels.app.session import language, t
 from bigmodels.cluster import control
 from bigmodels.data.mnist import ENV_DATA_DIR
@@ -23,8 +24,6 @@ from bigmodels.train.sweep import (
     DEFAULT_BUDGETS, DEFAULT_CHECK, DEFAULT_DEPTHS, DEFAULT_WIDTHS, check_point, sweep_grid,
 )
 
-POLL_SECONDS = 3.0  # the sweeps' progress
-FIT_POLL_SECONDS = 1.0  # are the fits done?
 LEVEL_TEXT = f"{LEVEL:.0%}"  # the intervals' central share, as the texts say it
 
 
@@ -236,7 +235,7 @@ def run_your_own(store) -> None:
         return
     allowed = operator.access_panel("lab.access.what")
     launch_form(store, allowed)
-    st.fragment(own_sweeps, run_every=POLL_SECONDS)(store, allowed)
+    st.fragment(own_sweeps, run_every=LIVE_REFRESH_S)(store, allowed)
 
 
 # ------------------------------------------------------------------ page
@@ -261,7 +260,7 @@ def main() -> None:
         provenance(loaded.table)
         state = lab.analysis(loaded.table)
         if state.busy:
-            st.fragment(wait_for_fits, run_every=FIT_POLL_SECONDS)(loaded.table)
+            st.fragment(wait_for_fits, run_every=JOB_POLL_S)(loaded.table)
         elif state.problem is not None:
             st.warning(t("lab.unusable", problem=state.problem.text(lang)))
         else:

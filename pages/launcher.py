@@ -16,6 +16,7 @@ import streamlit as st
 from bigmodels.app import launcher as lui
 from bigmodels.app import operator
 from bigmodels.app.charts import chart
+from bigmodels.app.live import LIVE_REFRESH_S
 from bigmodels.app.session import language, model_title, t
 from bigmodels.figures.runs import (
     X_AXES, accuracy_figure, comparison_rows, confusion_figure, epochs_csv, loss_figure, parallel_coordinates,
@@ -39,7 +40,6 @@ PICKED = "launcher_picked"  # this session chose a run itself: stop following ne
 SEEN = "launcher_seen"  # the store's signature at the last full-page draw
 COMPARE_OPEN = "launcher_compare_open"
 PAGE_SIZE = 10  # runs per table page: the table draws what is on screen
-POLL_SECONDS = 2.0  # every tab, every run: the live view is never more than this behind
 CHOICE_SETTINGS = ("optimizer", "schedule", "precision")  # their values are shown translated
 
 
@@ -434,7 +434,7 @@ def runs_table(runs) -> None:
 
 
 def runs_panel(store, allowed: bool) -> None:
-    """The runs table and the selected run's live view. Drawn every POLL_SECONDS in
+    """The runs table and the selected run's live view. Drawn every LIVE_REFRESH_S in
     every tab; each poll reads the store once (one query for the list) and the
     charts are rebuilt only when their run moved on."""
     try:
@@ -507,10 +507,10 @@ def listed_runs(home: str, signature: tuple) -> tuple[list, list[str]]:
 
 
 def poll_runs(store, runs_column, allowed: bool) -> None:
-    """Redraw the runs panel every POLL_SECONDS in every tab, idle or not: a run
+    """Redraw the runs panel every LIVE_REFRESH_S in every tab, idle or not: a run
     launched in another tab, or resumed after a cancel, is seen within one poll."""
     with runs_column:
-        st.fragment(runs_panel, run_every=POLL_SECONDS)(store, allowed)
+        st.fragment(runs_panel, run_every=LIVE_REFRESH_S)(store, allowed)
 
 
 def open_deep_link(store) -> None:

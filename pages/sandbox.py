@@ -19,12 +19,12 @@ from bigmodels.analysis.explain import (
 )
 from bigmodels.analysis.perturbations import MAX_EPSILON, MAX_NOISE, MAX_THICKNESS, Perturbation, apply_shared
 from bigmodels.app.charts import chart
+from bigmodels.app.models import model_for, one_thread
 from bigmodels.figures.sandbox import row_beliefs_figure
 from bigmodels.app.sandbox import (
-    ARCHITECTURES, belief_png, cached_model, digit_png, heat_png, maps_png,
-    one_thread, probability_bars, sources_by_architecture,
+    ARCHITECTURES, belief_png, digit_png, heat_png, maps_png, probability_bars, sources_by_architecture,
 )
-from bigmodels.app.live import LIVE_POLL_S, checkpoint_signature, follow
+from bigmodels.app.live import LIVE_REFRESH_S, checkpoint_signature, follow
 from bigmodels.app.sandbox_api import api_comparison
 from bigmodels.app.session import current_data, t
 from bigmodels.data import gallery
@@ -263,7 +263,7 @@ def load_models(chosen: dict) -> tuple[dict, dict]:
             continue
         try:
             with one_thread():
-                models[arch] = cached_model(source)
+                models[arch] = model_for(source)
         except (CheckpointError, OSError) as exc:
             errors[arch] = str(exc)
     return models, errors
@@ -458,7 +458,7 @@ def follow_live(chosen: dict) -> None:
     live = follow("sb", chosen)
     if live:
         st.caption(t("sandbox.live.watching", models=", ".join(t(f"sandbox.arch.{a}") for a in live),
-                     seconds=LIVE_POLL_S))
+                     seconds=LIVE_REFRESH_S))
 
 
 def delete_hard_digit(item_id: str) -> None:
@@ -497,7 +497,7 @@ def hard_digits() -> None:
     result = None
     try:
         with one_thread():
-            result = gallery.score(cached_model(options[picked]), found.items)
+            result = gallery.score(model_for(options[picked]), found.items)
     except (CheckpointError, OSError) as exc:
         st.error(t("sandbox.model.unreadable", error=exc))
     if result is not None:

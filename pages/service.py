@@ -15,6 +15,7 @@ from bigmodels.analysis import calculators as calc
 from bigmodels.app import service as sui
 from bigmodels.app import operator
 from bigmodels.app.charts import chart
+from bigmodels.app.live import JOB_POLL_S, LIVE_REFRESH_S
 from bigmodels.app.routing import page_link
 from bigmodels.app.session import current_data, language, t
 from bigmodels.cluster.runtime import ClusterError
@@ -34,7 +35,6 @@ from bigmodels.serving.settings import (
 from bigmodels.serving.snippets import curl_snippet, python_snippet
 from bigmodels.serving.store import KeyRequestError, ServiceStore, ServiceStoreError
 
-POLL_S = 2
 WINDOW_S = 60
 PLOT_CONFIG = {"displayModeBar": False}
 RUNS_KEY = "service_load_runs"
@@ -168,7 +168,7 @@ def live_charts(model_ids: list[str]) -> None:
         chart(batch_figure(summary, labels), config=PLOT_CONFIG, key="svc_fig_batch")
     with right:
         chart(errors_figure(summary, labels), config=PLOT_CONFIG, key="svc_fig_errors")
-    st.caption(t("service.live.caption", window=WINDOW_S, total=summary.total, ok=summary.ok, seconds=POLL_S))
+    st.caption(t("service.live.caption", window=WINDOW_S, total=summary.total, ok=summary.ok, seconds=LIVE_REFRESH_S))
 
 
 def live_section(model_ids: list[str]) -> None:
@@ -176,7 +176,7 @@ def live_section(model_ids: list[str]) -> None:
     options = [""] + model_ids
     st.segmented_control(t("service.live.model"), options, key="svc_chart_model", default="",
                          format_func=lambda m: m or t("service.live.all"))
-    st.fragment(live_charts, run_every=POLL_S)(model_ids)
+    st.fragment(live_charts, run_every=LIVE_REFRESH_S)(model_ids)
 
 
 # ----------------------------------------------------------------- load generator
@@ -243,7 +243,7 @@ def load_section(found: list, allowed: bool) -> None:
                 else:
                     label = load_run_label(model_id, deployed[model_id].settings.to_dict(), int(images))
                     sui.start_job(f"load-{sui.session_id()}", lambda: (label, run_load(plan)))
-    st.fragment(load_status, run_every=1)()
+    st.fragment(load_status, run_every=JOB_POLL_S)()
     runs = st.session_state.get(RUNS_KEY, [])
     if runs:
         headings = {k: t(f"service.load.col.{k}") for k in ("label", "requests_per_s", "images_per_s", "p50_ms",

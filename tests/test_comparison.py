@@ -11,6 +11,7 @@ import torch
 
 from bigmodels.figures import architecture as diagrams
 from bigmodels.figures import comparison as cfig
+from bigmodels.models.checkpoints import checkpoint_digest
 from bigmodels.reports import comparison as cmp
 from bigmodels.figures import labels
 from bigmodels.analysis.article_fixes import FIXES, REPO_ROOT, fix_locations, locate
@@ -280,7 +281,7 @@ def test_remeasure_counts_weights_gradients_and_adam_state(tmp_path):
     weights = profile_model(create_model("cnn", **wide)).weight_bytes
     assert weights > 10 * 2**20
     result = cmp.remeasure(source, repeats=5)
-    assert result["fingerprint"] == cmp.file_fingerprint(source.checkpoint)
+    assert result["fingerprint"] == checkpoint_digest(source.checkpoint)
     if cmp.peak_memory_supported():
         assert result["peak_inference_bytes"] >= weights
         assert result["peak_training_bytes"] >= 4 * weights

@@ -21,7 +21,8 @@ from bigmodels.figures.runs import (
     accuracy_axis, accuracy_figure, comparison_rows, confusion_figure, differing_settings, epochs_csv, loss_figure,
     parallel_coordinates, per_class_figure, scientific, smooth, step_xs, steps_csv, system_figure, thin,
 )
-from bigmodels.runs.evaluations import cached_evaluation, evaluate_checkpoint, fingerprint
+from bigmodels.models.checkpoints import checkpoint_digest
+from bigmodels.runs.evaluations import cached_evaluation, evaluate_checkpoint
 from bigmodels.runs.recorder import EventRecorder, StopWatch
 from bigmodels.runs.store import (
     MAX_NAME, MAX_NOTE, MAX_TAG, MAX_TAGS, RunInfoError, RunStateError, RunStore, StoreError, run_history,
@@ -660,4 +661,4 @@ def test_a_checkpoint_is_evaluated_once_per_fingerprint(store, tmp_path, monkeyp
     assert len(first["confusion"]) == 10 and sum(map(sum, first["confusion"])) == first["test_images"]
     assert len(first["per_class_accuracy"]) == 10 and 0 <= first["accuracy"] <= 1
     assert evaluate_checkpoint(store.home, path) == first and len(calls) == 1
-    assert cached_evaluation(store.home, fingerprint(path)) == first
+    assert cached_evaluation(store.home, checkpoint_digest(path)) == first

@@ -217,7 +217,8 @@ def test_the_chosen_explanation_view_survives_a_new_digit():
 @pytest.mark.parametrize("lang", list(LANGUAGES))
 def test_an_example_digit_is_the_input_and_an_unsure_model_is_named(lang, full_mnist):
     from bigmodels.analysis.explain import UNSURE_BELOW, answer, unsure
-    from bigmodels.app.sandbox import cached_model, sources_by_architecture
+    from bigmodels.app.models import model_for
+    from bigmodels.app.sandbox import sources_by_architecture
     from bigmodels.data.digits import first_of_each_class, from_uint8
 
     index = first_of_each_class(full_mnist.test_labels)[3]
@@ -228,7 +229,7 @@ def test_an_example_digit_is_the_input_and_an_unsure_model_is_named(lang, full_m
     # whichever models are unsure of this digit, the page names exactly them
     pixels = from_uint8(full_mnist.test_images[index])
     shipped = {arch: group[0] for arch, group in sources_by_architecture().items()}
-    answers = {arch: answer(cached_model(source), pixels) for arch, source in shipped.items()}
+    answers = {arch: answer(model_for(source), pixels) for arch, source in shipped.items()}
     doubts = unsure(answers)
     texts = [w.value for w in at.warning] + [s.value for s in at.success] + [c.value for c in at.caption]
     for arch in ARCHITECTURES:

@@ -13,7 +13,6 @@ import hashlib
 import pickle
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
-from pathlib import Path
 from typing import Any, Callable
 
 import streamlit as st
@@ -21,13 +20,15 @@ import torch
 
 from bigmodels.reports import comparison as cmp
 from bigmodels.analysis.article_fixes import FIXES, Outcome, fix_locations
+from bigmodels.app.live import LIVE_REFRESH_S
+from bigmodels.app.models import checkpoint_digest, stat_key
 from bigmodels.app.session import language
 from bigmodels.data.mnist import MNIST
 from bigmodels.models.checkpoints import CheckpointError, load_checkpoint
 from bigmodels.models.profile import profile_model
 from bigmodels.models.registry import create_model
 from bigmodels.models.shipped import METRICS_PATH, load_metrics
-from bigmodels.runs.sources import ModelSource, list_sources, load_model, shipped_sources
+from bigmodels.runs.sources import ModelSource, list_sources, shipped_sources
 
 
 class BackgroundJobs:
@@ -107,21 +108,6 @@ def jobs() -> BackgroundJobs:
     return BackgroundJobs()
 
 
-# ----------------------------------------------------------------- files
-def stat_key(path: Path) -> tuple[str, int, int]:
-    stat = path.stat()
-    return str(path), stat.st_mtime_ns, stat.st_size
-
-
-@st.cache_data(show_spinner=False, max_entries=64)
-def _fingerprint(path: str, mtime_ns: int, size: int) -> str:
-    return cmp.file_fingerprint(path)
-
-
-def fingerprint(path: Path) -> str:
-    return _fingerprint(*stat_key(path))
-
-
 @st.cache_data(show_spinner=False, max_entries=64)
 def _payload_summary(path: str, mtime_ns: int, size: int) -> dict[str, Any]:
     payload = load_checkpoint(path)
@@ -154,15 +140,6 @@ def measurements_store() -> cmp.MeasurementStore:
 def _evaluation_store(key: str) -> cmp.MeasurementStore:
     name = hashlib.sha256(key.encode()).hexdigest()[:24]
     return cmp.MeasurementStore(cmp.comparison_home() / "evaluations" / f"{name}.json")
-
-
-@st.cache_resource(show_spinner=False, max_entries=16)
-def cached_model(path: str, mtime_ns: int, size: int, _source: ModelSource) -> torch.nn.Module:
-    return load_model(_source)
-
-
-def model_for(source: ModelSource) -> torch.nn.Module:
-    return cached_model(*stat_key(source.checkpoint), source)
 
 
 @st.cache_resource(show_spinner=False)
@@ -209,7 +186,7 @@ def evaluated_entry(source: ModelSource, data: MNIST) -> cmp.Entry | Pending:
     """This checkpoint evaluated on ``data``: from the file cache, else started
     in the background (``Pending``). Raises CheckpointError for a bad file and
     RuntimeError when the background evaluation failed."""
-    key = f"eval:{source.id}@{fingerprint(source.checkpoint)}@{split_key(data)}"
+    key = f"eval:{source.id}@{checkpoint_digest(source.checkpoint)}@{split_key(data)}"
     stored = _evaluation_store(key).get("metrics")
     if stored is not None:
         return cmp.Entry(source, stored, from_metrics_json=False)
@@ -252,7 +229,7 @@ def _remeasure_and_store(source: ModelSource, key: str, requested: bool) -> dict
 
 
 def measurement_key(source: ModelSource) -> str:
-    return cmp.measurement_key(source, fingerprint(source.checkpoint), "cpu")
+    return cmp.measurement_key(source, checkpoint_digest(source.checkpoint), "cpu")
 
 
 def measured_here(source: ModelSource) -> dict[str, Any] | None:
@@ -272,7 +249,7 @@ def start_measuring(source: ModelSource, again: bool = False) -> str:
 
 
 # ------------------------------------------------------------- polling
-@st.fragment(run_every=3)
+@st.fragment(run_every=LIVE_REFRESH_S)
 def wait_for(job_keys: list[str], message: str) -> None:
     """While any job runs, show ``message`` and check again; then rerun the page."""
     busy = jobs().busy(job_keys)

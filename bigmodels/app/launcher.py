@@ -21,10 +21,11 @@ from typing import Any, Sequence
 import streamlit as st
 
 from bigmodels.app.comparison import BackgroundJobs
+from bigmodels.app.models import checkpoint_digest
 from bigmodels.data.mnist import DEFAULT_DATA_DIR, ENV_DATA_DIR, has_mnist, resolve_data_dir
 from bigmodels.models.checkpoints import CheckpointError, load_checkpoint
 from bigmodels.base.problems import ConfigError, Problem
-from bigmodels.runs.evaluations import cached_evaluation, evaluate_checkpoint, fingerprint
+from bigmodels.runs.evaluations import cached_evaluation, evaluate_checkpoint
 from bigmodels.base.home import home_dir
 from bigmodels.runs.store import Run, RunStore, StoreError, check_run_id, InvalidRunId
 from bigmodels.cluster.control import dispatcher_alive, read_state, resources_from_state, start_dispatcher
@@ -279,11 +280,6 @@ def _evaluation_jobs(home: str) -> BackgroundJobs:
     return BackgroundJobs()
 
 
-@st.cache_data(show_spinner=False, max_entries=256)
-def _fingerprint(path: str, mtime_ns: int, size: int) -> str:
-    return fingerprint(path)
-
-
 @dataclass(frozen=True)
 class EvaluationState:
     record: dict[str, Any] | None = None  # confusion, per_class_accuracy, accuracy, data
@@ -297,8 +293,7 @@ def run_evaluation(store: RunStore, checkpoint: str | None) -> EvaluationState:
     problem = checkpoint_problem(checkpoint)
     if problem:
         return EvaluationState(error=problem)
-    stat = Path(checkpoint).stat()
-    key = _fingerprint(str(checkpoint), stat.st_mtime_ns, stat.st_size)
+    key = checkpoint_digest(checkpoint)
     found = cached_evaluation(store.home, key)
     if found is not None:
         return EvaluationState(found)

@@ -3,7 +3,7 @@
 A "live" model source (``bigmodels.runs.sources``) is a running run's latest
 checkpoint, which the dispatcher replaces atomically after every epoch. A page
 that shows live sources calls ``follow`` with them; a small fragment then
-checks their checkpoint files every ``LIVE_POLL_S`` seconds and reruns the
+checks their checkpoint files every ``LIVE_REFRESH_S`` seconds and reruns the
 page when one has changed -- pages cache models and evaluations by the file's
 time and size, so the rerun picks up the new weights and nothing else is
 recomputed.
@@ -14,7 +14,11 @@ import streamlit as st
 
 from bigmodels.runs.sources import ModelSource
 
-LIVE_POLL_S = 2.0  # how often a page with a live (still training) source checks for a new epoch
+# How far behind a live view may be, on every page: the runs table and a run's curves,
+# a sweep's progress, the service's charts, a still-training source's new epoch.
+LIVE_REFRESH_S = 2.0
+# How often a page checks a background job it waits on (the lab's fits, a load run).
+JOB_POLL_S = 1.0
 
 
 def checkpoint_signature(source: ModelSource) -> tuple[int, int] | None:
@@ -27,7 +31,7 @@ def checkpoint_signature(source: ModelSource) -> tuple[int, int] | None:
     return stat.st_mtime_ns, stat.st_size
 
 
-@st.fragment(run_every=LIVE_POLL_S)
+@st.fragment(run_every=LIVE_REFRESH_S)
 def _watch(key: str) -> None:
     seen = st.session_state.get(f"{key}_live_seen", {})
     now = {name: checkpoint_signature(s) for name, s in st.session_state.get(f"{key}_live", {}).items()}

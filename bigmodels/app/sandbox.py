@@ -1,64 +1,23 @@
-"""Page support for the sandbox: models loaded once per server, and the pictures.
-
-Kept out of ``bigmodels.app.session`` (the lead's) so the sandbox owns its caching. The
-picture helpers are pure numpy and tested without Streamlit.
+"""Page support for the sandbox: its sources per architecture, the pictures' PNGs cached
+per distinct input, and light HTML charts. The models come from ``bigmodels.app.models``
+(one cache per server for every page); the pictures from ``bigmodels.figures.pictures``.
 """
 from __future__ import annotations
 
-import contextlib
 import html
 
 import numpy as np
 import streamlit as st
 import torch
-from torch import nn
 
-from bigmodels.analysis.explain import read_digit
 from bigmodels.figures.pictures import SCALE, belief_picture, digit_picture, heat_picture, maps_picture, png_bytes
-from bigmodels.models.checkpoints import model_from_checkpoint
 from bigmodels.runs.sources import ModelSource, list_sources
 from bigmodels.app.session import language
 
 ARCHITECTURES = ("cnn", "lstm", "transformer")  # the three columns, left to right
+
+
 # ------------------------------------------------------------------- models
-@contextlib.contextmanager
-def one_thread():
-    """Run torch on one thread inside the block (this script thread only: with
-    ATen's OpenMP backend the thread count is per thread; other sessions keep
-    theirs). The sandbox does batch-1 work on tiny tensors, where extra threads
-    are pure overhead -- and on a CPU shared with training jobs they spin-wait
-    for each other: measured here on 2 busy cores, one LSTM answer took 8 s on
-    2 threads and 20 ms on 1."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-@st.cache_resource(show_spinner=False, max_entries=24)
-def _load(checkpoint: str, mtime_ns: int, size: int) -> nn.Module:
-    # mtime and size are part of the key: a re-exported checkpoint is reloaded,
-    # an unchanged one is loaded once per server, however many sessions ask.
-    del mtime_ns, size
-    model = model_from_checkpoint(checkpoint)
-    # The first answer and the first explanation pay one-off costs (allocations,
-    # autograd's first backward, attention with weights): pay them here, once per
-    # server, not in the first stroke a visitor makes.
-    warm = torch.zeros(28, 28)
-    warm[6:22, 12:16] = 1.0  # a "1"
-    with one_thread():
-        read_digit(model, warm, with_explanation=True)
-    return model
-
-
-def cached_model(source: ModelSource) -> nn.Module:
-    """The model for ``source``; raises ``CheckpointError`` for an unreadable file."""
-    stat = source.checkpoint.stat()
-    return _load(str(source.checkpoint), stat.st_mtime_ns, stat.st_size)
-
-
 def sources_by_architecture(sources: list[ModelSource] | None = None) -> dict[str, list[ModelSource]]:
     """Every usable source per architecture, shipped weights first."""
     grouped: dict[str, list[ModelSource]] = {name: [] for name in ARCHITECTURES}

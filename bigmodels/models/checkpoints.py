@@ -6,6 +6,7 @@ arbitrary Python object, so a tampered file cannot run code.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 import tempfile
@@ -23,6 +24,20 @@ FORMAT = "bigmodels-checkpoint-v1"
 
 class CheckpointError(RuntimeError):
     """A checkpoint could not be read or is not a bigmodels checkpoint."""
+
+
+DIGEST_LENGTH = 16  # hex digits: 64 bits, no collision among one home's checkpoints
+
+
+def checkpoint_digest(path: str | os.PathLike) -> str:
+    """The one name of a checkpoint's contents: a SHA-256 of its bytes, read in blocks
+    (OSError if it cannot be read). What caches evaluations and measurements and
+    versions a deployment: the same bytes, the same digest, wherever it is asked."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:DIGEST_LENGTH]
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

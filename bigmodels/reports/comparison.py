@@ -36,7 +36,9 @@ from bigmodels.analysis.evaluation import measure_speed, metrics_entry, plain_js
 from bigmodels.base.child_process import child_env
 from bigmodels.data.mnist import MNIST
 from bigmodels.base.i18n import translate
-from bigmodels.models.checkpoints import CheckpointError, atomic_write_bytes, load_checkpoint, model_from_checkpoint
+from bigmodels.models.checkpoints import (
+    CheckpointError, atomic_write_bytes, checkpoint_digest, load_checkpoint, model_from_checkpoint,
+)
 from bigmodels.models.registry import get_spec
 from bigmodels.runs.sources import ModelSource
 from bigmodels.base.provenance import provenance
@@ -70,10 +72,6 @@ class Entry:
 def comparison_home() -> Path:
     """Where the page keeps what it measured (beside the launcher's run store)."""
     return home_dir() / "comparison"
-
-
-def file_fingerprint(path: str | os.PathLike) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
 def shipped_metrics_match(source: ModelSource, metrics: dict[str, Any], payload: dict[str, Any]) -> bool:
@@ -254,7 +252,7 @@ def remeasure(source: ModelSource, device: str = "cpu", repeats: int = 50, timeo
     if proc.returncode != 0:
         lines = (proc.stderr or proc.stdout).strip().splitlines()
         raise RuntimeError(lines[-1] if lines else f"measuring process exited with {proc.returncode}")
-    return {"fingerprint": file_fingerprint(source.checkpoint), **json.loads(proc.stdout.strip().splitlines()[-1])}
+    return {"fingerprint": checkpoint_digest(source.checkpoint), **json.loads(proc.stdout.strip().splitlines()[-1])}
 
 
 # ------------------------------------------------------- measurement store

@@ -18,18 +18,9 @@ from typing import Any
 
 from bigmodels.analysis.evaluation import evaluate
 from bigmodels.data.mnist import MNIST, load_mnist
-from bigmodels.models.checkpoints import atomic_write_bytes, model_from_checkpoint
+from bigmodels.models.checkpoints import atomic_write_bytes, checkpoint_digest, model_from_checkpoint
 
 EVALUATIONS_DIR = "evaluations"
-
-
-def fingerprint(path: str | os.PathLike) -> str:
-    """A hash of the checkpoint's bytes (OSError if it cannot be read)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:20]
 
 
 def evaluation_path(home: str | os.PathLike, checkpoint_fingerprint: str) -> Path:
@@ -53,7 +44,7 @@ def evaluate_checkpoint(home: str | os.PathLike, checkpoint: str | os.PathLike, 
                         ) -> dict[str, Any]:
     """Score ``checkpoint`` on the test split and cache the result under ``home``.
     Raises CheckpointError / DataError with a message when it cannot."""
-    key = fingerprint(checkpoint)
+    key = checkpoint_digest(checkpoint)
     found = cached_evaluation(home, key)
     if found is not None:
         return found

@@ -70,14 +70,6 @@ def model_id_for(source: ModelSource) -> str:
     return source.model_name if source.origin == "shipped" else source.run_id
 
 
-def checkpoint_version(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:12]
-
-
 def source_accuracy(source: ModelSource, home=None) -> float | None:
     """The measured test accuracy: metrics.json for shipped weights, the run's record for a run."""
     if source.origin == "shipped":
@@ -129,7 +121,7 @@ def deploy(source: ModelSource, settings: DeploySettings = DeploySettings(), hom
     runtime.connect(home)
     model_id = model_id_for(source)
     deployment = Deployment(model_id, source.id, source.model_name, source.origin, str(source.checkpoint),
-                            checkpoint_version(source.checkpoint), source_accuracy(source, home), settings, time.time())
+                            checkpoint_digest(source.checkpoint), source_accuracy(source, home), settings, time.time())
     options = {"ray_actor_options": {"num_cpus": REPLICA_CPUS, "num_gpus": 1 if settings.device == "cuda" else 0},
                "user_config": {"max_batch_size": settings.max_batch_size, "batch_wait_ms": settings.batch_wait_ms}}
     if settings.autoscale:
