@@ -29,6 +29,15 @@ def test_cases_page_renders(lang):
     cases = load_cases()
     metrics = {m.label: m.value for m in at.metric}
     assert metrics[translate("cases.metric.cases", lang)] == str(len(cases))
+    # The page says how many cases, countries and continents, and how current the write-ups are;
+    # each card gives the date its figures are true for.
+    counts = views.summary_counts(cases)
+    currency = translate("cases.currency", lang, n=counts["cases"], countries=counts["countries"],
+                         continents=counts["continents"], date=views.format_as_of(views.newest_as_of(cases), lang))
+    captions = [c.value for c in at.caption]
+    assert currency in captions
+    dated = [c for c in captions if c.startswith(translate("cases.card.as_of", lang, date="").strip())]
+    assert len(dated) == views.CARDS_PER_PAGE
     # One card per case, each with its name as a heading, a page of them at a time.
     def headings():
         return [m.value for m in at.markdown if m.value.startswith("#### ")]
