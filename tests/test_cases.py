@@ -121,6 +121,7 @@ PUBLISHED_PARAMETERS = {
     "indictrans2": 1_115_543_552, "glm-4-5": 355_000_000_000, "deepseek-v4": 1_600_000_000_000,
     "exaone-4": 32_000_000_000, "gemma-3n": 8_000_000_000, "sarvam-105b": 105_000_000_000,
     "tsuzumi-2": 30_000_000_000, "hyperclova-x-think": 14_740_000_000, "jais": 70_000_000_000,
+    "gemma-4": 31_000_000_000,
     "gpt-4": None, "gemini-2-5": None, "gemini-3": None, "claude-4": None, "sora-2": None, "veo-3": None,
 }
 
@@ -219,6 +220,7 @@ def test_custom_licences_are_not_called_open_source(cases):
     assert "使用政策" in by_id["gpt-oss"].licence_in("zh")
     assert by_id["exaone-4"].licence == "EXAONE AI Model License Agreement 1.2 - NC"
     assert "Gemma Terms of Use" in by_id["gemma-3n"].licence
+    assert by_id["gemma-4"].licence == "Apache-2.0"  # Gemma 4 moved to Apache 2.0
 
 
 def test_reviewed_facts_are_corrected(cases):
@@ -606,7 +608,7 @@ def test_every_case_is_dated_and_the_page_can_say_how_current_it_is(cases):
 
 
 NEW_CASES = ("gpt-4", "gemini-2-5", "gemini-3", "claude-4", "sora-2", "veo-3", "glm-4-5", "deepseek-v4",
-             "gemma-3n", "exaone-4", "hyperclova-x-think", "sarvam-105b", "jais", "tsuzumi-2")
+             "gemma-3n", "gemma-4", "exaone-4", "hyperclova-x-think", "sarvam-105b", "jais", "tsuzumi-2")
 
 
 def test_the_late_2026_update_adds_dated_cases_from_march_2025_on(cases):
