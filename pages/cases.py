@@ -129,7 +129,8 @@ def cards(shown, lang: str) -> None:
         format_func={k: t(f"cases.sort.{k}") for k in views.SORT_KEYS}.get,  # texts made now, in this run
         key="cases_sort",
     )
-    descending = order_col.toggle(t("cases.sort.descending"), value=sort_key == "parameters", key="cases_desc")
+    # Newest and largest first: a reader comes for the current frontier, not for 2021.
+    descending = order_col.toggle(t("cases.sort.descending"), value=sort_key in ("year", "parameters"), key="cases_desc")
 
     ordered = views.sort_cases(shown, sort_key, lang, descending)
     pages = views.card_pages(len(ordered))

@@ -44,6 +44,8 @@ def test_cases_page_renders(lang):
 
     pages = views.card_pages(len(cases))
     assert len(pages) > 1 and len(headings()) == views.CARDS_PER_PAGE
+    newest_year = max(c.year for c in cases)  # newest first by default: the current frontier, not 2021
+    assert headings()[0] in {f"#### {c.name[lang]}" for c in cases if c.year == newest_year}
     seen = []
     for page in range(len(pages)):
         at.segmented_control(key=f"cases_cards_page_{len(cases)}").set_value(page).run()
