@@ -129,7 +129,8 @@ def cards(shown, lang: str) -> None:
         format_func={k: t(f"cases.sort.{k}") for k in views.SORT_KEYS}.get,  # texts made now, in this run
         key="cases_sort",
     )
-    descending = order_col.toggle(t("cases.sort.descending"), value=sort_key == "parameters", key="cases_desc")
+    # Newest and largest first: a reader comes for the current frontier, not for 2021.
+    descending = order_col.toggle(t("cases.sort.descending"), value=sort_key in ("year", "parameters"), key="cases_desc")
 
     ordered = views.sort_cases(shown, sort_key, lang, descending)
     pages = views.card_pages(len(ordered))
@@ -157,6 +158,7 @@ def cards(shown, lang: str) -> None:
                 st.write(case.deployment[lang])
                 st.markdown(f"**{t('cases.card.outcome')}**")
                 st.write(case.outcome[lang])
+                st.caption(t("cases.card.as_of", date=views.format_as_of(case.as_of, lang)))
                 st.markdown(t("cases.card.outcome_source", title=case.outcome_source.title, url=case.outcome_source.url))
             with right:
                 st.markdown(t("cases.card.parameters", value=views.format_parameters(case, lang)))
@@ -181,6 +183,9 @@ def main() -> None:
     st.title(t("cases.title"))
     st.write(t("cases.intro", article=t("app.source_article"), n=len(all_cases),
                countries=len({c.country for c in all_cases})))
+    counts = views.summary_counts(all_cases)
+    st.caption(t("cases.currency", n=counts["cases"], countries=counts["countries"], continents=counts["continents"],
+                 date=views.format_as_of(views.newest_as_of(all_cases) or "", lang)))
     query = st.text_input(t("cases.search.label"), placeholder=t("cases.search.placeholder"), key="cases_query",
                           icon=":material/search:")
     on_map = views.search_cases(filtered(all_cases, lang), query, lang)

@@ -66,6 +66,8 @@ def test_required_fields_and_types(cases):
         assert c.parameters is None or (isinstance(c.parameters, int) and c.parameters > 0)
         assert c.licence
         assert c.sources
+        assert cases_mod.parse_as_of(c.as_of) is not None, (c.id, c.as_of)
+        assert c.year <= c.as_of_date.year <= THIS_YEAR, (c.id, c.as_of)
 
 
 def test_every_source_has_a_title_and_a_web_url(cases):
@@ -115,6 +117,12 @@ PUBLISHED_PARAMETERS = {
     "kimi-k2": 1_040_000_000_000, "qwen3": 235_000_000_000, "deepseek-r1": 671_000_000_000,
     "gpt-oss": 116_800_000_000, "llama-4": 400_000_000_000, "inkubalm": 400_000_000,
     "gpt-5": None, "aps-copilot-trial": None,
+    # the late-2026 update (issue 27)
+    "indictrans2": 1_115_543_552, "glm-4-5": 355_000_000_000, "deepseek-v4": 1_600_000_000_000,
+    "exaone-4": 32_000_000_000, "gemma-3n": 8_000_000_000, "sarvam-105b": 105_000_000_000,
+    "tsuzumi-2": 30_000_000_000, "hyperclova-x-think": 14_740_000_000, "jais": 70_000_000_000,
+    "gemma-4": 31_000_000_000,
+    "gpt-4": None, "gemini-2-5": None, "gemini-3": None, "claude-4": None, "sora-2": None, "veo-3": None,
 }
 
 
@@ -192,7 +200,8 @@ def test_the_2025_26_wave_is_there(cases):
 
 def test_mixtures_of_experts_give_the_total_and_the_active_count(cases):
     by_id = {c.id: c for c in cases}
-    for case_id, active in (("kimi-k2", "32B"), ("qwen3", "22B"), ("deepseek-r1", "37B"), ("gpt-oss", "5.1B"), ("llama-4", "17B")):
+    for case_id, active in (("kimi-k2", "32B"), ("qwen3", "22B"), ("deepseek-r1", "37B"), ("gpt-oss", "5.1B"), ("llama-4", "17B"),
+                            ("glm-4-5", "32B"), ("deepseek-v4", "49B"), ("sarvam-105b", "10.3B")):
         note = by_id[case_id].parameters_note["en"]
         assert "total" in note and active in note, (case_id, note)
 
@@ -207,6 +216,11 @@ def test_custom_licences_are_not_called_open_source(cases):
     assert by_id["kimi-k2"].licence == "Modified MIT License"
     assert "Gemma Terms of Use" in by_id["gemma-3"].licence
     assert by_id["inkubalm"].licence.startswith("CC BY-NC 4.0")
+    assert by_id["gpt-oss"].licence.startswith("Apache-2.0") and "usage policy" in by_id["gpt-oss"].licence
+    assert "使用政策" in by_id["gpt-oss"].licence_in("zh")
+    assert by_id["exaone-4"].licence == "EXAONE AI Model License Agreement 1.2 - NC"
+    assert "Gemma Terms of Use" in by_id["gemma-3n"].licence
+    assert by_id["gemma-4"].licence == "Apache-2.0"  # Gemma 4 moved to Apache 2.0
 
 
 def test_reviewed_facts_are_corrected(cases):
@@ -306,6 +320,11 @@ _DELETE = object()
         ({"outcome": {"en": "9 users.", "zh": "9 个用户。"}}, "source"),
         ({"licence": _DELETE}, "licence"),
         ({"id": "Bad Id"}, "id"),
+        ({"as_of": _DELETE}, "as_of"),
+        ({"as_of": "2026-13"}, "as_of"),
+        ({"as_of": "27 Feb 2026"}, "as_of"),
+        ({"as_of": f"{THIS_YEAR + 1}-01"}, "as_of"),
+        ({"year": 2024, "as_of": "2023-05"}, "before the case's year"),
         ({"extra": 1}, "unknown"),
     ],
 )
@@ -390,7 +409,8 @@ def test_datasets_are_sorted_and_charted(content):
         (lambda d: d["challenges"][1].update(chart="nope"), "chart"),
         (lambda d: d["datasets"]["training_compute"]["rows"][0].update(value="2.3e19"), "value"),
         (lambda d: d["datasets"]["training_compute"]["rows"][0].update(basis="guess"), "basis"),
-        (lambda d: d["datasets"]["training_compute"]["rows"][6].pop("note"), "derived"),
+        (lambda d: next(r for r in d["datasets"]["training_compute"]["rows"] if r["basis"] == "derived").pop("note"),
+         "derived"),
     ],
 )
 def test_challenges_validator_rejects(mutate, message):
@@ -516,8 +536,8 @@ def test_timeline_and_dataset_figures(cases, content, lang):
 
 def test_compute_growth(content):
     factor, years = views.growth_factor(content.datasets["training_compute"])
-    assert factor == pytest.approx(3.8e25 / 2.3e19)
-    assert years == 2024 - 2017
+    assert factor == pytest.approx(5.0e25 / 2.3e19)  # Gemini 1.0 Ultra (Epoch's estimate) over the Transformer
+    assert years == 2023 - 2017
 
 
 # --------------------------------------------------------------------------
@@ -564,3 +584,75 @@ def test_card_pages_cover_every_case_once_in_order():
     pages = views.card_pages(39, per_page=10)
     assert [(p.start, p.stop) for p in pages] == [(0, 10), (10, 20), (20, 30), (30, 39)]
     assert views.card_pages(0) == [] and views.card_pages(10, per_page=10) == [range(0, 10)]
+
+
+# --------------------------------------------------------------------------
+# the late-2026 update (issue 27): dated figures, new cases, corrections
+# --------------------------------------------------------------------------
+
+def test_every_case_is_dated_and_the_page_can_say_how_current_it_is(cases):
+    for c in cases:
+        for lang in LANGUAGES:
+            shown = views.format_as_of(c.as_of, lang)
+            assert str(c.as_of_date.year) in shown and shown != c.as_of, (c.id, shown)
+    assert views.format_as_of("2026-02-27", "en") == "27 Feb 2026"
+    assert views.format_as_of("2025-06", "en") == "Jun 2025"
+    assert views.format_as_of("2026-02-27", "zh") == "2026 年 2 月 27 日"
+    assert views.format_as_of("2025-06", "zh") == "2025 年 6 月"
+    newest = views.newest_as_of(cases)
+    assert cases_mod.parse_as_of(newest) >= dt.date(2026, 4, 1), newest
+    assert views.newest_as_of([]) is None
+    counts = views.summary_counts(cases)
+    assert (counts["cases"], counts["countries"], counts["continents"]) == (len(cases), 16, 6)
+    assert len(cases) >= 51
+
+
+NEW_CASES = ("gpt-4", "gemini-2-5", "gemini-3", "claude-4", "sora-2", "veo-3", "glm-4-5", "deepseek-v4",
+             "gemma-3n", "gemma-4", "exaone-4", "hyperclova-x-think", "sarvam-105b", "jais", "tsuzumi-2")
+
+
+def test_the_late_2026_update_adds_dated_cases_from_march_2025_on(cases):
+    by_id = {c.id: c for c in cases}
+    assert set(NEW_CASES) <= set(by_id)
+    assert "tsuzumi" not in by_id  # tsuzumi 2 replaces the tsuzumi 1 text
+    recent = [i for i in NEW_CASES if dt.date(2025, 3, 1) <= by_id[i].as_of_date <= dt.date(2026, 11, 30)]
+    assert len(recent) >= 12, recent
+    assert {by_id[i].modality for i in ("sora-2", "veo-3")} == {"video"}
+    for case_id in NEW_CASES:
+        case = by_id[case_id]
+        assert case.all_sources and case.challenge_note["zh"].strip()
+    # figures that only secondary coverage gives say so, in both languages
+    for case_id in ("sora-2", "veo-3", "tsuzumi-2"):
+        assert "secondary coverage" in by_id[case_id].outcome["en"], case_id
+        assert "二手报道" in by_id[case_id].outcome["zh"], case_id
+
+
+def test_issue_27_corrections(cases, content):
+    by_id = {c.id: c for c in cases}
+    aurora = by_id["aurora"]
+    assert "22 August 2024" in aurora.deployment["en"] and "2024 年 8 月 22 日" in aurora.deployment["zh"]
+    assert any("microsoft/aurora/commit/14f87de" in s.url for s in aurora.all_sources)
+    aps = by_id["aps-copilot-trial"].outcome
+    assert "330" in aps["en"] and "optimistic" in aps["en"] and "satisfied" not in aps["en"]
+    assert "330" in aps["zh"] and "乐观" in aps["zh"] and "满意" not in aps["zh"]
+    indic = by_id["indictrans2"]
+    assert indic.parameters == 1_115_543_552 and "1.1B" in indic.parameters_note["en"]
+    assert "644K" in indic.outcome["en"] and "139K" in indic.outcome["en"] and "13.9 万" in indic.outcome["zh"]
+    data = content.get("data").evidence
+    assert any("644K" in e.text["en"] and "139K" in e.text["en"] and "13.9 万" in e.text["zh"] for e in data)
+    apple = by_id["apple-on-device"]
+    assert apple.year == 2024 and "iOS 18.1" in apple.deployment["en"] and "In 2025" in apple.deployment["en"]
+    latam = by_id["latam-gpt"]
+    assert "10 February 2026" in latam.deployment["en"] and "28 February 2026" in latam.deployment["en"]
+    sd = by_id["stable-diffusion"].challenge_note
+    assert "Stanford Internet Observatory" in sd["en"] and "withdrew" in sd["en"] and "撤下" in sd["zh"]
+    assert "active" in by_id["ernie-bot"].outcome["en"] and "活跃" in by_id["ernie-bot"].outcome["zh"]
+    compute = {r.model: r for r in content.datasets["training_compute"].rows}
+    assert compute["Gemini 1.0 Ultra"].value == pytest.approx(5e25) and compute["Gemini 1.0 Ultra"].basis == "estimated"
+
+
+def test_challenge_charts_run_to_2026(content):
+    for key in ("training_compute", "training_tokens"):
+        assert max(r.year for r in content.datasets[key].rows) == 2026, key
+    rows = {r.model: r for r in content.datasets["training_compute"].rows}
+    assert rows["DeepSeek-V4-Pro"].value == pytest.approx(6 * 49e9 * 32e12)

@@ -29,12 +29,23 @@ def test_cases_page_renders(lang):
     cases = load_cases()
     metrics = {m.label: m.value for m in at.metric}
     assert metrics[translate("cases.metric.cases", lang)] == str(len(cases))
+    # The page says how many cases, countries and continents, and how current the write-ups are;
+    # each card gives the date its figures are true for.
+    counts = views.summary_counts(cases)
+    currency = translate("cases.currency", lang, n=counts["cases"], countries=counts["countries"],
+                         continents=counts["continents"], date=views.format_as_of(views.newest_as_of(cases), lang))
+    captions = [c.value for c in at.caption]
+    assert currency in captions
+    dated = [c for c in captions if c.startswith(translate("cases.card.as_of", lang, date="").strip())]
+    assert len(dated) == views.CARDS_PER_PAGE
     # One card per case, each with its name as a heading, a page of them at a time.
     def headings():
         return [m.value for m in at.markdown if m.value.startswith("#### ")]
 
     pages = views.card_pages(len(cases))
     assert len(pages) > 1 and len(headings()) == views.CARDS_PER_PAGE
+    newest_year = max(c.year for c in cases)  # newest first by default: the current frontier, not 2021
+    assert headings()[0] in {f"#### {c.name[lang]}" for c in cases if c.year == newest_year}
     seen = []
     for page in range(len(pages)):
         at.segmented_control(key=f"cases_cards_page_{len(cases)}").set_value(page).run()

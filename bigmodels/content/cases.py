@@ -78,11 +78,35 @@ UNDISCLOSED = "undisclosed"
 FIRST_YEAR = 2017  # the Transformer paper; nothing earlier counts as a "large model" case
 _ID_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 _URL_RE = re.compile(r"^https?://[^\s/$.?#][^\s]*$")
+#: ``as_of``: the date the case's figures are true for, to the day ("2026-02-27") or the month ("2025-06").
+_AS_OF_RE = re.compile(r"^(\d{4})-(\d{2})(?:-(\d{2}))?$")
+
+
+def parse_as_of(value: Any) -> _dt.date | None:
+    """The date an ``as_of`` value stands for (the 1st for a month), or None when it is not one.
+
+    YAML reads an unquoted 2026-02-27 as a date, so dates are accepted as well as text.
+    """
+    if isinstance(value, _dt.datetime):
+        return None
+    if isinstance(value, _dt.date):
+        return value
+    if not isinstance(value, str) or not (m := _AS_OF_RE.match(value.strip())):
+        return None
+    try:
+        return _dt.date(int(m[1]), int(m[2]), int(m[3] or 1))
+    except ValueError:
+        return None
+
+
+def as_of_text(value: Any) -> str:
+    """``as_of`` as written: "2026-02-27" or "2025-06"."""
+    return value.isoformat() if isinstance(value, _dt.date) else str(value).strip()
 
 REQUIRED_FIELDS = (
     "id", "name", "organisation", "country", "year", "modality", "parameters",
     "weights", "licence", "deployment", "outcome", "challenge", "challenge_note",
-    "sources",
+    "sources", "as_of",
 )
 TEXT_FIELDS = ("name", "organisation", "deployment", "challenge_note")
 OPTIONAL_TEXT_FIELDS = ("parameters_note",)
@@ -116,7 +140,13 @@ class Case:
     challenge: str
     challenge_note: Mapping[str, str]
     sources: tuple[Source, ...]
+    as_of: str = ""  # the date the figures are true for: "2026-02-27" or "2025-06"
     licence_zh: str | None = None
+
+    @property
+    def as_of_date(self) -> _dt.date:
+        """``as_of`` as a date (the 1st of the month when only the month is given)."""
+        return parse_as_of(self.as_of) or _dt.date(self.year, 1, 1)
 
     def licence_in(self, lang: str) -> str:
         """The licence as a reader of ``lang`` reads it (its proper name where it has no translation)."""
@@ -216,6 +246,15 @@ def validate_case(raw: Any, index: int, current_year: int | None = None) -> list
                                 or not re.search(r"[\u4e00-\u9fff]", raw["licence_zh"])):
         errors.append(f"{label}: licence_zh must be Chinese text")
 
+    if "as_of" in raw:
+        as_of = parse_as_of(raw["as_of"])
+        if as_of is None:
+            errors.append(f"{label}: as_of must be a date like 2026-02-27 or a month like 2025-06, got {raw['as_of']!r}")
+        elif not _dt.date(FIRST_YEAR, 1, 1) <= as_of <= _dt.date(current_year, 12, 31):
+            errors.append(f"{label}: as_of {raw['as_of']!r} must fall between {FIRST_YEAR} and the end of {current_year}")
+        elif isinstance(year, int) and not isinstance(year, bool) and as_of.year < year:
+            errors.append(f"{label}: as_of {raw['as_of']!r} is before the case's year {year}")
+
     params = raw.get("parameters")
     if "parameters" in raw:
         if params == UNDISCLOSED:
@@ -311,6 +350,7 @@ def _build(raw: Mapping[str, Any]) -> Case:
         challenge=raw["challenge"],
         challenge_note=_text(raw["challenge_note"]),
         sources=tuple(_source(s) for s in raw["sources"]),
+        as_of=as_of_text(raw["as_of"]),
     )
 
 

@@ -15,7 +15,7 @@ import plotly.graph_objects as go
 from bigmodels.figures.labels import place_labels
 from bigmodels.base.formatting import format_count_in, format_flops
 from bigmodels.base.i18n import translate
-from bigmodels.content.cases import CHALLENGES, CONTINENTS, COUNTRIES, MODALITIES, WEIGHTS, Case
+from bigmodels.content.cases import CHALLENGES, CONTINENTS, COUNTRIES, MODALITIES, WEIGHTS, Case, parse_as_of
 from bigmodels.content.challenges import Dataset
 
 #: Where the app serves the plotly topojson files (see static/topojson/SOURCE.md).
@@ -141,6 +141,28 @@ def format_parameters(case: Case, lang: str) -> str:
     if case.parameters is None:
         return translate("cases.parameters.undisclosed", lang)
     return format_count(case.parameters, lang)
+
+
+_MONTHS_EN = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def format_as_of(as_of: str, lang: str) -> str:
+    """A case's ``as_of`` the way each language writes a date: "27 Feb 2026" / "2026 年 2 月 27 日",
+    or only the month where only the month is known ("Jun 2025" / "2025 年 6 月")."""
+    date = parse_as_of(as_of)
+    if date is None:
+        return as_of
+    has_day = len(as_of.strip()) > 7
+    if lang == "zh":
+        return f"{date.year} 年 {date.month} 月" + (f" {date.day} 日" if has_day else "")
+    month = f"{_MONTHS_EN[date.month - 1]} {date.year}"
+    return f"{date.day} {month}" if has_day else month
+
+
+def newest_as_of(cases: Iterable[Case]) -> str | None:
+    """The latest ``as_of`` among the cases (None when there are none): how current the write-ups are."""
+    cases = list(cases)
+    return max(cases, key=lambda c: (c.as_of_date, len(c.as_of))).as_of if cases else None
 
 
 def format_scientific(value: float) -> str:
