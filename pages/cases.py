@@ -7,6 +7,7 @@ from __future__ import annotations
 import streamlit as st
 
 from bigmodels.content import views
+from bigmodels.figures import writeups as writeup_figures
 from bigmodels.content.cases import CHALLENGES, MODALITIES, REGIONS, WEIGHTS, default_cases
 from bigmodels.figures.chart_payload import GEO
 from bigmodels.app.charts import chart
@@ -83,7 +84,7 @@ def country_filter(lang: str) -> str | None:
 def world_map(on_map, lang: str) -> None:
     """The world map of the cases the other filters let through; click a country to keep its cases."""
     st.subheader(t("cases.map.header"))
-    chart(views.world_map_figure(on_map, lang), key=map_key(), config=views.PLOTLY_CONFIG, bundle=GEO,
+    chart(writeup_figures.world_map_figure(on_map, lang), key=map_key(), config=writeup_figures.PLOTLY_CONFIG, bundle=GEO,
           on_select=pick_country)
     st.caption(t("cases.map.caption"))
 
@@ -91,7 +92,7 @@ def world_map(on_map, lang: str) -> None:
 def timeline(shown, lang: str) -> None:
     st.subheader(t("cases.timeline.header"))
     # The map's bundle draws it too: one plotly.js for the page.
-    chart(views.timeline_figure(shown, lang), key="cases_timeline", bundle=GEO)
+    chart(writeup_figures.timeline_figure(shown, lang), key="cases_timeline", bundle=GEO)
 
 
 def table(shown, lang: str) -> None:

@@ -10,6 +10,7 @@ import streamlit as st
 
 from bigmodels.analysis import calculators as calc
 from bigmodels.content import views
+from bigmodels.figures import writeups as writeup_figures
 from bigmodels.content.cases import default_cases
 from bigmodels.content.challenges import default_challenges
 from bigmodels.base.formatting import format_bytes, format_flops, format_money
@@ -39,7 +40,7 @@ def challenge_tabs(content, cases, lang: str) -> None:
             if challenge.chart:
                 dataset = content.datasets[challenge.chart]
                 log_y = st.toggle(t("challenges.chart.log"), value=True, key=f"log_{challenge.id}")
-                chart(views.dataset_figure(dataset, lang, log_y=log_y), key=f"chart_{challenge.id}")
+                chart(writeup_figures.dataset_figure(dataset, lang, log_y=log_y), key=f"chart_{challenge.id}")
                 factor, years = views.growth_factor(dataset)
                 st.caption(t("challenges.chart.caption") + " " + t("challenges.chart.growth", factor=f"{factor:,.0f}", years=years))
                 with st.expander(t("challenges.chart.table")):

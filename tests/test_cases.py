@@ -14,6 +14,7 @@ import pytest
 from bigmodels.content import cases as cases_mod
 from bigmodels.content import challenges as ch_mod
 from bigmodels.content import views
+from bigmodels.figures import writeups as writeup_figures
 from bigmodels.content.cases import (
     CHALLENGES, CONTINENTS, COUNTRIES, MODALITIES, REGIONS, load_cases, read_raw, validate_cases,
 )
@@ -163,7 +164,7 @@ def test_every_country_has_a_known_region_and_continent():
             assert names["en"] and re.search(r"[\u4e00-\u9fff]", names["zh"]), key
     assert {"africa", "latin_america", "oceania"} <= set(REGIONS)
     assert "video" in MODALITIES and re.search(r"[\u4e00-\u9fff]", MODALITIES["video"]["zh"])
-    assert set(views.MODALITY_COLOURS) == set(MODALITIES)
+    assert set(writeup_figures.MODALITY_COLOURS) == set(MODALITIES)
 
 
 @pytest.mark.parametrize(
@@ -503,7 +504,7 @@ def test_format_counts():
 
 @pytest.mark.parametrize("lang", list(LANGUAGES))
 def test_world_map_counts_cases_per_country(cases, lang):
-    fig = views.world_map_figure(cases, lang)
+    fig = writeup_figures.world_map_figure(cases, lang)
     assert isinstance(fig, go.Figure)
     trace = fig.data[0]
     assert trace.type == "choropleth" and trace.locationmode == "ISO-3"
@@ -514,7 +515,7 @@ def test_world_map_counts_cases_per_country(cases, lang):
 
 
 def test_plotly_config_points_at_the_bundled_topojson():
-    url = views.PLOTLY_CONFIG["topojsonURL"]
+    url = writeup_figures.PLOTLY_CONFIG["topojsonURL"]
     assert not url.startswith(("http://", "https://", "/"))  # relative: no CDN, works under a base path
     # plotly.js appends "<scope>_<resolution>m.json"; Streamlit serves static/ at app/static/.
     served = ROOT / "static" / url.removeprefix("app/static/") / "world_110m.json"
@@ -523,14 +524,14 @@ def test_plotly_config_points_at_the_bundled_topojson():
 
 @pytest.mark.parametrize("lang", list(LANGUAGES))
 def test_timeline_and_dataset_figures(cases, content, lang):
-    fig = views.timeline_figure(cases, lang)
+    fig = writeup_figures.timeline_figure(cases, lang)
     assert sum(len(t.x) for t in fig.data) == len(cases)
     for ds in content.datasets.values():
-        fig = views.dataset_figure(ds, lang)
+        fig = writeup_figures.dataset_figure(ds, lang)
         assert fig.layout.yaxis.type == "log"
         points = sum(len(t.x) for t in fig.data if t.mode == "markers+text")
         assert points == len(ds.rows)
-        assert views.dataset_figure(ds, lang, log_y=False).layout.yaxis.type == "linear"
+        assert writeup_figures.dataset_figure(ds, lang, log_y=False).layout.yaxis.type == "linear"
         assert len(views.dataset_table(ds, lang)) == len(ds.rows)
 
 
