@@ -28,22 +28,13 @@ from bigmodels.cluster import control
 from bigmodels.cluster.runtime import ENV_RAY_ADDRESS
 from bigmodels.data.mnist import ENV_DATA_DIR
 from bigmodels.harness.nodes import NODE_RESOURCE, TwoHosts
+from bigmodels.harness.waiting import wait_for
 from bigmodels.base.provenance import provenance
 from bigmodels.runs.queue import submit
 from bigmodels.runs.store import RunStore
 from bigmodels.train.config import default_config
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def wait(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise TimeoutError(f"timed out waiting for {what}")
 
 
 def main() -> int:
@@ -62,13 +53,13 @@ def main() -> int:
         proc = subprocess.Popen(control.dispatcher_command(home, data_dir, warm_models=["cnn"]), env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            state = wait(lambda: (s := control.read_state(store)) and len(s["nodes"]) == 2 and
-                         sum(x["state"] == "warm" for x in s["sessions"]) == 2 and s, 300, "two warm sessions")
+            state = wait_for(lambda: (s := control.read_state(store)) and len(s["nodes"]) == 2 and
+                             sum(x["state"] == "warm" for x in s["sessions"]) == 2 and s, 300, "two warm sessions")
             result["cluster_up_s"] = time.monotonic() - started
             second = next(n for n in state["nodes"] if NODE_RESOURCE in n["custom"])
             run = submit(store, default_config("cnn", epochs=args.epochs, seed=7), needs=NODE_RESOURCE).run
-            wait(lambda: store.get(run.id).first_step_at, 120, "the first step")
-            wait(lambda: store.get(run.id).status not in ("queued", "running"), 1800, "the run to end")
+            wait_for(lambda: store.get(run.id).first_step_at, 120, "the first step")
+            wait_for(lambda: store.get(run.id).status not in ("queued", "running"), 1800, "the run to end")
             done = store.get(run.id)
             if done.status != "succeeded":
                 raise RuntimeError(f"the run {done.status}: {done.error}")

@@ -27,6 +27,7 @@ from bigmodels.runs.queue import submit
 from bigmodels.runs.store import RunStore, StoreError
 from bigmodels.train.config import default_config
 from bigmodels.train.engine import train
+from bigmodels.harness.waiting import wait_for
 from tests.conftest import REPO, unavailable, write_mnist_folder
 
 GiB = 1 << 30
@@ -35,16 +36,6 @@ GiB = 1 << 30
 def cfg(**changes):
     return default_config("cnn", **{"epochs": 1, "batch_size": 64, "train_subset": 2000, "device": "cpu",
                                     "seed": 3, **changes})
-
-
-def wait_for(predicate, timeout=120.0, every=0.05, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from bigmodels.harness import waiting
 from bigmodels.harness.browser import CHART_SELECTOR
 from bigmodels.runs.store import RunStore
 from bigmodels.runs.sources import finished_run_sources
@@ -17,13 +18,7 @@ STEP = re.compile(r"Step \d+ of \d+")  # the live view's progress line
 
 
 def wait_for(predicate, timeout=240.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+    return waiting.wait_for(predicate, timeout, every=0.2, what=what)
 
 
 def fill(page, label, value):
