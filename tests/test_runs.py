@@ -555,7 +555,21 @@ def test_an_older_store_gets_the_new_columns_and_tables(tmp_path):
     old = store.get("cnn-1")
     assert old.name is None and old.tags == () and old.note == "" and old.title == "cnn-1"
     assert old.session is None and old.dispatcher_pid is None  # renamed from worker, worker_pid
+    assert old.memory_need is None  # queued before runs kept their plan's need: the dispatcher estimates it
     assert store.set_info("cnn-1", tags="kept").tags == ("kept",) and store.system_metrics("cnn-1") == []
+
+
+def test_a_run_keeps_the_memory_its_plan_needs(store):
+    """The dispatcher places a run by the bytes its plan needs, stored when it was queued;
+    a resumed run keeps them (it is not planned again)."""
+    from bigmodels.train.plan import memory_need, plan
+
+    config = cfg()
+    run = submit(store, config).run
+    assert run.memory_need == plan(config).memory_need == memory_need(config) > 0
+    claim_oldest(store)
+    store.finish(run.id, "interrupted", "test")
+    assert store.resume(run.id).memory_need == run.memory_need
 
 
 def test_a_store_file_replaced_while_in_use_is_set_up_again(store):

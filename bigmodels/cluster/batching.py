@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+
+from bigmodels.cluster.messages import Events, SystemSample
 
 FLUSH_S = 0.25  # step events per message: a CNN step is ~25 ms here, so ~10 steps a message
 URGENT = ("start", "epoch", "end")
@@ -36,14 +37,15 @@ class EventBatcher:
             not self.first_step_sent and any(e.kind == "step" for e in self.pending))
         return urgent or now - self.last_flush >= FLUSH_S
 
-    def take(self, now: float) -> dict[str, Any]:
+    def take(self, now: float, system: SystemSample | None = None) -> Events:
         """The pending events as one message (with the checkpoint when it follows them)."""
-        message: dict[str, Any] = {"kind": "events", "events": self.pending, "at": time.time()}
+        checkpoint = None
         if any(e.kind in ("epoch", "end") for e in self.pending) and self.checkpoint.is_file():
             mtime = self.checkpoint.stat().st_mtime_ns
             if mtime != self._sent_mtime:  # a new checkpoint: it travels with the epoch it follows
-                message["checkpoint"] = self.checkpoint.read_bytes()
+                checkpoint = self.checkpoint.read_bytes()
                 self._sent_mtime = mtime
+        message = Events(self.pending, time.time(), checkpoint, system)
         self.first_step_sent = self.first_step_sent or any(e.kind == "step" for e in self.pending)
         self.pending = []
         self.last_flush = now

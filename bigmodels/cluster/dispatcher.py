@@ -35,7 +35,7 @@ import sys
 import threading
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
 import ray
@@ -43,6 +43,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from bigmodels.cluster import runtime
 from bigmodels.cluster.control import LOCK_WAIT_S, dispatcher_lock, write_state
+from bigmodels.cluster.messages import Events, Outcome, Provenance
 from bigmodels.cluster.multi import MultiRun, RunChannel, cluster_cpus_free, make_trainer, multi_wait_reason
 from bigmodels.cluster.placement import SessionView, choose_session
 from bigmodels.cluster.session import SessionActor
@@ -52,9 +53,8 @@ from bigmodels.base.problems import ConfigError, Problem
 from bigmodels.base.processes import pid_alive, process_memory
 from bigmodels.runs.recorder import INTERRUPTED_REASON, EventRecorder, final_status
 from bigmodels.runs.store import Run, RunStore, StoreError
-from bigmodels.models.registry import list_models
-from bigmodels.train.config import TrainConfig, default_config
-from bigmodels.train.plan import MEMORY_HEADROOM, Device, Resources, plan
+from bigmodels.train.config import TrainConfig
+from bigmodels.train.plan import memory_need
 
 POLL_S = 0.05  # how often the queue is looked at: part of the submit-to-first-step latency
 CANCEL_POLL_S = 0.3  # how often running runs' cancel flags are read
@@ -209,8 +209,6 @@ class Dispatcher:
             print(f"{self.id}: joined Ray at {self.cluster.address} "
                   f"({'embedded' if self.cluster.embedded else 'external'})", file=sys.stderr, flush=True)
             self._load_data()
-            for name in list_models():  # the plan's memory probe, cached before the first run asks
-                self._memory_need_of(default_config(name).to_dict(), "cpu")
             self._loop()
             return 0
         finally:
@@ -410,20 +408,13 @@ class Dispatcher:
         return next((n.get("Resources", {}) for n in self.nodes if n["NodeID"] == node_id), {})
 
     def _memory_need(self, run: Run) -> int:
-        """Bytes one process of ``run`` needs on its device (the plan's estimate with headroom),
-        planned once per run: the queue is looked at every ``poll`` seconds, a plan builds the
-        model on the meta device."""
+        """Bytes one process of ``run`` needs on its device: planned when it was queued and
+        stored with it. A run queued before runs kept it gets the same estimate, once."""
+        if run.memory_need is not None:
+            return run.memory_need
         if run.id not in self._needs:
-            self._needs[run.id] = self._memory_need_of(run.config, run.target)
+            self._needs[run.id] = memory_need(TrainConfig.from_dict(run.config))
         return self._needs[run.id]
-
-    @staticmethod
-    def _memory_need_of(config_dict: dict, target: str) -> int:
-        config = TrainConfig.from_dict(config_dict)
-        kind = target.split(":")[0]
-        name = "cuda:0" if kind == "cuda" else kind
-        planned = plan(config, Resources((Device(name, name, None),), 1 << 16), world_size=1)
-        return int(planned.memory.total * MEMORY_HEADROOM)
 
     def _fail_queued(self, run: Run, reason: str) -> None:
         try:
@@ -516,35 +507,32 @@ class Dispatcher:
         """Write a session's (or rank 0's) messages into the store; returns (status, reason)."""
         recorder = EventRecorder(self.store, run.id, int(run.config.get("batch_size", 1)))
         checkpoint_path = self.raw_store.checkpoint_path(run.id)
-        outcome: dict[str, Any] = {"status": "failed", "reason": "the session ended without an outcome"}
+        outcome = Outcome("failed", "the session ended without an outcome")
         for message in messages:
-            kind = message.get("kind")
-            if kind == "provenance":
-                self.store.set_provenance(run.id, message["device"], message["device_name"], message["data_source"],
-                                          message["versions"], message["git_commit"], str(checkpoint_path),
-                                          node=message.get("host"))
-                self.store.log(run.id, f"placed on session {where} (node {message.get('host')}, "
-                                       f"{message['device_name']})")
-            elif kind == "events":
-                if message.get("checkpoint") is not None:  # first the checkpoint, then the epoch it follows
-                    data = message["checkpoint"]
-                    self.store.retry(lambda: atomic_write_bytes(checkpoint_path, data))
-                for event in message["events"]:
-                    recorder(event)
-                if message.get("system"):
-                    system = message["system"]
-                    self.store.heartbeat(run.id, system.get("gpu_memory_bytes") or system.get("memory_bytes"),
-                                         "device" if system.get("gpu_memory_bytes") is not None else "process",
-                                         system=system)
-            elif kind == "outcome":
-                outcome = message
-        if outcome.get("detail"):
-            self.store.log(run.id, outcome["detail"])
-        if outcome["status"] == "stopped":
+            match message:
+                case Provenance():
+                    self.store.set_provenance(run.id, message.device, message.device_name, message.data_source,
+                                              message.versions, message.git_commit, str(checkpoint_path),
+                                              node=message.host)
+                    self.store.log(run.id, f"placed on session {where} (node {message.host}, {message.device_name})")
+                case Events():
+                    if message.checkpoint is not None:  # first the checkpoint, then the epoch it follows
+                        data = message.checkpoint
+                        self.store.retry(lambda: atomic_write_bytes(checkpoint_path, data))
+                    for event in message.events:
+                        recorder(event)
+                    if message.system is not None:
+                        system = message.system
+                        self.store.heartbeat(run.id, system.held_bytes, system.held_kind, system=asdict(system))
+                case Outcome():
+                    outcome = message
+        if outcome.detail:
+            self.store.log(run.id, outcome.detail)
+        if outcome.status == "stopped":
             return final_status(True, self._cancel_requested(run.id))
-        if outcome["status"] == "refused":
-            return "interrupted", outcome.get("reason")
-        return outcome["status"], outcome.get("reason")
+        if outcome.status == "refused":
+            return "interrupted", outcome.reason
+        return outcome.status, outcome.reason
 
     def _cancel_requested(self, run_id: str) -> bool:
         """Was the stop a cancel? (An unreadable store: no, so the run is resumable.)"""

@@ -20,7 +20,6 @@ import shutil
 import tempfile
 import threading
 import time
-import traceback
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ from ray.train import FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchConfig, TorchTrainer
 
 from bigmodels.cluster.batching import EventBatcher
+from bigmodels.cluster.messages import Message, Outcome, Provenance
 from bigmodels.base.problems import Key, Problem
 from bigmodels.base.provenance import git_commit, software_versions
 from bigmodels.train.config import TrainConfig
@@ -76,7 +76,7 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
     """What each Ray Train worker runs: its rank of the one training loop."""
     channel = cfg["channel"]
 
-    def send(message: dict[str, Any]) -> None:
+    def send(message: Message) -> None:
         # Waited for: the channel is a threaded actor, which runs calls in any order, so
         # an unwaited outcome could overtake the last steps and the dispatcher, reading to
         # the outcome, would lose them. A few calls a second; each a round trip of ~1 ms.
@@ -95,10 +95,8 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
             resume_path = workdir / "resume.pt"
             resume_path.write_bytes(cfg["resume"])
         if ranks.is_main:
-            send({"kind": "provenance", "device": run_plan.target, "device_name":
-                                f"{describe_device(device)} x{ranks.world}", "data_source": mnist.describe(),
-                                "versions": software_versions(), "git_commit": git_commit(),
-                                "host": ray.util.get_node_ip_address()})
+            send(Provenance(run_plan.target, f"{describe_device(device)} x{ranks.world}", mnist.describe(),
+                            software_versions(), git_commit(), ray.util.get_node_ip_address()))
         batcher = EventBatcher(checkpoint)
 
         def on_event(event) -> None:  # rank 0 only (the engine emits nowhere else)
@@ -113,11 +111,10 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
         result = train(run_plan, mnist, on_event=on_event, should_stop=should_stop, checkpoint_path=checkpoint,
                        resume_from=resume_path, ranks=ranks)
         if ranks.is_main:
-            send({"kind": "outcome", "status": "stopped" if result.stopped else "succeeded"})
+            send(Outcome("stopped" if result.stopped else "succeeded"))
     except BaseException as exc:
         if ranks.is_main:
-            send({"kind": "outcome", "status": "failed", "reason": describe_failure(exc),
-                                "detail": "".join(traceback.format_exception_only(type(exc), exc)).strip()[:2000]})
+            send(Outcome.failure(describe_failure(exc), exc))
         raise
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -179,15 +176,14 @@ class MultiRun:
             batch = ray.get(self.channel.take.remote(0.5))
             for message in batch:
                 yield message
-                if message.get("kind") == "outcome":
+                if isinstance(message, Outcome):
                     self.thread.join()
                     return
             if not batch and not self.thread.is_alive():
                 final = ray.get(self.channel.take.remote(0.1))  # anything sent just before the end
                 yield from final
-                if not any(m.get("kind") == "outcome" for m in final):
-                    yield {"kind": "outcome", "status": "failed",
-                           "reason": f"the Ray Train workers ended without an outcome: {self.error!r}"[:500]}
+                if not any(isinstance(m, Outcome) for m in final):
+                    yield Outcome("failed", f"the Ray Train workers ended without an outcome: {self.error!r}"[:500])
                 return
 
     @staticmethod

@@ -27,7 +27,6 @@ import socket
 import tempfile
 import threading
 import time
-import traceback
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -35,6 +34,7 @@ import ray
 import torch
 
 from bigmodels.cluster.batching import FLUSH_S, EventBatcher
+from bigmodels.cluster.messages import Message, Outcome, Provenance, SystemSample
 from bigmodels.data.mnist import MNIST
 from bigmodels.base.processes import CpuMeter
 from bigmodels.train.config import TrainConfig
@@ -84,13 +84,13 @@ class SessionActor:
         return event is not None
 
     # ------------------------------------------------------------- train
-    def train(self, run_id: str, config: dict[str, Any], resume: bytes | None = None) -> Iterator[dict[str, Any]]:
-        """Train ``config``; yields messages (see ``bigmodels.cluster.dispatcher``):
-        ``provenance`` first, then ``events`` batches, then ``outcome``."""
+    def train(self, run_id: str, config: dict[str, Any], resume: bytes | None = None) -> Iterator[Message]:
+        """Train ``config``; yields messages (``bigmodels.cluster.messages``): its
+        ``Provenance`` first, then ``Events`` batches, then its ``Outcome``."""
         stop = threading.Event()
         with self._lock:
             if self.current is not None:
-                yield {"kind": "outcome", "status": "refused", "reason": f"session busy with {self.current}"}
+                yield Outcome("refused", f"session busy with {self.current}")
                 return
             self.current = run_id
             self._stops[run_id] = stop
@@ -104,35 +104,32 @@ class SessionActor:
                 self._stops.pop(run_id, None)
 
     def _train(self, run_id: str, config: dict[str, Any], resume: bytes | None, stop: threading.Event,
-               workdir: Path) -> Iterator[dict[str, Any]]:
+               workdir: Path) -> Iterator[Message]:
         session = self.session
         try:
             train_config = TrainConfig.from_dict(config)
             run_plan = plan(train_config, Resources.local(), data_size=session.full.train_size)
         except Exception as exc:
-            yield {"kind": "outcome", "status": "failed", "reason": describe_failure(exc),
-                   "detail": "".join(traceback.format_exception_only(type(exc), exc)).strip()[:2000]}
+            yield Outcome.failure(describe_failure(exc), exc)
             return
-        yield {"kind": "provenance", "device": run_plan.target, "device_name": session.device_name,
-               "data_source": session.mnist.describe(), "versions": session.versions, "git_commit": session.git_commit,
-               "node_id": self.node_id, "host": self.host}
+        yield Provenance(run_plan.target, session.device_name, session.mnist.describe(), session.versions,
+                         session.git_commit, self.host)
         checkpoint = workdir / "checkpoint.pt"
         resume_path = None
         if resume is not None:
             resume_path = workdir / "resume.pt"
             resume_path.write_bytes(resume)
         events: queue.Queue = queue.Queue()
-        done: dict[str, Any] = {}
+        done: list[Outcome] = []
 
         def run() -> None:
             try:
                 result = train(run_plan, session.data_for(train_config.train_subset, train_config.seed),
                                on_event=events.put, should_stop=stop.is_set, checkpoint_path=checkpoint,
                                resume_from=resume_path)
-                done.update(status="stopped" if result.stopped else "succeeded")
+                done.append(Outcome("stopped" if result.stopped else "succeeded"))
             except BaseException as exc:  # the run failed, the session lives on
-                done.update(status="failed", reason=describe_failure(exc),
-                            detail="".join(traceback.format_exception_only(type(exc), exc)).strip()[:2000])
+                done.append(Outcome.failure(describe_failure(exc), exc))
                 if isinstance(exc, torch.OutOfMemoryError) and torch.cuda.is_available():
                     torch.cuda.empty_cache()
             finally:
@@ -157,13 +154,12 @@ class SessionActor:
             system_due = now - last_system >= SYSTEM_EVERY_S
             if not (batcher.due(now, finished) or system_due):
                 continue
-            message = batcher.take(now)
+            system = None
             if system_due:
                 memory = session.memory()
-                message["system"] = {"cpu_percent": cpu.sample(), "memory_bytes": memory["process_bytes"],
-                                     "gpu_percent": session.gpu_percent(),
-                                     "gpu_memory_bytes": memory.get("device_allocated")}
+                system = SystemSample(cpu.sample(), memory["process_bytes"], session.gpu_percent(),
+                                      memory.get("device_allocated"))
                 last_system = now
-            yield message
+            yield batcher.take(now, system)
         trainer.join()
-        yield {"kind": "outcome", **done}
+        yield done[0]

@@ -10,7 +10,6 @@ every epoch) gets a fresh evaluation, and an unchanged file is never scored twic
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import os
 from pathlib import Path

@@ -31,7 +31,7 @@ def submit(store: RunStore, config: TrainConfig | Plan, world_size: int = 1, tra
     config = planned.config
     queued = store.add_run(config.model, config.to_dict(), config.hash(), target or planned.target,
                            planned.world_size, reuse_succeeded=not train_again, submission=submission,
-                           needs=needs)
+                           needs=needs, memory_need=planned.memory_need)
     if tags and not set(tags) <= set(queued.run.tags):
         run = queued.run
         queued = Submission(store.set_info(run.id, run.name, [*run.tags, *tags], run.note), queued.cached)

@@ -94,6 +94,7 @@ CREATE TABLE IF NOT EXISTS runs (
     note TEXT NOT NULL DEFAULT '',
     info_at REAL,
     needs TEXT,
+    memory_need INTEGER,
     node TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status, target, queued_at);
@@ -123,7 +124,7 @@ DROP TABLE IF EXISTS workers;  -- left by the worker API that device sessions re
 # Columns added after the first release of the schema: an older store gets them on open.
 _ADDED_COLUMNS = {"start_step": "INTEGER NOT NULL DEFAULT 0", "loop_started_at": "REAL",
                   "name": "TEXT", "tags": "TEXT NOT NULL DEFAULT '[]'", "note": "TEXT NOT NULL DEFAULT ''",
-                  "info_at": "REAL", "needs": "TEXT", "node": "TEXT"}
+                  "info_at": "REAL", "needs": "TEXT", "node": "TEXT", "memory_need": "INTEGER"}
 # Columns renamed since: the session that trained a run, the pid of the process that recorded it.
 _RENAMED_COLUMNS = {"worker": "session", "worker_pid": "dispatcher_pid"}
 
@@ -136,7 +137,7 @@ SYSTEM_TABLES = ("steps", "epochs", "logs", "system")  # per-run tables a delete
 
 
 _SCHEMA_LOCK = threading.Lock()
-SCHEMA_VERSION = 2  # PRAGMA user_version of a file this code has set up; raise it when _SCHEMA changes
+SCHEMA_VERSION = 3  # PRAGMA user_version of a file this code has set up; raise it when _SCHEMA changes
 
 
 def schema_version(path: Path) -> int:
@@ -302,6 +303,7 @@ class Run:
     info_at: float | None = None  # when the name, tags or note last changed
     needs: str | None = None  # a custom resource its node must offer
     node: str | None = None  # the host that trained it (its latest attempt)
+    memory_need: int | None = None  # bytes one process needs on its device, as planned when queued
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> "Run":
@@ -478,7 +480,8 @@ class RunStore:
 
     # ----------------------------------------------------------- submitting
     def add_run(self, model: str, config: dict[str, Any], config_hash: str, target: str, world_size: int = 1,
-                reuse_succeeded: bool = True, submission: str | None = None, needs: str | None = None) -> Submission:
+                reuse_succeeded: bool = True, submission: str | None = None, needs: str | None = None,
+                memory_need: int | None = None) -> Submission:
         """Queue a run of ``config`` for ``target``, or return the run that already
         computed it. Callers plan first (``bigmodels.runs.queue.submit``).
 
@@ -488,6 +491,8 @@ class RunStore:
         ``world_size`` is returned (cached) instead of training again.
         ``needs``: a custom cluster resource the run's node must offer (e.g. a
         node started with ``--resources '{"a100": 1}'``); None: any node.
+        ``memory_need``: the plan's bytes for one process on its device, what the
+        dispatcher places the run by (the store keeps it; it does not plan).
         """
         now = time.time()
         with self._write() as db:
@@ -505,9 +510,9 @@ class RunStore:
                 run_id = new_run_id(model)
             db.execute(
                 "INSERT INTO runs (id, submission, model, config, config_hash, world_size, target, status, "
-                "created_at, queued_at, needs) VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?)",
+                "created_at, queued_at, needs, memory_need) VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?)",
                 (run_id, submission, model, json.dumps(config), config_hash, world_size,
-                 target, now, now, needs))
+                 target, now, now, needs, memory_need))
             _log(db, run_id, f"queued for {target}" + (f" on {world_size} processes" if world_size > 1 else "")
                  + (f" on a node offering {needs!r}" if needs else ""), now)
             return Submission(_get_run(db, run_id), cached=False)

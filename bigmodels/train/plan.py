@@ -158,6 +158,24 @@ class Plan:
     notes: tuple[Problem, ...] = field(default=())
     train_size: int | None = None  # images actually trained on, when the data size was known
 
+    @property
+    def memory_need(self) -> int:
+        """Bytes one process needs on its device: what a session must have free (stored
+        with the run when it is queued; the dispatcher places by it)."""
+        return process_memory_need(self.memory)
+
+
+def process_memory_need(memory: MemoryEstimate) -> int:
+    """One process's estimate with the headroom measured over it."""
+    return int(memory.total * MEMORY_HEADROOM)
+
+
+def memory_need(config: TrainConfig) -> int:
+    """``Plan.memory_need`` for a config already planned once (a run queued before runs
+    kept their need): the same estimate, without checking devices again."""
+    return process_memory_need(estimate_memory(config, parameter_count(config.model, config.preset,
+                                                                       **config.model_overrides)))
+
 
 def resolve_device(requested: str, resources: Resources) -> str | None:
     """The device ``requested`` names among ``resources`` (None: not present)."""
@@ -205,7 +223,7 @@ def plan(config: TrainConfig, resources: Resources | None = None, world_size: in
         raise ConfigError(problems)  # too large even to probe
     memory = estimate_memory(config, parameters)
     # Several CPU processes share one machine's memory; GPUs each hold one process.
-    need = int(memory.total * MEMORY_HEADROOM) * (world_size if kind == "cpu" else 1)
+    need = process_memory_need(memory) * (world_size if kind == "cpu" else 1)
     free = min((resources.get(d).free_bytes for d in devices if resources.get(d) is not None
                 and resources.get(d).free_bytes is not None), default=None)
     if free is not None and need > free * MEMORY_SHARE:
