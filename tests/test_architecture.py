@@ -70,6 +70,17 @@ def test_every_folder_is_a_floor_and_in_the_readme_in_the_same_order():
     assert -1 not in at and at == sorted(at), "the README's layout table lists the floors top to bottom"
 
 
+def test_every_module_is_named_in_its_floors_row_of_the_readme():
+    rows = {line.split("|")[1]: line for line in (REPO / "README.md").read_text(encoding="utf-8").splitlines()
+            if line.startswith("| `bigmodels/")}
+    missing = []
+    for folder in sorted(p for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()):
+        (row,) = [line for line in rows.values() if f"`bigmodels/{folder.name}/`" in line]
+        missing += [f"{folder.name}/{m.stem}" for m in sorted(folder.glob("*.py"))
+                    if m.stem != "__init__" and f"`{m.stem}`" not in row]
+    assert missing == []
+
+
 def imports(path: Path) -> list[tuple[str, int, bool]]:
     """(module imported, line, at module level?) for every import in ``path``."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
