@@ -9,12 +9,14 @@ shut down at the end so the cluster is left as found.
 import io
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 
 import numpy as np
 import pytest
@@ -90,8 +92,12 @@ def test_png_json_and_batch_answer_what_the_model_answers_in_process(served):
 def test_openapi_docs_are_served(served):
     docs = client.call(served["url"] + "/openapi.json")
     assert docs.status == 200 and "/v1/models/{model_id}/predict" in docs.body["paths"]
-    page = client.call(served["url"] + "/docs")
-    assert page.status == 200
+    page = urllib.request.urlopen(served["url"] + "/docs", timeout=30).read().decode()
+    assets = re.findall(r"""(?:src|href)=['"]([^'"]+)['"]""", page) + re.findall(r"url: *['"]([^'"]+)['"]", page)
+    assert assets and all(a.startswith("/") and not a.startswith("//") for a in assets), assets  # no other host
+    for asset in assets:  # Swagger UI's script, style, icon and the schema, all from the service itself
+        with urllib.request.urlopen(served["url"] + asset, timeout=30) as answer:
+            assert answer.status == 200 and len(answer.read()) > 0, asset
 
 
 def test_missing_wrong_and_revoked_keys(served):

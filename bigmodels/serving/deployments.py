@@ -26,9 +26,10 @@ import time
 
 import numpy as np
 import torch
-from fastapi import FastAPI, Request
+from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 from ray import serve
 from ray.exceptions import RayActorError, RayTaskError
 from ray.serve.exceptions import BackPressureError
@@ -121,7 +122,13 @@ def gateway_sender(handle, max_batch_size: int, batch_wait_ms: float, replicas: 
     return sender
 
 
-api = FastAPI(
+DOCS_ASSETS = "/docs-assets"  # Swagger UI's script, style and icon, served by the gateway itself
+
+# FastAPI's own /docs loads Swagger UI from a CDN: blank offline. fastapi-offline serves the
+# same page with the files it vendors, from this service.
+api = FastAPIOffline(
+    redoc_url=None,
+    static_url=DOCS_ASSETS,
     title="bigmodels model service",
     description="MNIST digit classifiers trained in bigmodels, served on Ray Serve. Every /v1 call needs an API "
                 "key (`Authorization: Bearer bmk_...` or `X-API-Key`), created by the operator in the app's "
