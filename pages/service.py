@@ -7,6 +7,7 @@ steps (start, deploy, a load run) run in background threads
 (``bigmodels.app.service``) and the page polls them.
 """
 import os
+import time
 
 import streamlit as st
 import torch
@@ -30,14 +31,13 @@ from bigmodels.serving import client, service
 from bigmodels.serving.loadgen import LoadError, LoadPlan, run_load
 from bigmodels.serving.settings import (
     BATCH_WAIT_MS, DEFAULT_BURST, DEFAULT_QUOTA_IMAGES, DEFAULT_RATE_PER_S, LOAD_BATCH, LOAD_CONCURRENCY,
-    LOAD_DURATION_S, LOAD_RATE, MAX_BATCH, MAX_KEY_NAME, MAX_RATE_PER_S, REPLICAS, DeploySettings,
+    LOAD_DURATION_S, LOAD_MODES, LOAD_RATE, MAX_BATCH, MAX_KEY_NAME, MAX_RATE_PER_S, REPLICAS, DeploySettings,
 )
 from bigmodels.serving.snippets import curl_snippet, python_snippet
 from bigmodels.serving.store import KeyRequestError, ServiceStore, ServiceStoreError
 
 WINDOW_S = 60
 PLOT_CONFIG = {"displayModeBar": False}
-RUNS_KEY = "service_load_runs"
 
 
 
@@ -54,16 +54,25 @@ def problem_text(exc: Exception) -> str:
 
 
 def job_notice(name: str, running_key: str) -> bool:
-    """The state of a background step; True while it runs."""
+    """The state of a background step; True while it runs. While it runs its notice
+    counts the seconds by itself, and the whole page is drawn again when it ends: a
+    presenter never has to reload to see the service up or a model deployed."""
     job = sui.job(name)
     if job is None:
         return False
     if not job.done:
-        st.info(t(running_key, seconds=f"{job.seconds:.0f}"))
+        st.fragment(job_progress, run_every=JOB_POLL_S)(name, running_key)
         return True
     if job.error is not None:
         st.error(problem_text(job.error))
     return False
+
+
+def job_progress(name: str, running_key: str) -> None:
+    job = sui.job(name)
+    if job is None or job.done:
+        st.rerun()  # from a fragment: the whole page, now in its new state
+    st.info(t(running_key, seconds=f"{job.seconds:.0f}"))
 
 
 # ----------------------------------------------------------------- start
@@ -202,8 +211,8 @@ def load_status() -> None:
     if job.error is not None:
         st.error(problem_text(job.error))
     else:
-        label, report = job.result
-        st.session_state.setdefault(RUNS_KEY, []).append({"label": label, **report.summary()})
+        described, report = job.result
+        ServiceStore().add_load_run({**described, **report.summary(), "at": time.time()})
     sui.forget_job(name)
     st.rerun()  # the whole page: the runs table and the cost line take the new numbers
 
@@ -216,14 +225,18 @@ def load_section(found: list, allowed: bool) -> None:
         st.caption(t("service.load.nothing"))
         return
     with st.form("svc_load", border=True):
-        a, b, c, d, e = st.columns(5)
+        a, b, c = st.columns(3)
         model_id = a.selectbox(t("service.load.model"), list(deployed))
-        rate = b.number_input(t("service.load.rate"), float(LOAD_RATE.low), float(LOAD_RATE.high), float(LOAD_RATE.default))
-        duration = c.number_input(t("service.load.duration"), float(LOAD_DURATION_S.low), float(LOAD_DURATION_S.high),
+        mode = b.selectbox(t("service.load.mode"), LOAD_MODES, format_func=lambda m: t(f"service.load.mode.{m}"),
+                           help=t("service.load.mode_help"))
+        concurrency = c.number_input(t("service.load.concurrency"), int(LOAD_CONCURRENCY.low), int(LOAD_CONCURRENCY.high),
+                                     int(LOAD_CONCURRENCY.default), help=t("service.load.concurrency_help"))
+        a, b, c = st.columns(3)
+        duration = a.number_input(t("service.load.duration"), float(LOAD_DURATION_S.low), float(LOAD_DURATION_S.high),
                                   float(LOAD_DURATION_S.default))
-        concurrency = d.number_input(t("service.load.concurrency"), int(LOAD_CONCURRENCY.low), int(LOAD_CONCURRENCY.high),
-                                     int(LOAD_CONCURRENCY.default))
-        images = e.number_input(t("service.load.images"), int(LOAD_BATCH.low), int(LOAD_BATCH.high), int(LOAD_BATCH.default))
+        images = b.number_input(t("service.load.images"), int(LOAD_BATCH.low), int(LOAD_BATCH.high), int(LOAD_BATCH.default))
+        rate = c.number_input(t("service.load.rate"), float(LOAD_RATE.low), float(LOAD_RATE.high), float(LOAD_RATE.default),
+                              help=t("service.load.rate_help"))
         submitted = st.form_submit_button(t("service.load.button"), type="primary", disabled=not allowed)
     if submitted:
         if operator.guard():
@@ -232,8 +245,9 @@ def load_section(found: list, allowed: bool) -> None:
             if digits is None or url is None:
                 st.error(t("service.load.no_digits") if digits is None else t("service.start.not_running"))
             else:
+                offered = float(rate) if mode == "rate" else None
                 plan = LoadPlan(client.predict_url(url, model_id), sui.app_key(),
-                                client.pixels_json(digits if int(images) > 1 else digits[0]), rate=float(rate),
+                                client.pixels_json(digits if int(images) > 1 else digits[0]), rate=offered,
                                 duration_s=float(duration), concurrency=int(concurrency),
                                 images_per_request=int(images))
                 try:
@@ -241,10 +255,13 @@ def load_section(found: list, allowed: bool) -> None:
                 except LoadError as exc:
                     st.error(problem_text(exc))
                 else:
-                    label = load_run_label(model_id, deployed[model_id].settings.to_dict(), int(images))
-                    sui.start_job(f"load-{sui.session_id()}", lambda: (label, run_load(plan)))
+                    label = load_run_label(model_id, deployed[model_id].settings.to_dict(), int(images),
+                                           int(concurrency), offered)
+                    sui.start_job(f"load-{sui.session_id()}",
+                                  lambda: ({"label": label, "rate": offered, "concurrency": int(concurrency)},
+                                           run_load(plan)))
     st.fragment(load_status, run_every=JOB_POLL_S)()
-    runs = st.session_state.get(RUNS_KEY, [])
+    runs = ServiceStore().load_runs()
     if runs:
         headings = {k: t(f"service.load.col.{k}") for k in ("label", "requests_per_s", "images_per_s", "p50_ms",
                                                               "p99_ms", "ok", "sent", "errors")}
@@ -257,9 +274,10 @@ def load_section(found: list, allowed: bool) -> None:
                       for r in runs], hide_index=True)
         labels = {k: t(f"service.chart.{k}") for k in ("images_per_s", "p99", "ms", "runs_title")}
         chart(load_runs_figure(runs, labels), config=PLOT_CONFIG, key="svc_fig_runs")
-        if st.button(t("service.load.clear"), key="svc_clear_runs"):
-            st.session_state[RUNS_KEY] = []
-            st.rerun()
+        if st.button(t("service.load.clear"), key="svc_clear_runs", disabled=not allowed):
+            if operator.guard():
+                ServiceStore().clear_load_runs()
+                st.rerun()
 
 
 # ----------------------------------------------------------------- snippets and cost
@@ -274,8 +292,8 @@ def snippets_section(url: str, model_ids: list[str]) -> None:
 
 def cost_section() -> None:
     st.subheader(t("service.cost.title"))
-    runs = st.session_state.get(RUNS_KEY, [])
-    best = max(runs, key=lambda r: r["images_per_s"], default=None)
+    capacity = [r for r in ServiceStore().load_runs() if r.get("rate") is None]  # as fast as answered
+    best = max(capacity, key=lambda r: r["images_per_s"], default=None)
     if best is None or best["images_per_s"] <= 0:
         st.caption(t("service.cost.no_measurement"))
         return

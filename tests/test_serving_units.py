@@ -251,6 +251,52 @@ def test_a_load_run_stops_at_its_duration_even_when_the_target_is_slow():
     assert report.late_starts > 0 and report.latency(99) >= 200
 
 
+def test_the_default_load_is_a_closed_loop_that_keeps_its_requests_in_flight():
+    """No rate: each request is sent as soon as one is answered, so the server always has
+    ``concurrency`` in flight (never more) and requests/s is what it sustains."""
+    import http.server
+    import threading
+    import time
+
+    from bigmodels.serving.loadgen import run_load
+
+    seen = {"now": 0, "most": 0, "at_most": []}
+    lock = threading.Lock()
+
+    class Timed(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            with lock:
+                seen["now"] += 1
+                seen["most"] = max(seen["most"], seen["now"])
+                seen["at_most"].append(seen["now"])
+            time.sleep(0.05)
+            with lock:
+                seen["now"] -= 1
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Timed)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        plan = LoadPlan(f"http://127.0.0.1:{server.server_port}/", "k", b"{}", duration_s=1.5, concurrency=4)
+        assert plan.rate is None
+        report = run_load(plan)
+    finally:
+        server.shutdown()
+    assert seen["most"] == 4 and report.ok == report.sent and report.late_starts == 0
+    # after the first round the server is never short of a request for long: most arrivals find 3 others
+    assert sorted(seen["at_most"])[len(seen["at_most"]) // 2] >= 3
+    assert report.sent >= 4 * 1.5 / 0.05 / 3  # a closed loop is bounded by answers, not by a schedule
+
+
 def test_cost_per_million_predictions():
     from bigmodels.analysis.calculators import cost_per_million_predictions
     from bigmodels.base.problems import ConfigError
@@ -276,8 +322,9 @@ def test_the_service_figures_and_tables(tmp_path):
     assert [t.name for t in latency_figure(summary, labels).data] == ["p50", "p95", "p99"]
     assert list(batch_figure(summary, labels).data[0].x) == ["4"]
     assert list(errors_figure(summary, labels).data[0].x) == ["429"]
-    label = load_run_label("cnn", DeploySettings(replicas=2, max_batch_size=32, batch_wait_ms=5).to_dict(), 1)
-    assert label == "cnn · 2× · b32/5ms · 1img"
+    label = load_run_label("cnn", DeploySettings(replicas=2, max_batch_size=32, batch_wait_ms=5).to_dict(), 1, 32)
+    assert label == "cnn · 2× · b32/5ms · 1img · 32∥"
+    assert load_run_label("cnn", DeploySettings().to_dict(), 1, 8, rate=50).endswith("· 50/s")
     runs = [{"label": label, "images_per_s": 100.0, "p99_ms": 20.0}]
     assert list(load_runs_figure(runs, labels).data[0].y) == [100.0]
     store = ServiceStore(tmp_path)
@@ -289,3 +336,19 @@ def test_the_service_figures_and_tables(tmp_path):
     rows = key_rows(store.keys(), store.usage(), headings, {"active": "on", "revoked": "off"})
     assert [(r["name"], r["model"], r["images"], r["status"]) for r in rows] == [
         ("used", "cnn", 3, "off"), ("used", "lstm", 1, "off"), ("idle", "", 0, "on")]
+
+
+def test_load_runs_are_kept_with_the_service_newest_twenty(tmp_path):
+    """The side-by-side runs survive a reload and another visitor's page: they live in the
+    service store, the newest MAX_LOAD_RUNS of them, status counts keyed by status again."""
+    from bigmodels.serving.store import MAX_LOAD_RUNS
+
+    store = ServiceStore(tmp_path)
+    for i in range(MAX_LOAD_RUNS + 5):
+        store.add_load_run({"label": f"run {i}", "rate": None, "concurrency": 32, "images_per_s": float(i),
+                            "statuses": {200: i, 503: 1}})
+    runs = ServiceStore(tmp_path).load_runs()
+    assert [r["label"] for r in runs] == [f"run {i}" for i in range(5, MAX_LOAD_RUNS + 5)]
+    assert runs[-1]["statuses"] == {200: MAX_LOAD_RUNS + 4, 503: 1}
+    store.clear_load_runs()
+    assert store.load_runs() == []

@@ -67,11 +67,14 @@ def load_runs_figure(runs: list[dict], labels: dict[str, str]) -> go.Figure:
 
 
 # ------------------------------------------------------------------ tables
-def load_run_label(model_id: str, settings: dict, images_per_request: int) -> str:
-    """What distinguishes one load run from another, short: model, replicas, batching."""
+def load_run_label(model_id: str, settings: dict, images_per_request: int, concurrency: int,
+                   rate: float | None = None) -> str:
+    """What distinguishes one load run from another, short: model, replicas, batching, images
+    per request, and the load: ``32∥`` in flight as fast as answered, or ``50/s`` offered."""
     replicas = f"≤{settings['replicas']}" if settings.get("autoscale") else str(settings["replicas"])
+    load = f"{concurrency}∥" if rate is None else f"{rate:g}/s"
     return (f"{model_id} · {replicas}× · b{settings['max_batch_size']}/{settings['batch_wait_ms']:g}ms"
-            f" · {images_per_request}img")
+            f" · {images_per_request}img · {load}")
 
 
 def key_rows(keys, usage, headings: dict[str, str], status_words: dict[str, str]) -> list[dict]:

@@ -1,11 +1,14 @@
 """A bounded load generator for the service: loopback only.
 
-Offers ``rate`` requests per second (open loop: a request is started on
-schedule whether or not earlier ones have answered, up to ``concurrency`` in
-flight -- past that the schedule waits, and the report says how many starts
-were late) for ``duration_s`` seconds -- no new request starts after that,
-however many the schedule still had -- then waits for what is in flight (each
-request has a timeout), and stops by itself. Every bound comes from
+Two modes. With ``rate`` None (the default) it finds the service's capacity:
+a closed loop that keeps ``concurrency`` requests in flight, each sent as soon
+as one is answered, so requests/s is what the service sustains. With a
+``rate`` it offers that many requests per second (open loop: a request is
+started on schedule whether or not earlier ones have answered, up to
+``concurrency`` in flight -- past that the schedule waits, and the report says
+how many starts were late). Either way it runs ``duration_s`` seconds -- no new
+request starts after that -- then waits for what is in flight (each request has
+a timeout), and stops by itself. Every bound comes from
 ``bigmodels.serving.settings`` and is checked; the target must be a loopback
 address, so a demo can never be pointed at someone else's server.
 """
@@ -37,7 +40,7 @@ class LoadPlan:
     key: str
     body: bytes
     content_type: str = "application/json"
-    rate: float = LOAD_RATE.default
+    rate: float | None = None  # None: a closed loop at ``concurrency`` (the capacity); else requests/s offered
     duration_s: float = LOAD_DURATION_S.default
     concurrency: int = int(LOAD_CONCURRENCY.default)
     images_per_request: int = 1
@@ -47,6 +50,8 @@ class LoadPlan:
         for name, bound in (("rate", LOAD_RATE), ("duration_s", LOAD_DURATION_S), ("concurrency", LOAD_CONCURRENCY),
                             ("images_per_request", LOAD_BATCH)):
             value = getattr(self, name)
+            if name == "rate" and value is None:
+                continue  # the closed loop
             if not bound.check(value):
                 raise LoadError("out_of_bounds", name=name, value=value, low=bound.low, high=bound.high)
         require_loopback(self.url)
@@ -121,17 +126,21 @@ async def _run(plan: LoadPlan, stop: threading.Event | None) -> LoadReport:
     async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
         tasks = []
         begin = time.perf_counter()
-        interval = 1.0 / plan.rate
-        total = int(plan.rate * plan.duration_s)
-        for i in range(total):
+        scheduled = plan.rate is not None
+        total = int(plan.rate * plan.duration_s) if scheduled else None
+        while total is None or report.sent < total:
             if (stop is not None and stop.is_set()) or time.perf_counter() - begin >= plan.duration_s:
                 break  # the duration bounds the run, however far behind the schedule a slow service left it
-            delay = begin + i * interval - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            if gate.locked():
-                report.late_starts += 1
-            await gate.acquire()
+            if scheduled:
+                delay = begin + report.sent / plan.rate - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                if gate.locked():
+                    report.late_starts += 1
+            await gate.acquire()  # closed loop: here it waits for an answer
+            if time.perf_counter() - begin >= plan.duration_s:
+                gate.release()
+                break
             tasks.append(asyncio.create_task(one(session)))
             report.sent += 1
         await asyncio.gather(*tasks)

@@ -51,9 +51,13 @@ REPLICA_CPUS = 0.5  # a replica's CPU reservation (Ray scheduling, not a cap) ..
 GATEWAY_CPUS = 0.25  # ... and the gateway's: two replicas and the gateway fit in two cores, with room for training
 
 # ---------------------------------------------------------------- load generator
-LOAD_RATE = Bound(1, 2000, 50)  # requests per second offered
+# By default the load generator finds the service's capacity: a closed loop, LOAD_CONCURRENCY
+# requests in flight, each sent as soon as one is answered. A fixed offered rate (open loop)
+# is the other mode: at a rate past the capacity every setup saturates alike.
+LOAD_MODES = ("capacity", "rate")  # as fast as answered (the default), or a fixed offered rate
+LOAD_RATE = Bound(1, 2000, 50)  # requests per second offered, in the fixed-rate mode
 LOAD_DURATION_S = Bound(1, 60, 10)
-LOAD_CONCURRENCY = Bound(1, 64, 8)
+LOAD_CONCURRENCY = Bound(1, 64, 32)  # in flight: 32 keeps a batching replica's batches full here
 LOAD_BATCH = Bound(1, MAX_IMAGES_PER_REQUEST, 1)
 
 # ---------------------------------------------------------------- metrics

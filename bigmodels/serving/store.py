@@ -35,6 +35,7 @@ from bigmodels.serving.settings import (
 
 KEY_PATTERN = re.compile(r"bmk_([0-9a-f]{12})_([A-Za-z0-9_-]{43})")
 
+MAX_LOAD_RUNS = 20  # load generator results kept for the side-by-side table
 SCHEMA_VERSION = 1  # PRAGMA user_version of a set-up file (ensure_schema); raise it when _SCHEMA changes
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS keys (
@@ -230,6 +231,25 @@ class ServiceStore:
     def set_value(self, name: str, value) -> None:
         with self._connect() as db:
             db.execute("INSERT OR REPLACE INTO service VALUES (?, ?)", (name, json.dumps(value)))
+
+    def add_load_run(self, run: dict) -> None:
+        """Keep a load generator's result (its label and summary) with the service, so the
+        runs compared side by side survive a reload and are every visitor's; the newest
+        ``MAX_LOAD_RUNS`` are kept."""
+        with self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            row = db.execute("SELECT value FROM service WHERE name = 'load_runs'").fetchone()
+            runs = ([] if row is None else json.loads(row["value"]))[-(MAX_LOAD_RUNS - 1):] + [run]
+            db.execute("INSERT OR REPLACE INTO service VALUES ('load_runs', ?)", (json.dumps(runs),))
+            db.execute("COMMIT")
+
+    def load_runs(self) -> list[dict]:
+        """The kept load runs, oldest first; each run's status counts keyed by int status."""
+        return [{**run, "statuses": {int(k): v for k, v in run.get("statuses", {}).items()}}
+                for run in self.value("load_runs", [])]
+
+    def clear_load_runs(self) -> None:
+        self.set_value("load_runs", [])
 
     def value(self, name: str, default=None):
         with self._connect() as db:
