@@ -24,7 +24,7 @@ from bigmodels.figures.sandbox import row_beliefs_figure
 from bigmodels.app.sandbox import (
     ARCHITECTURES, belief_png, digit_png, heat_png, maps_png, probability_bars, sources_by_architecture,
 )
-from bigmodels.app.live import LIVE_REFRESH_S, checkpoint_signature, follow
+from bigmodels.app.live import LIVE_REFRESH_S, checkpoint_signature, follow, follow_sources
 from bigmodels.app.sandbox_api import api_comparison
 from bigmodels.app.session import current_data, t
 from bigmodels.data import gallery
@@ -225,7 +225,9 @@ def disturbance_controls() -> None:
 
 # ------------------------------------------------------------------ models
 def source_label(source) -> str:
-    return t("sandbox.model.shipped") if source.origin == "shipped" else source.label
+    """What the picker shows: stable while a run trains (a picker keeps its choice by this
+    text, so a label that changed with each epoch reset the choice); the card says the epoch."""
+    return t("sandbox.model.shipped") if source.origin == "shipped" else t("sandbox.card.run", run=source.run_id)
 
 
 def pick_sources() -> dict:
@@ -244,6 +246,7 @@ def pick_sources() -> dict:
             picked = st.selectbox(t("sandbox.model.source"), list(options), key=f"sb_source_{arch}",
                                   format_func=lambda i, o=options: source_label(o[i]), label_visibility="collapsed")
             chosen[arch] = options[picked]
+    follow_sources("sb")
     return chosen
 
 

@@ -93,7 +93,8 @@ def test_openapi_docs_are_served(served):
     docs = client.call(served["url"] + "/openapi.json")
     assert docs.status == 200 and "/v1/models/{model_id}/predict" in docs.body["paths"]
     page = urllib.request.urlopen(served["url"] + "/docs", timeout=30).read().decode()
-    assets = re.findall(r"""(?:src|href)=['"]([^'"]+)['"]""", page) + re.findall(r"url: *['"]([^'"]+)['"]", page)
+    quoted = r"""['"]([^'"]+)['"]"""
+    assets = re.findall(r"(?:src|href)=" + quoted, page) + re.findall(r"url: *" + quoted, page)
     assert assets and all(a.startswith("/") and not a.startswith("//") for a in assets), assets  # no other host
     for asset in assets:  # Swagger UI's script, style, icon and the schema, all from the service itself
         with urllib.request.urlopen(served["url"] + asset, timeout=30) as answer:

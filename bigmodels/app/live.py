@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from bigmodels.runs.sources import ModelSource
+from bigmodels.runs.sources import ModelSource, list_sources
 
 # How far behind a live view may be, on every page: the runs table and a run's curves,
 # a sweep's progress, the service's charts, a still-training source's new epoch.
@@ -48,3 +48,25 @@ def follow(key: str, sources: dict[str, ModelSource | None]) -> dict[str, ModelS
     if live:
         _watch(key)
     return live
+
+
+def source_ids() -> frozenset[str]:
+    """Every model source a picker can offer now (one store query): a run reaching its first
+    epoch, or finishing, adds one."""
+    return frozenset(source.id for source in list_sources())
+
+
+@st.fragment(run_every=LIVE_REFRESH_S)
+def _watch_sources(key: str) -> None:
+    # Compared with what this fragment saw last, not with the page's own list: a rerun it
+    # starts finds the ids it just stored, so it can never loop.
+    now, before = source_ids(), st.session_state.get(f"{key}_source_ids")
+    st.session_state[f"{key}_source_ids"] = now
+    if before is not None and now != before:
+        st.rerun()
+
+
+def follow_sources(key: str) -> None:
+    """Rerun the page (``key``) when the model sources change (checked every
+    ``LIVE_REFRESH_S``), so a run launched while it is open joins its pickers without a reload."""
+    _watch_sources(key)
