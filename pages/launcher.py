@@ -16,7 +16,7 @@ import streamlit as st
 from bigmodels.app import launcher as lui
 from bigmodels.app import operator
 from bigmodels.app.charts import chart
-from bigmodels.app.live import LIVE_REFRESH_S
+from bigmodels.app.live import JOB_POLL_S, LIVE_REFRESH_S
 from bigmodels.app.session import language, model_title, t
 from bigmodels.figures.runs import (
     X_AXES, accuracy_figure, comparison_rows, confusion_figure, epochs_csv, loss_figure, parallel_coordinates,
@@ -74,7 +74,11 @@ def launch_form(store, allowed: bool) -> None:
     preset_values = vars(make_config(model, preset))
     device_choices = ["auto", *(d.name for d in resources.devices)]
     with st.form(f"launch_{model}_{start}"):  # a new base fills the form anew
-        columns = st.columns(2)  # settings pair up in declaration order: a column stacks in call order
+        # Launch first: a presenter picks a quick demo and launches; the settings wait below.
+        submitted = st.form_submit_button(t("launcher.form.submit"), type="primary", width="stretch",
+                                          disabled=store is None or not allowed)
+        settings_box = st.expander(t("launcher.form.settings"), expanded=False)
+        columns = settings_box.columns(2)  # settings pair up in declaration order: a column stacks in call order
         values = {}
         for i, (name, how) in enumerate(settings().items()):
             values[name] = lui.setting_input(columns[i % 2], name, how, getattr(recipe, name),
@@ -84,14 +88,12 @@ def launch_form(store, allowed: bool) -> None:
             t("launcher.form.processes"), value=1, step=1,
             help=t("launcher.form.processes_help") + " " + t("launcher.form.processes_max", n=resources.max_processes()))
         needs = columns[(len(values) + 1) % 2].text_input(t("launcher.form.needs"), help=t("launcher.form.needs_help"))
-        model_settings = st.text_input(
+        model_settings = settings_box.text_input(
             t("launcher.form.model_settings"), placeholder='{"dropout": 0.1}',
             value=json.dumps(recipe.model_overrides) if recipe.model_overrides else "",
             help=t("launcher.form.model_settings_help",
                    settings=", ".join(f"{k}={v}" for k, v in preset_values.items())))
-        train_again = st.checkbox(t("launcher.form.train_again"), help=t("launcher.form.train_again_help"))
-        submitted = st.form_submit_button(t("launcher.form.submit"), type="primary",
-                                          disabled=store is None or not allowed)
+        train_again = settings_box.checkbox(t("launcher.form.train_again"), help=t("launcher.form.train_again_help"))
     if store is not None and not allowed:
         st.caption(t("launcher.form.locked"))
     if submitted:
@@ -115,10 +117,11 @@ def demo_caption(model: str, data: str, demo) -> None:
     if row is None:
         st.caption(t("launcher.start.unmeasured", data=t(f"launcher.start.data.{data}")))
         return
+    cold = lui.cold_start_seconds()
     st.caption(t("launcher.start.measured", seconds=f"{row['median_seconds']:.0f}",
                  accuracy=f"{row['median_accuracy']:.1%}", data=t(f"launcher.start.data.{data}"),
                  n=len(row.get("runs", [])), device=measured.get("device_name", "?"),
-                 date=str(measured.get("measured_at", "?"))[:10]))
+                 date=str(measured.get("measured_at", "?"))[:10], cold="?" if cold is None else f"{cold:.0f}"))
 
 
 def launch(store, values: dict, resources: Resources) -> None:
@@ -162,8 +165,12 @@ def show_live(store, run, allowed: bool) -> None:
     elif run.status == "interrupted":
         st.warning(t("launcher.live.interrupted", error=run.error or ""))
     elif run.status == "queued":
-        reason = wait_reasons(lui.cluster_state(store), language()).get(run.id)
-        st.info(t("launcher.live.queued") + ("  \n" + t("launcher.cluster.waits", reason=reason) if reason else ""))
+        starting = lui.cluster_startup(store)
+        if starting is not None:
+            st.info(startup_text(*starting), icon="⏳")
+        else:
+            reason = wait_reasons(lui.cluster_state(store), language()).get(run.id)
+            st.info(t("launcher.live.queued") + ("  \n" + t("launcher.cluster.waits", reason=reason) if reason else ""))
     eta = run.eta()
     st.progress(run.progress, text=t("launcher.live.progress", step=run.step, total=run.total_steps or "?",
                                      percent=f"{run.progress:.0%}",
@@ -610,6 +617,18 @@ def compare_section(store) -> None:
     st.caption(t("launcher.compare.reuse", n=len(finished_run_sources(lang=language()))))
 
 
+def startup_text(phase: str, seconds: float) -> str:
+    return t("launcher.startup.notice", phase=t(f"launcher.startup.phase.{phase}"), seconds=f"{seconds:.0f}")
+
+
+def startup_notice(store) -> None:
+    """While the training cluster starts: what it is doing, counting; the page redraws once it is ready."""
+    starting = lui.cluster_startup(store)
+    if starting is None:
+        st.rerun()
+    st.info(startup_text(*starting), icon="⏳")
+
+
 def main() -> None:
     st.title(t("launcher.title"))
     st.write(t("launcher.intro"))
@@ -619,14 +638,16 @@ def main() -> None:
     allowed = operator.access_panel("launcher.access.what")
     if store is not None:
         open_deep_link(store)
+        try:
+            lui.warm_on_open(store)  # the training cluster starts now, not at the first launch
+        except StoreError:
+            pass  # shown below, where the runs are listed
+        if lui.cluster_startup(store) is not None:
+            st.fragment(startup_notice, run_every=JOB_POLL_S)(store)
     form_column, runs_column = st.columns([2, 3], gap="large")
     with form_column:
         launch_form(store, allowed)
     if store is not None:
-        try:
-            lui.serve_queued(store)  # queued runs left from before an app restart get a dispatcher
-        except StoreError:
-            pass  # shown below, where the runs are listed
         poll_runs(store, runs_column, allowed)
     compare_section(store)
 

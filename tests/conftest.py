@@ -17,11 +17,15 @@ from pathlib import Path
 import pytest
 import torch
 
+from bigmodels.app.launcher import ENV_CLUSTER_ON_OPEN
 from bigmodels.cluster import runtime
 from bigmodels.data.mnist import ENV_DATA_DIR, MNIST, has_mnist, load_folder
 from bigmodels.figures.chart_payload import figure_of
 
 REPO = Path(__file__).resolve().parent.parent
+# Pages run in this process (AppTest) start no training cluster when opened: the tests that
+# need one start it (ray_cluster); a live app server (server_env) starts it as a visitor's would.
+os.environ.setdefault(ENV_CLUSTER_ON_OPEN, "0")
 HEAVY_LANES = ("cluster", "server", "browser", "slow")
 LANE_OF_FIXTURE = {"ray_cluster": "cluster", "app_server": "server", "chromium": "browser"}
 
@@ -102,9 +106,10 @@ def require_browser() -> None:
 
 
 def server_env() -> dict[str, str]:
-    """The environment a live app server of the tests gets: this MNIST folder, if any."""
+    """The environment a live app server of the tests gets: this MNIST folder, if any, and the
+    cluster started when the launcher is opened, as on a visitor's server."""
     folder = mnist_dir()
-    return {ENV_DATA_DIR: str(folder)} if folder is not None else {}
+    return {ENV_CLUSTER_ON_OPEN: "1", **({ENV_DATA_DIR: str(folder)} if folder is not None else {})}
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,7 @@ import os
 import re
 import subprocess
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,14 +29,18 @@ from bigmodels.base.problems import ConfigError, Problem
 from bigmodels.runs.evaluations import cached_evaluation, evaluate_checkpoint
 from bigmodels.base.home import home_dir
 from bigmodels.runs.store import Run, RunStore, StoreError, check_run_id, InvalidRunId
-from bigmodels.cluster.control import dispatcher_alive, read_state, resources_from_state, start_dispatcher
+from bigmodels.cluster.control import (
+    dispatcher_alive, read_state, resources_from_state, start_dispatcher, startup_phase,
+)
 from bigmodels.train.config import Setting, TrainConfig, parse_model_settings, settings
 from bigmodels.train.plan import Plan, Resources, plan
 
 REPO = Path(__file__).resolve().parents[2]
+LAUNCH_RESULTS = REPO / "benchmarks" / "results" / "launch_latency.json"
 PRESET_RESULTS = REPO / "benchmarks" / "results" / "presets.json"  # written by python -m benchmarks.presets
 
 ENV_SESSION_THREADS = "BIGMODELS_SESSION_THREADS"  # CPU threads of each CPU session (default: every core)
+ENV_CLUSTER_ON_OPEN = "BIGMODELS_CLUSTER_ON_OPEN"  # "0": start the training cluster at the first launch only
 _SUBMISSION_KEY = "launcher_submission"
 
 
@@ -46,6 +51,7 @@ class _Dispatchers:
 
     lock: threading.Lock = field(default_factory=threading.Lock)
     process: subprocess.Popen | None = None
+    launched_at: float | None = None  # when this server started it
 
 
 @st.cache_resource(show_spinner=False)
@@ -65,7 +71,25 @@ def ensure_dispatcher(store: RunStore) -> str:
         threads = os.environ.get(ENV_SESSION_THREADS, "").strip()
         registry.process = start_dispatcher(store.home, data_dir=os.environ.get(ENV_DATA_DIR),
                                             threads=int(threads) if threads.isdigit() else None)
+        registry.launched_at = time.time()
         return "started"
+
+
+def warm_on_open(store: RunStore) -> None:
+    """Start the training cluster when a page that needs it is opened, so the first launch
+    does not wait for it (unless BIGMODELS_CLUSTER_ON_OPEN=0: then at the first launch,
+    for a server whose dispatcher is a service of its own, or a test)."""
+    if os.environ.get(ENV_CLUSTER_ON_OPEN, "1").strip() != "0":
+        ensure_dispatcher(store)
+    else:
+        serve_queued(store)
+
+
+def cluster_startup(store: RunStore) -> tuple[str, float] | None:
+    """(phase, seconds) while this home's training cluster is starting; None when ready or off."""
+    registry = _dispatchers(str(store.home.resolve()))
+    launched = registry.process is not None and registry.process.poll() is None
+    return startup_phase(store, registry.launched_at if launched else None)
 
 
 def serve_queued(store: RunStore) -> None:
@@ -219,6 +243,14 @@ def demo_measurements() -> dict[str, Any]:
         return _demo_measurements(str(PRESET_RESULTS), PRESET_RESULTS.stat().st_mtime_ns)
     except OSError:
         return {}
+
+
+def cold_start_seconds() -> float | None:
+    """Submit to first step on a cold cluster, as benchmarks.launch_latency measured it."""
+    try:
+        return float(json.loads(LAUNCH_RESULTS.read_text())["cold"]["submit_to_first_step_s"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def demo_measurement(measured: dict[str, Any], data: str, model: str, config: TrainConfig) -> dict[str, Any] | None:

@@ -89,6 +89,26 @@ def dispatcher_alive(store: RunStore) -> bool:
     return dispatcher_lock(store).held_elsewhere()
 
 
+# How far a dispatcher's start has come, in order (its state file's "phase"): the process
+# importing, the Ray cluster starting or joined, MNIST loading, the first session warming.
+STARTUP_PHASES = ("starting", "cluster", "data", "sessions", "ready")
+
+
+def startup_phase(store: RunStore, launched_at: float | None = None) -> tuple[str, float] | None:
+    """(phase, seconds since the dispatcher started) while this home's cluster is starting;
+    None once it is ready, or when no dispatcher runs. ``launched_at``: when this app
+    launched one that has not reported yet (it is still importing)."""
+    state = read_state(store)
+    if state is not None:
+        phase = state.get("phase", "ready")
+        if phase == "ready" or phase not in STARTUP_PHASES:
+            return None
+        return phase, time.time() - float(state.get("started_at") or time.time())
+    if launched_at is not None or dispatcher_alive(store):
+        return "starting", time.time() - launched_at if launched_at is not None else 0.0
+    return None
+
+
 def state_path(store: RunStore) -> Path:
     return store.home / "dispatcher" / "state.json"
 

@@ -153,6 +153,8 @@ class Dispatcher:
         self.data_dir, self.parent_pid, self.warm_models, self.threads = data_dir, parent_pid, warm_models, threads
         self.idle_exit, self.poll = idle_exit, poll
         self.id = f"dispatcher@{socket.gethostname()}:{os.getpid()}"
+        # How far its start has come, for the pages (STARTUP_PHASES), and since when.
+        self.phase, self.started_at = "starting", time.time()
         self.stopping = threading.Event()
         self._stop_deadline: float | None = None
         self.problems: dict[str, str] = {}  # what is wrong now ("store", "data", "cluster"), for the launcher
@@ -200,6 +202,7 @@ class Dispatcher:
             return 3
         try:
             self._recover()
+            self._set_phase("cluster")
             self._joined_here = not runtime.joined()  # a test's process may have joined already: stay joined
             self.cluster = runtime.connect(self.home)
             if threading.current_thread() is threading.main_thread():
@@ -208,7 +211,9 @@ class Dispatcher:
                 signal.signal(signal.SIGINT, self.stop)
             print(f"{self.id}: joined Ray at {self.cluster.address} "
                   f"({'embedded' if self.cluster.embedded else 'external'})", file=sys.stderr, flush=True)
+            self._set_phase("data")
             self._load_data()
+            self._set_phase("sessions")
             self._loop()
             return 0
         finally:
@@ -630,14 +635,23 @@ class Dispatcher:
                      **{k: s.info.get(k) for k in ("pid", "device_name", "device_free", "device_total", "device_allocated",
                                                   "process_bytes", "gpu_percent", "warm_seconds", "ready_seconds",
                                                   "data")}} for s in self.sessions.values()]
-        return {"pid": os.getpid(), "id": self.id, "updated_at": time.time(),
+        return {"pid": os.getpid(), "id": self.id, "updated_at": time.time(), "phase": self.phase,
+                "started_at": self.started_at,
                 "cluster": dataclasses.asdict(self.cluster) if self.cluster else None,
                 "nodes": nodes, "sessions": sessions, "waiting": {run_id: p.to_json() for run_id, p in self.waiting.items()},
                 "running": sorted(self.running), "problems": dict(self.problems),
                 "dispatcher_memory_bytes": process_memory()}
 
+    def _set_phase(self, phase: str) -> None:
+        """Say how far the start has come at once: a visitor waits on it (the first launch)."""
+        self.phase = phase
+        self._write_state()
+
     def _write_state(self) -> None:
-        self._describe_sessions()
+        if self.phase == "sessions" and any(s.state in ("warm", "busy") for s in self.sessions.values()):
+            self.phase = "ready"
+        if self.cluster is not None:
+            self._describe_sessions()
         try:
             write_state(self.raw_store, self._state())
         except OSError as exc:  # a full disk: the store retry loop reports the same cause
