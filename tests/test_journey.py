@@ -12,6 +12,7 @@ import pytest
 
 from bigmodels.base.i18n import translate
 from bigmodels.runs.store import RunStore
+from tests.test_launcher_browser import open_settings
 from tests.test_sandbox_browser import TIMEOUT, stroke, wait_for_predictions
 
 pytestmark = [pytest.mark.browser, pytest.mark.server]  # starts its own app server
@@ -46,6 +47,7 @@ def test_new_user_journey_stays_on_the_server(journey_page):
     app_page.screenshot("journey-2-comparison")
 
     page = app_page.open("launcher", timeout=TIMEOUT * 1000)
+    open_settings(page)
     for label, value in {"Epochs": 1, "Batch size": 64, "Training images": 2000, "Seed": 2024}.items():
         box = page.get_by_label(label, exact=True)
         box.fill(str(value))

@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from bigmodels.base.i18n import translate
 from bigmodels.harness import waiting
 from bigmodels.harness.browser import CHART_SELECTOR
 from bigmodels.runs.store import RunStore
@@ -21,7 +22,16 @@ def wait_for(predicate, timeout=240.0, what="condition"):
     return waiting.wait_for(predicate, timeout, every=0.2, what=what)
 
 
+def open_settings(page, lang="en"):
+    """Open the form's settings (an expander under the Launch button) unless already open."""
+    details = page.locator("details").filter(has_text=translate("launcher.form.settings", lang)).first
+    if not details.evaluate("e => e.open"):
+        details.locator("summary").click()
+    page.get_by_label(translate("launcher.form.epochs", lang), exact=True).wait_for(timeout=30_000)
+
+
 def fill(page, label, value):
+    open_settings(page)
     box = page.get_by_label(label, exact=True)
     box.fill(str(value))
     box.press("Tab")
