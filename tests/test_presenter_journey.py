@@ -80,10 +80,13 @@ def main_text(page) -> str:
 
 
 def canvas_ink(page) -> int:
-    """Dark pixels on the sandbox's drawing canvas (the drawn strokes)."""
-    return page.locator("canvas").first.evaluate(
-        """c => { const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; let n = 0;
-                  for (let i = 0; i < d.length; i += 4) if (d[i + 3] > 0 && d[i] < 128) n++; return n; }""")
+    """Dark pixels on the sandbox's drawing canvas (fabric.js draws the strokes on its lower
+    canvas; the upper one takes the mouse), counted in the page itself."""
+    return page.evaluate(
+        """() => Math.max(0, ...[...document.querySelectorAll('canvas.lower-canvas, canvas')].map(c => {
+               const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; let n = 0;
+               for (let i = 0; i < d.length; i += 4) if (d[i + 3] > 128 && d[i] + d[i + 1] + d[i + 2] < 200) n++;
+               return n; }))""")
 
 
 def launch(page, lang: str, **settings) -> None:
@@ -102,6 +105,9 @@ def test_a_presenter_walks_the_whole_demo_unbroken(fresh, lang):
     store = RunStore(app.server.home)
     try:
         walk(app, clock, store, lang, query)
+    except BaseException:
+        app.screenshot(f"presenter-{lang}-failed")
+        raise
     finally:
         print("\n" + clock.report())
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -142,10 +148,10 @@ def walk(app, clock: Clock, store: RunStore, lang: str, query: str) -> None:
     clock.step("second run launched -> first epoch on record", t0)
     t0 = time.monotonic()
     page = app.open("sandbox", query=query, timeout=TIMEOUT * 1000)
-    picker = page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').first.locator("input")
+    picker = page.get_by_label(translate("sandbox.model.source", lang), exact=True).first  # the CNN's
     picker.click()
     page.keyboard.type(watched.id)  # the picker filters its options as one types
-    page.get_by_role("option", name=re.compile(re.escape(watched.id))).wait_for(timeout=60_000)
+    page.get_by_role("option", name=translate("sandbox.card.run", lang, run=watched.id)).wait_for(timeout=60_000)
     page.keyboard.press("Enter")
     app.wait_idle(TIMEOUT * 1000)
     assert watched.id in picker.input_value()

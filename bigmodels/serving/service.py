@@ -10,7 +10,6 @@ and the CLI agree without asking each other.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ import ray
 from ray import serve
 
 from bigmodels.cluster import runtime
+from bigmodels.models.checkpoints import checkpoint_digest
 from bigmodels.models.shipped import load_metrics
 from bigmodels.runs.sources import ModelSource
 from bigmodels.runs.store import RunStore, StoreError
