@@ -29,8 +29,10 @@ VIEWPORT = {"width": 1280, "height": 720}  # a projector
 
 
 def pattern(key: str, lang: str, **placeholders: str) -> re.Pattern:
-    """A catalogue text as a regex: its ``{name}`` fields match whatever the page put there."""
-    text = re.escape(translate(key, lang, **{name: f"\0{name}\0" for name in placeholders}))
+    """A catalogue text as the page shows it, as a regex: markdown's ** and ` are not shown,
+    and its ``{name}`` fields match whatever the page put there."""
+    shown = translate(key, lang, **{name: f"\0{name}\0" for name in placeholders}).replace("**", "").replace("`", "")
+    text = re.escape(shown)
     for name, regex in placeholders.items():
         text = text.replace(re.escape(f"\0{name}\0"), regex)
     return re.compile(text)
@@ -80,13 +82,12 @@ def main_text(page) -> str:
 
 
 def canvas_ink(page) -> int:
-    """Dark pixels on the sandbox's drawing canvas (fabric.js draws the strokes on its lower
-    canvas; the upper one takes the mouse), counted in the page itself."""
-    return page.evaluate(
-        """() => Math.max(0, ...[...document.querySelectorAll('canvas.lower-canvas, canvas')].map(c => {
-               const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; let n = 0;
-               for (let i = 0; i < d.length; i += 4) if (d[i + 3] > 128 && d[i] + d[i + 1] + d[i + 2] < 200) n++;
-               return n; }))""")
+    """Dark pixels on the sandbox's drawing canvas: fabric.js draws the strokes on its
+    ``dc-canvas lower-canvas`` (inside the component's shadow root, which locators pierce)."""
+    return page.locator("canvas.dc-canvas.lower-canvas").evaluate(
+        """c => { const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; let n = 0;
+                  for (let i = 0; i < d.length; i += 4) if (d[i + 3] > 128 && d[i] + d[i + 1] + d[i + 2] < 200) n++;
+                  return n; }""")
 
 
 def launch(page, lang: str, **settings) -> None:
