@@ -97,7 +97,7 @@ def launch(page, lang: str, **settings) -> None:
             box = page.get_by_label(translate(f"launcher.form.{name}", lang), exact=True)
             box.fill(str(value))
             box.press("Tab")
-    page.get_by_role("button", name=translate("launcher.form.submit", lang)).click()
+    page.get_by_role("button", name=translate("launcher.form.submit", lang), exact=True).click()
 
 
 @pytest.mark.parametrize("lang", ["en", "zh"])
@@ -180,7 +180,7 @@ def walk(app, clock: Clock, store: RunStore, lang: str, query: str) -> None:
     # 3. The model service: started and deployed, the page updating by itself.
     page = app.open("service", query=query, timeout=TIMEOUT * 1000)
     t0 = time.monotonic()
-    page.get_by_role("button", name=translate("service.start.button", lang)).click()
+    page.get_by_role("button", name=translate("service.start.button", lang), exact=True).click()
     running = pattern("service.running", lang, url=r"\S+", docs=r"\S+")
     visible(page, running, 300)  # no reload: the page redraws when the gateway is up
     clock.step("Start the service -> page shows it running", t0)
@@ -190,13 +190,13 @@ def walk(app, clock: Clock, store: RunStore, lang: str, query: str) -> None:
         box = page.get_by_label(translate("service.deploy.max_batch", lang), exact=True)
         box.fill(str(batch))
         box.press("Tab")
-        page.get_by_role("button", name=translate("service.deploy.button", lang)).click()
+        page.get_by_role("button", name=translate("service.deploy.button", lang), exact=True).click()
         deployed = pattern("service.deployments.row", lang, id="cnn", source=".+", version=".+", accuracy=".+",
                            running="1", target="1", device=".+", batch=str(batch), wait=".+", status=".+")
         visible(page, deployed, 300)
         clock.step(f"Deploy at batch <= {batch} -> page shows it running", t0)
         t0 = time.monotonic()
-        page.get_by_role("button", name=translate("service.load.button", lang)).click()
+        page.get_by_role("button", name=translate("service.load.button", lang), exact=True).click()
         rows = page.locator('[data-testid="stDataFrame"]').filter(has_text=f"b{batch}/")
         rows.first.wait_for(timeout=120_000)
         clock.step(f"load run at batch <= {batch} (capacity) -> its row", t0)
