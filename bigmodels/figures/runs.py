@@ -287,6 +287,31 @@ def parallel_coordinates(runs: Sequence[Run], texts: dict[str, str]) -> go.Figur
 
 
 # ------------------------------------------------------------------ CSV
+# A spreadsheet runs a cell that starts with one of these as a formula (OWASP, "CSV Injection"); the
+# full-width forms too, which some localised spreadsheets read as the ASCII ones.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", "\uff20")
+
+
+def csv_cell(value: Any) -> Any:
+    """A cell as written to a CSV export: text that a spreadsheet would run as a formula
+    gets a leading ``'`` (OWASP's escape: the cell is shown as text, the quote hidden);
+    numbers, including negative ones, are written as they are."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+class _EscapingWriter:
+    """csv.writer that passes every cell through csv_cell (quoting stays csv's: a cell
+    holding a comma, quote or newline is quoted and its quotes doubled)."""
+
+    def __init__(self, out: io.StringIO):
+        self._writer = csv.writer(out)
+
+    def writerow(self, row: Sequence[Any]) -> None:
+        self._writer.writerow([csv_cell(v) for v in row])
+
+
 EPOCH_COLUMNS = ("epoch", "train_loss", "test_loss", "test_accuracy", "samples_per_second", "lr", "elapsed",
                  "memory_bytes")
 
@@ -294,7 +319,7 @@ EPOCH_COLUMNS = ("epoch", "train_loss", "test_loss", "test_accuracy", "samples_p
 def epochs_csv(runs: Sequence[tuple[Run, list[dict]]]) -> str:
     """Per-epoch metrics of several runs, with each run's settings, one row per epoch."""
     out = io.StringIO()
-    writer = csv.writer(out)
+    writer = _EscapingWriter(out)
     writer.writerow(["run", "name", *HYPERPARAMETERS, "processes", *EPOCH_COLUMNS])
     for run, epochs in runs:
         settings = [run.config.get(k) for k in HYPERPARAMETERS]
@@ -307,7 +332,7 @@ def epochs_csv(runs: Sequence[tuple[Run, list[dict]]]) -> str:
 def steps_csv(runs: Sequence[tuple[Run, list[dict]]]) -> str:
     """Per-step training loss and learning rate of several runs."""
     out = io.StringIO()
-    writer = csv.writer(out)
+    writer = _EscapingWriter(out)
     writer.writerow(["run", "step", "epoch", "loss", "lr", "time"])
     for run, steps in runs:
         for s in steps:
