@@ -100,10 +100,12 @@ def launch_form(store, allowed: bool) -> None:
         for i, (name, how) in enumerate(settings().items()):
             values[name] = lui.setting_input(columns[i % 2], name, how, getattr(recipe, name),
                                              t(how.label_key(name)), t(how.help_key(name), **how.bounds()),
-                                             device_choices, choice_title if name in CHOICE_SETTINGS else str)
-        processes = columns[len(values) % 2].number_input(
-            t("launcher.form.processes"), value=1, step=1,
-            help=t("launcher.form.processes_help") + " " + t("launcher.form.processes_max", n=resources.max_processes()))
+                                             device_choices, choice_title if name in CHOICE_SETTINGS else str,
+                                             key=f"launcher_{model}_{start}_{data}_{name}")
+        processes = lui.processes_input(
+            columns[len(values) % 2], t("launcher.form.processes"),
+            t("launcher.form.processes_help") + " " + t("launcher.form.processes_max", n=resources.max_processes()),
+            key=f"launcher_{model}_{start}_{data}_processes")
         needs = columns[(len(values) + 1) % 2].text_input(t("launcher.form.needs"), help=t("launcher.form.needs_help"))
         model_settings = st.text_input(
             t("launcher.form.model_settings"), placeholder='{"dropout": 0.1}',

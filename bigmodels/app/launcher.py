@@ -24,7 +24,7 @@ from bigmodels.access import AccessPolicy, load_policy
 from bigmodels.app.comparison import BackgroundJobs
 from bigmodels.data.mnist import DEFAULT_DATA_DIR, ENV_DATA_DIR, has_mnist, resolve_data_dir
 from bigmodels.models.checkpoints import CheckpointError, load_checkpoint
-from bigmodels.problems import ConfigError, Problem
+from bigmodels.problems import ConfigError, Key, Problem
 from bigmodels.runs.evaluations import cached_evaluation, evaluate_checkpoint, fingerprint
 from bigmodels.runs.store import Run, RunStore, StoreError, check_run_id, home_dir, InvalidRunId
 from bigmodels.cluster.control import dispatcher_alive, read_state, resources_from_state, start_dispatcher
@@ -130,6 +130,7 @@ def new_submission_key() -> None:
 
 
 # ------------------------------------------------------------------ the form
+NUMBER_KINDS = ("int", "float", "subset")  # the settings entered in a number input
 RESOURCE_NAME_MAX = 64
 RESOURCE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:-]{0,%d}" % (RESOURCE_NAME_MAX - 1))  # a Ray resource name
 @dataclass(frozen=True)
@@ -140,18 +141,34 @@ class LaunchRequest:
 
 
 def setting_input(container, name: str, how: Setting, value: Any, label: str, help_text: str,
-                  device_choices: list[str], format_func=str) -> Any:
+                  device_choices: list[str], format_func=str, key: str | None = None) -> Any:
     """The widget for one TrainConfig setting, from its declaration. Number inputs
     carry no bounds: an out-of-range value reaches the plan, which says what is
-    wrong, instead of a field that silently refuses it."""
+    wrong, instead of a field that silently refuses it.
+
+    A number input's own default is None and ``value`` is put in its ``key`` of the
+    session state instead: Streamlit answers a value it will not take (NaN, infinity,
+    beyond JavaScript's safe integers: only a forged message can send one) with the
+    widget's default, which would queue the recipe's value in silence; with None as
+    that default, ``parse_form`` refuses it."""
     if how.kind == "choice":
         options = device_choices if name == "device" else list(how.choices)
         return container.selectbox(label, options, index=options.index(value) if value in options else 0,
                                    help=help_text, format_func=format_func)
+    key = key or f"launcher_setting_{name}"
+    if key not in st.session_state:
+        st.session_state[key] = int(value or 0) if how.kind in ("int", "subset") else float(value)
     if how.kind in ("int", "subset"):
-        return container.number_input(label, value=int(value or 0), step=int(how.step or 1), help=help_text)
-    return container.number_input(label, value=float(value), step=float(how.step), format=how.fmt or "%.4f",
-                                  help=help_text)
+        return container.number_input(label, value=None, step=int(how.step or 1), help=help_text, key=key)
+    return container.number_input(label, value=None, step=float(how.step), format=how.fmt or "%.4f",
+                                  help=help_text, key=key)
+
+
+def processes_input(container, label: str, help_text: str, key: str) -> int | None:
+    """The processes box, one by default; None for a value Streamlit refused (as setting_input)."""
+    if key not in st.session_state:
+        st.session_state[key] = 1
+    return container.number_input(label, value=None, step=1, help=help_text, key=key)
 
 
 def parse_form(values: dict[str, Any], resources: Resources | None = None) -> LaunchRequest:
@@ -163,14 +180,21 @@ def parse_form(values: dict[str, Any], resources: Resources | None = None) -> La
         problems.append(overrides)
         overrides = {}
     fields = {k: values[k] for k in ("model", "preset", *settings()) if k in values}
+    for key, how in settings().items():  # an empty box, or a value Streamlit refused (see setting_input)
+        if how.kind in NUMBER_KINDS and key in fields and fields[key] is None:
+            problems.append(Problem.of("launcher.problem.no_number", label=Key(how.label_key(key))))
+            fields.pop(key)
     for key, how in settings().items():  # number inputs give floats for whole-number fields at times
         if how.kind in ("int", "subset") and isinstance(fields.get(key), float) and fields[key].is_integer():
             fields[key] = int(fields[key])
-    if fields.get("train_subset") in (0, ""):
+    if "train_subset" in fields and fields["train_subset"] in (0, ""):
         fields["train_subset"] = None  # the form's 0 means all the data
     processes = values.get("processes", 1)
     if isinstance(processes, float) and processes.is_integer():
         processes = int(processes)
+    if processes is None:
+        problems.append(Problem.of("launcher.problem.no_number", label=Key("launcher.form.processes")))
+        processes = 1
     needs = str(values.get("needs") or "").strip() or None
     if needs is not None and not RESOURCE_NAME.fullmatch(needs):
         problems.append(Problem.of("launcher.problem.needs", got=needs[:80], most=RESOURCE_NAME_MAX))
