@@ -27,7 +27,7 @@ from bigmodels.problems import ConfigError
 from bigmodels.runs.queue import submit
 from bigmodels.runs.store import (
     FINISHED, MAX_NAME, MAX_NOTE, MAX_TAG, MAX_TAGS, RESUMABLE, STATUSES, RunInfoError, RunStateError, RunStore,
-    StoreError,
+    StoreError, checkpoint_written,
 )
 from bigmodels.cluster.control import reap_orphans, wait_reasons
 from bigmodels.train.config import default_config, quick_demo, settings
@@ -184,7 +184,7 @@ def show_live(store, run, allowed: bool) -> None:
     if run.status == "failed" and run.error:
         st.error(t("launcher.live.failed", error=run.error))
     elif run.status == "interrupted":
-        st.warning(t("launcher.live.interrupted", error=run.error or ""))
+        st.warning(t("launcher.live.interrupted", error=run.error or "") + " " + resume_note(run))
     elif run.status == "queued":
         reason = wait_reasons(lui.cluster_state(store), language()).get(run.id)
         st.info(t("launcher.live.queued") + ("  \n" + t("launcher.cluster.waits", reason=reason) if reason else ""))
@@ -225,6 +225,13 @@ def show_live(store, run, allowed: bool) -> None:
     if run.versions:
         st.caption(t("launcher.live.provenance", versions=", ".join(f"{k} {v}" for k, v in run.versions.items()),
                      commit=run.git_commit or "–", data=run.data_source or "–", hash=run.config_hash))
+
+
+def resume_note(run) -> str:
+    """What Resume will do for this run: continue from its checkpoint, or start over."""
+    if checkpoint_written(run.checkpoint):
+        return t("launcher.live.resume_from", epoch=run.epoch)
+    return t("launcher.live.resume_restart")
 
 
 def axis_controls(key: str) -> tuple[str, bool]:
@@ -376,9 +383,10 @@ def run_actions(store, run, allowed: bool) -> None:
                 disabled=not (allowed and run.status in RESUMABLE), width="stretch"):
         if lui.may_change():
             try:
-                store.resume(run.id)
+                resumed = store.resume(run.id)
                 lui.ensure_dispatcher(store)
-                st.toast(t("launcher.action.resume_done", run=run.id))
+                st.toast(t("launcher.action.resume_done" if resumed.resume else "launcher.action.restart_done",
+                           run=run.id))
             except (RunStateError, StoreError) as exc:
                 st.error(str(exc))
         else:

@@ -363,6 +363,43 @@ def test_the_page_survives_an_unreadable_store_and_checkpoint(tmp_path, monkeypa
     assert any(s.value == "New run" for s in at.subheader)  # the rest of the page is there
 
 
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_the_page_says_whether_resume_continues_or_starts_over(tmp_path, monkeypatch, lang):
+    """An interrupted run that never wrote a checkpoint restarts at step 0 on Resume;
+    the page said it would continue from its last checkpoint."""
+    from streamlit.testing.v1 import AppTest
+
+    from bigmodels.i18n import translate
+    from tests.conftest import REPO
+
+    store = RunStore(tmp_path / "home")
+    fresh = store.claim(submit(store, cfg()).run.id, "w", 1)
+    store.set_provenance(fresh.id, "cpu", "cpu", "data", {}, None, str(store.checkpoint_path(fresh.id)))
+    store.interrupt([fresh.id], "the worker was stopped")
+    monkeypatch.setenv("BIGMODELS_HOME", str(store.home))
+    monkeypatch.delenv("BIGMODELS_OPERATOR_TOKEN", raising=False)
+
+    def warnings():
+        at = AppTest.from_file(str(REPO / "pages" / "launcher.py"), default_timeout=60)
+        at.session_state["lang"] = lang
+        at.run()
+        assert not at.exception
+        return " ".join(w.value for w in at.warning)
+
+    shown = warnings()
+    assert translate("launcher.live.resume_restart", lang) in shown
+    assert translate("launcher.live.resume_from", lang, epoch=0) not in shown
+    assert store.resume(fresh.id).resume is False  # and that is what Resume does
+
+    write_checkpoint(store, fresh.id)  # now it has one
+    store.claim(fresh.id, "w", 1)
+    store.interrupt([fresh.id], "the worker was stopped")
+    shown = warnings()
+    assert translate("launcher.live.resume_from", lang, epoch=0) in shown
+    assert translate("launcher.live.resume_restart", lang) not in shown
+    assert store.resume(fresh.id).resume is True
+
+
 # ------------------------------------------------------------ run charts
 def test_smoothing_is_debiased_and_keeps_gaps():
     assert smooth([1.0, 2.0, 3.0], 0.0) == [1.0, 2.0, 3.0]

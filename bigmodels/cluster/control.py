@@ -156,7 +156,7 @@ def reap_orphans(store: RunStore) -> list[str]:
         if pid_alive(run.worker_pid) and run.worker_pid != os.getpid():
             continue  # a dispatcher still starting (the lock comes first, but be safe)
         orphaned += store.interrupt([run.id], f"the dispatcher (pid {run.worker_pid}) stopped while the run "
-                                              f"was in progress; resume continues from the last checkpoint")
+                                              f"was in progress")
     return orphaned
 
 

@@ -347,6 +347,12 @@ class Submission:
     cached: bool  # True: an identical config had already succeeded; nothing was queued
 
 
+def checkpoint_written(checkpoint: str | None) -> bool:
+    """Is there a checkpoint to resume from? A run's ``checkpoint`` names the file its
+    first epoch will write; until then Resume starts it over at step 0."""
+    return bool(checkpoint) and Path(checkpoint).is_file()
+
+
 # ------------------------------------------------------------ row helpers
 def _find_row(db: sqlite3.Connection, run_id: str) -> sqlite3.Row | None:
     return db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
@@ -587,7 +593,7 @@ class RunStore:
             row = _get_row(db, run_id)
             if row["status"] not in RESUMABLE:
                 raise RunStateError(f"run {run_id} is {row['status']}; only {', '.join(RESUMABLE)} runs can resume")
-            has_checkpoint = bool(row["checkpoint"]) and Path(row["checkpoint"]).is_file()
+            has_checkpoint = checkpoint_written(row["checkpoint"])
             db.execute("UPDATE runs SET status = 'queued', queued_at = ?, resume = ?, cancel_requested = 0, "
                        "error = NULL, finished_at = NULL, loop_started_at = NULL, first_step_at = NULL, worker = NULL, "
                        "worker_pid = NULL "
