@@ -476,8 +476,15 @@ def runs_panel(store, allowed: bool) -> None:
     """The runs table and the selected run's live view. Drawn every POLL_SECONDS in
     every tab; each poll reads the store once (one query for the list) and the
     charts are rebuilt only when their run moved on."""
+    disk = store.disk_problem()  # read-only or full: say so on every poll, and list what can be read
+    if disk is not None:
+        st.error(disk.text(language()))
     try:
-        reap_orphans(store)  # the dispatcher killed mid-run: say so, keep the checkpoints for resume
+        if disk is None:
+            reap_orphans(store)  # the dispatcher killed mid-run: say so, keep the checkpoints for resume
+    except StoreError as exc:  # the runs can still be listed
+        st.error(t("launcher.store.unreadable", error=exc))
+    try:
         runs, tags = listed_runs(str(store.home), store.signature())
         st.header(t("launcher.runs.title"))
         cluster_panel(store)
@@ -664,8 +671,8 @@ def main() -> None:
     if store is not None:
         try:
             lui.serve_queued(store)  # queued runs left from before an app restart get a dispatcher
-        except StoreError:
-            pass  # shown below, where the runs are listed
+        except (StoreError, OSError):
+            pass  # the store's or its disk's problem is shown below, where the runs are listed
         poll_runs(store, runs_column, allowed)
     compare_section(store)
 

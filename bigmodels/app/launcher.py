@@ -69,8 +69,9 @@ def ensure_dispatcher(store: RunStore) -> str:
 
 
 def serve_queued(store: RunStore) -> None:
-    """After a restart of the app, queued runs need a dispatcher."""
-    if store.counts().get("queued"):
+    """After a restart of the app, queued runs need a dispatcher (not while the store's disk
+    cannot be written: it could not record a thing)."""
+    if store.disk_problem() is None and store.counts().get("queued"):
         ensure_dispatcher(store)
 
 
