@@ -165,6 +165,13 @@ def setting_input(container, name: str, how: Setting, value: Any, label: str, he
                                   help=help_text, key=key)
 
 
+#: A number box whose default is None gets a clear button, which the form's narrow boxes cannot
+#: spare the room for (it hid "0.0000"); an emptied box is refused by parse_form all the same.
+FORM_CSS = """<style>
+[data-testid="stForm"] [data-testid="stNumberInputClearButton"] { display: none; }
+</style>"""
+
+
 def processes_input(container, label: str, help_text: str, key: str) -> int | None:
     """The processes box, one by default; None for a value Streamlit refused (as setting_input)."""
     if key not in st.session_state:
