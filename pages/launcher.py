@@ -20,7 +20,7 @@ from bigmodels.figures.runs import (
     X_AXES, accuracy_figure, comparison_rows, confusion_figure, epochs_csv, loss_figure, parallel_coordinates,
     per_class_figure, scientific, steps_csv, steps_per_epoch, system_figure,
 )
-from bigmodels.formatting import format_bytes, format_duration
+from bigmodels.formatting import code_span, format_bytes, format_duration, plain_markdown
 from bigmodels.models.registry import get_spec, list_models, make_config
 from bigmodels.models.sources import finished_run_sources
 from bigmodels.problems import ConfigError
@@ -94,6 +94,7 @@ def launch_form(store, allowed: bool) -> None:
     recipe = demo if start == "demo" else default_config(model)
     preset_values = vars(make_config(model, preset))
     device_choices = ["auto", *(d.name for d in resources.devices)]
+    st.html(lui.FORM_CSS)
     with st.form(f"launch_{model}_{start}"):  # a new base fills the form anew
         columns = st.columns(2)  # settings pair up in declaration order: a column stacks in call order
         values = {}
@@ -172,7 +173,7 @@ def launch(store, values: dict, resources: Resources) -> None:
 
 # --------------------------------------------------------- runs and live view
 def show_live(store, run, allowed: bool) -> None:
-    st.subheader(t("launcher.live.title", run=run.title))
+    st.subheader(t("launcher.live.title", run=plain_markdown(run.title)))  # anyone's words: no link, no image
     processes = f" × {run.world_size}" if run.world_size > 1 else ""
     st.markdown(t("launcher.live.summary", status=status_label(run.status), model=model_title(run.model),
                   device=(f"{run.node} · " if run.node else "") + (run.device or run.target) + processes,
@@ -180,7 +181,8 @@ def show_live(store, run, allowed: bool) -> None:
     if run.name:
         st.caption(t("launcher.live.id", run=run.id))
     if run.tags or run.note:
-        st.caption(" ".join(f"`{tag}`" for tag in run.tags) + ("  \n" + run.note if run.note else ""))
+        st.caption(" ".join(code_span(tag) for tag in run.tags)
+                   + ("  \n" + plain_markdown(run.note) if run.note else ""))
     if run.status == "failed" and run.error:
         st.error(t("launcher.live.failed", error=run.error))
     elif run.status == "interrupted":
