@@ -28,6 +28,7 @@ import contextlib
 import shutil
 import fcntl
 import hashlib
+import ipaddress
 import json
 import os
 import secrets
@@ -55,7 +56,8 @@ RAY_PRIVACY_ENV = {"RAY_USAGE_STATS_ENABLED": "0"}
 #: and Windows) 127.0.0.1 stays the node's address and every Ray server binds to it; a process
 #: joining the head needs the same mode (Ray would otherwise rewrite 127.0.0.1 in the address it
 #: dials), and no other host can join, which the embedded head never has. With
-#: ``BIGMODELS_RAY_ADDRESS`` it is "1": the operator's cluster spans hosts.
+#: ``BIGMODELS_RAY_ADDRESS`` it is "1" (the operator's cluster spans hosts), unless that
+#: address is a loopback one: a head that listens on this host only, like the embedded one.
 RAY_CLUSTER_SWITCH = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
 PACKAGE_DIR = PACKAGE_ROOT / "bigmodels"
@@ -99,11 +101,23 @@ def token_path() -> Path:
 def ray_env() -> dict[str, str]:
     """Environment for anything that talks to this server's cluster."""
     env = dict(RAY_PRIVACY_ENV)
-    if not os.environ.get(ENV_RAY_ADDRESS):
+    address = os.environ.get(ENV_RAY_ADDRESS, "").strip()
+    if not address:
         env.update({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token_path()), RAY_CLUSTER_SWITCH: "0"})
     else:
-        env[RAY_CLUSTER_SWITCH] = "1"
+        env[RAY_CLUSTER_SWITCH] = "0" if _loopback(address) else "1"
     return env
+
+
+def _loopback(address: str) -> bool:
+    """Does ``host:port`` name this host's loopback interface?"""
+    host = address.rsplit(":", 1)[0].strip("[]") if ":" in address else address
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def apply_ray_env() -> None:
