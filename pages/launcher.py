@@ -18,7 +18,7 @@ from bigmodels.app.charts import chart
 from bigmodels.app.session import language, model_title, t
 from bigmodels.figures.runs import (
     X_AXES, accuracy_figure, comparison_rows, confusion_figure, epochs_csv, loss_figure, parallel_coordinates,
-    per_class_figure, scientific, steps_csv, steps_per_epoch, system_figure,
+    per_class_figure, scientific, steps_csv, steps_per_epoch, system_figure, table_text,
 )
 from bigmodels.formatting import code_span, format_bytes, format_duration, plain_markdown
 from bigmodels.models.registry import get_spec, list_models, make_config
@@ -460,10 +460,10 @@ def runs_table(runs) -> None:
                                                       "device", "created", "id")}
     shown_settings = [name for name, how in settings().items() if how.column]  # declared once, in TrainConfig
     st.dataframe(
-        [{col["run"]: r.title, col["status"]: status_label(r.status),
+        [{col["run"]: table_text(r.title), col["status"]: status_label(r.status),
           col["best"]: None if r.best_accuracy is None else 100 * r.best_accuracy,
           col["duration"]: format_duration(r.duration()), col["arch"]: model_title(r.model),
-          col["progress"]: r.progress, col["tags"]: ", ".join(r.tags),
+          col["progress"]: r.progress, col["tags"]: table_text(", ".join(r.tags)),
           **{t(f"launcher.form.{name}"): shown_value(name, r.config.get(name)) for name in shown_settings},
           col["device"]: (f"{r.node} · " if r.node else "") + (r.device or r.target)
           + (f" × {r.world_size}" if r.world_size > 1 else ""),

@@ -452,6 +452,25 @@ def test_csv_exports_escape_formulas_as_owasp_says(store, name):
     assert rows[1][0] == run.id and float(rows[1][-5]) == 0.9  # the other cells as they were
 
 
+def test_the_runs_table_download_reads_formulas_as_text(store, monkeypatch):
+    """Streamlit's dataframe toolbar downloads a table as CSV escaping nothing: the runs
+    table and the comparison give a formula-like name an invisible first character."""
+    from streamlit.testing.v1 import AppTest
+
+    from bigmodels.formatting import WORD_JOINER
+    from tests.conftest import REPO
+
+    run = store.set_info(finish_run(store, submit(store, cfg()).run.id).id, name="=HYPERLINK(\"http://x.test\")",
+                         tags=["@evil"])
+    assert comparison_rows([run])[0]["name"] == WORD_JOINER + run.title
+    monkeypatch.setenv("BIGMODELS_HOME", str(store.home))
+    monkeypatch.delenv("BIGMODELS_OPERATOR_TOKEN", raising=False)
+    at = AppTest.from_file(str(REPO / "pages" / "launcher.py"), default_timeout=60).run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert list(table["Name"]) == [WORD_JOINER + run.title] and list(table["Tags"]) == [WORD_JOINER + "@evil"]
+
+
 def test_csv_cells_escape_tabs_and_carriage_returns_but_not_numbers():
     assert [csv_cell(v) for v in ("\t=1", "\r=1", "a=1", -0.5, -3, None, "")] == \
         ["'\t=1", "'\r=1", "a=1", -0.5, -3, None, ""]

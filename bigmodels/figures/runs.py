@@ -12,6 +12,7 @@ from typing import Any, Sequence
 
 import plotly.graph_objects as go
 
+from bigmodels.formatting import WORD_JOINER
 from bigmodels.runs.store import Run
 from bigmodels.train.config import settings
 
@@ -233,7 +234,7 @@ def comparison_rows(runs: Sequence[Run], only_differences: bool = False) -> list
     keep = differing_settings(runs) if only_differences else None
     rows = []
     for run in runs:
-        row: dict[str, Any] = {"run": run.id, "name": run.title, "status": run.status}
+        row: dict[str, Any] = {"run": run.id, "name": table_text(run.title), "status": run.status}
         row.update({k: v for k, v in run_settings(run).items() if keep is None or k in keep})
         row["best_accuracy"] = run.best_accuracy
         row["final_accuracy"] = run.final_accuracy
@@ -298,6 +299,16 @@ def csv_cell(value: Any) -> Any:
     numbers, including negative ones, are written as they are."""
     if isinstance(value, str) and value.startswith(FORMULA_STARTS):
         return "'" + value
+    return value
+
+
+def table_text(value: Any) -> Any:
+    """A person's text as a table on a page shows it: the table's own CSV download
+    (Streamlit's dataframe toolbar) escapes nothing, so text a spreadsheet would run
+    as a formula starts with an invisible WORD_JOINER there instead of ``'``: the page
+    shows it unchanged, and a spreadsheet reads text."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return WORD_JOINER + value
     return value
 
 
