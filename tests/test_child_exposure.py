@@ -138,5 +138,6 @@ def test_the_units_that_start_children_unset_the_token():
 
     for unit in ("bigmodels-dispatcher.service", "bigmodels-serve.service"):
         lines = (REPO / "deploy" / unit).read_text().splitlines()
-        unset = {name for line in lines if line.startswith("UnsetEnvironment=") for name in line.split("=", 1)[1].split()}
+        unset = {name for line in lines if line.startswith("UnsetEnvironment=")
+                 for name in line.split("=", 1)[1].split()}
         assert set(WITHHELD) <= unset, unit

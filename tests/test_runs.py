@@ -18,8 +18,8 @@ from bigmodels.formatting import format_duration
 from bigmodels.models.sources import list_sources
 from bigmodels.models.registry import create_model
 from bigmodels.figures.runs import (
-    accuracy_axis, accuracy_figure, comparison_rows, confusion_figure, csv_cell, differing_settings, epochs_csv, loss_figure,
-    parallel_coordinates, per_class_figure, scientific, smooth, step_xs, steps_csv, system_figure, thin,
+    accuracy_axis, accuracy_figure, comparison_rows, confusion_figure, csv_cell, differing_settings, epochs_csv,
+    loss_figure, parallel_coordinates, per_class_figure, scientific, smooth, step_xs, steps_csv, system_figure, thin,
 )
 from bigmodels.runs.evaluations import cached_evaluation, evaluate_checkpoint, fingerprint
 from bigmodels.runs.recorder import EventRecorder, StopWatch

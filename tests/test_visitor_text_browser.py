@@ -64,7 +64,8 @@ def test_names_tags_and_notes_fetch_nothing_and_link_nowhere(tmp_path, tracker, 
     store.set_info(run.id, name=name, tags=[f"{origin}/tag", "a`b"], note=note)
 
     with StreamlitServer(home) as server:
-        context = chromium.new_context(viewport={"width": 1280, "height": 720}, locale="zh-CN" if lang == "zh" else "en-US")
+        context = chromium.new_context(viewport={"width": 1280, "height": 720},
+                                       locale="zh-CN" if lang == "zh" else "en-US")
         try:
             app = AppPage(context, server)
             page = app.open("launcher", query=f"run={run.id}&lang={lang}")
@@ -74,7 +75,8 @@ def test_names_tags_and_notes_fetch_nothing_and_link_nowhere(tmp_path, tracker, 
             page.wait_for_timeout(1500)  # an image would have been requested by now
             app.screenshot(f"launcher-visitor-text-{lang}")
             assert hits == [] and not [u for u in app.requests if u.startswith(origin)], (hits, app.requests)
-            assert heading.first.inner_text().replace(WORD_JOINER, "") == translate("launcher.live.title", lang, run=name)
+            shown_title = heading.first.inner_text().replace(WORD_JOINER, "")
+            assert shown_title == translate("launcher.live.title", lang, run=name)
             main = page.locator('[data-testid="stMain"]')
             text = main.inner_text().replace(WORD_JOINER, "")  # invisible: see plain_markdown
             assert f"![p]({origin}/pixel.png)" in text and f"[click]({origin}/md) :smile:" in text  # shown as written
