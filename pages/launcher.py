@@ -20,16 +20,16 @@ from bigmodels.app.live import JOB_POLL_S, LIVE_REFRESH_S
 from bigmodels.app.session import language, model_title, t
 from bigmodels.figures.runs import (
     X_AXES, accuracy_figure, comparison_rows, confusion_figure, epochs_csv, loss_figure, parallel_coordinates,
-    per_class_figure, scientific, steps_csv, steps_per_epoch, system_figure,
+    per_class_figure, scientific, steps_csv, steps_per_epoch, system_figure, table_text,
 )
-from bigmodels.base.formatting import format_bytes, format_duration
+from bigmodels.base.formatting import code_span, format_bytes, format_duration, plain_markdown
 from bigmodels.models.registry import get_spec, list_models, make_config
 from bigmodels.runs.sources import finished_run_sources
 from bigmodels.base.problems import ConfigError
 from bigmodels.runs.queue import submit
 from bigmodels.runs.store import (
     FINISHED, MAX_NAME, MAX_NOTE, MAX_TAG, MAX_TAGS, RESUMABLE, STATUSES, RunInfoError, RunStateError, RunStore,
-    StoreError,
+    StoreError, checkpoint_written,
 )
 from bigmodels.cluster.control import reap_orphans, wait_reasons
 from bigmodels.train.config import default_config, quick_demo, settings
@@ -73,6 +73,7 @@ def launch_form(store, allowed: bool) -> None:
     recipe = demo if start == "demo" else default_config(model)
     preset_values = vars(make_config(model, preset))
     device_choices = ["auto", *(d.name for d in resources.devices)]
+    st.html(lui.FORM_CSS)
     with st.form(f"launch_{model}_{start}"):  # a new base fills the form anew
         # Launch first: a presenter picks a quick demo and launches; the settings wait below.
         submitted = st.form_submit_button(t("launcher.form.submit"), type="primary", width="stretch",
@@ -83,10 +84,12 @@ def launch_form(store, allowed: bool) -> None:
         for i, (name, how) in enumerate(settings().items()):
             values[name] = lui.setting_input(columns[i % 2], name, how, getattr(recipe, name),
                                              t(how.label_key(name)), t(how.help_key(name), **how.bounds()),
-                                             device_choices, choice_title if name in CHOICE_SETTINGS else str)
-        processes = columns[len(values) % 2].number_input(
-            t("launcher.form.processes"), value=1, step=1,
-            help=t("launcher.form.processes_help") + " " + t("launcher.form.processes_max", n=resources.max_processes()))
+                                             device_choices, choice_title if name in CHOICE_SETTINGS else str,
+                                             key=f"launcher_{model}_{start}_{data}_{name}")
+        processes = lui.processes_input(
+            columns[len(values) % 2], t("launcher.form.processes"),
+            t("launcher.form.processes_help") + " " + t("launcher.form.processes_max", n=resources.max_processes()),
+            key=f"launcher_{model}_{start}_{data}_processes")
         needs = columns[(len(values) + 1) % 2].text_input(t("launcher.form.needs"), help=t("launcher.form.needs_help"))
         model_settings = settings_box.text_input(
             t("launcher.form.model_settings"), placeholder='{"dropout": 0.1}',
@@ -151,7 +154,7 @@ def launch(store, values: dict, resources: Resources) -> None:
 
 # --------------------------------------------------------- runs and live view
 def show_live(store, run, allowed: bool) -> None:
-    st.subheader(t("launcher.live.title", run=run.title))
+    st.subheader(t("launcher.live.title", run=plain_markdown(run.title)))  # anyone's words: no link, no image
     processes = f" × {run.world_size}" if run.world_size > 1 else ""
     st.markdown(t("launcher.live.summary", status=status_label(run.status), model=model_title(run.model),
                   device=(f"{run.node} · " if run.node else "") + (run.device or run.target) + processes,
@@ -159,11 +162,12 @@ def show_live(store, run, allowed: bool) -> None:
     if run.name:
         st.caption(t("launcher.live.id", run=run.id))
     if run.tags or run.note:
-        st.caption(" ".join(f"`{tag}`" for tag in run.tags) + ("  \n" + run.note if run.note else ""))
+        st.caption(" ".join(code_span(tag) for tag in run.tags)
+                   + ("  \n" + plain_markdown(run.note) if run.note else ""))
     if run.status == "failed" and run.error:
         st.error(t("launcher.live.failed", error=run.error))
     elif run.status == "interrupted":
-        st.warning(t("launcher.live.interrupted", error=run.error or ""))
+        st.warning(t("launcher.live.interrupted", error=run.error or "") + " " + resume_note(run))
     elif run.status == "queued":
         starting = lui.cluster_startup(store)
         if starting is not None:
@@ -208,6 +212,13 @@ def show_live(store, run, allowed: bool) -> None:
     if run.versions:
         st.caption(t("launcher.live.provenance", versions=", ".join(f"{k} {v}" for k, v in run.versions.items()),
                      commit=run.git_commit or "–", data=run.data_source or "–", hash=run.config_hash))
+
+
+def resume_note(run) -> str:
+    """What Resume will do for this run: continue from its checkpoint, or start over."""
+    if checkpoint_written(run.checkpoint):
+        return t("launcher.live.resume_from", epoch=run.epoch)
+    return t("launcher.live.resume_restart")
 
 
 def axis_controls(key: str) -> tuple[str, bool]:
@@ -356,9 +367,10 @@ def run_actions(store, run, allowed: bool) -> None:
                 disabled=not (allowed and run.status in RESUMABLE), width="stretch"):
         if operator.guard():
             try:
-                store.resume(run.id)
+                resumed = store.resume(run.id)
                 lui.ensure_dispatcher(store)
-                st.toast(t("launcher.action.resume_done", run=run.id))
+                st.toast(t("launcher.action.resume_done" if resumed.resume else "launcher.action.restart_done",
+                           run=run.id))
             except (RunStateError, StoreError) as exc:
                 st.error(str(exc))
     with c.popover(t("launcher.action.delete"), disabled=not (allowed and run.status in FINISHED), width="stretch"):
@@ -426,10 +438,10 @@ def runs_table(runs) -> None:
                                                       "device", "created", "id")}
     shown_settings = [name for name, how in settings().items() if how.column]  # declared once, in TrainConfig
     st.dataframe(
-        [{col["run"]: r.title, col["status"]: status_label(r.status),
+        [{col["run"]: table_text(r.title), col["status"]: status_label(r.status),
           col["best"]: None if r.best_accuracy is None else 100 * r.best_accuracy,
           col["duration"]: format_duration(r.duration()), col["arch"]: model_title(r.model),
-          col["progress"]: r.progress, col["tags"]: ", ".join(r.tags),
+          col["progress"]: r.progress, col["tags"]: table_text(", ".join(r.tags)),
           **{t(f"launcher.form.{name}"): shown_value(name, r.config.get(name)) for name in shown_settings},
           col["device"]: (f"{r.node} · " if r.node else "") + (r.device or r.target)
           + (f" × {r.world_size}" if r.world_size > 1 else ""),
@@ -444,8 +456,15 @@ def runs_panel(store, allowed: bool) -> None:
     """The runs table and the selected run's live view. Drawn every LIVE_REFRESH_S in
     every tab; each poll reads the store once (one query for the list) and the
     charts are rebuilt only when their run moved on."""
+    disk = store.disk_problem()  # read-only or full: say so on every poll, and list what can be read
+    if disk is not None:
+        st.error(disk.text(language()))
     try:
-        reap_orphans(store)  # the dispatcher killed mid-run: say so, keep the checkpoints for resume
+        if disk is None:
+            reap_orphans(store)  # the dispatcher killed mid-run: say so, keep the checkpoints for resume
+    except StoreError as exc:  # the runs can still be listed
+        st.error(t("launcher.store.unreadable", error=exc))
+    try:
         runs, tags = listed_runs(str(store.home), store.signature())
         st.header(t("launcher.runs.title"))
         cluster_panel(store)
@@ -640,8 +659,8 @@ def main() -> None:
         open_deep_link(store)
         try:
             lui.warm_on_open(store)  # the training cluster starts now, not at the first launch
-        except StoreError:
-            pass  # shown below, where the runs are listed
+        except (StoreError, OSError):
+            pass  # the store's or its disk's problem is shown below, where the runs are listed
         if lui.cluster_startup(store) is not None:
             st.fragment(startup_notice, run_every=JOB_POLL_S)(store)
     form_column, runs_column = st.columns([2, 3], gap="large")

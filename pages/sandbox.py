@@ -19,10 +19,12 @@ from bigmodels.analysis.explain import (
 )
 from bigmodels.analysis.perturbations import MAX_EPSILON, MAX_NOISE, MAX_THICKNESS, Perturbation, apply_shared
 from bigmodels.app.charts import chart
+from bigmodels.app import operator
 from bigmodels.app.models import model_for, one_thread
 from bigmodels.figures.sandbox import row_beliefs_figure
 from bigmodels.app.sandbox import (
     ARCHITECTURES, belief_png, digit_png, heat_png, maps_png, probability_bars, sources_by_architecture,
+    visitor_address,
 )
 from bigmodels.app.live import LIVE_REFRESH_S, checkpoint_signature, follow, follow_sources
 from bigmodels.app.sandbox_api import api_comparison
@@ -354,10 +356,13 @@ def tell_it_what_it_was(pixels) -> None:
         label = st.pills(t("sandbox.gallery.true_label"), list(range(10)), key="sb_truth", format_func=str)
         if st.button(t("sandbox.gallery.keep"), key="sb_keep", disabled=label is None, type="primary"):
             try:
-                gallery.add(pixels, int(label))
+                # open to every visitor, bounded per visitor; an operator (or anyone, without a token) is not
+                visitor = None if operator.may_change() else gallery.visitor_key(visitor_address())
+                gallery.add(pixels, int(label), visitor=visitor)
             except (gallery.GalleryError, OSError) as exc:
                 reason = exc.reason if isinstance(exc, gallery.GalleryError) else "io"
-                st.error(t(f"sandbox.gallery.error.{reason}", limit=gallery.MAX_ITEMS))
+                limit = gallery.MAX_PER_VISITOR if reason == "visitor_full" else gallery.MAX_ITEMS
+                st.error(t(f"sandbox.gallery.error.{reason}", limit=limit))
                 return
             st.session_state["sb_kept"] = int(label)
             st.rerun()  # the whole page: the gallery below shows the new digit
@@ -465,11 +470,28 @@ def follow_live(chosen: dict) -> None:
 
 
 def delete_hard_digit(item_id: str) -> None:
-    """A delete button's callback: before the rerun, so the gallery is drawn without it."""
+    """A delete button's callback: before the rerun, so the gallery is drawn without it.
+    The gallery is shared: only the operator deletes (asked again here: a forged click
+    on a disabled button arrives all the same)."""
+    if not operator.may_change():
+        st.session_state["sb_gallery_denied"] = True
+        return
     try:
         gallery.remove(item_id)
     except (gallery.GalleryError, OSError):
         st.session_state["sb_gallery_error"] = True
+
+
+def gallery_access() -> bool:
+    """The operator-token box, where a token is configured; True if this session may delete."""
+    policy = operator.access_policy()
+    if not policy.open:
+        if policy.problem is None:
+            st.text_input(t("sandbox.gallery.token"), type="password", key=operator.TOKEN_KEY, width=360,
+                          help=t("sandbox.gallery.token_help", most=gallery.MAX_PER_VISITOR))
+        if not operator.may_change():
+            st.caption(t("sandbox.gallery.watch_only", most=gallery.MAX_PER_VISITOR))
+    return operator.may_change()
 
 
 @st.fragment
@@ -481,6 +503,9 @@ def hard_digits() -> None:
         st.success(t("sandbox.gallery.kept", label=kept))
     if st.session_state.pop("sb_gallery_error", False):
         st.error(t("sandbox.gallery.error.unknown"))
+    if st.session_state.pop("sb_gallery_denied", False):
+        st.error(t("sandbox.gallery.error.denied"))
+    is_operator = gallery_access()
     try:
         found = gallery.load()
     except OSError as exc:
@@ -520,7 +545,7 @@ def hard_digits() -> None:
                                 mark="✅" if said == item.label else "❌")
                 st.image(digit_png(item.pixels, 3), caption=caption)
                 st.button(t("sandbox.gallery.delete"), key=f"sb_del_{item.id}", type="tertiary",
-                          on_click=delete_hard_digit, args=(item.id,))
+                          on_click=delete_hard_digit, args=(item.id,), disabled=not is_operator)
 
 
 def main() -> None:

@@ -107,3 +107,38 @@ def test_with_a_token_visitors_watch_and_operators_launch(monkeypatch, tmp_path)
     assert any("Operator:" in s.value for s in at.success)
     page_text = " ".join(str(e.value) for e in [*at.markdown, *at.caption, *at.info, *at.success, *at.error])
     assert "op-token-123" not in page_text
+
+
+# --------------------------------------------------- forged form values
+@pytest.mark.parametrize("label,forged", [("Learning rate", float("nan")), ("Learning rate", float("inf")),
+                                          ("Epochs", 2**62), ("Processes", 2**62), ("Batch size", -2**62)])
+def test_forged_non_finite_or_huge_values_are_refused_not_replaced(monkeypatch, tmp_path, label, forged):
+    """A browser cannot send these (its number box stops at JavaScript's safe integers
+    and takes no NaN); a forged message can, and Streamlit answers them with the
+    widget's default. The form must refuse them, as any out-of-range value, not
+    queue the recipe's value in their place."""
+    from bigmodels.runs.store import RunStore
+
+    at = launcher(monkeypatch, tmp_path).run()
+    box = next(n for n in at.number_input if n.label == label)
+    box.set_value(forged)  # the widget state a forged BackMsg carries (double_value / int_value)
+    launch_button(at).click().run()
+    assert not at.exception
+    assert any("Nothing was queued" in e.value and label in e.value for e in at.error), [e.value for e in at.error]
+    assert RunStore(tmp_path / "home").list_runs() == []
+
+
+def test_the_form_still_queues_what_it_shows(monkeypatch, tmp_path):
+    """The control for the test above: the boxes start at the recipe's values (held in
+    the session state now) and an honest click queues exactly those."""
+    import bigmodels.app.launcher as lui
+    from bigmodels.runs.store import RunStore
+
+    monkeypatch.setattr(lui, "ensure_dispatcher", lambda store: "running")  # nothing to train here
+    at = launcher(monkeypatch, tmp_path).run()
+    shown = {n.label: n.value for n in at.number_input}
+    next(n for n in at.number_input if n.label == "Epochs").set_value(3)
+    launch_button(at).click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    (run,) = RunStore(tmp_path / "home").list_runs()
+    assert run.config["epochs"] == 3 and run.config["lr"] == shown["Learning rate"] and run.world_size == 1

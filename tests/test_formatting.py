@@ -47,3 +47,15 @@ def test_log_axis_ticks_are_powers_of_ten_or_1_2_5_never_crowded():
     assert all(narrow["range"][0] <= math.log10(v) <= narrow["range"][1] for v in narrow["tickvals"])
     assert log_axis([9e6, 2.5e9], format_si_bytes)["ticktext"] == ["10 MB", "100 MB", "1 GB"]
     assert log_axis([]) == {"type": "log"}
+
+
+def test_plain_markdown_shows_text_as_written_and_links_nothing():
+    from bigmodels.base.formatting import WORD_JOINER, code_span, plain_markdown
+
+    text = "![p](http://h.test/x.png) *b* <img src=x> www.a.test a@b.test :smile: $x$\n# not a heading"
+    out = plain_markdown(text)
+    assert "![" not in out and "](" not in out and "\\<img" in out and "*b*" not in out and "\n#" not in out
+    assert "http://" not in out and "www." not in out.lower() and "a@b" not in out  # nothing to auto-link
+    unescaped = out.replace("\\", "").replace(WORD_JOINER, "").replace("  \n", "\n")
+    assert unescaped == text  # only escapes and invisible joiners were added
+    assert code_span("a`b") == "`` a`b ``" and code_span("x") == "` x `"

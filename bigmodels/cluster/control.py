@@ -65,7 +65,12 @@ class FileLock:
         """True if another process holds the lock right now."""
         if self._fd is not None or not self.path.exists():
             return False
-        fd = os.open(self.path, os.O_RDWR)
+        try:
+            fd = os.open(self.path, os.O_RDONLY)  # flock needs no write access: a read-only disk can be asked
+        except FileNotFoundError:
+            return False  # gone since
+        except OSError:
+            return True  # unreadable here: assume it is held rather than reap or start a second dispatcher
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -176,7 +181,7 @@ def reap_orphans(store: RunStore) -> list[str]:
         if pid_alive(run.dispatcher_pid) and run.dispatcher_pid != os.getpid():
             continue  # a dispatcher still starting (the lock comes first, but be safe)
         orphaned += store.interrupt([run.id], f"the dispatcher (pid {run.dispatcher_pid}) stopped while the run "
-                                              f"was in progress; resume continues from the last checkpoint")
+                                              f"was in progress")
     return orphaned
 
 

@@ -225,8 +225,7 @@ class Dispatcher:
         stale = [r for r in self.store.list_runs(statuses=["running"]) if not pid_alive(r.dispatcher_pid)
                  or r.dispatcher_pid == os.getpid()]
         for run in stale:
-            self._interrupt(run.id, "the dispatcher stopped while the run was in progress; resume continues from "
-                                    "the last checkpoint")
+            self._interrupt(run.id, "the dispatcher stopped while the run was in progress")
         removed = self.store.remove_partial_checkpoints()
         if removed:
             print(f"removed {len(removed)} partial checkpoint file(s) a killed writer left", file=sys.stderr)
@@ -496,8 +495,7 @@ class Dispatcher:
             status, reason = self._consume(run, (ray.get(ref) for ref in stream), session.key)
         except SESSION_LOST as exc:
             lost = True
-            status, reason = "interrupted", (f"the session {session.key} stopped while training ({_short(exc)}); "
-                                             f"resume continues from the last checkpoint")
+            status, reason = "interrupted", f"the session {session.key} stopped while training ({_short(exc)})"
         except Exception as exc:  # a bug here must not leave the run 'running' for ever
             traceback.print_exc()
             status, reason = "failed", f"the dispatcher failed while recording the run: {_short(exc)}"

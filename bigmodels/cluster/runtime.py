@@ -17,7 +17,9 @@ Offline and private by construction: usage statistics are off
 (``RAY_USAGE_STATS_ENABLED=0``), the dashboard is not started, and the
 embedded cluster requires a token (``RAY_AUTH_MODE=token``; a random one in
 ``~/.bigmodels/ray_auth_token``, mode 0600), so nobody else on the network can
-submit work to it. For an external cluster the operator's own Ray settings
+submit work to it. It is reachable from this host only: GCS, raylet, the agents
+(their Prometheus metrics too) and the workers listen on 127.0.0.1
+(``RAY_CLUSTER_SWITCH``). For an external cluster the operator's own Ray settings
 (``RAY_AUTH_TOKEN`` / ``RAY_AUTH_TOKEN_PATH``) are used as they are.
 """
 from __future__ import annotations
@@ -26,6 +28,7 @@ import contextlib
 import shutil
 import fcntl
 import hashlib
+import ipaddress
 import json
 import os
 import secrets
@@ -45,6 +48,17 @@ ENV_RAY_TOKEN = "BIGMODELS_RAY_TOKEN_PATH"  # where the embedded clusters' token
 NAMESPACE = "bigmodels"  # actors and Serve applications of this project, apart from anyone else's
 START_TIMEOUT_S = 120.0  # a cold head on 2 busy cores took 4-8 s; allow for a much busier machine
 RAY_PRIVACY_ENV = {"RAY_USAGE_STATS_ENABLED": "0"}
+#: Ray's switch between a one-host cluster and a multi-host one, read at ``import ray``. The
+#: embedded head serves this host only, but ``ray start --node-ip-address=127.0.0.1`` alone does
+#: not make it so: Ray swaps a loopback address for the host's routable one
+#: (``services.resolve_ip_for_localhost``), and GCS, raylet and workers bound to every interface,
+#: the agents' Prometheus endpoints to 0.0.0.0. In one-host mode ("0", what Ray does on macOS
+#: and Windows) 127.0.0.1 stays the node's address and every Ray server binds to it; a process
+#: joining the head needs the same mode (Ray would otherwise rewrite 127.0.0.1 in the address it
+#: dials), and no other host can join, which the embedded head never has. With
+#: ``BIGMODELS_RAY_ADDRESS`` it is "1" (the operator's cluster spans hosts), unless that
+#: address is a loopback one: a head that listens on this host only, like the embedded one.
+RAY_CLUSTER_SWITCH = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
 PACKAGE_DIR = PACKAGE_ROOT / "bigmodels"
 _lock = threading.Lock()
@@ -87,16 +101,34 @@ def token_path() -> Path:
 def ray_env() -> dict[str, str]:
     """Environment for anything that talks to this server's cluster."""
     env = dict(RAY_PRIVACY_ENV)
-    if not os.environ.get(ENV_RAY_ADDRESS):
-        env.update({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token_path())})
+    address = os.environ.get(ENV_RAY_ADDRESS, "").strip()
+    if not address:
+        env.update({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token_path()), RAY_CLUSTER_SWITCH: "0"})
+    else:
+        env[RAY_CLUSTER_SWITCH] = "0" if _loopback(address) else "1"
     return env
+
+
+def _loopback(address: str) -> bool:
+    """Does ``host:port`` name this host's loopback interface?"""
+    host = address.rsplit(":", 1)[0].strip("[]") if ":" in address else address
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def apply_ray_env() -> None:
     """Put ``ray_env`` in this process's environment, before ``import ray`` reads
-    it (done when this module is imported; an operator's own settings win)."""
+    it (done when this module is imported; an operator's own settings win, but for
+    RAY_CLUSTER_SWITCH, which this process's mode decides whatever its parent had)."""
     for key, value in ray_env().items():
-        os.environ.setdefault(key, value)
+        if key == RAY_CLUSTER_SWITCH:
+            os.environ[key] = value
+        else:
+            os.environ.setdefault(key, value)
 
 
 def _temp_dir(home) -> str:

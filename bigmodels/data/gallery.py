@@ -14,10 +14,17 @@ entry whose picture is missing, the wrong size or not a PNG is left out and
 reported, never shown half-read. The gallery holds at most ``MAX_ITEMS``
 digits; adding one more is refused with a reason the page can translate.
 
+The gallery is shared by every visitor of a server. Adding stays open but is
+bounded per visitor: an entry remembers who added it (``visitor_key``: a salted
+hash of the visitor's address, never the address) and a visitor holds at most
+``MAX_PER_VISITOR`` digits. Deleting is the operator's; the page decides who that
+is (``bigmodels.base.access``).
+
 No Streamlit here: the page calls it, and tests drive it with bad files.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -42,15 +49,17 @@ GALLERY_DIR = "gallery"
 INDEX = "index.json"
 VERSION = 1
 MAX_ITEMS = 200  # a visitor's collection, not a data set: past this, delete some first
+MAX_PER_VISITOR = 20  # digits one visitor (one address) may hold in the shared gallery
 MAX_PNG_BYTES = 64 * 1024  # a 28x28 grey PNG is well under 1 KB; anything bigger is not ours
 MAX_INDEX_BYTES = 1024 * 1024
 ID_PATTERN = re.compile(r"[0-9a-f]{12}")
+VISITOR_PATTERN = re.compile(r"[0-9a-f]{16}")
 FILE_PATTERN = re.compile(r"(?P<label>[0-9])-(?P<id>[0-9a-f]{12})\.png")
 _lock = threading.Lock()  # one server process serves many sessions from threads
 
 
 class GalleryError(ValueError):
-    """A refused change: ``reason`` is "full", "label", "pixels" or "unknown";
+    """A refused change: ``reason`` is "full", "visitor_full", "label", "pixels" or "unknown";
     ``values`` fill the page's message."""
 
     def __init__(self, reason: str, **values: object):
@@ -65,6 +74,7 @@ class GalleryItem:
     label: int  # the true digit, as the visitor said
     pixels: torch.Tensor  # (28, 28) float in [0, 1]
     created: float  # seconds since the epoch
+    visitor: str | None = None  # visitor_key of whoever added it (None: an operator, or unknown)
 
 
 @dataclass
@@ -76,6 +86,29 @@ class Gallery:
 
 def gallery_dir(home: str | os.PathLike | None = None) -> Path:
     return home_dir(home) / GALLERY_DIR
+
+
+def visitor_key(address: str, home: str | os.PathLike | None = None) -> str:
+    """Who added a digit, as the index keeps it: a hash of the visitor's address salted
+    per gallery (``<home>/gallery/.salt``), so the index holds no address and its keys
+    cannot be matched with another server's."""
+    folder = gallery_dir(home)
+    salt_file = folder / ".salt"
+    try:
+        salt = salt_file.read_bytes()
+    except OSError:
+        salt = b""
+    if len(salt) != 16:
+        folder.mkdir(parents=True, exist_ok=True)
+        with _lock:
+            try:
+                salt = salt_file.read_bytes()
+            except OSError:
+                salt = b""
+            if len(salt) != 16:
+                salt = secrets.token_bytes(16)
+                atomic_write_bytes(salt_file, salt)
+    return hashlib.sha256(salt + address.encode("utf-8", "replace")).hexdigest()[:16]
 
 
 def _file_name(label: int, item_id: str) -> str:
@@ -102,7 +135,10 @@ def _read_png(path: Path) -> torch.Tensor | None:
         return None
 
 
-def _valid_entry(entry: object) -> tuple[str, int, float] | None:
+Entry = tuple[str, int, float, "str | None"]  # id, label, created, visitor
+
+
+def _valid_entry(entry: object) -> Entry | None:
     if not isinstance(entry, dict):
         return None
     item_id, label, created = entry.get("id"), entry.get("label"), entry.get("created", 0.0)
@@ -114,10 +150,13 @@ def _valid_entry(entry: object) -> tuple[str, int, float] | None:
         created = 0.0
     if entry.get("file") != _file_name(label, item_id):  # the index names only its own files
         return None
-    return item_id, label, float(created)
+    visitor = entry.get("visitor")
+    if not isinstance(visitor, str) or not VISITOR_PATTERN.fullmatch(visitor):
+        visitor = None
+    return item_id, label, float(created), visitor
 
 
-def _read_index(folder: Path) -> list[tuple[str, int, float]] | None:
+def _read_index(folder: Path) -> list[Entry] | None:
     """The index's entries, or None when it is missing or not the expected JSON."""
     path = folder / INDEX
     try:
@@ -137,7 +176,7 @@ def _read_index(folder: Path) -> list[tuple[str, int, float]] | None:
     return entries
 
 
-def _scan(folder: Path) -> list[tuple[str, int, float]]:
+def _scan(folder: Path) -> list[Entry]:
     """Entries rebuilt from the picture files' names (oldest first)."""
     found = []
     for path in folder.glob("*.png"):
@@ -147,17 +186,17 @@ def _scan(folder: Path) -> list[tuple[str, int, float]]:
                 created = path.stat().st_mtime
             except OSError:
                 continue
-            found.append((match["id"], int(match["label"]), created))
+            found.append((match["id"], int(match["label"]), created, None))
     return sorted(found, key=lambda e: (e[2], e[0]))
 
 
-def _write_index(folder: Path, entries: list[tuple[str, int, float]]) -> None:
-    items = [{"id": i, "label": label, "file": _file_name(label, i), "created": created}
-             for i, label, created in entries]
+def _write_index(folder: Path, entries: list[Entry]) -> None:
+    items = [{"id": i, "label": label, "file": _file_name(label, i), "created": created,
+              **({"visitor": visitor} if visitor else {})} for i, label, created, visitor in entries]
     atomic_write_bytes(folder / INDEX, (json.dumps({"version": VERSION, "items": items}, indent=1) + "\n").encode())
 
 
-def _entries(folder: Path) -> tuple[list[tuple[str, int, float]], bool]:
+def _entries(folder: Path) -> tuple[list[Entry], bool]:
     """(entries, rebuilt): the index, or the pictures when the index cannot be read."""
     entries = _read_index(folder)
     if entries is not None:
@@ -173,17 +212,20 @@ def load(home: str | os.PathLike | None = None) -> Gallery:
         return Gallery([])
     entries, rebuilt = _entries(folder)
     items, problems = [], []
-    for item_id, label, created in entries:
+    for item_id, label, created, visitor in entries:
         pixels = _read_png(folder / _file_name(label, item_id))
         if pixels is None:
             problems.append(_file_name(label, item_id))
         else:
-            items.append(GalleryItem(item_id, label, pixels, created))
+            items.append(GalleryItem(item_id, label, pixels, created, visitor))
     return Gallery(items, problems, rebuilt)
 
 
-def add(pixels: torch.Tensor, label: int, home: str | os.PathLike | None = None) -> GalleryItem:
-    """Keep ``pixels`` (28x28 in [0, 1]) with its true ``label``; raises ``GalleryError``."""
+def add(pixels: torch.Tensor, label: int, home: str | os.PathLike | None = None,
+        visitor: str | None = None) -> GalleryItem:
+    """Keep ``pixels`` (28x28 in [0, 1]) with its true ``label``; raises ``GalleryError``.
+    ``visitor`` (a ``visitor_key``) may hold at most MAX_PER_VISITOR digits; None (an
+    operator) is bounded by MAX_ITEMS only."""
     if type(label) is not int or not 0 <= label <= 9:
         raise GalleryError("label", label=label)
     if not isinstance(pixels, torch.Tensor) or tuple(pixels.shape) != (IMAGE_SIZE, IMAGE_SIZE) \
@@ -194,9 +236,11 @@ def add(pixels: torch.Tensor, label: int, home: str | os.PathLike | None = None)
         entries, _ = _entries(folder) if folder.is_dir() else ([], False)
         if len(entries) >= MAX_ITEMS:
             raise GalleryError("full", limit=MAX_ITEMS)
-        item = GalleryItem(secrets.token_hex(6), label, pixels.detach().float().clamp(0, 1).cpu(), time.time())
+        if visitor is not None and sum(e[3] == visitor for e in entries) >= MAX_PER_VISITOR:
+            raise GalleryError("visitor_full", limit=MAX_PER_VISITOR)
+        item = GalleryItem(secrets.token_hex(6), label, pixels.detach().float().clamp(0, 1).cpu(), time.time(), visitor)
         atomic_write_bytes(folder / _file_name(label, item.id), _png(item.pixels))
-        _write_index(folder, entries + [(item.id, item.label, item.created)])
+        _write_index(folder, entries + [(item.id, item.label, item.created, visitor)])
     return item
 
 

@@ -12,6 +12,7 @@ from typing import Any, Sequence
 
 import plotly.graph_objects as go
 
+from bigmodels.base.formatting import WORD_JOINER
 from bigmodels.runs.store import Run
 from bigmodels.train.config import settings
 
@@ -233,7 +234,7 @@ def comparison_rows(runs: Sequence[Run], only_differences: bool = False) -> list
     keep = differing_settings(runs) if only_differences else None
     rows = []
     for run in runs:
-        row: dict[str, Any] = {"run": run.id, "name": run.title, "status": run.status}
+        row: dict[str, Any] = {"run": run.id, "name": table_text(run.title), "status": run.status}
         row.update({k: v for k, v in run_settings(run).items() if keep is None or k in keep})
         row["best_accuracy"] = run.best_accuracy
         row["final_accuracy"] = run.final_accuracy
@@ -287,6 +288,41 @@ def parallel_coordinates(runs: Sequence[Run], texts: dict[str, str]) -> go.Figur
 
 
 # ------------------------------------------------------------------ CSV
+# A spreadsheet runs a cell that starts with one of these as a formula (OWASP, "CSV Injection"); the
+# full-width forms too, which some localised spreadsheets read as the ASCII ones.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", "\uff20")
+
+
+def csv_cell(value: Any) -> Any:
+    """A cell as written to a CSV export: text that a spreadsheet would run as a formula
+    gets a leading ``'`` (OWASP's escape: the cell is shown as text, the quote hidden);
+    numbers, including negative ones, are written as they are."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def table_text(value: Any) -> Any:
+    """A person's text as a table on a page shows it: the table's own CSV download
+    (Streamlit's dataframe toolbar) escapes nothing, so text a spreadsheet would run
+    as a formula starts with an invisible WORD_JOINER there instead of ``'``: the page
+    shows it unchanged, and a spreadsheet reads text."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return WORD_JOINER + value
+    return value
+
+
+class _EscapingWriter:
+    """csv.writer that passes every cell through csv_cell (quoting stays csv's: a cell
+    holding a comma, quote or newline is quoted and its quotes doubled)."""
+
+    def __init__(self, out: io.StringIO):
+        self._writer = csv.writer(out)
+
+    def writerow(self, row: Sequence[Any]) -> None:
+        self._writer.writerow([csv_cell(v) for v in row])
+
+
 EPOCH_COLUMNS = ("epoch", "train_loss", "test_loss", "test_accuracy", "samples_per_second", "lr", "elapsed",
                  "memory_bytes")
 
@@ -294,7 +330,7 @@ EPOCH_COLUMNS = ("epoch", "train_loss", "test_loss", "test_accuracy", "samples_p
 def epochs_csv(runs: Sequence[tuple[Run, list[dict]]]) -> str:
     """Per-epoch metrics of several runs, with each run's settings, one row per epoch."""
     out = io.StringIO()
-    writer = csv.writer(out)
+    writer = _EscapingWriter(out)
     writer.writerow(["run", "name", *HYPERPARAMETERS, "processes", *EPOCH_COLUMNS])
     for run, epochs in runs:
         settings = [run.config.get(k) for k in HYPERPARAMETERS]
@@ -307,7 +343,7 @@ def epochs_csv(runs: Sequence[tuple[Run, list[dict]]]) -> str:
 def steps_csv(runs: Sequence[tuple[Run, list[dict]]]) -> str:
     """Per-step training loss and learning rate of several runs."""
     out = io.StringIO()
-    writer = csv.writer(out)
+    writer = _EscapingWriter(out)
     writer.writerow(["run", "step", "epoch", "loss", "lr", "time"])
     for run, steps in runs:
         for s in steps:

@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 from bigmodels.base.child_process import child_env
-from bigmodels.cluster.runtime import ray_env
+from bigmodels.cluster.runtime import RAY_CLUSTER_SWITCH, ray_env
 
 NODE_RESOURCE = "second_host"
 START_TIMEOUT_S = 120.0
@@ -62,7 +62,7 @@ def namespaces_available() -> str | None:
 
 def _clean_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in child_env(**ray_env()).items() if not k.startswith("BIGMODELS_") and k != "PYTHONPATH"}
-    return {**env, **extra}
+    return {**env, RAY_CLUSTER_SWITCH: "1", **extra}  # two hosts: a multi-host cluster, not the embedded one
 
 
 def _ray_start(extra: list[str]) -> list[str]:

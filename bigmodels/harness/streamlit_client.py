@@ -461,9 +461,23 @@ class StreamlitSession:
         self._widget_states[widget_id] = state
         return await self._rerun(fragment_id=fragment_id, what=f"setting {kind} {w.label!r}")
 
-    async def click(self, widget_id: str) -> float:
-        """Press a button: ``trigger_value`` true for this one rerun, as the browser sends it."""
+    async def send_state(self, state: WidgetState) -> float:
+        """Send ``state`` for its widget and wait for the rerun: any value of any widget
+        kind, the way a forged message would (pills, a value no browser sends, a widget
+        that is disabled on screen). The server must judge it as it judges a browser's."""
+        element, fragment_id = self._widget(state.id)
+        self._widget_states[state.id] = state
+        kind = element.WhichOneof("type")
+        name = getattr(getattr(element, kind), "label", None) or state.id  # a component has no label
+        return await self._rerun(fragment_id=fragment_id, what=f"sending a state for {kind} {name!r}")
+
+    async def click(self, widget_id: str, *also: WidgetState) -> float:
+        """Press a button: ``trigger_value`` true for this one rerun, as the browser sends it.
+        ``also``: other widgets' states sent in the same message (kept for later runs), as a
+        forged message may change a field and press a button at once."""
         element, fragment_id = self._widget(widget_id)
+        for state in also:
+            self._widget_states[state.id] = state
         # appended last and gone after this message: the frontend deletes trigger states once sent,
         # so a fragment auto-rerun during this run does not press the button again
         states = [s for wid, s in self._widget_states.items() if wid != widget_id]

@@ -11,7 +11,7 @@ import time
 
 from bigmodels.runs.store import RunStore
 
-INTERRUPTED_REASON = "the worker was stopped; resume continues from the last checkpoint"
+INTERRUPTED_REASON = "the worker was stopped"  # what Resume does is the page's to say: it depends on the checkpoint
 
 
 class EventRecorder:

@@ -39,6 +39,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
+from urllib.parse import quote
+
+from bigmodels.base.formatting import format_bytes
+from bigmodels.base.problems import Problem
 
 from bigmodels.base.home import home_dir
 
@@ -134,6 +138,14 @@ MAX_TAGS = 10
 MAX_TAG = 32
 MAX_NOTE = 2000
 SYSTEM_TABLES = ("steps", "epochs", "logs", "system")  # per-run tables a delete empties
+#: Below this much free space the store's disk counts as full: SQLite could not create the
+#: WAL's index file (a 1 MiB tmpfs failed so) and no checkpoint would fit.
+LOW_SPACE_BYTES = 1 << 20
+DISK_READ_ONLY, DISK_FULL = "launcher.store.read_only", "launcher.store.full"  # disk_problem's messages
+#: How a store on a disk that cannot be written is read: read-only, then, where SQLite cannot
+#: even create the WAL index it reads through, as an immutable file (commits still in the WAL
+#: are not seen then: the newest moments of a run, at most).
+_READ_ONLY_OPENS = ("mode=ro", "immutable=1")
 
 
 _SCHEMA_LOCK = threading.Lock()
@@ -373,6 +385,12 @@ class Submission:
     cached: bool  # True: an identical config had already succeeded; nothing was queued
 
 
+def checkpoint_written(checkpoint: str | None) -> bool:
+    """Is there a checkpoint to resume from? A run's ``checkpoint`` names the file its
+    first epoch will write; until then Resume starts it over at step 0."""
+    return bool(checkpoint) and Path(checkpoint).is_file()
+
+
 # ------------------------------------------------------------ row helpers
 def _find_row(db: sqlite3.Connection, run_id: str) -> sqlite3.Row | None:
     return db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
@@ -409,7 +427,27 @@ class RunStore:
                 folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreError(f"{self.home}: cannot create the run folder ({exc})") from None
-        self._ensure_schema()
+        try:
+            self._ensure_schema()
+        except StoreError:
+            if not (self.path.is_file() and self.disk_problem() is not None):
+                raise
+            self.signature()  # a disk that is read-only or full: the runs are still listed, if they can be read
+
+    def disk_problem(self) -> Problem | None:
+        """Why nothing can be written to the store now (its disk is read-only, or full),
+        as a message the page translates; None when it can be written."""
+        try:
+            disk = os.statvfs(self.home)
+        except OSError:
+            return None
+        if disk.f_flag & os.ST_RDONLY or not os.access(self.home, os.W_OK) \
+                or (self.path.exists() and not os.access(self.path, os.W_OK)):
+            return Problem.of(DISK_READ_ONLY, path=str(self.home))
+        free = disk.f_bavail * disk.f_frsize
+        if free < LOW_SPACE_BYTES:
+            return Problem.of(DISK_FULL, path=str(self.home), free=format_bytes(free))
+        return None
 
     def _ensure_schema(self) -> None:
         """Create or upgrade the tables where the file is not set up yet (ensure_schema)."""
@@ -433,11 +471,12 @@ class RunStore:
     def _unreadable(self, exc: Exception) -> str:
         """What went wrong, in words that fit it: only a damaged file should be moved aside."""
         text = str(exc).lower()
-        writable = all(os.access(p, os.W_OK) for p in (self.path, self.home) if p.exists())  # EROFS too
-        if "readonly" in text or "read-only" in text or not writable:
+        disk = self.disk_problem()  # a full disk shows itself to SQLite as "disk I/O error" at times
+        if "readonly" in text or "read-only" in text or (disk is not None and disk.key == DISK_READ_ONLY):
             return f"{self.path}: the run store is read-only ({exc}); make the file and its folder writable"
-        if "full" in text:
-            return f"{self.path}: the disk holding the run store is full ({exc}); free some space"
+        if "full" in text or disk is not None:
+            return (f"{self.path}: the disk holding the run store is full ({format_bytes(self._free_bytes())} "
+                    f"free; {exc}); free some space")
         if "no such table" in text or ("unable to open" in text and not self.path.is_file()):
             return f"{self.path}: the run store file was deleted or replaced while in use ({exc})"
         if "locked" in text or "busy" in text:
@@ -447,16 +486,50 @@ class RunStore:
         return (f"{self.path}: the run store cannot be read ({exc}); move the file aside to start an empty "
                 f"store -- checkpoints in {self.checkpoints_dir} are kept")
 
-    @contextlib.contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
+    def _free_bytes(self) -> int:
         try:
-            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            disk = os.statvfs(self.home)
+        except OSError:
+            return 0
+        return disk.f_bavail * disk.f_frsize
+
+    def _open(self, how: str = "") -> sqlite3.Connection:
+        """A connection: read-write, or as ``how`` says (one of _READ_ONLY_OPENS)."""
+        target = f"file:{quote(str(self.path.absolute()))}?{how}" if how else self.path
+        db = sqlite3.connect(target, timeout=30, isolation_level=None, uri=bool(how))
+        db.row_factory = sqlite3.Row
+        db.execute("PRAGMA busy_timeout=30000")
+        if not how:
+            db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across a process crash
+        return db
+
+    def _open_to_read(self) -> sqlite3.Connection:
+        """A connection to read with. On a disk that cannot be written (read-only, full)
+        SQLite cannot open a WAL database as usual; it is read read-only instead."""
+        if self.disk_problem() is None:
+            return self._open()
+        failure: sqlite3.Error | None = None
+        for how in ("", *_READ_ONLY_OPENS):
+            try:
+                db = self._open(how)
+            except sqlite3.Error as exc:
+                failure = failure or exc
+                continue
+            try:
+                db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+                return db
+            except sqlite3.Error as exc:
+                db.close()
+                failure = failure or exc
+        raise sqlite3.OperationalError(str(failure))
+
+    @contextlib.contextmanager
+    def _connect(self, write: bool = False) -> Iterator[sqlite3.Connection]:
+        try:
+            db = self._open() if write else self._open_to_read()
         except sqlite3.Error as exc:
             raise StoreError(self._unreadable(exc)) from None
-        db.row_factory = sqlite3.Row
         try:
-            db.execute("PRAGMA busy_timeout=30000")
-            db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across a process crash
             yield db
         except sqlite3.DatabaseError as exc:
             raise StoreError(self._unreadable(exc)) from None
@@ -466,7 +539,7 @@ class RunStore:
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """A write transaction that takes the lock up front (no deadlock on upgrade)."""
-        with self._connect() as db:
+        with self._connect(write=True) as db:
             db.execute("BEGIN IMMEDIATE")
             try:
                 yield db
@@ -615,7 +688,7 @@ class RunStore:
             row = _get_row(db, run_id)
             if row["status"] not in RESUMABLE:
                 raise RunStateError(f"run {run_id} is {row['status']}; only {', '.join(RESUMABLE)} runs can resume")
-            has_checkpoint = bool(row["checkpoint"]) and Path(row["checkpoint"]).is_file()
+            has_checkpoint = checkpoint_written(row["checkpoint"])
             db.execute("UPDATE runs SET status = 'queued', queued_at = ?, resume = ?, cancel_requested = 0, "
                        "error = NULL, finished_at = NULL, loop_started_at = NULL, first_step_at = NULL, session = NULL, "
                        "dispatcher_pid = NULL "
