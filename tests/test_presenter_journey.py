@@ -59,11 +59,13 @@ def fresh(chromium, tmp_path):
     """A server of its own on an empty home, joined to no cluster: the first visitor's."""
     from bigmodels.cluster import runtime
     from bigmodels.harness.browser import AppPage
-    from bigmodels.harness.server import StreamlitServer
+    from bigmodels.harness.server import StreamlitServer, free_port
+    from bigmodels.serving.settings import ENV_SERVE_PORT
     from tests.conftest import server_env
 
     home = tmp_path / "home"
-    env = {**server_env(), runtime.ENV_RAY_ADDRESS: ""}  # the app's own embedded head, started cold
+    # the app's own embedded head, started cold; the service on a port no other suite holds
+    env = {**server_env(), runtime.ENV_RAY_ADDRESS: "", ENV_SERVE_PORT: str(free_port())}
     with StreamlitServer(home, env) as server:
         context = chromium.new_context(viewport=VIEWPORT)
         try:
