@@ -19,7 +19,7 @@ from bigmodels.cluster.control import dispatcher_lock
 from bigmodels.runs.queue import submit
 from bigmodels.runs.store import RunStore
 from bigmodels.train.config import default_config
-from tests.conftest import REPO
+from tests.conftest import REPO, unavailable
 
 
 def _unshare_works() -> bool:
@@ -30,8 +30,11 @@ def _unshare_works() -> bool:
     return probe.returncode == 0
 
 
-pytestmark = pytest.mark.skipif(not _unshare_works(), reason="needs root to mount in a private namespace "
-                                                             "(unshare -m); CI runs as root")
+@pytest.fixture(autouse=True)
+def private_mounts():
+    """Every test here mounts in a private namespace: a failure under CI (root), not a skip."""
+    if not _unshare_works():
+        unavailable("needs root to mount in a private namespace (unshare -m); CI runs as root")
 
 #: In the child: open the launcher page as a visitor would, and try to queue a run.
 PAGE = r"""
