@@ -240,7 +240,7 @@ def test_store_write_errors_are_retried_shown_and_lose_nothing(ray_cluster, stor
     def flaky(self, run_id, record):
         if failures["left"] > 0:
             failures["left"] -= 1
-            raise StoreError(self._unreadable(Exception("attempt to write a readonly database")))
+            raise StoreError(self.explain(Exception("attempt to write a readonly database")))
         return real(self, run_id, record)
 
     monkeypatch.setattr(RunStore, "record_epoch", flaky)
@@ -296,11 +296,11 @@ def test_resilient_store_gives_up_only_when_told(tmp_path, monkeypatch):
 
 def test_store_messages_fit_the_failure(tmp_path):
     store = RunStore(tmp_path / "home")
-    assert "read-only" in store._unreadable(Exception("attempt to write a readonly database"))
-    assert "full" in store._unreadable(Exception("database or disk is full"))
-    assert "move the file aside" in store._unreadable(Exception("file is not a database"))
+    assert "read-only" in store.explain(Exception("attempt to write a readonly database"))
+    assert "full" in store.explain(Exception("database or disk is full"))
+    assert "move the file aside" in store.explain(Exception("file is not a database"))
     for text in ("attempt to write a readonly database", "database or disk is full"):
-        assert "move the file aside" not in store._unreadable(Exception(text))
+        assert "move the file aside" not in store.explain(Exception(text))
 
 
 @pytest.fixture

@@ -112,7 +112,7 @@ def test_server_settings_keep_protection_on():
 def test_operator_token_is_compared_in_constant_time_and_never_echoed():
     from bigmodels.base.access import load_policy
 
-    source = (REPO / "bigmodels" / "access.py").read_text()
+    source = (REPO / "bigmodels" / "base" / "access.py").read_text()
     assert "hmac.compare_digest" in source
     policy = load_policy(environ={"BIGMODELS_OPERATOR_TOKEN": "s3cret-token-value"}, secrets_files=[])
     assert "s3cret-token-value" not in repr(policy) and "s3cret-token-value" not in str(policy)

@@ -98,7 +98,8 @@ class ResilientStore:
                 return result
             except (StoreError, OSError) as exc:
                 failed = True
-                self.on_problem(str(exc))
+                # a checkpoint write's OSError in the store's words (read-only, full), as a store error's
+                self.on_problem(str(exc) if isinstance(exc, StoreError) else self._store.explain(exc))
                 if self.giving_up():
                     raise
                 time.sleep(delay)

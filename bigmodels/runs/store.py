@@ -454,7 +454,7 @@ class RunStore:
         try:
             ensure_schema(self.path, _SCHEMA, SCHEMA_VERSION, upgrade=self._add_columns)
         except sqlite3.DatabaseError as exc:
-            raise StoreError(self._unreadable(exc)) from None
+            raise StoreError(self.explain(exc)) from None
 
     @staticmethod
     def _add_columns(db: sqlite3.Connection) -> None:
@@ -468,7 +468,7 @@ class RunStore:
             if column not in have:
                 db.execute(f"ALTER TABLE runs ADD COLUMN {column} {declaration}")
 
-    def _unreadable(self, exc: Exception) -> str:
+    def explain(self, exc: Exception) -> str:
         """What went wrong, in words that fit it: only a damaged file should be moved aside."""
         text = str(exc).lower()
         disk = self.disk_problem()  # a full disk shows itself to SQLite as "disk I/O error" at times
@@ -528,11 +528,11 @@ class RunStore:
         try:
             db = self._open() if write else self._open_to_read()
         except sqlite3.Error as exc:
-            raise StoreError(self._unreadable(exc)) from None
+            raise StoreError(self.explain(exc)) from None
         try:
             yield db
         except sqlite3.DatabaseError as exc:
-            raise StoreError(self._unreadable(exc)) from None
+            raise StoreError(self.explain(exc)) from None
         finally:
             db.close()
 
