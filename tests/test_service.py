@@ -128,6 +128,42 @@ def test_rate_limit_and_quota_answer_429_with_retry_after(served):
     assert over.status == 429 and over.body["error"] == "quota_exceeded" and "retry-after" in over.headers
 
 
+def parallel(calls: list) -> list:
+    """Every call at once, each on its own thread; their results in order."""
+    results: list = [None] * len(calls)
+    start = threading.Barrier(len(calls))
+
+    def run(i: int) -> None:
+        start.wait()
+        results[i] = calls[i]()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    return results
+
+
+def test_concurrent_requests_never_take_more_than_the_quota(served):
+    """A quota is reserved before the model answers, atomically: 40 one-digit requests at once
+    on a 5-image quota answer 5 times, and 20 batches of 64 at once on a 64-image quota once
+    (before, all 40 and all 20 were answered: 1,280 images metered on a quota of 64)."""
+    store = served["store"]
+    five, five_key = store.create_key("five at once", rate_per_s=1000, burst=1000, quota_images=5)
+    batch, batch_key = store.create_key("one batch at once", rate_per_s=1000, burst=1000, quota_images=64)
+    time.sleep(KEY_CACHE_S + 0.2)
+    ones = parallel([lambda: client.predict_pixels(served["url"], five_key, "cnn", DIGIT)] * 40)
+    batches = parallel([lambda: client.predict_pixels(served["url"], batch_key, "cnn", torch.stack([DIGIT] * 64))] * 20)
+    for replies, answered in ((ones, 5), (batches, 1)):
+        statuses = sorted(r.status for r in replies)
+        assert statuses == [200] * answered + [429] * (len(replies) - answered), statuses
+        assert all(r.body["error"] == "quota_exceeded" for r in replies if r.status == 429)
+    service.flush_usage(served["home"])
+    images = {u.key_id: u.images for u in store.usage()}
+    assert images.get(five.id) == 5 and images.get(batch.id) == 64
+
+
 def test_bad_payloads_get_json_errors(served):
     cases = [(b"hello", "text/plain", 415), (b"not an image", "image/png", 415), (b"{oops", "application/json", 400),
              (json.dumps({"pixels": [[0] * 5]}).encode(), "application/json", 400)]

@@ -13,7 +13,7 @@ from bigmodels.analysis.explain import answer
 from bigmodels.data.digits import prepare
 from bigmodels.models.checkpoints import model_from_checkpoint
 from bigmodels.models.shipped import weights_path
-from bigmodels.serving.limits import RateLimiter, over_quota, retry_after_header
+from bigmodels.serving.limits import RateLimiter, retry_after_header
 from bigmodels.serving.loadgen import LoadError, LoadPlan, require_loopback
 from bigmodels.serving.metrics import Record, RequestLog, percentile, summarise
 from bigmodels.serving.payloads import PayloadError, digits_from_body
@@ -85,9 +85,55 @@ def test_token_bucket_allows_the_burst_then_the_rate():
     assert limiter.take("other", 2.0, 3, now=100.5) == 0  # buckets are per key
 
 
-def test_quota():
-    assert not over_quota(0, 10**9, 5)  # 0: no quota
-    assert not over_quota(10, 5, 5) and over_quota(10, 6, 5)
+def test_quota_reservations_are_atomic_across_threads_and_connections(tmp_path):
+    """40 threads (each its own store connection, as the gateway's and the app's are) reserve one
+    image each on a 5-image quota: exactly 5 get one. A refund gives the images back, and a key
+    without a quota is never refused."""
+    import threading
+
+    store = ServiceStore(tmp_path)
+    small, _ = store.create_key("five", quota_images=5)
+    free, _ = store.create_key("none", quota_images=0)
+    got, start = [], threading.Barrier(40)
+
+    def reserve() -> None:
+        start.wait()
+        got.append(ServiceStore(tmp_path).reserve_images(small.id, 1))
+
+    threads = [threading.Thread(target=reserve) for _ in range(40)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(got) == [False] * 35 + [True] * 5
+    assert not store.reserve_images(small.id, 1)
+    store.refund_images(small.id, 2)
+    assert store.reserve_images(small.id, 2) and not store.reserve_images(small.id, 1)
+    assert not store.reserve_images(small.id + "x", 1)  # an unknown key reserves nothing
+    assert all(store.reserve_images(free.id, 64) for _ in range(100))
+
+
+def test_a_store_made_before_reservations_counts_what_each_key_used(tmp_path):
+    """A service store of the first schema (usage metered, no reservations) opens with each
+    key's reserved images set to what it used, so an upgrade does not reset a quota."""
+    import sqlite3
+
+    folder = tmp_path / "serving"
+    folder.mkdir()
+    db = sqlite3.connect(folder / "service.sqlite")
+    db.executescript("""
+        CREATE TABLE keys (id TEXT PRIMARY KEY, name TEXT NOT NULL, hash TEXT NOT NULL, created_at REAL NOT NULL,
+            revoked_at REAL, rate_per_s REAL NOT NULL, burst INTEGER NOT NULL, quota_images INTEGER NOT NULL);
+        CREATE TABLE usage (key_id TEXT NOT NULL, model TEXT NOT NULL, requests INTEGER NOT NULL DEFAULT 0,
+            images INTEGER NOT NULL DEFAULT 0, compute_ms REAL NOT NULL DEFAULT 0, last_at REAL,
+            PRIMARY KEY (key_id, model));""")  # the first schema's keys and usage, as shipped
+    db.execute("INSERT INTO keys VALUES ('k1', 'old', 'h', 0, NULL, 1, 1, 10)")
+    db.execute("INSERT INTO usage VALUES ('k1', 'cnn', 2, 8, 1.0, 0)")
+    db.execute("PRAGMA user_version = 1")
+    db.commit()
+    db.close()
+    store = ServiceStore(tmp_path)
+    assert store.reserve_images("k1", 2) and not store.reserve_images("k1", 1)
 
 
 # ------------------------------------------------------------------ payloads

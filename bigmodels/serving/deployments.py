@@ -22,6 +22,7 @@ and runs these.
 """
 
 import asyncio
+import contextlib
 import time
 
 import numpy as np
@@ -35,14 +36,14 @@ from ray.exceptions import RayActorError, RayTaskError
 from ray.serve.exceptions import BackPressureError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from bigmodels.serving.limits import RateLimiter, over_quota, retry_after_header
+from bigmodels.serving.limits import RateLimiter, retry_after_header
 from bigmodels.serving.metrics import Record, RequestLog
 from bigmodels.serving.payloads import JSON_TYPE, PayloadError, digits_from_body, media_type
 from bigmodels.serving.predictor import Predictor
 from bigmodels.serving.settings import (
     ALT_KEY_HEADER, API_PREFIX, GATEWAY_CPUS, KEY_CACHE_S, KEY_HEADER, MAX_BATCH, MAX_BODY_BYTES, REQUEST_TIMEOUT_S,
 )
-from bigmodels.serving.store import ServiceStore, check_key
+from bigmodels.serving.store import ServiceStore, ServiceStoreError, check_key
 
 GATEWAY_APP = "bigmodels-gateway"
 INLINE_PARSE_BYTES = 64 * 1024
@@ -195,7 +196,6 @@ class Gateway:
         self.log = RequestLog()
         self.keys: dict = {}
         self.models: dict = {}
-        self.used: dict[str, int] = {}
         self.pending_rows: dict[tuple[str, str], list] = {}
         self.senders: dict = {}  # model id -> (how it is deployed, its gateway_sender)
         self.loaded_at = 0.0
@@ -206,7 +206,6 @@ class Gateway:
     def _refresh_sync(self) -> None:
         self.keys = self.store.key_hashes()
         self.models = {d.model_id: d for d in self.store.deployments()}
-        self.used = self.store.images_used()
         self.loaded_at = time.monotonic()
 
     async def _fresh(self) -> None:
@@ -231,8 +230,27 @@ class Gateway:
         row[1] += images
         row[2] += compute_ms
 
-    def _pending_images(self, key_id: str) -> int:
-        return sum(v[1] for (k, _), v in self.pending_rows.items() if k == key_id)
+    async def _reserve(self, record, images: int) -> JSONResponse | None:
+        """Take the images from the key's quota before the model answers (None), or the refusal.
+        The store checks and adds in one statement, so requests in flight at once -- or in
+        another gateway -- never together take more than the quota. A key without a quota
+        costs no write."""
+        if record.quota_images <= 0:
+            return None
+        try:
+            reserved = await asyncio.to_thread(self.store.reserve_images, record.id, images)
+        except ServiceStoreError:
+            return _error(503, "unavailable", "this key's quota cannot be checked right now", {"Retry-After": "1"})
+        if reserved:
+            return None
+        return _error(429, "quota_exceeded", f"this key's quota of {record.quota_images:,} images is used up",
+                      {"Retry-After": retry_after_header(24 * 3600)})
+
+    async def _refund(self, record, images: int) -> None:
+        """A request that got no answer gives its images back."""
+        if record.quota_images > 0:
+            with contextlib.suppress(ServiceStoreError):
+                await asyncio.to_thread(self.store.refund_images, record.id, images)
 
     def _sender(self, deployment):
         """The model's gateway_sender, made again when its app or batching settings change."""
@@ -311,10 +329,18 @@ class Gateway:
                 digits = await asyncio.to_thread(digits_from_body, kind, body)
         except PayloadError as err:
             return self._answer(started, model_id, _error(err.status, err.reason, err.message))
-        if over_quota(record.quota_images, self.used.get(record.id, 0) + self._pending_images(record.id), len(digits)):
-            return self._answer(started, model_id, _error(
-                429, "quota_exceeded", f"this key's quota of {record.quota_images:,} images is used up",
-                {"Retry-After": retry_after_header(24 * 3600)}))
+        refusal = await self._reserve(record, len(digits))
+        if refusal is not None:
+            return self._answer(started, model_id, refusal)
+        try:
+            return await self._predict(started, record, deployment, digits)
+        except BaseException:
+            await asyncio.shield(self._refund(record, len(digits)))
+            raise
+
+    async def _predict(self, started: float, record, deployment, digits: list) -> JSONResponse:
+        """The reserved digits to the model's replicas; a refusal (503, 504) refunds them."""
+        model_id = deployment.model_id
         chunk = max(1, deployment.settings.max_batch_size)
         # numpy, not torch, across the process boundary: Ray passes it without a pickle copy
         parts = [torch.stack(digits[i:i + chunk]).numpy() for i in range(0, len(digits), chunk)]
@@ -322,11 +348,13 @@ class Gateway:
         try:
             results = await asyncio.wait_for(asyncio.gather(*[send(p) for p in parts]), REQUEST_TIMEOUT_S)
         except asyncio.TimeoutError:
+            await self._refund(record, len(digits))
             return self._answer(started, model_id, _error(504, "timeout",
                                                           f"the model did not answer within {REQUEST_TIMEOUT_S:.0f} s"))
         except (RayActorError, RayTaskError, BackPressureError, RuntimeError, ValueError) as exc:
             # a replica died or is being replaced, or the app is gone: the client may retry
             self.senders.pop(model_id, None)
+            await self._refund(record, len(digits))
             return self._answer(started, model_id, _error(503, "unavailable",
                                                           f"the model is unavailable right now ({type(exc).__name__})",
                                                           {"Retry-After": "1"}))

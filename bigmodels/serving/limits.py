@@ -1,4 +1,5 @@
-"""Per-key rate limits (token buckets) and quotas, kept in the gateway's memory.
+"""Per-key rate limits (token buckets), kept in the gateway's memory. (Quotas are
+reserved in the service store, atomically: ``ServiceStore.reserve_images``.)
 
 Pure logic on a clock passed in, so the tests drive time themselves. One bucket
 per key: ``rate_per_s`` tokens refill each second up to ``burst``; a request
@@ -41,7 +42,3 @@ def retry_after_header(seconds: float) -> str:
     """Retry-After is whole seconds; never 0 for a refused request."""
     return str(max(1, math.ceil(seconds)))
 
-
-def over_quota(quota_images: int, used: int, asked: int) -> bool:
-    """A quota of 0 is none; otherwise the images already used plus these may not exceed it."""
-    return quota_images > 0 and used + asked > quota_images

@@ -21,6 +21,7 @@ import os
 import re
 import secrets
 import sqlite3
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,11 +37,14 @@ from bigmodels.serving.settings import (
 KEY_PATTERN = re.compile(r"bmk_([0-9a-f]{12})_([A-Za-z0-9_-]{43})")
 
 MAX_LOAD_RUNS = 20  # load generator results kept for the side-by-side table
-SCHEMA_VERSION = 1  # PRAGMA user_version of a set-up file (ensure_schema); raise it when _SCHEMA changes
+SCHEMA_VERSION = 2  # PRAGMA user_version of a set-up file (ensure_schema); raise it when _SCHEMA changes
+# keys.reserved_images: the images a key's quota has given out, taken before a request is answered
+# (reserve_images) and given back when it fails; the usage table meters what was answered.
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS keys (
     id TEXT PRIMARY KEY, name TEXT NOT NULL, hash TEXT NOT NULL, created_at REAL NOT NULL,
-    revoked_at REAL, rate_per_s REAL NOT NULL, burst INTEGER NOT NULL, quota_images INTEGER NOT NULL);
+    revoked_at REAL, rate_per_s REAL NOT NULL, burst INTEGER NOT NULL, quota_images INTEGER NOT NULL,
+    reserved_images INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS usage (
     key_id TEXT NOT NULL, model TEXT NOT NULL, requests INTEGER NOT NULL DEFAULT 0,
     images INTEGER NOT NULL DEFAULT 0, compute_ms REAL NOT NULL DEFAULT 0, last_at REAL,
@@ -120,9 +124,11 @@ class ServiceStore:
     def __init__(self, home: str | os.PathLike | None = None):
         self.folder = service_dir(home)
         self.path = self.folder / "service.sqlite"
+        self._ledger: sqlite3.Connection | None = None  # reserve_images' kept connection
+        self._ledger_lock = threading.Lock()
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            ensure_schema(self.path, _SCHEMA, SCHEMA_VERSION)
+            ensure_schema(self.path, _SCHEMA, SCHEMA_VERSION, upgrade=_upgrade)
         except (OSError, sqlite3.DatabaseError) as exc:
             raise ServiceStoreError(f"{self.path}: the service store cannot be opened ({exc})") from None
 
@@ -159,7 +165,8 @@ class ServiceStore:
         key = f"bmk_{key_id}_{secrets.token_urlsafe(32)}"
         record = ApiKey(key_id, name, time.time(), None, float(rate_per_s), int(burst), int(quota_images))
         with self._connect() as db:
-            db.execute("INSERT INTO keys VALUES (?, ?, ?, ?, NULL, ?, ?, ?)",
+            db.execute("INSERT INTO keys (id, name, hash, created_at, revoked_at, rate_per_s, burst, quota_images) "
+                       "VALUES (?, ?, ?, ?, NULL, ?, ?, ?)",
                        (key_id, name, hash_key(key), record.created_at, record.rate_per_s, record.burst,
                         record.quota_images))
         return record, key
@@ -201,6 +208,36 @@ class ServiceStore:
             rows = db.execute("SELECT * FROM usage ORDER BY key_id, model").fetchall()
         return [Usage(r["key_id"], r["model"], r["requests"], r["images"], r["compute_ms"], r["last_at"])
                 for r in rows]
+
+    def reserve_images(self, key_id: str, images: int) -> bool:
+        """Take ``images`` from the key's quota before they are answered: one UPDATE that
+        checks and adds at once, so concurrent requests -- from any process -- can never
+        together take more than the quota. False when they do not fit (or no such key).
+        A key without a quota (0) always fits. It is on every request's path, so it goes
+        through this store's one kept connection (opening one costs more than the write)."""
+        return bool(self._ledger_write(
+            "UPDATE keys SET reserved_images = reserved_images + :n WHERE id = :id "
+            "AND (quota_images = 0 OR reserved_images + :n <= quota_images)", {"n": int(images), "id": key_id}))
+
+    def refund_images(self, key_id: str, images: int) -> None:
+        """Give back images reserved for a request that got no answer."""
+        self._ledger_write("UPDATE keys SET reserved_images = MAX(0, reserved_images - :n) WHERE id = :id",
+                           {"n": int(images), "id": key_id})
+
+    def _ledger_write(self, sql: str, values: dict) -> int:
+        with self._ledger_lock:
+            try:
+                if self._ledger is None:
+                    self._ledger = sqlite3.connect(self.path, timeout=30, isolation_level=None,
+                                                   check_same_thread=False)
+                    self._ledger.execute("PRAGMA busy_timeout=30000")
+                    self._ledger.execute("PRAGMA synchronous=NORMAL")
+                return self._ledger.execute(sql, values).rowcount
+            except sqlite3.Error as exc:
+                if self._ledger is not None:
+                    self._ledger.close()
+                    self._ledger = None  # the next call opens the file again (it may have been replaced)
+                raise ServiceStoreError(f"{self.path}: the service store cannot be written ({exc})") from None
 
     def images_used(self) -> dict[str, int]:
         """Images metered so far per key (what quotas are checked against)."""
@@ -255,6 +292,15 @@ class ServiceStore:
         with self._connect() as db:
             row = db.execute("SELECT value FROM service WHERE name = ?", (name,)).fetchone()
         return default if row is None else json.loads(row["value"])
+
+
+def _upgrade(db: sqlite3.Connection) -> None:
+    """A first-schema file: keys get ``reserved_images``, set to what each key has used."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(keys)")}
+    if "reserved_images" not in columns:
+        db.execute("ALTER TABLE keys ADD COLUMN reserved_images INTEGER NOT NULL DEFAULT 0")
+        db.execute("UPDATE keys SET reserved_images = "
+                   "(SELECT COALESCE(SUM(images), 0) FROM usage WHERE usage.key_id = keys.id)")
 
 
 def _key(row) -> ApiKey:
