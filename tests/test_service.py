@@ -192,6 +192,53 @@ def test_an_oversized_body_is_refused_before_it_is_read(served):
     assert '"too_large"' in head or "too_large" in head
 
 
+def test_bodies_that_never_finish_hold_neither_the_gateway_nor_other_keys(served):
+    """150 requests of one key send 5 bytes of a declared 1,000 and then nothing. Each gets an
+    answer: 429 past the key's bound on open requests, at once, and 408 when the time to read a
+    body is up; meanwhile another key is answered as usual. (Before, such requests were held
+    for ever, and ~1,100 of them filled the gateway: every key waited, with no 504.)"""
+    import selectors
+
+    from bigmodels.serving.settings import BODY_READ_TIMEOUT_S, MAX_OPEN_PER_KEY
+
+    store = served["store"]
+    _, slow_key = store.create_key("slow bodies", rate_per_s=1000, burst=1000)
+    _, other_key = store.create_key("another key", rate_per_s=1000, burst=1000)
+    time.sleep(KEY_CACHE_S + 0.2)
+    host, port = served["url"].removeprefix("http://").split(":")
+    head = (f"POST /v1/models/cnn/predict HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {slow_key}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{\"pix").encode()
+    selector, answers, started = selectors.DefaultSelector(), {}, time.monotonic()
+    sockets = []
+    try:
+        for _ in range(150):
+            s = socket.create_connection((host, int(port)), timeout=30)
+            s.sendall(head)
+            s.setblocking(False)
+            selector.register(s, selectors.EVENT_READ)
+            sockets.append(s)
+        time.sleep(1)  # they are all open, and the gateway holds what it admitted
+        other = client.predict_pixels(served["url"], other_key, "cnn", DIGIT)
+        assert other.status == 200 and other.seconds < 10, (other.status, other.seconds)  # it hung > 40 s
+        deadline = started + BODY_READ_TIMEOUT_S + 20
+        while len(answers) < len(sockets) and time.monotonic() < deadline:
+            for event, _ in selector.select(timeout=1):
+                try:
+                    data = event.fileobj.recv(4096)
+                except OSError:
+                    data = b""
+                answers[event.fileobj] = (data.decode("latin-1").split(" ", 2)[1] if data.startswith(b"HTTP/")
+                                          else "closed", time.monotonic() - started)
+                selector.unregister(event.fileobj)
+    finally:
+        for s in sockets:
+            s.close()
+    statuses = [status for status, _ in answers.values()]
+    assert len(answers) == len(sockets), f"{len(sockets) - len(answers)} requests got no answer: {statuses}"
+    assert statuses.count("429") == len(sockets) - MAX_OPEN_PER_KEY and statuses.count("408") == MAX_OPEN_PER_KEY
+    assert max(at for status, at in answers.values() if status == "429") < BODY_READ_TIMEOUT_S
+
+
 def test_usage_is_metered_per_key_and_model(served):
     record, key = served["store"].create_key("metered")
     time.sleep(KEY_CACHE_S + 0.2)

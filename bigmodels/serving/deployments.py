@@ -41,7 +41,8 @@ from bigmodels.serving.metrics import Record, RequestLog
 from bigmodels.serving.payloads import JSON_TYPE, PayloadError, digits_from_body, media_type
 from bigmodels.serving.predictor import Predictor
 from bigmodels.serving.settings import (
-    ALT_KEY_HEADER, API_PREFIX, GATEWAY_CPUS, KEY_CACHE_S, KEY_HEADER, MAX_BATCH, MAX_BODY_BYTES, REQUEST_TIMEOUT_S,
+    ALT_KEY_HEADER, API_PREFIX, BODY_READ_TIMEOUT_S, GATEWAY_CPUS, GATEWAY_MAX_ONGOING, KEY_CACHE_S, KEY_HEADER,
+    MAX_BATCH, MAX_BODY_BYTES, MAX_OPEN_PER_KEY, REQUEST_TIMEOUT_S,
 )
 from bigmodels.serving.store import ServiceStore, ServiceStoreError, check_key
 
@@ -158,6 +159,15 @@ async def _unexpected(request: Request, exc: Exception):
     return _error(500, "internal", "the service failed to answer this request")
 
 
+async def read_body(request: Request) -> bytes:
+    """The body, read within ``BODY_READ_TIMEOUT_S`` (else a 408): a client that declares a
+    length and then stops sending holds its request that long and no longer."""
+    try:
+        return await asyncio.wait_for(read_capped(request), BODY_READ_TIMEOUT_S)
+    except asyncio.TimeoutError:
+        raise PayloadError(408, "body_timeout", f"the body did not arrive within {BODY_READ_TIMEOUT_S:.0f} s") from None
+
+
 async def read_capped(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
     """The body, refused (413) as soon as it is known to exceed ``limit``: from the
     Content-Length header before reading anything, or while streaming a body
@@ -186,7 +196,7 @@ def presented_key(request: Request) -> str | None:
     return request.headers.get(ALT_KEY_HEADER) or None
 
 
-@serve.deployment(name=GATEWAY_DEPLOYMENT, num_replicas=1, max_ongoing_requests=1000,
+@serve.deployment(name=GATEWAY_DEPLOYMENT, num_replicas=1, max_ongoing_requests=GATEWAY_MAX_ONGOING,
                   ray_actor_options={"num_cpus": GATEWAY_CPUS}, logging_config=LOGGING)
 @serve.ingress(api)
 class Gateway:
@@ -197,6 +207,7 @@ class Gateway:
         self.keys: dict = {}
         self.models: dict = {}
         self.pending_rows: dict[tuple[str, str], list] = {}
+        self.open: dict[str, int] = {}  # key id -> its requests in the gateway now (MAX_OPEN_PER_KEY)
         self.senders: dict = {}  # model id -> (how it is deployed, its gateway_sender)
         self.loaded_at = 0.0
         self._refresh_lock = asyncio.Lock()
@@ -320,8 +331,23 @@ class Gateway:
         if deployment is None:
             return self._answer(started, "", _error(404, "unknown_model",
                                                     f"no model {model_id!r} is deployed (GET {API_PREFIX}/models)"))
+        if self.open.get(record.id, 0) >= MAX_OPEN_PER_KEY:
+            return self._answer(started, model_id, _error(
+                429, "too_many_open", f"this key already has {MAX_OPEN_PER_KEY} requests in progress",
+                {"Retry-After": "1"}))
+        self.open[record.id] = self.open.get(record.id, 0) + 1
         try:
-            body = await read_capped(request)
+            return await self._predict_held(started, record, deployment, request)
+        finally:
+            self.open[record.id] -= 1
+            if not self.open[record.id]:
+                del self.open[record.id]
+
+    async def _predict_held(self, started: float, record, deployment, request: Request) -> JSONResponse:
+        """A request counted among its key's open ones: its body, its quota, its answer."""
+        model_id = deployment.model_id
+        try:
+            body = await read_body(request)
             kind = request.headers.get("content-type")
             if len(body) <= INLINE_PARSE_BYTES and media_type(kind) == JSON_TYPE:
                 digits = digits_from_body(kind, body)  # a digit's JSON parses in well under a millisecond

@@ -14,6 +14,7 @@ API_PREFIX = "/v1"
 MAX_BODY_BYTES = MAX_UPLOAD_BYTES  # one image or a JSON batch: the uploads' 5 MB cap, refused before it is read
 MAX_IMAGES_PER_REQUEST = 64  # a batch request; more is a 413
 REQUEST_TIMEOUT_S = 30.0  # a prediction the replicas have not answered by then is a 504, never a hang
+BODY_READ_TIMEOUT_S = 10.0  # a body not fully received by then is a 408: a slow sender holds nothing longer
 KEY_HEADER = "Authorization"  # "Bearer <key>"; X-API-Key is accepted too
 ALT_KEY_HEADER = "X-API-Key"
 
@@ -59,6 +60,13 @@ LOAD_RATE = Bound(1, 2000, 50)  # requests per second offered, in the fixed-rate
 LOAD_DURATION_S = Bound(1, 60, 10)
 LOAD_CONCURRENCY = Bound(1, 64, 32)  # in flight: 32 keeps a batching replica's batches full here
 LOAD_BATCH = Bound(1, MAX_IMAGES_PER_REQUEST, 1)
+
+# ---------------------------------------------------------------- the gateway
+GATEWAY_MAX_ONGOING = 1000  # requests the gateway's one replica holds at once (Serve's max_ongoing_requests) ...
+MAX_OPEN_PER_KEY = 2 * int(LOAD_CONCURRENCY.high)  # ... and one key's share of them: more is a 429 at once,
+# so one key (slow bodies, a runaway client) can never fill the gateway for the others; the load
+# generator at its highest concurrency, and the sandbox beside it on the app's key, stay within it
+assert MAX_OPEN_PER_KEY < GATEWAY_MAX_ONGOING
 
 # ---------------------------------------------------------------- metrics
 METRICS_WINDOW_S = 120  # the gateway keeps this much request history
