@@ -398,3 +398,42 @@ def test_load_runs_are_kept_with_the_service_newest_twenty(tmp_path):
     assert runs[-1]["statuses"] == {200: MAX_LOAD_RUNS + 4, 503: 1}
     store.clear_load_runs()
     assert store.load_runs() == []
+
+
+# ------------------------------------------------------------------ the gateway's API, without Ray
+def test_an_unexpected_error_is_a_json_500_that_never_escapes_the_api():
+    """Serve answers a plain-text "Internal Server Error" for any exception that leaves the
+    gateway's app; Starlette re-raises one even after a catch-all handler has answered. So
+    the gateway's catch-all answers JSON and nothing escapes the ASGI call."""
+    import asyncio
+
+    from bigmodels.serving.deployments import api
+
+    path = "/__units_raise"
+    if not any(getattr(r, "path", None) == path for r in api.routes):
+        @api.get(path, include_in_schema=False)
+        async def _raise():
+            raise LookupError("a bug")
+    sent = []
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
+             "path": path, "raw_path": path.encode(), "root_path": "", "query_string": b"", "headers": [],
+             "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}
+    asyncio.run(api(scope, receive, send))  # raised LookupError here before
+    start, body = sent[0], b"".join(m.get("body", b"") for m in sent[1:])
+    assert start["status"] == 500 and json.loads(body)["error"] == "internal"
+
+
+def test_a_model_call_that_fails_in_any_way_is_a_503_with_retry_after():
+    from bigmodels.serving.deployments import unavailable
+
+    for exc in (RuntimeError("x"), KeyError("replica"), LookupError(), Exception("DeploymentUnavailableError")):
+        reply = unavailable(exc)
+        assert reply.status_code == 503 and reply.headers["retry-after"] == "1"
+        assert json.loads(reply.body)["error"] == "unavailable"

@@ -23,6 +23,7 @@ and runs these.
 
 import asyncio
 import contextlib
+import logging
 import time
 
 import numpy as np
@@ -32,8 +33,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 from ray import serve
-from ray.exceptions import RayActorError, RayTaskError
-from ray.serve.exceptions import BackPressureError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from bigmodels.serving.limits import RateLimiter, retry_after_header
@@ -153,10 +152,42 @@ async def _http(request: Request, exc: StarletteHTTPException):
     return _error(exc.status_code, "not_found" if exc.status_code == 404 else "http_error", str(exc.detail))
 
 
-@api.exception_handler(Exception)
-async def _unexpected(request: Request, exc: Exception):
-    # never a traceback to a client; the replica's log has it
-    return _error(500, "internal", "the service failed to answer this request")
+class _NothingEscapes:
+    """A catch-all around the routes (pure ASGI): an exception that would leave the app is
+    answered here as JSON 500, and goes no further. (Starlette's own handler for Exception
+    answers, then raises it again -- and for an exception out of the app Serve sends its
+    plain-text "Internal Server Error" instead.) The traceback goes to the replica's log,
+    never to a client."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = False
+
+        async def sending(message):
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        except Exception:
+            logging.getLogger("ray.serve").exception("the gateway failed to answer %s", scope.get("path"))
+            if not started:
+                await _error(500, "internal", "the service failed to answer this request")(scope, receive, send)
+
+
+api.add_middleware(_NothingEscapes)
+
+
+def unavailable(exc: BaseException) -> JSONResponse:
+    """A model call that failed, however: its replica died, is being replaced, is not up yet,
+    or its app is gone. The client may retry."""
+    return _error(503, "unavailable", f"the model is unavailable right now ({type(exc).__name__})",
+                  {"Retry-After": "1"})
 
 
 async def read_body(request: Request) -> bytes:
@@ -377,13 +408,10 @@ class Gateway:
             await self._refund(record, len(digits))
             return self._answer(started, model_id, _error(504, "timeout",
                                                           f"the model did not answer within {REQUEST_TIMEOUT_S:.0f} s"))
-        except (RayActorError, RayTaskError, BackPressureError, RuntimeError, ValueError) as exc:
-            # a replica died or is being replaced, or the app is gone: the client may retry
+        except Exception as exc:  # whatever Ray or Serve raise for a replica that is not there: a JSON 503
             self.senders.pop(model_id, None)
             await self._refund(record, len(digits))
-            return self._answer(started, model_id, _error(503, "unavailable",
-                                                          f"the model is unavailable right now ({type(exc).__name__})",
-                                                          {"Retry-After": "1"}))
+            return self._answer(started, model_id, unavailable(exc))
         latency_ms = (time.perf_counter() - started) * 1000
         predictions = [{"label": label, "probabilities": probabilities, "model": model_id,
                         "latency_ms": round(latency_ms, 3)}
