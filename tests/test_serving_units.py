@@ -437,3 +437,40 @@ def test_a_model_call_that_fails_in_any_way_is_a_503_with_retry_after():
         reply = unavailable(exc)
         assert reply.status_code == 503 and reply.headers["retry-after"] == "1"
         assert json.loads(reply.body)["error"] == "unavailable"
+
+
+# ------------------------------------------------------------------ the app's own key
+def test_each_app_process_keeps_its_own_key_and_a_dead_ones_is_revoked(tmp_path):
+    """Two app processes on one home (an nginx pool): the second's key does not revoke the
+    first's (a load test of the first got 321 403s when the second used "via the API"); a
+    third, once the first has ended, revokes the first's key and only it."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    script = ("import sys\nfrom bigmodels.app.service import app_key\n"
+              "print(app_key(sys.argv[1]), flush=True)\nsys.stdin.read()\n")
+
+    def app_process() -> tuple[subprocess.Popen, str]:
+        proc = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=REPO)
+        return proc, proc.stdout.readline().strip()
+
+    store = ServiceStore(tmp_path)
+    first, first_key = app_process()
+    second, second_key = app_process()
+    try:
+        assert first_key.startswith("bmk_") and second_key.startswith("bmk_") and first_key != second_key
+        known = store.key_hashes()
+        assert check_key(first_key, known)[0] == "ok" and check_key(second_key, known)[0] == "ok"
+        first.communicate("", timeout=60)
+        third, third_key = app_process()
+        third.communicate("", timeout=60)
+        known = store.key_hashes()
+        assert check_key(first_key, known)[0] == "revoked"
+        assert check_key(second_key, known)[0] == "ok" and check_key(third_key, known)[0] == "ok"
+    finally:
+        for proc in (first, second):
+            if proc.poll() is None:
+                proc.communicate("", timeout=60)

@@ -8,6 +8,7 @@ starts one and polls it, so a click never waits on them. Jobs are per server
 """
 from __future__ import annotations
 
+import os
 import threading
 import time
 import uuid
@@ -16,6 +17,7 @@ from typing import Any, Callable
 
 import streamlit as st
 
+from bigmodels.base.processes import pid_alive
 from bigmodels.serving.settings import MAX_RATE_PER_S
 from bigmodels.serving.store import ServiceStore
 
@@ -95,10 +97,11 @@ def _app_keys() -> _AppKey:
 
 
 def app_key(home=None) -> str:
-    """The key this app server uses for its own calls (the sandbox's "via the API",
+    """The key this app process uses for its own calls (the sandbox's "via the API",
     the load generator): created on first need, kept in this process's memory only,
-    listed among the keys under its name so the operator sees and can revoke it.
-    An earlier server's app key (lost with that process) is revoked."""
+    listed among the keys under its name and pid so the operator sees and can revoke it.
+    Each process of a pool on one home has its own; only the keys of app processes that
+    have ended (lost with them) are revoked."""
     store = ServiceStore(home)
     holder = _app_keys()
     with holder.lock:
@@ -109,8 +112,20 @@ def app_key(home=None) -> str:
             if record is not None and not record.revoked:
                 return key
         for record in known.values():
-            if record.name == APP_KEY_NAME and not record.revoked:
+            if not record.revoked and _ended_app_key(record.name):
                 store.revoke_key(record.id)
-        _, key = store.create_key(APP_KEY_NAME, rate_per_s=MAX_RATE_PER_S, burst=int(MAX_RATE_PER_S), quota_images=0)
+        _, key = store.create_key(f"{APP_KEY_NAME}{_PID_MARK}{os.getpid()}", rate_per_s=MAX_RATE_PER_S,
+                                  burst=int(MAX_RATE_PER_S), quota_images=0)
         holder.keys[str(store.path)] = key
         return key
+
+
+_PID_MARK = " · pid "
+
+
+def _ended_app_key(name: str) -> bool:
+    """An app key whose process has ended (or one named before keys carried a pid)."""
+    if name == APP_KEY_NAME:
+        return True
+    prefix, _, pid = name.rpartition(_PID_MARK)
+    return prefix == APP_KEY_NAME and pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid))
