@@ -366,6 +366,68 @@ def test_the_only_replica_killed_under_load_answers_json_503_with_retry_after(se
         service.undeploy("lstm", home)
 
 
+def test_a_deploy_that_cannot_be_scheduled_is_refused_at_once_with_the_numbers(served):
+    """With the cluster's CPUs held by others, two more replicas do not fit: the deploy is
+    refused at once, saying how many CPUs it asked and how many are free, and nothing of it
+    is left deploying. (Before, it showed "Deploying..." for ever and blocked later deploys.)"""
+    import ray
+
+    home = served["home"]
+    free = ray.available_resources().get("CPU", 0.0)
+
+    @ray.remote
+    class Hog:
+        def ready(self) -> bool:
+            return True
+
+    hog = Hog.options(num_cpus=int(free)).remote() if int(free) >= 1 else None
+    try:
+        if hog is not None:
+            ray.get(hog.ready.remote(), timeout=60)
+        outcome: dict = {}
+
+        def deploy() -> None:
+            try:
+                service.deploy(shipped_source("lstm"), DeploySettings(replicas=2), home)
+                outcome["deployed"] = True
+            except service.ServiceError as exc:
+                outcome["error"] = exc
+
+        thread = threading.Thread(target=deploy, daemon=True)
+        thread.start()
+        thread.join(60)
+        assert not thread.is_alive(), "the deploy still hangs after 60 s"
+        error = outcome["error"]
+        assert error.reason == "no_room" and error.values["resource"] == "CPU" and error.values["asked"] == 1.0
+        assert error.values["free"] < 1.0
+        assert [d.model_id for d in served["store"].deployments()] == ["cnn"]
+        assert not service.replica_actors("lstm")
+    finally:
+        if hog is not None:
+            ray.kill(hog)
+        service.undeploy("lstm", home)  # only if the old code left it deploying
+
+
+def test_a_deploy_whose_replicas_never_come_up_is_rolled_back_after_its_timeout(served, monkeypatch):
+    """Past the room check (here: told the cluster has room it has not), a deploy whose
+    replicas cannot start is rolled back when its time is up: no record, no Serve app."""
+    import ray
+
+    if ray.cluster_resources().get("GPU"):
+        pytest.skip("a replica on cuda would start on this cluster")
+    home = served["home"]
+    monkeypatch.setattr(service, "free_resources", lambda model_id, home=None: {"CPU": 99.0, "GPU": 99.0})
+    started = time.monotonic()
+    with pytest.raises(service.ServiceError) as error:
+        service.deploy(shipped_source("lstm"), DeploySettings(device="cuda"), home, timeout_s=5)  # no GPU here
+    assert error.value.reason == "deploy_timeout" and time.monotonic() - started < 60
+    assert [d.model_id for d in served["store"].deployments()] == ["cnn"]
+    deadline = time.monotonic() + 30
+    while service.replica_actors("lstm") and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not service.replica_actors("lstm")
+
+
 def test_no_process_of_the_service_holds_an_outbound_socket(served):
     assert outbound(cluster_processes(served["cluster"].pid)) == []
 

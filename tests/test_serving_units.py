@@ -241,6 +241,17 @@ def test_deploy_settings_bounds():
     assert reasons == ["replicas", "max_batch_size", "batch_wait_ms", "device"]
 
 
+def test_a_deploy_that_cannot_fit_is_refused_with_the_numbers():
+    from bigmodels.serving.service import room_problem
+    from bigmodels.serving.settings import REPLICA_CPUS
+
+    assert room_problem(DeploySettings(replicas=4), {"CPU": 2.0, "GPU": 0.0}) is None  # exactly fits
+    reason, values = room_problem(DeploySettings(replicas=4), {"CPU": 1.75})
+    assert reason == "no_room" and values == {"resource": "CPU", "asked": 4 * REPLICA_CPUS, "free": 1.75, "replicas": 4}
+    assert room_problem(DeploySettings(replicas=4, autoscale=True), {"CPU": 0.5}) is None  # autoscaling starts one
+    assert room_problem(DeploySettings(device="cuda"), {"CPU": 2.0})[1]["resource"] == "GPU"
+
+
 def test_the_load_generator_only_targets_loopback_and_is_bounded():
     require_loopback("http://127.0.0.1:8000/v1/models/cnn/predict")
     require_loopback("http://localhost:8000/")

@@ -29,7 +29,8 @@ from bigmodels.serving.deployments import (
 from bigmodels.serving.errors import ServiceProblem
 from bigmodels.serving.metrics import Summary, summarise
 from bigmodels.serving.settings import (
-    AUTOSCALE_TARGET_ONGOING, DEFAULT_PORT, ENV_SERVE_PORT, HOST, REPLICA_CPUS, DeploySettings,
+    AUTOSCALE_TARGET_ONGOING, DEFAULT_PORT, DEPLOY_TIMEOUT_S, ENV_SERVE_PORT, HOST, REPLICA_CPUS, REPLICA_GPUS,
+    DeploySettings,
 )
 from bigmodels.serving.store import Deployment, ServiceStore, app_name
 from bigmodels.serving.outside_loop import call_outside_loop
@@ -109,9 +110,40 @@ def running(home=None) -> bool:
         return False
 
 
-def deploy(source: ModelSource, settings: DeploySettings = DeploySettings(), home=None) -> Deployment:
-    """Serve ``source`` (replacing its earlier deployment with the new settings);
-    returns when its replicas are up."""
+def replica_resources(settings: DeploySettings) -> dict[str, float]:
+    """What one replica reserves on the cluster (Ray's resource names)."""
+    return {"CPU": REPLICA_CPUS, "GPU": REPLICA_GPUS if settings.device == "cuda" else 0}
+
+
+def room_problem(settings: DeploySettings, free: dict[str, float]) -> tuple[str, dict] | None:
+    """("no_room", values) when the replicas a deploy must start at once (all of them, or
+    the first one when autoscaling) do not fit in what the cluster has free; else None."""
+    replicas = 1 if settings.autoscale else settings.replicas
+    for resource, each in replica_resources(settings).items():
+        asked, have = each * replicas, max(0.0, free.get(resource, 0.0))
+        if asked > 0 and asked > have + 1e-6:
+            return "no_room", {"resource": resource, "asked": round(asked, 2), "free": round(have, 2),
+                               "replicas": replicas}
+    return None
+
+
+def free_resources(model_id: str, home=None) -> dict[str, float]:
+    """What the cluster has free for ``model_id``'s replicas: what no one holds, and what its
+    own running replicas hold (a new deploy of the model replaces them)."""
+    free = {k: float(v) for k, v in ray.available_resources().items()}
+    for status in statuses(home):
+        if status.deployment.model_id == model_id:
+            for resource, each in replica_resources(status.deployment.settings).items():
+                free[resource] = free.get(resource, 0.0) + each * sum(status.replicas.values())
+    return free
+
+
+def deploy(source: ModelSource, settings: DeploySettings = DeploySettings(), home=None,
+           timeout_s: float = DEPLOY_TIMEOUT_S) -> Deployment:
+    """Serve ``source`` (replacing its earlier deployment with the new settings); returns when
+    its replicas are up. Refused at once, with the numbers, when they cannot fit on the
+    cluster; rolled back (to the earlier deployment, or none) when they are not all up within
+    ``timeout_s``. Recorded from the start, so the page shows it, deploying, with its Undeploy."""
     problems = settings.problems()
     if problems:
         reason, values = problems[0]
@@ -120,9 +152,32 @@ def deploy(source: ModelSource, settings: DeploySettings = DeploySettings(), hom
         raise ServiceError("no_checkpoint", path=str(source.checkpoint))
     runtime.connect(home)
     model_id = model_id_for(source)
+    refused = room_problem(settings, free_resources(model_id, home))
+    if refused is not None:
+        raise ServiceError(refused[0], **refused[1])
+    store = ServiceStore(home)
+    earlier = next((d for d in store.deployments() if d.model_id == model_id), None)
     deployment = Deployment(model_id, source.id, source.model_name, source.origin, str(source.checkpoint),
                             checkpoint_digest(source.checkpoint), source_accuracy(source, home), settings, time.time())
-    options = {"ray_actor_options": {"num_cpus": REPLICA_CPUS, "num_gpus": 1 if settings.device == "cuda" else 0},
+    store.record_deployment(deployment)
+    try:
+        _run_app(deployment)
+        _wait_running(deployment.app_name, timeout_s)
+    except ServiceError:
+        _roll_back(deployment, earlier, store)
+        raise
+    except Exception as exc:
+        _roll_back(deployment, earlier, store)
+        raise ServiceError("deploy_failed", detail=_first_line(exc)) from exc
+    return deployment
+
+
+def _run_app(deployment: Deployment) -> None:
+    """Hand the deployment to Serve without waiting for its replicas (``_wait_running`` does)."""
+    from ray.serve.api import _run  # serve.run without its unbounded wait for RUNNING
+
+    settings = deployment.settings
+    options = {"ray_actor_options": {"num_cpus": REPLICA_CPUS, "num_gpus": replica_resources(settings)["GPU"]},
                "user_config": {"max_batch_size": settings.max_batch_size, "batch_wait_ms": settings.batch_wait_ms}}
     if settings.autoscale:
         options["autoscaling_config"] = {"min_replicas": 1, "max_replicas": settings.replicas,
@@ -130,13 +185,39 @@ def deploy(source: ModelSource, settings: DeploySettings = DeploySettings(), hom
                                          "upscale_delay_s": 2, "downscale_delay_s": 30}
     else:
         options["num_replicas"] = settings.replicas
-    app = ModelServer.options(**options).bind(model_id, str(source.checkpoint), settings.device)
+    app = ModelServer.options(**options).bind(deployment.model_id, deployment.checkpoint, settings.device)
+    _run(app, _blocking=False, name=deployment.app_name, route_prefix=None)
+
+
+def _wait_running(name: str, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        app = serve.status().applications.get(name)
+        status = str(getattr(app.status, "value", app.status)) if app is not None else "MISSING"
+        if status == "RUNNING":
+            return
+        if status in ("DEPLOY_FAILED", "MISSING", "DELETING"):  # a failed replica, or undeployed meanwhile
+            raise ServiceError("deploy_failed", detail=(app.message if app is not None else "") or status)
+        if time.monotonic() > deadline:
+            raise ServiceError("deploy_timeout", seconds=f"{timeout_s:.0f}")
+        time.sleep(0.5)
+
+
+def _roll_back(deployment: Deployment, earlier: Deployment | None, store: ServiceStore) -> None:
+    """A deploy that failed leaves what was there before: the earlier deployment, or none."""
     try:
-        serve.run(app, name=app_name(model_id), route_prefix=None)
-    except Exception as exc:
-        raise ServiceError("deploy_failed", detail=str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__) from exc
-    ServiceStore(home).record_deployment(deployment)
-    return deployment
+        if earlier is not None:
+            store.record_deployment(earlier)
+            _run_app(earlier)
+        else:
+            store.forget_deployment(deployment.model_id)
+            serve.delete(deployment.app_name)
+    except Exception:  # the rollback is best effort; the store says what is left, the page can undeploy it
+        pass
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 def undeploy(model_id: str, home=None) -> bool:

@@ -50,6 +50,8 @@ AUTOSCALE_TARGET_ONGOING = 4  # requests in flight per replica that autoscaling 
 DEVICES = ("cpu", "cuda")
 REPLICA_CPUS = 0.5  # a replica's CPU reservation (Ray scheduling, not a cap) ...
 GATEWAY_CPUS = 0.25  # ... and the gateway's: two replicas and the gateway fit in two cores, with room for training
+REPLICA_GPUS = 1  # a replica on device "cuda" reserves a whole GPU
+DEPLOY_TIMEOUT_S = 120.0  # replicas not all up by then: the deploy is rolled back, never left "deploying"
 
 # ---------------------------------------------------------------- load generator
 # By default the load generator finds the service's capacity: a closed loop, LOAD_CONCURRENCY
