@@ -287,14 +287,18 @@ def cmd_sweep(args) -> int:
 
 # ------------------------------------------------------------------- serve
 def cmd_serve(args) -> int:
-    """The model service: start it, deploy model sources, print the URL, and keep
-    it up until Ctrl-C (then undeploy what this command deployed)."""
+    """The model service: start it, deploy model sources, print the URL, and keep it up
+    until Ctrl-C or SIGTERM; then what this command started stops (the embedded head it
+    started, or the models it deployed): bigmodels.serving.lifetime. --detach leaves it up."""
+    import signal
     import time
 
-    from bigmodels.cluster.runtime import ClusterError
+    from bigmodels.cluster import runtime
+    from bigmodels.cluster.runtime import ENV_RAY_ADDRESS, ClusterError
     from bigmodels.runs.sources import finished_run_sources, shipped_source
     from bigmodels.models.shipped import available
     from bigmodels.serving import service
+    from bigmodels.serving.lifetime import Guard
     from bigmodels.serving.settings import DeploySettings
     from bigmodels.serving.store import KeyRequestError, ServiceStore
 
@@ -315,30 +319,45 @@ def cmd_serve(args) -> int:
             print(f"error: no finished run {run_id!r} with a checkpoint in the run store", file=sys.stderr)
             return 2
         sources.append(runs[run_id])
+    # in the foreground, what this command starts stops when it ends, however it ends
+    guard = None if args.detach else Guard(args.home)
     try:
-        url = service.start(args.home, args.port)
-        print(f"service: {url}  (OpenAPI docs at {url}/docs)", flush=True)
-        for source in sources:
-            deployment = service.deploy(source, settings, args.home)
-            print(f"deployed {deployment.model_id} ({source.id}, version {deployment.version}): "
-                  f"POST {url}/v1/models/{deployment.model_id}/predict", flush=True)
-        if args.key:
-            record, key = ServiceStore(args.home).create_key(args.key)
-            print(f"API key {record.name!r} (shown once, keep it): {key}", flush=True)
-    except (ClusterError, service.ServiceError, KeyRequestError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if args.detach:
-        return 0
-    print("serving; Ctrl-C stops", file=sys.stderr, flush=True)
-    try:
+        try:
+            if guard is not None:
+                own_head = not os.environ.get(ENV_RAY_ADDRESS) and runtime.cluster_address(args.home, start=False) is None
+                cluster = runtime.connect(args.home)
+                if own_head and cluster.embedded:
+                    guard.note(head_pid=cluster.pid)
+                if not service.running(args.home):
+                    guard.note(serve=True)
+            url = service.start(args.home, args.port)
+            print(f"service: {url}  (OpenAPI docs at {url}/docs)", flush=True)
+            for source in sources:
+                if guard is not None:
+                    guard.note(deployed=service.model_id_for(source))
+                deployment = service.deploy(source, settings, args.home)
+                print(f"deployed {deployment.model_id} ({source.id}, version {deployment.version}): "
+                      f"POST {url}/v1/models/{deployment.model_id}/predict", flush=True)
+            if args.key:
+                record, key = ServiceStore(args.home).create_key(args.key)
+                print(f"API key {record.name!r} (shown once, keep it): {key}", flush=True)
+        except (ClusterError, service.ServiceError, KeyRequestError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        if args.detach:
+            return 0
+        print("serving; Ctrl-C stops", file=sys.stderr, flush=True)
+        signal.signal(signal.SIGTERM, signal.default_int_handler)  # a SIGTERM ends it as Ctrl-C does
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
-        for source in sources:
-            service.undeploy(service.model_id_for(source), args.home)
-        print("undeployed", file=sys.stderr)
-    return 0
+        return 0
+    finally:
+        if guard is not None:
+            print("stopping what this command started", file=sys.stderr, flush=True)
+            runtime.disconnect()
+            guard.close()
+            print("stopped", file=sys.stderr, flush=True)
 
 
 def _positive_int(text: str) -> int:

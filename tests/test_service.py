@@ -6,6 +6,7 @@ One service for the module on the session's Ray cluster (Serve's controller,
 proxy, the gateway and the CNN's replicas: ~20 s to start on 2 cores); it is
 shut down at the end so the cluster is left as found.
 """
+import contextlib
 import io
 import json
 import os
@@ -438,6 +439,51 @@ def test_the_cli_starts_the_service_and_prints_the_url(served, capsys):
     assert main(["serve", "--models", "cnn", "--home", str(served["home"]), "--detach", "--key", "cli"]) == 0
     out = capsys.readouterr().out
     assert served["url"] in out and "/v1/models/cnn/predict" in out and "bmk_" in out
+
+
+@pytest.mark.cluster  # starts its own head
+def test_a_serve_command_that_ends_stops_everything_it_started(tmp_path):
+    """``serve`` in the foreground, on its own embedded head, is sent SIGTERM and 2 s later
+    SIGKILL: the head (its own process group), Serve's controller, proxy, gateway and
+    replicas all stop, and the port is closed. (Before, every one of them kept running.)"""
+    import psutil
+
+    from bigmodels.cluster import runtime
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != runtime.ENV_RAY_ADDRESS}
+    proc = subprocess.Popen([sys.executable, "-m", "bigmodels", "serve", "--models", "cnn", "--home", str(tmp_path),
+                             "--port", str(port)], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    started = []
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            assert line or proc.poll() is None, "serve ended before it deployed"
+            if line.startswith("deployed cnn"):
+                break
+        else:
+            pytest.fail("serve did not deploy the CNN within 300 s")
+        started = psutil.Process(proc.pid).children(recursive=True)
+        assert any("ray.scripts.scripts" in " ".join(p.cmdline()) for p in started)  # its own head
+        assert client.call(f"http://127.0.0.1:{port}/health").status == 200
+        proc.send_signal(15)
+        try:
+            proc.wait(2)
+        except subprocess.TimeoutExpired:
+            proc.kill()  # as systemd or a supervisor does when SIGTERM is not enough
+        proc.wait(30)
+        gone, alive = psutil.wait_procs(started, timeout=60)
+        assert not alive, [" ".join(p.cmdline())[:120] for p in alive]
+        assert client.call(f"http://127.0.0.1:{port}/health", timeout=5).status == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for p in started:  # what the old code left running
+            with contextlib.suppress(psutil.NoSuchProcess):
+                p.kill()
+        runtime.stop_embedded(tmp_path)
 
 
 @pytest.mark.cluster  # starts its own head, in its own network namespace
