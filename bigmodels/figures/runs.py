@@ -13,6 +13,7 @@ from typing import Any, Sequence
 import plotly.graph_objects as go
 
 from bigmodels.base.formatting import WORD_JOINER
+from bigmodels.reports.run_groups import Point, curve
 from bigmodels.runs.store import Run
 from bigmodels.train.config import settings
 
@@ -130,6 +131,88 @@ def loss_figure(runs: Sequence[tuple[str, list[dict], list[dict], float]], smoot
                                  marker=dict(size=8, symbol="diamond"), name=texts["test_loss"], legendgroup="~key"))
     if log_y:
         fig.update_yaxes(type="log")
+    return _layout(fig, texts["x"], texts["y"])
+
+
+def _rgba(color: str, alpha: float) -> str:
+    r, g, b = (int(color[i:i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({r},{g},{b},{alpha})"
+
+
+def _band(fig: go.Figure, points: Sequence[Point], color: str, name: str, group: str, dash: str | None = None,
+          marker: str | None = None, showlegend: bool = True, transform=lambda v: v, fmt: str = ":.4g") -> None:
+    """A mean line with a shaded ± one standard deviation band around it."""
+    xs = [p.x for p in points]
+    upper = [transform(p.mean + p.std) for p in points]
+    lower = [transform(p.mean - p.std) for p in points]
+    means = [transform(p.mean) for p in points]
+    fig.add_trace(go.Scatter(x=xs + xs[::-1], y=upper + lower[::-1], fill="toself", fillcolor=_rgba(color, 0.18),
+                             mode="lines", line=dict(width=0), hoverinfo="skip", showlegend=False, legendgroup=group))
+    # per-epoch points also get whiskers: a band needs two epochs to show, a whisker one
+    whiskers = dict(type="data", symmetric=False, color=color, thickness=1.5, width=4,
+                    array=[abs(u - m) for u, m in zip(upper, means)],
+                    arrayminus=[abs(m - lo) for m, lo in zip(means, lower)]) if marker else None
+    fig.add_trace(go.Scatter(
+        x=xs, y=means, mode="lines+markers" if marker else "lines", name=name,
+        legendgroup=group, showlegend=showlegend, line=dict(color=color, width=2, dash=dash),
+        marker=dict(size=8, symbol=marker) if marker else None, error_y=whiskers,
+        customdata=[[p.mean, p.std, p.n] for p in points],
+        hovertemplate=f"{name}: %{{customdata[0]{fmt}}} ± %{{customdata[1]{fmt}}} (n=%{{customdata[2]}})<extra></extra>"))
+
+
+def group_curves(members: Sequence[tuple[Run, list[dict], list[dict]]], smoothing: float,
+                 x: str = "epoch") -> tuple[list[Point], list[Point], list[Point]]:
+    """A group's (training loss, test loss, test accuracy) curves from its runs'
+    ``(run, steps, epochs)``: each run's training loss smoothed first, then the runs
+    averaged step by step and epoch by epoch (``run_groups.curve``)."""
+    train, test, accuracy = [], [], []
+    for run, steps, epochs in members:
+        per_epoch = steps_per_epoch(run)
+        train.append(list(zip([s["step"] for s in steps], step_xs(steps, per_epoch, x),
+                              smooth([s["loss"] for s in steps], smoothing))))
+        ex = epoch_xs(epochs, per_epoch, x)
+        test.append([(e["epoch"], xv, e.get("test_loss")) for e, xv in zip(epochs, ex)])
+        accuracy.append([(e["epoch"], xv, e.get("test_accuracy")) for e, xv in zip(epochs, ex)])
+    train_points = curve(train)
+    if len(train_points) > MAX_POINTS:
+        keep = set(range(0, len(train_points), math.ceil(len(train_points) / MAX_POINTS))) | {len(train_points) - 1}
+        train_points = [p for i, p in enumerate(train_points) if i in keep]
+    return train_points, curve(test), curve(accuracy)
+
+
+def group_loss_figure(groups: Sequence[tuple[str, Sequence[Point], Sequence[Point]]], texts: dict[str, str],
+                      log_y: bool = False) -> go.Figure:
+    """Each ``(label, train_points, test_points)`` group: its runs' smoothed training
+    loss and test loss as mean ± one standard deviation (``bigmodels.reports.run_groups``)."""
+    fig = go.Figure()
+    for i, (label, train, test) in enumerate(groups):
+        color = PALETTE[i % len(PALETTE)]
+        if train:
+            _band(fig, train, color, label, label)
+        if test:
+            _band(fig, test, color, f"{label} · {texts['test_loss']}", label, dash="dot", marker="diamond",
+                  showlegend=not train)
+    if groups:
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", line=dict(color="#868e96", width=2),
+                                 name=texts["train_loss"], legendgroup="~key"))
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers+lines", line=dict(color="#868e96", dash="dot"),
+                                 marker=dict(size=8, symbol="diamond"), name=texts["test_loss"], legendgroup="~key"))
+    if log_y:
+        fig.update_yaxes(type="log")
+    return _layout(fig, texts["x"], texts["y"])
+
+
+def group_accuracy_figure(groups: Sequence[tuple[str, Sequence[Point]]], texts: dict[str, str]) -> go.Figure:
+    """Each ``(label, points)`` group's test accuracy after each epoch, mean ± one
+    standard deviation, on ``accuracy_axis``."""
+    values = [v for _, points in groups for p in points for v in (p.mean - p.std, p.mean + p.std)]
+    axis = accuracy_axis(values)
+    on_error_axis = axis.get("type") == "log"
+    fig = go.Figure()
+    for i, (label, points) in enumerate(groups):
+        _band(fig, points, PALETTE[i % len(PALETTE)], label, label, marker="circle",
+              transform=(lambda v: max(1 - v, 1e-4)) if on_error_axis else (lambda v: v), fmt=":.2%")
+    fig.update_yaxes(**axis)
     return _layout(fig, texts["x"], texts["y"])
 
 
