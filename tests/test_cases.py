@@ -124,7 +124,7 @@ PUBLISHED_PARAMETERS = {
     "tsuzumi-2": 30_000_000_000, "hyperclova-x-think": 14_740_000_000, "jais": 70_000_000_000,
     "gemma-4": 31_000_000_000,
     "gpt-4": None, "gemini-2-5": None, "gemini-3": None, "claude-4": None, "sora-2": None, "veo-3": None,
-    "gemini-3-5-flash": None, "claude-opus-5": None,
+    "gemini-3-5-flash": None, "claude-opus-5": None, "claude-fable-5": None,
 }
 
 
@@ -608,12 +608,12 @@ def test_every_case_is_dated_and_the_page_can_say_how_current_it_is(cases):
     assert views.newest_as_of([]) is None
     counts = views.summary_counts(cases)
     assert (counts["cases"], counts["countries"], counts["continents"]) == (len(cases), 16, 6)
-    assert len(cases) >= 55
+    assert len(cases) >= 56
 
 
 NEW_CASES = ("gpt-4", "gemini-2-5", "gemini-3", "claude-4", "sora-2", "veo-3", "glm-4-5", "deepseek-v4",
              "gemma-3n", "gemma-4", "exaone-4", "hyperclova-x-think", "sarvam-105b", "jais", "tsuzumi-2",
-             "gemini-3-5-flash", "claude-opus-5")
+             "gemini-3-5-flash", "claude-fable-5", "claude-opus-5")
 
 
 def test_the_late_2026_update_adds_dated_cases_from_march_2025_on(cases):
@@ -666,7 +666,7 @@ def test_challenge_charts_run_to_2026(content):
 def test_figures_after_april_2026_come_from_the_makers_pages(cases):
     by_id = {c.id: c for c in cases}
     after = [c for c in cases if c.as_of_date > dt.date(2026, 4, 30)]
-    assert {"gemini-3-5-flash", "claude-opus-5"} <= {c.id for c in after}
+    assert {"gemini-3-5-flash", "claude-fable-5", "claude-opus-5"} <= {c.id for c in after}
     assert all(c.as_of_date <= dt.date(2026, 11, 30) for c in cases)
     flash = by_id["gemini-3-5-flash"]
     assert "19 May 2026" in flash.deployment["en"] and "2026 年 5 月 19 日" in flash.deployment["zh"]
@@ -676,6 +676,12 @@ def test_figures_after_april_2026_come_from_the_makers_pages(cases):
     assert "24 July 2026" in opus.deployment["en"] and "2026 年 7 月 24 日" in opus.deployment["zh"]
     assert "$5" in opus.outcome["en"] and "128K" in opus.outcome["en"]
     assert opus.outcome_source.url.startswith("https://platform.claude.com/")
+    fable = by_id["claude-fable-5"]
+    assert "9 June 2026" in fable.deployment["en"] and "2026 年 6 月 9 日" in fable.deployment["zh"]
+    assert "Mythos 5" in fable.deployment["en"] and "$10" in fable.outcome["en"]
+    assert "secondary coverage" in flash.deployment["en"] and "二手报道" in flash.deployment["zh"]
+    v4 = by_id["deepseek-v4"]
+    assert "13 August 2026" in v4.deployment["en"] and "0731" in v4.deployment["en"]
 
 
 def test_ernie_user_count_is_marked_as_secondary_in_both_languages(cases):
