@@ -125,6 +125,7 @@ PUBLISHED_PARAMETERS = {
     "gemma-4": 31_000_000_000,
     "gpt-4": None, "gemini-2-5": None, "gemini-3": None, "claude-4": None, "sora-2": None, "veo-3": None,
     "gemini-3-5-flash": None, "claude-opus-5": None, "claude-fable-5": None,
+    "llm-jp-3": 172_000_000_000, "apple-on-device": 3_000_000_000,
 }
 
 
@@ -608,12 +609,12 @@ def test_every_case_is_dated_and_the_page_can_say_how_current_it_is(cases):
     assert views.newest_as_of([]) is None
     counts = views.summary_counts(cases)
     assert (counts["cases"], counts["countries"], counts["continents"]) == (len(cases), 16, 6)
-    assert len(cases) >= 56
+    assert len(cases) >= 57
 
 
 NEW_CASES = ("gpt-4", "gemini-2-5", "gemini-3", "claude-4", "sora-2", "veo-3", "glm-4-5", "deepseek-v4",
              "gemma-3n", "gemma-4", "exaone-4", "hyperclova-x-think", "sarvam-105b", "jais", "tsuzumi-2",
-             "gemini-3-5-flash", "claude-fable-5", "claude-opus-5")
+             "gemini-3-5-flash", "claude-fable-5", "claude-opus-5", "llm-jp-3")
 
 
 def test_the_late_2026_update_adds_dated_cases_from_march_2025_on(cases):
@@ -680,6 +681,10 @@ def test_figures_after_april_2026_come_from_the_makers_pages(cases):
     assert "9 June 2026" in fable.deployment["en"] and "2026 年 6 月 9 日" in fable.deployment["zh"]
     assert "Mythos 5" in fable.deployment["en"] and "$10" in fable.outcome["en"]
     assert "secondary coverage" in flash.deployment["en"] and "二手报道" in flash.deployment["zh"]
+    apple = by_id["apple-on-device"]
+    assert "8 June 2026" in apple.deployment["en"] and "20-billion" in apple.deployment["en"]
+    assert "2026 年 6 月 8 日" in apple.deployment["zh"] and "二手报道" in apple.deployment["zh"]
+    assert by_id["llm-jp-3"].country == "JPN" and "Apache-2.0" in by_id["llm-jp-3"].licence
     v4 = by_id["deepseek-v4"]
     assert "13 August 2026" in v4.deployment["en"] and "0731" in v4.deployment["en"]
 
