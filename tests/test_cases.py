@@ -125,7 +125,7 @@ PUBLISHED_PARAMETERS = {
     "gemma-4": 31_000_000_000,
     "gpt-4": None, "gemini-2-5": None, "gemini-3": None, "claude-4": None, "sora-2": None, "veo-3": None,
     "gemini-3-5-flash": None, "claude-opus-5": None, "claude-fable-5": None,
-    "llm-jp-3": 172_000_000_000, "apple-on-device": 3_000_000_000,
+    "llm-jp-3": 172_000_000_000, "apple-on-device": 3_000_000_000, "glm-5": 744_000_000_000,
 }
 
 
@@ -204,7 +204,7 @@ def test_the_2025_26_wave_is_there(cases):
 def test_mixtures_of_experts_give_the_total_and_the_active_count(cases):
     by_id = {c.id: c for c in cases}
     for case_id, active in (("kimi-k2", "32B"), ("qwen3", "22B"), ("deepseek-r1", "37B"), ("gpt-oss", "5.1B"), ("llama-4", "17B"),
-                            ("glm-4-5", "32B"), ("deepseek-v4", "49B"), ("sarvam-105b", "10.3B")):
+                            ("glm-4-5", "32B"), ("deepseek-v4", "49B"), ("sarvam-105b", "10.3B"), ("glm-5", "40B")):
         note = by_id[case_id].parameters_note["en"]
         assert "total" in note and active in note, (case_id, note)
 
@@ -609,12 +609,12 @@ def test_every_case_is_dated_and_the_page_can_say_how_current_it_is(cases):
     assert views.newest_as_of([]) is None
     counts = views.summary_counts(cases)
     assert (counts["cases"], counts["countries"], counts["continents"]) == (len(cases), 16, 6)
-    assert len(cases) >= 57
+    assert len(cases) >= 58
 
 
 NEW_CASES = ("gpt-4", "gemini-2-5", "gemini-3", "claude-4", "sora-2", "veo-3", "glm-4-5", "deepseek-v4",
              "gemma-3n", "gemma-4", "exaone-4", "hyperclova-x-think", "sarvam-105b", "jais", "tsuzumi-2",
-             "gemini-3-5-flash", "claude-fable-5", "claude-opus-5", "llm-jp-3")
+             "gemini-3-5-flash", "claude-fable-5", "claude-opus-5", "llm-jp-3", "glm-5")
 
 
 def test_the_late_2026_update_adds_dated_cases_from_march_2025_on(cases):
