@@ -662,6 +662,9 @@ def test_challenge_charts_run_to_2026(content):
         assert max(r.year for r in content.datasets[key].rows) == 2026, key
     rows = {r.model: r for r in content.datasets["training_compute"].rows}
     assert rows["DeepSeek-V4-Pro"].value == pytest.approx(6 * 49e9 * 32e12)
+    assert rows["GLM-5"].value == pytest.approx(6 * 40e9 * 28.5e12) and rows["GLM-5"].year == 2026
+    tokens = {r.model: r for r in content.datasets["training_tokens"].rows}
+    assert tokens["GLM-5"].value == pytest.approx(28.5e12) and tokens["GLM-5"].basis == "reported"
 
 
 def test_figures_after_april_2026_come_from_the_makers_pages(cases):
