@@ -17,11 +17,13 @@ from bigmodels.app import launcher as lui
 from bigmodels.app import operator
 from bigmodels.app.charts import chart
 from bigmodels.app.live import JOB_POLL_S, LIVE_REFRESH_S
-from bigmodels.app.session import language, model_title, t
+from bigmodels.app.session import language, model_title, server_train_size, t
 from bigmodels.figures.runs import (
     X_AXES, accuracy_figure, comparison_rows, confusion_figure, epochs_csv, loss_figure, parallel_coordinates,
     per_class_figure, scientific, steps_csv, steps_per_epoch, system_figure, table_text,
 )
+from bigmodels.data.mnist import data_text
+from bigmodels.reports.comparison import device_text
 from bigmodels.base.formatting import code_span, format_bytes, format_duration, plain_markdown
 from bigmodels.models.registry import get_spec, list_models, make_config
 from bigmodels.runs.sources import finished_run_sources
@@ -69,7 +71,6 @@ def launch_form(store, allowed: bool) -> None:
     demo = quick_demo(model, data)
     start = st.radio(t("launcher.start.title"), ["demo", "recipe"], horizontal=True, key=f"launcher_start_{model}",
                      format_func=lambda k: t(f"launcher.start.{k}"), help=t("launcher.start.help"))
-    demo_caption(model, data, demo)
     recipe = demo if start == "demo" else default_config(model)
     preset_values = vars(make_config(model, preset))
     device_choices = ["auto", *(d.name for d in resources.devices)]
@@ -78,6 +79,7 @@ def launch_form(store, allowed: bool) -> None:
         # Launch first: a presenter picks a quick demo and launches; the settings wait below.
         submitted = st.form_submit_button(t("launcher.form.submit"), type="primary", width="stretch",
                                           disabled=store is None or not allowed)
+        demo_caption(model, data, demo)
         settings_box = st.expander(t("launcher.form.settings"), expanded=False)
         columns = settings_box.columns(2)  # settings pair up in declaration order: a column stacks in call order
         values = {}
@@ -123,7 +125,7 @@ def demo_caption(model: str, data: str, demo) -> None:
     cold = lui.cold_start_seconds()
     st.caption(t("launcher.start.measured", seconds=f"{row['median_seconds']:.0f}",
                  accuracy=f"{row['median_accuracy']:.1%}", data=t(f"launcher.start.data.{data}"),
-                 n=len(row.get("runs", [])), device=measured.get("device_name", "?"),
+                 n=len(row.get("runs", [])), device=device_text(measured.get("device_name", "?"), language()),
                  date=str(measured.get("measured_at", "?"))[:10], cold="?" if cold is None else f"{cold:.0f}"))
 
 
@@ -131,7 +133,7 @@ def launch(store, values: dict, resources: Resources) -> None:
     if not operator.guard():
         return
     try:
-        request = lui.parse_form(values, resources)
+        request = lui.parse_form(values, resources, server_train_size())
         submission = submit(store, request.plan, train_again=request.train_again, submission=lui.submission_key(),
                             needs=request.needs)
     except ConfigError as exc:
@@ -171,7 +173,7 @@ def show_live(store, run, allowed: bool) -> None:
     elif run.status == "queued":
         starting = lui.cluster_startup(store)
         if starting is not None:
-            st.info(startup_text(*starting), icon="⏳")
+            st.info(startup_text(*starting), icon=":material/hourglass_top:")
         else:
             reason = wait_reasons(lui.cluster_state(store), language()).get(run.id)
             st.info(t("launcher.live.queued") + ("  \n" + t("launcher.cluster.waits", reason=reason) if reason else ""))
@@ -211,7 +213,8 @@ def show_live(store, run, allowed: bool) -> None:
             st.caption(t("launcher.live.reuse"))
     if run.versions:
         st.caption(t("launcher.live.provenance", versions=", ".join(f"{k} {v}" for k, v in run.versions.items()),
-                     commit=run.git_commit or "–", data=run.data_source or "–", hash=run.config_hash))
+                     commit=run.git_commit or "–", data=data_text(run.data_source, language()) or "–",
+                     hash=run.config_hash))
 
 
 def resume_note(run) -> str:
@@ -447,9 +450,14 @@ def runs_table(runs) -> None:
           + (f" × {r.world_size}" if r.world_size > 1 else ""),
           col["created"]: when(r.created_at), col["id"]: r.id} for r in runs],
         hide_index=True, width="stretch", height=38 + 35 * max(1, len(runs)),
-        column_config={col["progress"]: st.column_config.ProgressColumn(col["progress"], min_value=0, max_value=1,
+        # The first four columns fit the runs column at 1280 px, so a run's name, status, accuracy and
+        # duration are read without scrolling; the rest scroll sideways.
+        column_config={col["run"]: st.column_config.TextColumn(col["run"], width=200),
+                       col["status"]: st.column_config.TextColumn(col["status"], width=95),
+                       col["progress"]: st.column_config.ProgressColumn(col["progress"], min_value=0, max_value=1,
                                                                          format="percent"),
-                       col["best"]: st.column_config.NumberColumn(col["best"], format="%.2f %%")})
+                       col["best"]: st.column_config.NumberColumn(col["best"], format="%.2f %%", width=85),
+                       col["duration"]: st.column_config.TextColumn(col["duration"], width=75)})
 
 
 def runs_panel(store, allowed: bool) -> None:
@@ -609,13 +617,12 @@ def compare_section(store) -> None:
                      heading["samples_per_second"]: st.column_config.NumberColumn(format="%.0f"),
                      heading["duration_s"]: st.column_config.NumberColumn(format="%.1f")})
     if len(picked) >= 2:
-        st.subheader(t("launcher.compare.parallel"))
-        chart(parallel_coordinates(picked, {  # parcoords: drawn by st.plotly_chart (bigmodels.app.charts)
-            "model": t("launcher.chart.model"), "optimizer": t("launcher.form.optimizer"),
-            "lr": t("launcher.chart.lr_log"), "batch_size": t("launcher.form.batch_size"),
-            "epochs": t("launcher.form.epochs"), "weight_decay": t("launcher.form.weight_decay"),
-            "label_smoothing": t("launcher.form.label_smoothing"), "accuracy": t("launcher.chart.best")}),
-            key="compare_parallel")
+        heading = compare_headings()
+        parallel = parallel_coordinates(picked, {**heading, "lr_log": t("launcher.chart.lr_log"),
+                                                 "accuracy": t("launcher.chart.best")})
+        if parallel is not None:  # runs that differ in no setting have nothing to draw against their accuracy
+            st.subheader(t("launcher.compare.parallel"))
+            chart(parallel, key="compare_parallel")  # parcoords: drawn by st.plotly_chart (bigmodels.app.charts)
     d1, d2, d3 = st.columns(3)
     d1.download_button(t("launcher.compare.csv_epochs"), epochs_csv([(r, epochs[r.id]) for r in picked]),
                        file_name="bigmodels-epochs.csv", mime="text/csv", width="stretch")
@@ -645,7 +652,7 @@ def startup_notice(store) -> None:
     starting = lui.cluster_startup(store)
     if starting is None:
         st.rerun()
-    st.info(startup_text(*starting), icon="⏳")
+    st.info(startup_text(*starting), icon=":material/hourglass_top:")
 
 
 def main() -> None:

@@ -286,8 +286,8 @@ def snippets_section(url: str, model_ids: list[str]) -> None:
     model_id = model_ids[0] if model_ids else "cnn"
     st.caption(t("service.snippets.intro", docs=f"{url}/docs"))
     curl, python = st.tabs(["curl", "Python"])
-    curl.code(curl_snippet(url, model_id), language="bash")
-    python.code(python_snippet(url, model_id), language="python")
+    curl.code(curl_snippet(url, model_id, language()), language="bash")
+    python.code(python_snippet(url, model_id, language()), language="python")
 
 
 def cost_section() -> None:
