@@ -9,6 +9,8 @@ import re
 from pathlib import Path
 
 import plotly.graph_objects as go
+import math
+
 import pytest
 
 from bigmodels.content import cases as cases_mod
@@ -537,6 +539,32 @@ def test_timeline_and_dataset_figures(cases, content, lang):
         assert points == len(ds.rows)
         assert writeup_figures.dataset_figure(ds, lang, log_y=False).layout.yaxis.type == "linear"
         assert len(views.dataset_table(ds, lang)) == len(ds.rows)
+
+
+@pytest.mark.parametrize("lang", list(LANGUAGES))
+def test_dataset_labels_never_cover_each_other_and_every_point_is_named(content, lang):
+    """The 2024-26 corner of the compute chart is crowded: a label that would cover
+    another label or point is left off (its point still names itself on hover)."""
+    from bigmodels.figures.labels import label_box, overlap
+
+    for ds in content.datasets.values():
+        fig = writeup_figures.dataset_figure(ds, lang)
+        xs = [x for t in fig.data if t.mode == "markers+text" for x in t.x]
+        positions = writeup_figures.dataset_label_positions(ds, sorted(xs), True)  # the same placement as drawn
+        traces = [t for t in fig.data if t.mode == "markers+text"]
+        assert sorted(c[4] for t in traces for c in t.customdata) == sorted(r.model for r in ds.rows)
+        shown = [(t.x[k], t.y[k], t.text[k], t.textposition[k]) for t in traces for k in range(len(t.x)) if t.text[k]]
+        assert len(shown) >= len(ds.rows) // 2, "most points keep their label"
+        width, height = writeup_figures.DATASET_PLOT_PX
+        lo, hi = min(xs) - 0.5, max(xs) + 0.5
+        ys = [math.log10(y) for t in traces for y in t.y]
+        pad = (max(ys) - min(ys)) * 0.08 or 1.0
+        def px(x, y):
+            return ((x - lo) / (hi - lo) * width, (math.log10(y) - min(ys) + pad) / (max(ys) - min(ys) + 2 * pad) * height)
+        boxes = [label_box(*px(x, y), text, position, writeup_figures.DATASET_LABEL_FONT) for x, y, text, position in shown]
+        for i, a in enumerate(boxes):
+            assert all(overlap(a, b) == 0 for b in boxes[i + 1:]), (ds.title[lang], shown[i][2])
+        assert positions  # placement ran on every dataset
 
 
 def test_compute_growth(content):
