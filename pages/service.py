@@ -285,7 +285,7 @@ def load_section(found: list, allowed: bool) -> None:
                        headings["ok"]: r["ok"], headings["sent"]: r["sent"],
                        headings["errors"]: ", ".join(f"{s}: {n}" for s, n in r["statuses"].items() if s != 200)}
                       for r in runs], hide_index=True)
-        labels = {k: t(f"service.chart.{k}") for k in ("images_per_s", "p99", "ms", "runs_title")}
+        labels = {k: t(f"service.chart.{k}") for k in ("images_per_s", "ms", "runs_title", "latency_axis")}
         chart(load_runs_figure(runs, labels), config=PLOT_CONFIG, key="svc_fig_runs")
         if st.button(t("service.load.clear"), key="svc_clear_runs", disabled=not allowed):
             if operator.guard():
