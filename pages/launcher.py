@@ -165,7 +165,8 @@ def show_live(store, run, allowed: bool) -> None:
     st.subheader(t("launcher.live.title", run=plain_markdown(run.title)))  # anyone's words: no link, no image
     processes = f" × {run.world_size}" if run.world_size > 1 else ""
     st.markdown(t("launcher.live.summary", status=status_label(run.status), model=model_title(run.model),
-                  device=(f"{run.node} · " if run.node else "") + (run.device or run.target) + processes,
+                  device=(f"{run.node} · " if run.node else "") + device_text(run.device or run.target, language())
+                  + processes,
                   attempts=run.attempts))
     if run.name:
         st.caption(t("launcher.live.id", run=run.id))
@@ -442,7 +443,7 @@ def cluster_panel(store) -> None:
                            col["utilisation"]: "–" if s.get("gpu_percent") is None else f"{s['gpu_percent']:.0f} %"}
                           if gpus else {}),
                        col["process"]: format_bytes(s.get("process_bytes")),
-                       col["device"]: s.get("device_name") or s["device"]} for s in sessions],
+                       col["device"]: device_text(s.get("device_name") or s["device"], language())} for s in sessions],
                      hide_index=True, width="stretch")
         waiting = wait_reasons(state, language())
         if waiting:  # as text, not a table: a reason is a sentence and must wrap
@@ -460,7 +461,7 @@ def runs_table(runs) -> None:
           col["duration"]: format_duration(r.duration()), col["arch"]: model_title(r.model),
           col["progress"]: r.progress, col["tags"]: table_text(", ".join(r.tags)),
           **{t(f"launcher.form.{name}"): shown_value(name, r.config.get(name)) for name in shown_settings},
-          col["device"]: (f"{r.node} · " if r.node else "") + (r.device or r.target)
+          col["device"]: (f"{r.node} · " if r.node else "") + device_text(r.device or r.target, language())
           + (f" × {r.world_size}" if r.world_size > 1 else ""),
           col["created"]: when(r.created_at), col["id"]: r.id} for r in runs],
         hide_index=True, width="stretch", height=38 + 35 * max(1, len(runs)),
@@ -512,9 +513,11 @@ def runs_panel(store, allowed: bool) -> None:
     seed("launcher_sort_desc", "desc", flag, True)
     f1, f2, f3, f4 = st.columns([3, 3, 2, 3])
     statuses = f1.multiselect(t("launcher.runs.filter_status"), STATUSES, format_func=status_label,
-                              key="launcher_filter_status", default=seeded("launcher_filter_status"), placeholder=t("launcher.runs.all"))
+                              key="launcher_filter_status", default=seeded("launcher_filter_status"),
+                              placeholder=t("launcher.runs.all"))
     archs = f2.multiselect(t("launcher.runs.filter_arch"), list_models(), format_func=model_title,
-                           key="launcher_filter_arch", default=seeded("launcher_filter_arch"), placeholder=t("launcher.runs.all"))
+                           key="launcher_filter_arch", default=seeded("launcher_filter_arch"),
+                           placeholder=t("launcher.runs.all"))
     chosen_tags = f3.multiselect(t("launcher.runs.filter_tag"), tags, key="launcher_filter_tag",
                                  default=seeded("launcher_filter_tag"),
                                  placeholder=t("launcher.runs.all"))
