@@ -186,6 +186,14 @@ def test_bad_payloads_are_refused_with_a_status_and_a_reason(content_type, body,
     assert err.value.body()["message"]
 
 
+def test_a_deeply_nested_json_body_is_a_400_not_a_crash():
+    """Nesting deeper than the parser's recursion limit (a 200 KB body) was a RecursionError: a 500."""
+    for body in (b'{"pixels": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", b"[" * 100_000):
+        with pytest.raises(PayloadError) as err:
+            digits_from_body("application/json", body)
+        assert err.value.status == 400 and err.value.reason == "bad_json"
+
+
 def test_a_blank_image_and_a_decompression_bomb_are_refused():
     with pytest.raises(PayloadError) as err:
         digits_from_body("image/png", png_bytes(np.full((50, 50), 255, np.uint8)))

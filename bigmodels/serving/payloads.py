@@ -90,6 +90,8 @@ def digits_from_json(body: bytes) -> list[torch.Tensor]:
         document = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise PayloadError(400, "bad_json", f"the body is not valid JSON ({exc})") from None
+    except RecursionError:  # nesting deeper than the parser goes: no digit is nested like that
+        raise PayloadError(400, "bad_json", "the body's JSON is nested too deeply") from None
     if not isinstance(document, dict):
         raise PayloadError(400, "bad_json", 'expected a JSON object: {"pixels": ...}, {"image": ...} or {"images": [...]}')
     fields = [name for name in ("pixels", "image", "images") if name in document]
