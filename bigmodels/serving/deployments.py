@@ -40,14 +40,13 @@ from bigmodels.serving.metrics import Record, RequestLog
 from bigmodels.serving.payloads import JSON_TYPE, PayloadError, digits_from_body, media_type
 from bigmodels.serving.predictor import Predictor
 from bigmodels.serving.settings import (
-    ALT_KEY_HEADER, API_PREFIX, BODY_READ_TIMEOUT_S, GATEWAY_CPUS, GATEWAY_MAX_ONGOING, KEY_CACHE_S, KEY_HEADER,
-    MAX_BATCH, MAX_BODY_BYTES, MAX_OPEN_PER_KEY, REQUEST_TIMEOUT_S,
+    ALT_KEY_HEADER, API_PREFIX, BODY_READ_TIMEOUT_S, GATEWAY_CPUS, GATEWAY_MAX_ONGOING, INVALID_KEY_DELAY_S,
+    KEY_CACHE_S, KEY_HEADER, MAX_BATCH, MAX_BODY_BYTES, MAX_DELAYED_401, MAX_OPEN_PER_KEY, REQUEST_TIMEOUT_S,
 )
-from bigmodels.serving.store import ServiceStore, ServiceStoreError, check_key
+from bigmodels.serving.store import ServiceStore, ServiceStoreError, check_key, key_id_of
 
 GATEWAY_APP = "bigmodels-gateway"
 INLINE_PARSE_BYTES = 64 * 1024
-UNKNOWN_KEY_RELOAD_S = 0.25
 # Serve's per-request access log line in every replica and the proxy cost more CPU than the
 # gateway's own checks; the gateway keeps its own request log (metrics.RequestLog) instead.
 LOGGING = {"enable_access_log": False, "log_level": "WARNING"}
@@ -239,6 +238,7 @@ class Gateway:
         self.models: dict = {}
         self.pending_rows: dict[tuple[str, str], list] = {}
         self.open: dict[str, int] = {}  # key id -> its requests in the gateway now (MAX_OPEN_PER_KEY)
+        self.delayed_401 = 0  # wrong-key answers waiting out INVALID_KEY_DELAY_S now
         self.senders: dict = {}  # model id -> (how it is deployed, its gateway_sender)
         self.loaded_at = 0.0
         self._refresh_lock = asyncio.Lock()
@@ -309,16 +309,19 @@ class Gateway:
         await self._fresh()
         presented = presented_key(request)
         verdict, record = check_key(presented, self.keys)
-        if verdict == "invalid" and time.monotonic() - self.loaded_at >= UNKNOWN_KEY_RELOAD_S:
-            # perhaps a key made since the last read: look again, but at most a few times a
-            # second, so a flood of made-up keys cannot turn into a flood of store reads
-            self.loaded_at = 0.0
-            await self._fresh()
-            verdict, record = check_key(presented, self.keys)
+        key_id = key_id_of(presented)
+        if verdict == "invalid" and key_id is not None and key_id not in self.keys:
+            # perhaps a key made since the last read: that one row, now (one indexed read)
+            with contextlib.suppress(ServiceStoreError):
+                found = await asyncio.to_thread(self.store.key_hash, key_id)
+                if found is not None:
+                    self.keys[key_id] = found
+                    verdict, record = check_key(presented, self.keys)
         if verdict == "missing":
             return None, _error(401, "missing_key", f"send an API key: {KEY_HEADER}: Bearer <key>",
                                 {"WWW-Authenticate": "Bearer"})
         if verdict == "invalid":
+            await self._slow_down()
             return None, _error(401, "invalid_key", "this API key is not known", {"WWW-Authenticate": "Bearer"})
         if verdict == "revoked":
             return None, _error(403, "revoked_key", "this API key was revoked")
@@ -327,6 +330,18 @@ class Gateway:
             return None, _error(429, "rate_limited", f"more than {record.rate_per_s:g} requests/s for this key",
                                 {"Retry-After": retry_after_header(wait)})
         return record, None
+
+    async def _slow_down(self) -> None:
+        """A wrong key is answered after INVALID_KEY_DELAY_S: a client guessing keys gets a try
+        a second per connection, and the gateway's time goes to valid keys. At most
+        MAX_DELAYED_401 wait at once, so waiting ones never fill the gateway either."""
+        if self.delayed_401 >= MAX_DELAYED_401:
+            return
+        self.delayed_401 += 1
+        try:
+            await asyncio.sleep(INVALID_KEY_DELAY_S)
+        finally:
+            self.delayed_401 -= 1
 
     def _answer(self, started: float, model: str, response: JSONResponse, **more) -> JSONResponse:
         self.log.add(Record(time.time(), model, response.status_code, (time.perf_counter() - started) * 1000, **more))
@@ -420,6 +435,14 @@ class Gateway:
         self._meter(record.id, model_id, 1, len(digits), compute_ms)
         return self._answer(started, model_id, JSONResponse({"predictions": predictions}), images=len(digits),
                             batch_size=max(r["batch_size"] for r in results), replica=results[0]["replica"])
+
+    def __del__(self):
+        """Serve stops the gateway (a shutdown, a redeploy): what was metered since the last
+        write is written now, not lost with this replica's memory."""
+        rows, self.pending_rows = getattr(self, "pending_rows", {}), {}
+        if rows:
+            with contextlib.suppress(Exception):
+                self.store.add_usage([(k, m, *v) for (k, m), v in rows.items()])
 
     # ------------------------------------------------------------ for the app (through a handle, not HTTP)
     async def records(self, since: float) -> list[dict]:

@@ -56,6 +56,12 @@ def stop_started(home: str | None, facts: dict) -> None:
     """Stop what the facts say the command started (the watcher's clean-up)."""
     deployed = facts.get("deployed", [])
     if facts.get("head_pid"):
+        try:  # the usage the gateway metered last is written before its head goes
+            runtime.connect(home)
+            service.flush_usage(home, timeout_s=5)
+            runtime.disconnect()
+        except Exception:
+            pass
         runtime.stop_embedded(home, int(facts["head_pid"]))  # its process group: everything Ray ran
         store = ServiceStore(home)
         for model_id in deployed:

@@ -288,6 +288,10 @@ def kill_replica(actor_name: str) -> None:
 def shutdown(home=None) -> None:
     """Every Serve application of this cluster, the proxy and the controller."""
     runtime.connect(home)
+    try:
+        flush_usage(home)  # the gateway writes it as it stops too; this is the early, sure way
+    except Exception:  # no gateway, or one that does not answer: nothing more to save here
+        pass
     serve.shutdown()
     store = ServiceStore(home)
     for d in store.deployments():

@@ -29,6 +29,8 @@ DEFAULT_BURST = 100  # ... with this many at once
 MAX_RATE_PER_S = 10_000.0
 DEFAULT_QUOTA_IMAGES = 1_000_000  # images per key over its lifetime; 0 = none
 KEY_CACHE_S = 1.0  # the gateway re-reads keys and writes metered usage this often: a revocation bites within a second
+INVALID_KEY_DELAY_S = 1.0  # a wrong key's 401 waits this long: guessing keys in a loop gets a try a second ...
+MAX_DELAYED_401 = 256  # ... on up to this many connections at once (past it: at once), far below the gateway's room
 MAX_KEY_NAME = 60
 
 

@@ -182,6 +182,12 @@ class ServiceStore:
             rows = db.execute("SELECT * FROM keys ORDER BY created_at").fetchall()
         return [_key(row) for row in rows]
 
+    def key_hash(self, key_id: str) -> tuple[str, ApiKey] | None:
+        """One key's (stored hash, record), or None: a key the gateway has not read yet."""
+        with self._ledger_lock:
+            row = self._ledger_read("SELECT * FROM keys WHERE id = ?", (key_id,))
+        return None if row is None else (row["hash"], _key(row))
+
     def key_hashes(self) -> dict[str, tuple[str, ApiKey]]:
         """id -> (stored hash, record): what the gateway caches to check keys without a query each."""
         with self._connect() as db:
@@ -226,18 +232,25 @@ class ServiceStore:
 
     def _ledger_write(self, sql: str, values: dict) -> int:
         with self._ledger_lock:
-            try:
-                if self._ledger is None:
-                    self._ledger = sqlite3.connect(self.path, timeout=30, isolation_level=None,
-                                                   check_same_thread=False)
-                    self._ledger.execute("PRAGMA busy_timeout=30000")
-                    self._ledger.execute("PRAGMA synchronous=NORMAL")
-                return self._ledger.execute(sql, values).rowcount
-            except sqlite3.Error as exc:
-                if self._ledger is not None:
-                    self._ledger.close()
-                    self._ledger = None  # the next call opens the file again (it may have been replaced)
-                raise ServiceStoreError(f"{self.path}: the service store cannot be written ({exc})") from None
+            return self._kept(lambda db: db.execute(sql, values).rowcount)
+
+    def _ledger_read(self, sql: str, values: tuple):
+        return self._kept(lambda db: db.execute(sql, values).fetchone())
+
+    def _kept(self, work):
+        """``work(db)`` on the kept connection (the caller holds ``_ledger_lock``)."""
+        try:
+            if self._ledger is None:
+                self._ledger = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+                self._ledger.row_factory = sqlite3.Row
+                self._ledger.execute("PRAGMA busy_timeout=30000")
+                self._ledger.execute("PRAGMA synchronous=NORMAL")
+            return work(self._ledger)
+        except sqlite3.Error as exc:
+            if self._ledger is not None:
+                self._ledger.close()
+                self._ledger = None  # the next call opens the file again (it may have been replaced)
+            raise ServiceStoreError(f"{self.path}: the service store cannot be used ({exc})") from None
 
     def images_used(self) -> dict[str, int]:
         """Images metered so far per key (what quotas are checked against)."""
@@ -306,6 +319,12 @@ def _upgrade(db: sqlite3.Connection) -> None:
 def _key(row) -> ApiKey:
     return ApiKey(row["id"], row["name"], row["created_at"], row["revoked_at"], row["rate_per_s"], row["burst"],
                   row["quota_images"])
+
+
+def key_id_of(presented: str | None) -> str | None:
+    """The id part of a key of the right shape, else None."""
+    match = KEY_PATTERN.fullmatch((presented or "").strip())
+    return match.group(1) if match else None
 
 
 def check_key(presented: str | None, known: dict[str, tuple[str, ApiKey]]) -> tuple[str, ApiKey | None]:
