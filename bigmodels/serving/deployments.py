@@ -30,18 +30,21 @@ import numpy as np
 import torch
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 from ray import serve
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from bigmodels.serving.limits import RateLimiter, retry_after_header
+from bigmodels.models.nets import IMAGE_SIZE
 from bigmodels.serving.metrics import Record, RequestLog
 from bigmodels.serving.payloads import JSON_TYPE, PayloadError, digits_from_body, media_type
 from bigmodels.serving.predictor import Predictor
 from bigmodels.serving.settings import (
     ALT_KEY_HEADER, API_PREFIX, BODY_READ_TIMEOUT_S, GATEWAY_CPUS, GATEWAY_MAX_ONGOING, INVALID_KEY_DELAY_S,
-    KEY_CACHE_S, KEY_HEADER, MAX_BATCH, MAX_BODY_BYTES, MAX_DELAYED_401, MAX_OPEN_PER_KEY, REQUEST_TIMEOUT_S,
+    KEY_CACHE_S, KEY_HEADER, MAX_BATCH, MAX_BODY_BYTES, MAX_DELAYED_401, MAX_IMAGES_PER_REQUEST, MAX_OPEN_PER_KEY,
+    REQUEST_TIMEOUT_S,
 )
 from bigmodels.serving.store import ServiceStore, ServiceStoreError, check_key, key_id_of
 
@@ -141,6 +144,94 @@ def _error(status: int, reason: str, message: str, headers: dict | None = None) 
     return JSONResponse({"error": reason, "message": message}, status_code=status, headers=headers)
 
 
+# ---------------------------------------------------------------- the OpenAPI document: what the routes answer
+_ERROR = {"type": "object", "required": ["error", "message"], "title": "Error",
+          "properties": {"error": {"type": "string", "description": "a machine-readable reason"},
+                         "message": {"type": "string", "description": "a sentence for a person"}}}
+_RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before trying again",
+                                "schema": {"type": "string", "pattern": "^[0-9]+$"}}}
+_REFUSALS = {
+    400: "a malformed body: bad JSON, pixels or base64, or an image with no ink",
+    401: "no API key, or one that is not known",
+    403: "a revoked API key",
+    404: "no such model is deployed",
+    408: "the body did not arrive in time",
+    413: "the body, an image or a batch is too large",
+    415: "a Content-Type or an image type the service does not read",
+    429: "the key's rate limit, its quota, or its requests open at once (see error)",
+    503: "the model's replicas are down or being replaced; retry",
+    504: "the model did not answer in time",
+}
+
+
+def _responses(ok: dict, ok_description: str, statuses: tuple[int, ...]) -> dict:
+    """A route's documented answers: 200 with ``ok``, and each refusal with the error schema
+    (429 and 503 with Retry-After)."""
+    out: dict = {200: {"description": ok_description, "content": {"application/json": {"schema": ok}}}}
+    for status in statuses:
+        out[status] = {"description": _REFUSALS[status], "content": {"application/json": {"schema": _ERROR}},
+                       **({"headers": _RETRY_AFTER} if status in (429, 503) else {})}
+    return out
+
+
+_ROW = {"type": "array", "minItems": IMAGE_SIZE, "maxItems": IMAGE_SIZE,
+        "items": {"type": "number", "minimum": 0, "maximum": 255}}
+_DIGIT = {"type": "array", "minItems": IMAGE_SIZE, "maxItems": IMAGE_SIZE, "items": _ROW,
+          "description": f"{IMAGE_SIZE} rows of {IMAGE_SIZE} numbers, light ink on black, in [0, 1] or 0-255"}
+_BASE64 = {"type": "string", "format": "byte", "description": "a PNG or JPEG, base64 (a data: URL too)"}
+_BINARY = {"type": "string", "format": "binary"}
+PREDICT_BODY = {"required": True, "content": {
+    "image/png": {"schema": _BINARY},
+    "image/jpeg": {"schema": _BINARY},
+    "application/json": {"schema": {"oneOf": [
+        {"type": "object", "title": "A digit's pixels", "required": ["pixels"], "additionalProperties": False,
+         "properties": {"pixels": _DIGIT}},
+        {"type": "object", "title": "A batch of digits' pixels", "required": ["pixels"], "additionalProperties": False,
+         "properties": {"pixels": {"type": "array", "minItems": 1, "maxItems": MAX_IMAGES_PER_REQUEST,
+                                   "items": _DIGIT}}},
+        {"type": "object", "title": "An image", "required": ["image"], "additionalProperties": False,
+         "properties": {"image": _BASE64}},
+        {"type": "object", "title": "A batch of images", "required": ["images"], "additionalProperties": False,
+         "properties": {"images": {"type": "array", "minItems": 1, "maxItems": MAX_IMAGES_PER_REQUEST,
+                                   "items": _BASE64}}},
+    ]}},
+}}
+PREDICTIONS = {"type": "object", "required": ["predictions"], "properties": {"predictions": {
+    "type": "array", "description": "one per image, in the order sent", "items": {
+        "type": "object", "required": ["label", "probabilities", "model", "latency_ms"],
+        "properties": {"label": {"type": "integer", "minimum": 0, "maximum": 9},
+                       "probabilities": {"type": "array", "minItems": 10, "maxItems": 10,
+                                         "items": {"type": "number", "minimum": 0, "maximum": 1}},
+                       "model": {"type": "string"}, "latency_ms": {"type": "number", "minimum": 0}}}}}}
+MODELS = {"type": "object", "required": ["models"], "properties": {"models": {"type": "array", "items": {
+    "type": "object", "required": ["id", "architecture", "source", "origin", "version", "accuracy"],
+    "properties": {"id": {"type": "string"}, "architecture": {"type": "string"}, "source": {"type": "string"},
+                   "origin": {"type": "string"}, "version": {"type": "string"},
+                   "accuracy": {"type": ["number", "null"]}}}}}}
+
+
+def _openapi() -> dict:
+    """FastAPI's document, with the keys as security schemes and without the 422 it adds for
+    a path parameter: a request that does not match the API is a 400 here."""
+    if api.openapi_schema is None:
+        document = get_openapi(title=api.title, version=api.version, description=api.description, routes=api.routes)
+        for operations in document.get("paths", {}).values():
+            for operation in operations.values():
+                operation.get("responses", {}).pop("422", None)
+        schemas = document.setdefault("components", {}).get("schemas", {})
+        for unused in ("HTTPValidationError", "ValidationError"):
+            schemas.pop(unused, None)
+        document["components"]["securitySchemes"] = {
+            "bearer": {"type": "http", "scheme": "bearer", "description": "Authorization: Bearer bmk_..."},
+            "apiKey": {"type": "apiKey", "in": "header", "name": ALT_KEY_HEADER}}
+        document["security"] = [{"bearer": []}, {"apiKey": []}]
+        api.openapi_schema = document
+    return api.openapi_schema
+
+
+api.openapi = _openapi
+
+
 @api.exception_handler(RequestValidationError)
 async def _invalid(request: Request, exc: RequestValidationError):
     return _error(400, "bad_request", "the request does not match the API (see /docs)")
@@ -148,7 +239,8 @@ async def _invalid(request: Request, exc: RequestValidationError):
 
 @api.exception_handler(StarletteHTTPException)
 async def _http(request: Request, exc: StarletteHTTPException):
-    return _error(exc.status_code, "not_found" if exc.status_code == 404 else "http_error", str(exc.detail))
+    reason = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    return _error(exc.status_code, reason, str(exc.detail), exc.headers)  # a 405 keeps its Allow
 
 
 class _NothingEscapes:
@@ -352,7 +444,8 @@ class Gateway:
     async def health(self) -> dict:
         return {"ok": True}
 
-    @api.get(API_PREFIX + "/models", summary="The models this service answers with")
+    @api.get(API_PREFIX + "/models", summary="The models this service answers with",
+             responses=_responses(MODELS, "each deployed model, its source, version and accuracy", (401, 403, 429)))
     async def list_models(self, request: Request):
         started = time.perf_counter()
         record, refusal = await self._authorise(request)
@@ -367,7 +460,10 @@ class Gateway:
               description="Body: a PNG or JPEG (Content-Type image/png or image/jpeg); or JSON "
                           '{"pixels": 28x28 numbers in [0, 1]} or a list of such digits; or JSON '
                           '{"image": base64} / {"images": [base64, ...]}. Answers one '
-                          '{"label", "probabilities", "model", "latency_ms"} per image, in "predictions".')
+                          '{"label", "probabilities", "model", "latency_ms"} per image, in "predictions".',
+              openapi_extra={"requestBody": PREDICT_BODY},
+              responses=_responses(PREDICTIONS, "a prediction per image",
+                                   (400, 401, 403, 404, 408, 413, 415, 429, 503, 504)))
     async def predict(self, model_id: str, request: Request):
         started = time.perf_counter()
         record, refusal = await self._authorise(request)
