@@ -190,13 +190,60 @@ def cmd_dispatcher(args) -> int:
 
 
 # ------------------------------------------------------------------- sweep
-def _sweep_points(args):
-    from bigmodels.train.sweep import check_point, sweep_grid
+def _lr_rule(args):
+    """The learning-rate rule a sweep trains with: ``--lr-search FILE``, ``none`` for the
+    recipe's one rate, or by default the shipped search of the model (if there is one)."""
+    from bigmodels.reports.sweep_table import shipped_lr_search
+    from bigmodels.train import lr_search
 
-    points = sweep_grid(args.model, widths=args.widths, budgets=args.budgets, depths=args.depths, seed=args.seed)
-    if not args.no_check:
-        points.append(check_point(args.model, args.check_width, args.check_depth, args.check_budget, seed=args.seed))
-    return points
+    if args.lr_search == "none":
+        return None
+    if args.lr_search:
+        return lr_search.read(args.lr_search).rule()
+    shipped = shipped_lr_search(args.model)
+    return lr_search.read(shipped).rule() if shipped is not None else None
+
+
+def _sweep_points(args):
+    from bigmodels.train.sweep import sweep_grid
+
+    from bigmodels.train.sweep import SEEDS
+
+    return sweep_grid(args.model, widths=args.widths, budgets=args.budgets, depths=args.depths, seed=args.seed,
+                      lr_rule=_lr_rule(args), seeds=args.seeds or SEEDS)
+
+
+def _sweep_tune(args, command: str) -> int:
+    """The learning-rate search, trained here (not queued): every size of the grid at every
+    rate, scored on held-out training images; writes the search and its rule."""
+    from bigmodels.base.provenance import git_commit, now_iso, software_versions
+    from bigmodels.base.devices import describe_device
+    from bigmodels.models.checkpoints import atomic_write_bytes
+    from bigmodels.train import lr_search
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    data = _load_data(args)
+    out = Path(args.out or f"{args.model}_lr_search.json")
+
+    def show(trial):
+        print(f"width {trial.width:3d} depth {trial.depth} ({trial.parameters:,} parameters) lr {trial.lr:g}: "
+              f"held-out loss {trial.validation_loss:.4f} ({trial.seconds:.1f} s)", file=sys.stderr, flush=True)
+
+    started = now_iso()
+    found = lr_search.search(data, args.model, widths=args.widths, depths=args.depths, seed=args.seed,
+                             on_trial=show,
+                             meta={"commands": [command], "data": data.describe(),
+                                   "provenance": {"devices": [describe_device("cpu")], "git_commits": [git_commit()],
+                                                  "versions": [software_versions()], "started_at": started,
+                                                  "finished_at": now_iso()}})
+    atomic_write_bytes(out, (json.dumps(found.to_json(), indent=1) + "\n").encode())
+    rule = found.rule()
+    print(f"wrote {len(found.trials)} trials to {out}; lr = {rule.coefficient:.4g} * N^{rule.exponent:.3f}, "
+          f"kept within {rule.low:g}-{rule.high:g}", file=sys.stderr)
+    return 0
 
 
 def _follow(store, name) -> int:
@@ -221,14 +268,16 @@ def cmd_sweep(args) -> int:
         if not found:
             print("no sweeps in " + str(store.home))
         return 0
-    if not args.name:
+    if not args.name and args.action != "tune":
         raise SystemExit(f"error: sweep {args.action} needs a sweep NAME (see python -m bigmodels sweep --help)")
+    if args.action == "tune":
+        return _sweep_tune(args, command)
     name = sweeps.check_name(args.name)
     if args.action == "start":
         points = _sweep_points(args)
         runs = sweeps.queue_sweep(store, name, points, note=f"queued by: {command}")
         started = control.ensure_dispatcher(store, runs, args.data_dir or os.environ.get(ENV_DATA_DIR))
-        print(f"sweep {name}: {len(runs)} points ({sum(p.check for p in points)} check); "
+        print(f"sweep {name}: {len(runs)} points; "
               + sweeps.progress(store, name).describe()
               + (f"; started {', '.join(started)}" if started else ""), file=sys.stderr)
         return _follow(store, name) if args.wait else 0
@@ -430,9 +479,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("sweep", help="scaling sweeps: queue, list, follow, cancel, resume, export",
                        description="A sweep trains one architecture at several widths and depths on several "
-                                   "data budgets (each point a queued run tagged sweep:NAME), plus one check "
-                                   "run outside the grid that the fitted law predicts.")
-    s.add_argument("action", choices=["start", "list", "status", "wait", "cancel", "resume", "export"])
+                                   "data budgets (each point a queued run tagged sweep:NAME), each size at the "
+                                   "learning rate a search on held-out training images chose for it (tune). "
+                                   "A check (check) registers the fitted law's prediction for a run beyond the "
+                                   "grid in the run store, then queues that run; checks lists them, scored.")
+    s.add_argument("action", choices=["tune", "start", "check", "checks", "list", "status", "wait", "cancel",
+                                      "resume", "export"])
     s.add_argument("name", nargs="?", help="the sweep's name (lower-case letters, digits, - and _)")
     s.add_argument("--home", help=f"run store folder (default: ${ENV_HOME}, then ./{DEFAULT_HOME})")
     s.add_argument("--model", choices=["cnn", "lstm", "transformer"], default="cnn")
@@ -440,12 +492,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--depths", type=number_list, help="comma-separated depths")
     s.add_argument("--budgets", type=number_list, help="comma-separated data budgets, in training images")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--check-width", type=_positive_int, help="the check run's width (default: beyond the grid)")
-    s.add_argument("--check-depth", type=_positive_int)
-    s.add_argument("--check-budget", type=_positive_int)
-    s.add_argument("--no-check", action="store_true", help="no check run")
+    s.add_argument("--lr-search", metavar="FILE", help="start, check: the search whose rule gives each size its learning rate (default: the shipped "
+                   "search; 'none': the recipe's one rate)")
+    s.add_argument("--seeds", type=_positive_int, help="start: seeds per point at the smallest budgets; "
+                                                       "check: seeds of the check (its measurement is their mean)")
+    s.add_argument("--width", type=_positive_int, help="check: the checked model's width")
+    s.add_argument("--depth", type=_positive_int, help="check: the checked model's depth")
+    s.add_argument("--budget", type=_positive_int, help="check: the checked run's training images")
+    s.add_argument("--threads", type=_positive_int, help="tune: CPU threads for PyTorch")
     s.add_argument("--wait", action="store_true", help="follow the sweep until every point has finished")
-    s.add_argument("--out", help="export: the JSON file to write (default NAME.json)")
+    s.add_argument("--out", help="export: the JSON file to write (default NAME.json); tune: the search's file "
+                                 "(default MODEL_lr_search.json)")
     data_dir(s)
     s.set_defaults(func=cmd_sweep)
 

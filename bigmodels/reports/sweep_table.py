@@ -44,6 +44,12 @@ from bigmodels.train.sweep import knobs_of
 FORMAT = "bigmodels-sweep/1"
 SHIPPED_DIR = Path(__file__).resolve().parent / "shipped"
 SHIPPED_SWEEP = SHIPPED_DIR / "cnn_sweep.json"
+
+
+def shipped_lr_search(model: str) -> Path | None:
+    """The shipped learning-rate search of ``model`` (``python -m bigmodels sweep tune``), if any."""
+    path = SHIPPED_DIR / f"{model}_lr_search.json"
+    return path if path.is_file() else None
 MAX_FILE_BYTES = 5 * 2**20  # a sweep of thousands of points is well under this
 
 
