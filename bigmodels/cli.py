@@ -190,18 +190,77 @@ def cmd_dispatcher(args) -> int:
 
 
 # ------------------------------------------------------------------- sweep
-def _lr_rule(args):
-    """The learning-rate rule a sweep trains with: ``--lr-search FILE``, ``none`` for the
-    recipe's one rate, or by default the shipped search of the model (if there is one)."""
+def _lr_search_file(args):
+    """The learning-rate search a sweep trains with: ``--lr-search FILE``, None for
+    ``none`` (the recipe's one rate), or by default the shipped search of the model."""
     from bigmodels.reports.sweep_table import shipped_lr_search
-    from bigmodels.train import lr_search
 
     if args.lr_search == "none":
         return None
-    if args.lr_search:
-        return lr_search.read(args.lr_search).rule()
-    shipped = shipped_lr_search(args.model)
-    return lr_search.read(shipped).rule() if shipped is not None else None
+    return args.lr_search or shipped_lr_search(args.model)
+
+
+def _lr_rule(args):
+    from bigmodels.train import lr_search
+
+    path = _lr_search_file(args)
+    return lr_search.read(path).rule() if path is not None else None
+
+
+def _sweep_check(args, store, name: str, command: str) -> int:
+    """Predict, freeze, train: fit the sweep's grid as it stands, register the prediction
+    for the run beyond it in the store, and only then queue the run (one per seed)."""
+    from bigmodels.cluster import control
+    from bigmodels.reports import scaling_lab
+    from bigmodels.reports.sweep_table import table_from_runs
+    from bigmodels.runs import sweeps
+    from bigmodels.train.sweep import SEEDS, check_points
+
+    if not (args.width and args.depth and args.budget):
+        print("error: sweep check needs --width, --depth and --budget (the run beyond the grid)", file=sys.stderr)
+        return 2
+    points = check_points(args.model, args.width, args.depth, args.budget, seed=args.seed,
+                          seeds=args.seeds or SEEDS, lr_rule=_lr_rule(args))
+    table = table_from_runs(name, sweeps.sweep_runs(store, name), store.epochs, store.predictions(name))
+    try:
+        result = scaling_lab.analyse(table)
+    except scaling_lab.LabError as exc:
+        from bigmodels.base.problems import Problem
+
+        print(f"error: sweep {name} cannot predict yet: {Problem.of(exc.key, **exc.values)}", file=sys.stderr)
+        return 2
+    first = points[0]
+    payload = scaling_lab.prediction_payload(result, table, first.width, first.depth, first.parameters,
+                                             first.budget, len(points), first.config.lr, args.model)
+    payload["command"] = command
+    prediction, runs = sweeps.register_check(store, name, points, payload)
+    started = control.ensure_dispatcher(store, runs, args.data_dir or os.environ.get(ENV_DATA_DIR))
+    low, high = payload["interval"]
+    print(f"sweep {name}: registered {prediction.id} at {prediction.registered_at:.3f}: width {first.width}, "
+          f"depth {first.depth} ({first.parameters:,} parameters) on {first.budget:,} images, mean of "
+          f"{len(points)} seeds: predicted {payload['predicted']:.4f} ({payload['level']:.0%} interval "
+          f"{low:.4f}-{high:.4f}); then queued {', '.join(r.id for r in runs)}"
+          + (f"; started {', '.join(started)}" if started else ""), file=sys.stderr)
+    return _follow(store, name) if args.wait else 0
+
+
+def _sweep_checks(store, name: str) -> int:
+    """Every registered check of the sweep, scored where its runs have landed."""
+    from bigmodels.reports.sweep_table import table_from_runs
+    from bigmodels.runs import sweeps
+
+    table = table_from_runs(name, sweeps.sweep_runs(store, name), store.epochs, store.predictions(name))
+    if not table.registered:
+        print(f"sweep {name} has no registered check (python -m bigmodels sweep check {name} --width ...)")
+        return 0
+    for c in table.registered:
+        score = ("not measured yet" if c.measured is None else
+                 f"measured {c.measured:.4f} ({c.error:+.1%}), {'inside' if c.inside else 'OUTSIDE'} the interval")
+        print(f"{c.id}: width {c.width} depth {c.depth} ({c.parameters:,} parameters), {c.images:,} images, "
+              f"{c.seeds} seeds: predicted {c.predicted:.4f} ({c.low:.4f}-{c.high:.4f}); {score}; registered "
+              f"{c.registered_at}, first run started {c.started_at or '-'}"
+              + ("" if c.intact else "; ITS CONTENT NO LONGER MATCHES ITS DIGEST"))
+    return 0
 
 
 def _sweep_points(args):
@@ -299,13 +358,17 @@ def cmd_sweep(args) -> int:
         return _follow(store, name) if args.wait else 0
     if args.action == "wait":
         return _follow(store, name)
+    if args.action == "check":
+        return _sweep_check(args, store, name, command)
+    if args.action == "checks":
+        return _sweep_checks(store, name)
     # export
     from bigmodels.reports.sweep_table import export, table_from_runs
     from bigmodels.models.checkpoints import atomic_write_bytes
     from bigmodels.base.provenance import now_iso
 
     runs = sweeps.sweep_runs(store, name)
-    table = table_from_runs(name, runs, store.epochs)
+    table = table_from_runs(name, runs, store.epochs, store.predictions(name))
     if not table.rows:
         print(f"error: sweep {name} has no measured point yet ({sweeps.progress(store, name, runs).describe()})",
               file=sys.stderr)
@@ -324,6 +387,11 @@ def cmd_sweep(args) -> int:
                            "trained_until": max(r.finished_at for r in measured if r.finished_at)},
             "data": "; ".join(distinct(r.data_source for r in measured)),
             "exported_at": now_iso()}
+    search = _lr_search_file(args)
+    if search is not None:
+        from bigmodels.train import lr_search
+
+        meta["lr_search"] = lr_search.read(search).to_json()
     meta["provenance"]["versions"] = [json.loads(v) for v in meta["provenance"]["versions"]]
     out = Path(args.out or f"{name}.json")
     atomic_write_bytes(out, (json.dumps(export(table, meta, {r.id: r.config for r in measured}), indent=1, ensure_ascii=False) + "\n").encode())

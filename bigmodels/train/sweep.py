@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 from bigmodels.analysis.scaling import KNOBS, knob_overrides
 from bigmodels.models.registry import parameter_count
-from bigmodels.base.problems import ConfigError, Problem
+from bigmodels.base.problems import ConfigError, Key, Problem
 from bigmodels.train.config import TrainConfig, default_config
 
 #: The CNN's default grid: 8 widths x 2 depths, from 5,800 to 970,000 parameters
@@ -47,6 +47,8 @@ MIN_SIZES, MIN_BUDGETS, MIN_SPAN = 6, 4, 100.0  # what a sweep must cover to fit
 SEEDS = 3  # seeds per point at the smallest budgets (and per check)...
 SEEDED_BUDGETS = 2  # ...at this many of the smallest budgets; one seed above them
 MAX_SEEDS = 10
+#: What a check registered from the page may ask: (lowest, highest) width, depth and training images.
+CHECK_BOUNDS = {"width": (1, 256), "depth": (1, 4), "budget": (100, 60_000)}
 
 # On top of the architecture's recipe. No label smoothing: it caps how confident
 # a model may become, which puts a floor under the test cross-entropy that has
@@ -157,10 +159,15 @@ def check_point(model: str = "cnn", width: int | None = None, depth: int | None 
     _known_model(model)
     default = DEFAULT_CHECK.get(model, {"width": max(KNOBS[model].widths), "depth": KNOBS[model].default_depth,
                                         "budget": max(DEFAULT_BUDGETS)})
-    width, depth = width or default["width"], depth or default["depth"]
+    width, depth, budget = width or default["width"], depth or default["depth"], budget or default["budget"]
     if width < 1 or depth < 1:
         raise ConfigError([Problem.of("sweep.problem.knobs")])
-    return _point(model, width, depth, budget or default["budget"], seed, check=True, lr_rule=lr_rule, **changes)
+    asked = {"width": width, "depth": depth, "budget": budget}
+    wrong = [Problem.of("sweep.problem.check_bounds", field=Key(f"lab.register.{name}"), low=low, high=high, got=asked[name])
+             for name, (low, high) in CHECK_BOUNDS.items() if not low <= asked[name] <= high]
+    if wrong:
+        raise ConfigError(wrong)
+    return _point(model, width, depth, budget, seed, check=True, lr_rule=lr_rule, **changes)
 
 
 def check_points(model: str = "cnn", width: int | None = None, depth: int | None = None, budget: int | None = None,
