@@ -190,11 +190,12 @@ def approaches(result, lang) -> None:
             chart(figures.isoflop_figure(result, figure_labels(), lang), key="lab_fig_isoflop")
         st.dataframe([{t("lab.a2.col.method"): t("lab.a2.approach2"),
                        t("lab.a2.col.exponent"): "–" if a2 is None or a2.exponent is None else f"{a2.exponent:.2f}",
-                       t("lab.a2.col.budgets"): 0 if a2 is None else len(a2.profiles)},
+                       t("lab.a2.col.from"): t("lab.a2.from_budgets", n=0 if a2 is None else len(a2.profiles))},
                       {t("lab.a2.col.method"): t("lab.a2.approach3"),
                        t("lab.a2.col.exponent"): "–" if a2 is None or a2.approach3_exponent is None
                        else f"{a2.approach3_exponent:.2f}",
-                       t("lab.a2.col.budgets"): result.grid_runs}], hide_index=True, width="stretch")
+                       t("lab.a2.col.from"): t("lab.a2.from_points", n=len(result.points))}],
+                     hide_index=True, width="stretch")
         st.caption(t("lab.a2.bias"))
     with right:
         st.markdown(f"**{t('lab.local.figure')}**")
