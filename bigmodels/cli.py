@@ -222,8 +222,6 @@ def _sweep_check(args, store, name: str, command: str) -> int:
     points = check_points(args.model, args.width, args.depth, args.budget, seed=args.seed,
                           seeds=args.seeds or SEEDS, lr_rule=_lr_rule(args))
     table = table_from_runs(name, sweeps.sweep_runs(store, name), store.epochs, store.predictions(name))
-    if not args.all_depths:
-        table = scaling_lab.for_depth(table, args.depth)
     try:
         result = scaling_lab.analyse(table)
     except scaling_lab.LabError as exc:
@@ -569,8 +567,6 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--width", type=_positive_int, help="check: the checked model's width")
     s.add_argument("--depth", type=_positive_int, help="check: the checked model's depth")
     s.add_argument("--budget", type=_positive_int, help="check: the checked run's training images")
-    s.add_argument("--all-depths", action="store_true", help="check: fit the law on every depth of the grid "
-                                                             "(default: on the grid at the check's depth)")
     s.add_argument("--threads", type=_positive_int, help="tune: CPU threads for PyTorch")
     s.add_argument("--wait", action="store_true", help="follow the sweep until every point has finished")
     s.add_argument("--out", help="export: the JSON file to write (default NAME.json); tune: the search's file "

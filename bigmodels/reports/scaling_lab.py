@@ -288,18 +288,6 @@ def analyse(table: SweepTable, samples: int = DEFAULT_SAMPLES, seed: int = 0) ->
                      local_slopes(grid), approach2(grid, fit, flops), flops_table(table))
 
 
-def for_depth(table: SweepTable, depth: int | None) -> SweepTable:
-    """The grid at one depth (the law a check of that depth is predicted by), or the whole
-    grid where that depth has too few points to fit. Depth changes the architecture, not
-    only N: on MNIST a second dense layer costs loss at every width and budget, so one
-    law in N over both depths sits between them and misses each."""
-    rows = tuple(r for r in table.grid().rows if r.depth == depth)
-    enough = len({(r.parameters, r.images) for r in rows}) >= MIN_GRID_RUNS and \
-        len({r.parameters for r in rows}) >= 3 and len({r.images for r in rows}) >= 2
-    return SweepTable(table.name, table.model, rows, table.meta, table.not_measured, table.shipped) \
-        if depth is not None and enough else table.grid()
-
-
 @dataclass(frozen=True)
 class Prediction:
     predicted: float
