@@ -230,8 +230,8 @@ def checks(table, result, lang, store) -> None:
                      t("lab.check.col.error"): "–" if c.error is None else f"{c.error:+.1%}",
                      t("lab.check.col.registered"): c.registered_at,
                      t("lab.check.col.started"): c.started_at or t("lab.check.not_started"),
-                     t("lab.check.col.frozen"): t("lab.check.frozen_yes" if c.intact and c.registered_first is not False
-                                                  else "lab.check.frozen_no")})
+                     t("lab.check.col.frozen"): "–" if c.intact is None or c.registered_first is None else
+                     t("lab.check.frozen_yes" if c.intact and c.registered_first else "lab.check.frozen_no")})
     st.dataframe(rows, hide_index=True, width="stretch")
     chart(figures.check_figure(result, figure_labels(), lang), key="lab_fig_check")
     for c in result.checks:

@@ -257,6 +257,10 @@ def test_a_check_is_scored_from_its_runs_and_exported_for_anyone_to_recheck(tmp_
     assert dt.datetime.fromisoformat(exported["registered_at"]) <= dt.datetime.fromisoformat(exported["started_at"])
     (back,) = sweep_table.parse(content).registered
     assert (back.predicted, back.low, back.high, back.measured) == (0.2, 0.18, 0.23, check.measured)
+    assert back.intact  # anyone can recompute its digest from the file
+    forged = json.loads(content)
+    forged["checks"][0]["payload"]["predicted"] = 0.22
+    assert sweep_table.parse(json.dumps(forged)).registered[0].intact is False
     assert len(scaling_lab.analyse(sweep_table.parse(content), samples=3).checks) == 1
 
 

@@ -47,7 +47,7 @@ import torch
 from bigmodels.models.profile import count_parameters, training_flops_per_image
 from bigmodels.models.registry import create_model
 from bigmodels.base.problems import Problem
-from bigmodels.runs.store import Run
+from bigmodels.runs.store import Run, prediction_digest
 from bigmodels.runs.sweeps import CHECK_TAG
 from bigmodels.train.sweep import knobs_of
 
@@ -119,7 +119,16 @@ class RegisteredCheck:
     fit: dict[str, float] = field(default_factory=dict)
     grid: dict[str, Any] = field(default_factory=dict)
     digest: str = ""
-    intact: bool = True  # its content still matches the digest written when it was registered
+    payload: dict[str, Any] = field(default_factory=dict)  # the prediction as registered, digested with...
+    registered_unix: float | None = None  # ...its registration time as the store keeps it
+
+    @property
+    def intact(self) -> bool | None:
+        """Its content and time still hash to the digest written when it was registered
+        (None: a file that does not carry them)."""
+        if not self.payload or self.registered_unix is None or not self.digest:
+            return None
+        return prediction_digest(self.payload, self.registered_unix) == self.digest
 
     @property
     def inside(self) -> bool | None:
@@ -140,7 +149,8 @@ class RegisteredCheck:
                 "predicted": self.predicted, "interval": [self.low, self.high], "level": self.level,
                 "measured": self.measured, "measured_runs": self.measured_runs, "inside": self.inside,
                 "relative_error": self.error, "registered_at": self.registered_at, "started_at": self.started_at,
-                "runs": list(self.runs), "fit": self.fit, "grid": self.grid, "digest": self.digest}
+                "runs": list(self.runs), "fit": self.fit, "grid": self.grid, "digest": self.digest,
+                "payload": self.payload, "registered_at_unix": self.registered_unix}
 
 
 def check_from_prediction(prediction, rows_by_run: dict[str, "SweepRow"]) -> RegisteredCheck:
@@ -154,7 +164,8 @@ def check_from_prediction(prediction, rows_by_run: dict[str, "SweepRow"]) -> Reg
         int(point.get("images", 0)), int(point.get("seeds", len(prediction.runs) or 1)), float(p["predicted"]),
         float(p["interval"][0]), float(p["interval"][1]), float(p.get("level", 0.8)), _iso(prediction.registered_at),
         _iso(prediction.frozen_at), tuple(prediction.runs), float(np.mean(measured)) if done else None,
-        len(measured), dict(p.get("fit", {})), dict(p.get("grid", {})), prediction.digest, prediction.intact)
+        len(measured), dict(p.get("fit", {})), dict(p.get("grid", {})), prediction.digest, dict(p),
+        prediction.registered_at)
 
 
 @dataclass(frozen=True)
@@ -338,7 +349,8 @@ def _check(raw: Any, index: int) -> RegisteredCheck:
         _number(raw.get("level")) or 0.8, str(registered_at), None if started_at is None else str(started_at),
         tuple(str(r) for r in runs), measured, int(raw.get("measured_runs") or 0),
         {k: float(v) for k, v in (raw.get("fit") or {}).items() if _number(v) is not None},
-        dict(raw.get("grid") or {}), str(raw.get("digest") or ""))
+        dict(raw.get("grid") or {}), str(raw.get("digest") or ""),
+        raw["payload"] if isinstance(raw.get("payload"), dict) else {}, _number(raw.get("registered_at_unix")))
 
 
 def parse(content: bytes | str, shipped: bool = False) -> SweepTable:
