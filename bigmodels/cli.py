@@ -378,8 +378,9 @@ def cmd_sweep(args) -> int:
     def distinct(values):
         return sorted({v for v in values if v})
 
+    checks = [p.payload.get("command") for p in store.predictions(name) if isinstance(p.payload.get("command"), str)]
     meta = {"commands": distinct([r.note.removeprefix("queued by: ") for r in runs
-                                  if r.note.startswith("queued by: ")]) + [command],
+                                  if r.note.startswith("queued by: ")]) + checks + [command],
             "provenance": {"devices": distinct(r.device_name or r.device for r in measured),
                            "git_commits": distinct(r.git_commit for r in measured),
                            "versions": distinct(json.dumps(r.versions, sort_keys=True) for r in measured if r.versions),
