@@ -188,6 +188,8 @@ def approaches(result, lang) -> None:
             st.info(t("lab.a2.none"))
         else:
             chart(figures.isoflop_figure(result, figure_labels(), lang), key="lab_fig_isoflop")
+            if a2.exponent is None:
+                st.caption(t("lab.a2.few", n=len(a2.profiles)))
         st.dataframe([{t("lab.a2.col.method"): t("lab.a2.approach2"),
                        t("lab.a2.col.exponent"): "–" if a2 is None or a2.exponent is None else f"{a2.exponent:.2f}",
                        t("lab.a2.col.from"): t("lab.a2.from_budgets", n=0 if a2 is None else len(a2.profiles))},
