@@ -85,7 +85,7 @@ def fit_summary(result) -> None:
 
 def figure_labels() -> dict[str, str]:
     keys = ("budget", "point", "point_budget", "point_seeds", "loss", "parameters", "compute", "runs", "frontier",
-            "fit_c", "fit_optimal", "predicted", "measured", "check_name", "local_line", "local_alpha", "local_axis",
+            "fit_c", "fit_optimal", "predicted", "measured", "check_name", "local_line", "local_law", "local_axis",
             "isoflop_line", "isoflop_min", "lr_size", "lr_axis", "lr_loss")
     return {k: t(f"lab.fig.{k}") for k in keys}
 
@@ -190,19 +190,19 @@ def approaches(result, lang) -> None:
             chart(figures.isoflop_figure(result, figure_labels(), lang), key="lab_fig_isoflop")
             if a2.exponent is None:
                 st.caption(t("lab.a2.few", n=len(a2.profiles)))
-        st.dataframe([{t("lab.a2.col.method"): t("lab.a2.approach2"),
-                       t("lab.a2.col.exponent"): "–" if a2 is None or a2.exponent is None else f"{a2.exponent:.2f}",
-                       t("lab.a2.col.from"): t("lab.a2.from_budgets", n=0 if a2 is None else len(a2.profiles))},
-                      {t("lab.a2.col.method"): t("lab.a2.approach3"),
-                       t("lab.a2.col.exponent"): "–" if a2 is None or a2.approach3_exponent is None
-                       else f"{a2.approach3_exponent:.2f}",
-                       t("lab.a2.col.from"): t("lab.a2.from_points", n=len(result.points))}],
-                     hide_index=True, width="stretch")
-        st.caption(t("lab.a2.bias"))
     with right:
         st.markdown(f"**{t('lab.local.figure')}**")
         chart(figures.local_exponent_figure(result, figure_labels(), lang), key="lab_fig_local")
         st.caption(t("lab.local.caption", alpha=f"{result.fit.alpha:.2f}"))
+    st.dataframe([{t("lab.a2.col.method"): t("lab.a2.approach2"),
+                   t("lab.a2.col.exponent"): "–" if a2 is None or a2.exponent is None else f"{a2.exponent:.2f}",
+                   t("lab.a2.col.from"): t("lab.a2.from_budgets", n=0 if a2 is None else len(a2.profiles))},
+                  {t("lab.a2.col.method"): t("lab.a2.approach3"),
+                   t("lab.a2.col.exponent"): "–" if a2 is None or a2.approach3_exponent is None
+                   else f"{a2.approach3_exponent:.2f}",
+                   t("lab.a2.col.from"): t("lab.a2.from_points", n=len(result.points))}],
+                 hide_index=True, width="stretch")
+    st.caption(t("lab.a2.bias"))
 
 
 def flops_table(result, lang) -> None:
@@ -258,14 +258,21 @@ def check_name(c, lang) -> str:
 
 
 def evidence(c, result, lang) -> None:
-    """Why a check missed, from the grid itself: the local exponent at the largest widths."""
-    largest = max(b for b, _ in result.local) if result.local else None
-    slopes = result.local.get((largest, c.depth)) if largest else None
-    if not slopes or not slopes[1]:
+    """Why a check missed, from the grid itself: how far the widest grid models of its depth,
+    at the largest budget it reaches, lie from the fitted law."""
+    budgets = [b for b in {p.images for p in result.points} if b <= c.images]
+    if not budgets:
         return
-    st.caption(t("lab.check.evidence", images=format_count_in(largest, lang), depth=c.depth,
-                 n=format_count_in(slopes[0][-1], lang), slope=f"{slopes[1][-1]:.2f}",
-                 alpha=f"{result.fit.alpha:.2f}"))
+    budget = max(budgets)
+    mine = sorted(((p, r) for p, r in zip(result.points, result.residuals)
+                   if p.images == budget and p.depth == c.depth), key=lambda pr: pr[0].parameters)[-3:]
+    others = [r for p, r in zip(result.points, result.residuals) if p.images == budget and p.depth != c.depth]
+    if not mine:
+        return
+    off = [math.expm1(r) for _, r in mine]
+    st.caption(t("lab.check.evidence", images=format_count_in(budget, lang), depth=c.depth, n=len(mine),
+                 low=f"{min(off):+.0%}", high=f"{max(off):+.0%}",
+                 others=f"{math.expm1(sum(others) / len(others)):+.0%}" if others else "–"))
 
 
 def live_checks(store, run_ids) -> None:

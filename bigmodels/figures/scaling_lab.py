@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-from bigmodels.reports.scaling_lab import LabResult, optimal_curve
+from bigmodels.reports.scaling_lab import LabResult, law_local_exponent, optimal_curve
 from bigmodels.reports.sweep_table import SweepTable
 from bigmodels.figures.runs import PALETTE
 from bigmodels.base.formatting import format_count_in, format_flops, log_axis
@@ -26,7 +26,7 @@ def _loss_label(v: float) -> str:
 
 def _layout(fig: go.Figure, height: int = 420) -> go.Figure:
     fig.update_layout(height=height, margin={"l": 10, "r": 10, "t": 30, "b": 10},
-                      legend={"orientation": "h", "yanchor": "top", "y": -0.18, "x": 0})
+                      legend={"orientation": "h", "yanchor": "top", "y": -0.24, "x": 0})
     return fig
 
 
@@ -91,16 +91,18 @@ def loss_vs_compute(table: SweepTable, result: LabResult, labels: dict[str, str]
 
 
 def _add_checks(fig: go.Figure, result: LabResult, labels: dict[str, str], x: str) -> None:
-    for check in result.checks:
+    for i, check in enumerate(result.checks):  # one legend entry for all the predictions, one for the measurements
         at = check.parameters if x == "parameters" else _check_compute(result, check)
         fig.add_trace(go.Scatter(
-            x=[at], y=[check.predicted], mode="markers", name=labels["predicted"],
+            x=[at], y=[check.predicted], mode="markers", name=labels["predicted"], legendgroup="predicted",
+            showlegend=i == 0,
             marker={"color": CHECK_COLOUR, "size": 11, "symbol": "diamond-open", "line": {"width": 2}},
             error_y={"type": "data", "symmetric": False, "array": [check.high - check.predicted],
                      "arrayminus": [check.predicted - check.low], "color": CHECK_COLOUR},
             hovertemplate=labels["predicted"] + " %{y:.4f}<extra></extra>"))
         if check.measured is not None:
             fig.add_trace(go.Scatter(x=[at], y=[check.measured], mode="markers", name=labels["measured"],
+                                     legendgroup="measured", showlegend=i == 0,
                                      marker={"color": CHECK_COLOUR, "size": 11, "symbol": "diamond"},
                                      hovertemplate=labels["measured"] + " %{y:.4f}<extra></extra>"))
 
@@ -137,11 +139,14 @@ def local_exponent_figure(result: LabResult, labels: dict[str, str], lang: str =
         fig.add_trace(go.Scatter(x=mid, y=slope, mode="lines+markers", name=name,
                                  line={"color": colour, "dash": dashes[((depth or 1) - 1) % len(dashes)]},
                                  hovertemplate="N %{x:,.0f}<br>%{y:.2f}<extra>" + name + "</extra>"))
-    fig.add_hline(y=result.fit.alpha, line={"color": CHECK_COLOUR, "dash": FIT_DASH, "width": 1},
-                  annotation_text=labels["local_alpha"].format(alpha=f"{result.fit.alpha:.2f}"),
-                  annotation_position="top left")
-    fig.add_hline(y=0, line={"color": "#adb5bd", "width": 1})
     every = [n for mid, _ in result.local.values() for n in mid]
+    if every:
+        largest = max(budgets)
+        line_n = np.geomspace(min(every), max(every), 60)
+        fig.add_trace(go.Scatter(x=line_n, y=law_local_exponent(result.fit, line_n, largest), mode="lines",
+                                 name=labels["local_law"].format(images=format_count_in(largest, lang)),
+                                 line={"color": CHECK_COLOUR, "dash": FIT_DASH, "width": 2}, hoverinfo="skip"))
+    fig.add_hline(y=0, line={"color": "#adb5bd", "width": 1})
     if every:
         fig.update_xaxes(title_text=labels["parameters"], **log_axis(every, label=lambda v: format_count_in(v, lang)))
     fig.update_yaxes(title_text=labels["local_axis"])

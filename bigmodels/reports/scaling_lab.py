@@ -235,6 +235,13 @@ def local_slopes(grid: list[GridPoint]) -> dict[tuple[int, int | None], tuple[tu
     return out
 
 
+def law_local_exponent(fit: ChinchillaFit, n, d) -> np.ndarray:
+    """-d log L / d log N of the fitted law itself: alpha A N^-alpha / L(N, D). It falls
+    with N as the law nears its floor E + B/D^beta, but smoothly, as the law prescribes."""
+    n = np.asarray(n, float)
+    return fit.alpha * fit.A / n**fit.alpha / fit.predict(n, d)
+
+
 def approach2(grid: list[GridPoint], fit: ChinchillaFit, flops: FlopsLaw) -> Approach2:
     """IsoFLOP parabolas through the grid (each size's loss interpolated to common
     compute budgets) and the exponent of their minima, beside Approach 3's."""
