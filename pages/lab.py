@@ -150,7 +150,7 @@ def constants(result) -> None:
     st.markdown(f"**{t('lab.constants.title')}**")
     fits = ((t("lab.constants.chinchilla"), CHINCHILLA), (t("lab.constants.besiroglu"), BESIROGLU),
             (t("lab.published.this"), result.fit))
-    st.dataframe([{t("lab.published.col.source"): name, "E": f"{f.E:.4g}", "A": f"{f.A:.5g}", "B": f"{f.B:.6g}",
+    st.dataframe([{t("lab.published.col.source"): name, "E": f"{f.E:.5g}", "A": f"{f.A:.5g}", "B": f"{f.B:.6g}",
                    "α": f"{f.alpha:.4g}", "β": f"{f.beta:.4g}", "a = β/(α+β)": f"{f.data_share:.3f}"}
                   for name, f in fits], hide_index=True, width="stretch")
     st.caption(t("lab.constants.caption", title=BESIROGLU_SOURCE[0], url=BESIROGLU_SOURCE[1]))
@@ -221,20 +221,23 @@ def checks(table, result, lang, store) -> None:
     if not result.checks:
         st.info(t("lab.check.none"))
         return
-    rows = []
+    scores, times = [], []
     for c in result.checks:
         verdict = ("lab.check.pending" if c.measured is None else "lab.check.in" if c.inside else "lab.check.out")
-        rows.append({t("lab.check.col.check"): check_name(c, lang),
-                     t("lab.check.col.predicted"): f"{c.predicted:.4f} ({c.low:.4f}–{c.high:.4f})",
-                     t("lab.check.col.measured"): "–" if c.measured is None else
-                     t("lab.check.measured", value=f"{c.measured:.4f}", n=c.measured_runs),
-                     t("lab.check.col.verdict"): t(verdict),
-                     t("lab.check.col.error"): "–" if c.error is None else f"{c.error:+.1%}",
-                     t("lab.check.col.registered"): c.registered_at,
-                     t("lab.check.col.started"): c.started_at or t("lab.check.not_started"),
-                     t("lab.check.col.frozen"): "–" if c.intact is None or c.registered_first is None else
-                     t("lab.check.frozen_yes" if c.intact and c.registered_first else "lab.check.frozen_no")})
-    st.dataframe(rows, hide_index=True, width="stretch")
+        name = t("lab.check.short", width=c.width, depth=c.depth, images=format_count_in(c.images, lang))
+        scores.append({t("lab.check.col.check"): name,
+                       t("lab.check.col.predicted"): f"{c.predicted:.4f} ({c.low:.4f}–{c.high:.4f})",
+                       t("lab.check.col.measured"): "–" if c.measured is None else
+                       t("lab.check.measured", value=f"{c.measured:.4f}", n=c.measured_runs),
+                       t("lab.check.col.verdict"): t(verdict),
+                       t("lab.check.col.error"): "–" if c.error is None else f"{c.error:+.1%}"})
+        times.append({t("lab.check.col.check"): name, t("lab.check.col.id"): c.id,
+                      t("lab.check.col.registered"): c.registered_at,
+                      t("lab.check.col.started"): c.started_at or t("lab.check.not_started"),
+                      t("lab.check.col.frozen"): "–" if c.intact is None or c.registered_first is None else
+                      t("lab.check.frozen_yes" if c.intact and c.registered_first else "lab.check.frozen_no")})
+    st.dataframe(scores, hide_index=True, width="stretch")
+    st.dataframe(times, hide_index=True, width="stretch")
     chart(figures.check_figure(result, figure_labels(), lang), key="lab_fig_check")
     for c in result.checks:
         if c.measured is None:
