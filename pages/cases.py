@@ -105,14 +105,15 @@ def table(shown, lang: str) -> None:
         width="stretch",
         column_order=views.CASE_COLUMNS,
         column_config={
-            # widths in px that add up to the ~810 px a 1280 px screen leaves beside the sidebar
-            "name": col.TextColumn(t("cases.col.name"), pinned=True, width=150),
-            "organisation": col.TextColumn(t("cases.col.organisation"), width=150),
-            "country": col.TextColumn(t("cases.col.country"), width=80),
+            # widths in px that hold each column's usual value whole (the system's name stays pinned
+            # while the rest scroll sideways): narrower columns fit the screen but cut every value
+            "name": col.TextColumn(t("cases.col.name"), pinned=True, width=170),
+            "organisation": col.TextColumn(t("cases.col.organisation"), width=210),
+            "country": col.TextColumn(t("cases.col.country"), width=125),
             "year": col.NumberColumn(t("cases.col.year"), format="%d", width=55),
-            "parameters": col.TextColumn(t("cases.col.parameters"), width=75),
-            "licence": col.TextColumn(t("cases.col.licence"), help=t("cases.col.licence_help"), width=150),
-            "modality": col.TextColumn(t("cases.col.modality"), width=80),
+            "parameters": col.TextColumn(t("cases.col.parameters"), width=105),
+            "licence": col.TextColumn(t("cases.col.licence"), help=t("cases.col.licence_help"), width=300),
+            "modality": col.TextColumn(t("cases.col.modality"), width=140),
             "source": col.LinkColumn(t("cases.col.source"), display_text=t("cases.col.source_link"), width=66),
         },
         key="cases_table",

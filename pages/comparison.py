@@ -110,17 +110,32 @@ def chosen_entries():
     return (entries, measured) if entries else None
 
 
+MEASURED_HERE = ("peak_infer_mb", "peak_train_mb")  # filled by this machine's measurement, in the background
+
+
+def pending_as_words(rows: list[dict], entries, measured: dict) -> list[dict]:
+    """The columns this machine measures, as the table shows them: the number, or
+    "measuring…" while its measurement runs, or "–" when there is none (never a raw None)."""
+    for row, entry in zip(rows, entries):
+        waiting = measured.get(entry.source.id) is None and ui.jobs().busy([ui.measurement_job(entry.source)])
+        for key in MEASURED_HERE:
+            value = row.get(key)
+            row[key] = f"{value:,.1f}" if value is not None else t("comparison.table.measuring") if waiting else "–"
+    return rows
+
+
 def side_by_side() -> None:
     if (chosen := chosen_entries()) is None:
         return
     entries, measured = chosen
     st.subheader(t("comparison.table.header"))
-    rows = cmp.table_rows(entries, measured, lang)
+    rows = pending_as_words(cmp.table_rows(entries, measured, lang), entries, measured)
     same = {key: rows[0][key] for key in ("test_data", "measured") if len({row[key] for row in rows}) == 1}
     col = st.column_config
-    # widths in px that add up to the ~810 px a 1280 px screen leaves beside the sidebar
+    # widths in px that add up to the ~810 px a 1280 px screen leaves beside the sidebar (the model
+    # column holds a run's label whole: "LeNet-5 CNN · run cnn-261206-193926-c854")
     config = {
-        "model": col.TextColumn(t("comparison.col.model"), pinned=True, width=190),
+        "model": col.TextColumn(t("comparison.col.model"), pinned=True, width=270),  # a run's label is long
         "accuracy": col.NumberColumn(t("comparison.col.accuracy"), format="%.2f%%", width=110),
         "throughput": col.NumberColumn(t("comparison.col.throughput"), format="localized", width=110,
                                        help=t("comparison.col.throughput_help")),
@@ -132,10 +147,10 @@ def side_by_side() -> None:
                                  help=t("comparison.col.macs_help")),
         "train_s_per_epoch": col.NumberColumn(t("comparison.col.train"), format="%.1f", width=90,
                                               help=t("comparison.col.train_help")),
-        "peak_infer_mb": col.NumberColumn(t("comparison.col.peak_infer", batch=cmp.INFER_BATCH), format="%.1f",
-                                          width=165, help=t("comparison.col.peak_help")),
-        "peak_train_mb": col.NumberColumn(t("comparison.col.peak_train", batch=cmp.TRAIN_BATCH), format="%.1f",
-                                          width=165, help=t("comparison.col.peak_help")),
+        "peak_infer_mb": col.TextColumn(t("comparison.col.peak_infer", batch=cmp.INFER_BATCH), alignment="right",
+                                        width=165, help=t("comparison.col.peak_help")),
+        "peak_train_mb": col.TextColumn(t("comparison.col.peak_train", batch=cmp.TRAIN_BATCH), alignment="right",
+                                        width=165, help=t("comparison.col.peak_help")),
         "test_data": col.TextColumn(t("comparison.col.test_data"), width=150),
         "measured": col.TextColumn(t("comparison.col.measured"), width=240),
     }

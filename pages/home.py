@@ -1,19 +1,28 @@
 """Home: what bigmodels is, which device and data it runs on, and the shipped models."""
 import streamlit as st
 
+from bigmodels.app.routing import page_link
 from bigmodels.reports.comparison import device_text
 from bigmodels.app.session import current_data, data_dir_choice, device_summary, language, model_title, set_data_dir, t
 from bigmodels.data.mnist import ENV_DATA_DIR, has_mnist
 from bigmodels.models.shipped import load_metrics
 
 
+# Each part of the app, in the order a first visit goes, and the pages it opens.
+PARTS = (("sandbox", ("sandbox",)), ("comparison", ("comparison",)), ("launcher", ("launcher",)),
+         ("lab", ("lab",)), ("service", ("service",)), ("writeups", ("cases", "challenges")))
+
+
 def parts() -> None:
-    """One card per part of the app."""
-    cols = st.columns(4)
-    for col, part in zip(cols, ("comparison", "launcher", "writeups", "sandbox")):
-        with col.container(border=True):
-            st.subheader(t(f"home.part.{part}.title"))
-            st.write(t(f"home.part.{part}.body"))
+    """Where to start, and one card per part of the app, each a link to its page(s)."""
+    st.markdown(t("home.start"))
+    for row in (PARTS[:3], PARTS[3:]):
+        for col, (part, pages) in zip(st.columns(3), row):
+            with col.container(border=True, height="stretch"):
+                st.subheader(t(f"home.part.{part}.title"))
+                st.write(t(f"home.part.{part}.body"))
+                for page in pages:
+                    page_link(page, t("home.part.open", page=t(f"nav.{page}")))
 
 
 def device_panel() -> None:

@@ -17,11 +17,18 @@ from bigmodels.app import launcher as lui
 from bigmodels.app import operator
 from bigmodels.app.charts import chart
 from bigmodels.app.live import JOB_POLL_S, LIVE_REFRESH_S
-from bigmodels.app.session import language, model_title, t
-from bigmodels.figures.runs import (
-    X_AXES, accuracy_figure, comparison_rows, confusion_figure, epochs_csv, loss_figure, parallel_coordinates,
-    per_class_figure, scientific, steps_csv, steps_per_epoch, system_figure, table_text,
+from bigmodels.app.url_state import (
+    encode_flag, flag, join, number_in, one_of, publish, seed, seeded, some_of, text_of,
 )
+from bigmodels.app.session import language, model_title, server_train_size, t
+from bigmodels.figures.runs import (
+    X_AXES, accuracy_figure, comparison_rows, confusion_figure, differing_settings, epochs_csv, group_accuracy_figure,
+    group_curves, group_loss_figure, loss_figure, parallel_coordinates, per_class_figure, run_settings, scientific,
+    steps_csv, steps_per_epoch, system_figure, table_text,
+)
+from bigmodels.reports.run_groups import DEFAULT_IGNORED, group_runs, result_stats
+from bigmodels.data.mnist import data_text
+from bigmodels.reports.comparison import device_text
 from bigmodels.base.formatting import code_span, format_bytes, format_duration, plain_markdown
 from bigmodels.models.registry import get_spec, list_models, make_config
 from bigmodels.runs.sources import finished_run_sources
@@ -39,6 +46,7 @@ SELECTED = "launcher_selected"
 PICKED = "launcher_picked"  # this session chose a run itself: stop following new runs
 SEEN = "launcher_seen"  # the store's signature at the last full-page draw
 COMPARE_OPEN = "launcher_compare_open"
+COMPARE_PARAMS = ("runs", "x", "log", "smooth", "diff", "group", "repeat")  # the comparison's part of the address
 PAGE_SIZE = 10  # runs per table page: the table draws what is on screen
 CHOICE_SETTINGS = ("optimizer", "schedule", "precision")  # their values are shown translated
 
@@ -69,7 +77,6 @@ def launch_form(store, allowed: bool) -> None:
     demo = quick_demo(model, data)
     start = st.radio(t("launcher.start.title"), ["demo", "recipe"], horizontal=True, key=f"launcher_start_{model}",
                      format_func=lambda k: t(f"launcher.start.{k}"), help=t("launcher.start.help"))
-    demo_caption(model, data, demo)
     recipe = demo if start == "demo" else default_config(model)
     preset_values = vars(make_config(model, preset))
     device_choices = ["auto", *(d.name for d in resources.devices)]
@@ -78,6 +85,7 @@ def launch_form(store, allowed: bool) -> None:
         # Launch first: a presenter picks a quick demo and launches; the settings wait below.
         submitted = st.form_submit_button(t("launcher.form.submit"), type="primary", width="stretch",
                                           disabled=store is None or not allowed)
+        demo_caption(model, data, demo)
         settings_box = st.expander(t("launcher.form.settings"), expanded=False)
         columns = settings_box.columns(2)  # settings pair up in declaration order: a column stacks in call order
         values = {}
@@ -123,7 +131,7 @@ def demo_caption(model: str, data: str, demo) -> None:
     cold = lui.cold_start_seconds()
     st.caption(t("launcher.start.measured", seconds=f"{row['median_seconds']:.0f}",
                  accuracy=f"{row['median_accuracy']:.1%}", data=t(f"launcher.start.data.{data}"),
-                 n=len(row.get("runs", [])), device=measured.get("device_name", "?"),
+                 n=len(row.get("runs", [])), device=device_text(measured.get("device_name", "?"), language()),
                  date=str(measured.get("measured_at", "?"))[:10], cold="?" if cold is None else f"{cold:.0f}"))
 
 
@@ -131,7 +139,7 @@ def launch(store, values: dict, resources: Resources) -> None:
     if not operator.guard():
         return
     try:
-        request = lui.parse_form(values, resources)
+        request = lui.parse_form(values, resources, server_train_size())
         submission = submit(store, request.plan, train_again=request.train_again, submission=lui.submission_key(),
                             needs=request.needs)
     except ConfigError as exc:
@@ -157,7 +165,8 @@ def show_live(store, run, allowed: bool) -> None:
     st.subheader(t("launcher.live.title", run=plain_markdown(run.title)))  # anyone's words: no link, no image
     processes = f" × {run.world_size}" if run.world_size > 1 else ""
     st.markdown(t("launcher.live.summary", status=status_label(run.status), model=model_title(run.model),
-                  device=(f"{run.node} · " if run.node else "") + (run.device or run.target) + processes,
+                  device=(f"{run.node} · " if run.node else "") + device_text(run.device or run.target, language())
+                  + processes,
                   attempts=run.attempts))
     if run.name:
         st.caption(t("launcher.live.id", run=run.id))
@@ -171,7 +180,7 @@ def show_live(store, run, allowed: bool) -> None:
     elif run.status == "queued":
         starting = lui.cluster_startup(store)
         if starting is not None:
-            st.info(startup_text(*starting), icon="⏳")
+            st.info(startup_text(*starting), icon=":material/hourglass_top:")
         else:
             reason = wait_reasons(lui.cluster_state(store), language()).get(run.id)
             st.info(t("launcher.live.queued") + ("  \n" + t("launcher.cluster.waits", reason=reason) if reason else ""))
@@ -211,7 +220,8 @@ def show_live(store, run, allowed: bool) -> None:
             st.caption(t("launcher.live.reuse"))
     if run.versions:
         st.caption(t("launcher.live.provenance", versions=", ".join(f"{k} {v}" for k, v in run.versions.items()),
-                     commit=run.git_commit or "–", data=run.data_source or "–", hash=run.config_hash))
+                     commit=run.git_commit or "–", data=data_text(run.data_source, language()) or "–",
+                     hash=run.config_hash))
 
 
 def resume_note(run) -> str:
@@ -224,9 +234,17 @@ def resume_note(run) -> str:
 def axis_controls(key: str) -> tuple[str, bool]:
     """The x axis (epoch, step, wall time) and the log-loss switch of a chart pair."""
     left, right = st.columns([3, 2])
-    x = left.segmented_control(t("launcher.chart.x_axis"), X_AXES, default="epoch", key=f"{key}_x",
+    shared = key == "compare"  # the comparison's axes are in the address; a live view's follow its run
+    if shared:
+        seed(f"{key}_x", "x", one_of(X_AXES), "epoch")
+        seed(f"{key}_log", "log", flag, True)
+    x = left.segmented_control(t("launcher.chart.x_axis"), X_AXES, key=f"{key}_x",
+                               default=seeded(f"{key}_x") if shared else "epoch",
                                format_func=lambda a: t(f"launcher.chart.x.{a}")) or "epoch"
-    log_y = right.toggle(t("launcher.chart.log_loss"), key=f"{key}_log", value=key == "compare")
+    log_y = right.toggle(t("launcher.chart.log_loss"), key=f"{key}_log", value=seeded(f"{key}_log") if shared else False)
+    if shared:
+        publish("x", x, "epoch")
+        publish("log", log_y, True, encode_flag)
     return x, log_y
 
 
@@ -425,7 +443,7 @@ def cluster_panel(store) -> None:
                            col["utilisation"]: "–" if s.get("gpu_percent") is None else f"{s['gpu_percent']:.0f} %"}
                           if gpus else {}),
                        col["process"]: format_bytes(s.get("process_bytes")),
-                       col["device"]: s.get("device_name") or s["device"]} for s in sessions],
+                       col["device"]: device_text(s.get("device_name") or s["device"], language())} for s in sessions],
                      hide_index=True, width="stretch")
         waiting = wait_reasons(state, language())
         if waiting:  # as text, not a table: a reason is a sentence and must wrap
@@ -443,13 +461,18 @@ def runs_table(runs) -> None:
           col["duration"]: format_duration(r.duration()), col["arch"]: model_title(r.model),
           col["progress"]: r.progress, col["tags"]: table_text(", ".join(r.tags)),
           **{t(f"launcher.form.{name}"): shown_value(name, r.config.get(name)) for name in shown_settings},
-          col["device"]: (f"{r.node} · " if r.node else "") + (r.device or r.target)
+          col["device"]: (f"{r.node} · " if r.node else "") + device_text(r.device or r.target, language())
           + (f" × {r.world_size}" if r.world_size > 1 else ""),
           col["created"]: when(r.created_at), col["id"]: r.id} for r in runs],
         hide_index=True, width="stretch", height=38 + 35 * max(1, len(runs)),
-        column_config={col["progress"]: st.column_config.ProgressColumn(col["progress"], min_value=0, max_value=1,
+        # The first four columns fit the runs column at 1280 px, so a run's name, status, accuracy and
+        # duration are read without scrolling; the rest scroll sideways.
+        column_config={col["run"]: st.column_config.TextColumn(col["run"], width=200),
+                       col["status"]: st.column_config.TextColumn(col["status"], width=95),
+                       col["progress"]: st.column_config.ProgressColumn(col["progress"], min_value=0, max_value=1,
                                                                          format="percent"),
-                       col["best"]: st.column_config.NumberColumn(col["best"], format="%.2f %%")})
+                       col["best"]: st.column_config.NumberColumn(col["best"], format="%.2f %%", width=85),
+                       col["duration"]: st.column_config.TextColumn(col["duration"], width=75)})
 
 
 def runs_panel(store, allowed: bool) -> None:
@@ -481,23 +504,45 @@ def runs_panel(store, allowed: bool) -> None:
     if not runs:
         st.info(t("launcher.runs.none"))
         return
+    # the view is in the address: a copied link opens these filters, this sort, this page
+    seed("launcher_filter_status", "status", some_of(STATUSES), [])
+    seed("launcher_filter_arch", "arch", some_of(list_models()), [])
+    seed("launcher_filter_tag", "tag", some_of(tags), [])
+    seed("launcher_filter_text", "q", text_of(200), "")
+    seed("launcher_sort", "sort", one_of(lui.SORTS), lui.SORTS[0])
+    seed("launcher_sort_desc", "desc", flag, True)
     f1, f2, f3, f4 = st.columns([3, 3, 2, 3])
     statuses = f1.multiselect(t("launcher.runs.filter_status"), STATUSES, format_func=status_label,
-                              key="launcher_filter_status", placeholder=t("launcher.runs.all"))
+                              key="launcher_filter_status", default=seeded("launcher_filter_status"),
+                              placeholder=t("launcher.runs.all"))
     archs = f2.multiselect(t("launcher.runs.filter_arch"), list_models(), format_func=model_title,
-                           key="launcher_filter_arch", placeholder=t("launcher.runs.all"))
+                           key="launcher_filter_arch", default=seeded("launcher_filter_arch"),
+                           placeholder=t("launcher.runs.all"))
     chosen_tags = f3.multiselect(t("launcher.runs.filter_tag"), tags, key="launcher_filter_tag",
+                                 default=seeded("launcher_filter_tag"),
                                  placeholder=t("launcher.runs.all"))
-    text = f4.text_input(t("launcher.runs.filter_text"), key="launcher_filter_text",
+    text = f4.text_input(t("launcher.runs.filter_text"), key="launcher_filter_text", value=seeded("launcher_filter_text"),
                          placeholder=t("launcher.runs.filter_text_hint"))
     s1, s2, s3 = st.columns([3, 2, 2])
     by = s1.selectbox(t("launcher.runs.sort"), lui.SORTS, format_func=lambda k: t(f"launcher.runs.sort.{k}"),
-                      key="launcher_sort")
-    descending = s2.toggle(t("launcher.runs.descending"), value=True, key="launcher_sort_desc")
+                      key="launcher_sort", index=lui.SORTS.index(seeded("launcher_sort")))
+    descending = s2.toggle(t("launcher.runs.descending"), key="launcher_sort_desc", value=seeded("launcher_sort_desc"))
     shown = lui.sort_runs(lui.select_runs(runs, statuses, archs, chosen_tags, text), by, descending)
     pages = max(1, -(-len(shown) // PAGE_SIZE))
-    page = s3.number_input(t("launcher.runs.page", pages=pages), min_value=1, max_value=pages, value=1, step=1,
-                           key="launcher_page") if pages > 1 else 1
+    if pages > 1:
+        seed("launcher_page", "page", number_in(1, pages, whole=True), 1)
+        st.session_state["launcher_page"] = min(st.session_state["launcher_page"], pages)  # fewer runs match now
+        page = s3.number_input(t("launcher.runs.page", pages=pages), min_value=1, max_value=pages, step=1,
+                               key="launcher_page", value=seeded("launcher_page"))
+    else:
+        page = 1
+    publish("status", statuses, [], join)
+    publish("arch", archs, [], join)
+    publish("tag", chosen_tags, [], join)
+    publish("q", text.strip(), "")
+    publish("sort", by, lui.SORTS[0])
+    publish("desc", descending, True, encode_flag)
+    publish("page", int(page), 1)
     on_page, pages = lui.page_of(shown, int(page), PAGE_SIZE)
     runs_table(on_page)
     st.caption(t("launcher.runs.count", shown=len(on_page), matching=len(shown), total=len(runs)))
@@ -564,7 +609,13 @@ def compare_section(store) -> None:
     """Drawn only when asked for: the page opens with the runs, not six charts."""
     st.divider()
     st.header(t("launcher.compare.title"))
-    if not st.toggle(t("launcher.compare.show"), key=COMPARE_OPEN, help=t("launcher.compare.show_help")):
+    seed(COMPARE_OPEN, "compare", flag, False)
+    shown = st.toggle(t("launcher.compare.show"), key=COMPARE_OPEN, value=seeded(COMPARE_OPEN),
+                      help=t("launcher.compare.show_help"))
+    publish("compare", shown, False, encode_flag)
+    if not shown:
+        for param in COMPARE_PARAMS:  # a closed comparison leaves nothing of itself in the address
+            publish(param, None, None)
         st.caption(t("launcher.compare.reuse", n=len(finished_run_sources(lang=language()))))
         return
     if store is None:
@@ -580,26 +631,49 @@ def compare_section(store) -> None:
         return
     by_id = {r.id: r for r in candidates}
     default = [r.id for r in candidates if r.status == "succeeded"][:3]
-    chosen = st.multiselect(t("launcher.compare.pick"), list(by_id), default=default, key="launcher_compare",
+    seed("launcher_compare", "runs", some_of(by_id), default)
+    st.session_state["launcher_compare"] = [i for i in st.session_state["launcher_compare"] if i in by_id]
+    chosen = st.multiselect(t("launcher.compare.pick"), list(by_id), key="launcher_compare",
+                            default=seeded("launcher_compare"),
                             format_func=lambda i: f"{by_id[i].title} · {status_label(by_id[i].status)}",
                             placeholder=t("launcher.compare.pick_hint"))
+    publish("runs", chosen, default, join)
     if not chosen:
         return
     picked = [by_id[i] for i in chosen]
     x, log_y = axis_controls("compare")
-    smoothing = st.slider(t("launcher.compare.smoothing"), 0.0, 0.99, 0.6, 0.01,
+    seed("launcher_smoothing", "smooth", number_in(0.0, 0.99), 0.6)
+    smoothing = st.slider(t("launcher.compare.smoothing"), 0.0, 0.99, seeded("launcher_smoothing"), 0.01,
+                          key="launcher_smoothing",
                           help=t("launcher.compare.smoothing_help"))
+    publish("smooth", round(smoothing, 2), 0.6)
     steps = {r.id: store.steps(r.id) for r in picked}
     epochs = {r.id: store.epochs(r.id) for r in picked}
+    groups = grouping(picked)
     left, right = st.columns(2)
-    with left:
-        chart(loss_figure([(r.title, steps[r.id], epochs[r.id], steps_per_epoch(r)) for r in picked],
-                          smoothing, loss_texts(x), x=x, log_y=log_y), key="compare_loss")
-    with right:
-        chart(accuracy_figure([(r.title, epochs[r.id], steps_per_epoch(r)) for r in picked], accuracy_texts(x), x=x),
-              key="compare_acc")
+    if groups is None:
+        with left:
+            chart(loss_figure([(r.title, steps[r.id], epochs[r.id], steps_per_epoch(r)) for r in picked],
+                              smoothing, loss_texts(x), x=x, log_y=log_y), key="compare_loss")
+        with right:
+            chart(accuracy_figure([(r.title, epochs[r.id], steps_per_epoch(r)) for r in picked], accuracy_texts(x),
+                                  x=x), key="compare_acc")
+    else:
+        curves = [(group_label(g), group_curves([(r, steps[r.id], epochs[r.id]) for r in g.runs], smoothing, x))
+                  for g in groups]
+        with left:
+            chart(group_loss_figure([(label, train, test) for label, (train, test, _) in curves], loss_texts(x),
+                                    log_y=log_y), key="compare_group_loss")
+        with right:
+            chart(group_accuracy_figure([(label, acc) for label, (_, _, acc) in curves], accuracy_texts(x)),
+                  key="compare_group_acc")
+        st.caption(t("launcher.group.caption"))
+        group_table(groups)
     st.subheader(t("launcher.compare.table"))
-    only_differences = st.toggle(t("launcher.compare.only_diff"), value=len(picked) > 1, key="launcher_diff")
+    seed("launcher_diff", "diff", flag, True)
+    only_differences = st.toggle(t("launcher.compare.only_diff"), key="launcher_diff",
+                                 value=seeded("launcher_diff")) and len(picked) > 1
+    publish("diff", st.session_state["launcher_diff"], True, encode_flag)
     heading = compare_headings()
     st.dataframe([{heading[k]: shown_value(k, v) for k, v in row.items()}
                   for row in comparison_rows(picked, only_differences=only_differences)],
@@ -609,13 +683,12 @@ def compare_section(store) -> None:
                      heading["samples_per_second"]: st.column_config.NumberColumn(format="%.0f"),
                      heading["duration_s"]: st.column_config.NumberColumn(format="%.1f")})
     if len(picked) >= 2:
-        st.subheader(t("launcher.compare.parallel"))
-        chart(parallel_coordinates(picked, {  # parcoords: drawn by st.plotly_chart (bigmodels.app.charts)
-            "model": t("launcher.chart.model"), "optimizer": t("launcher.form.optimizer"),
-            "lr": t("launcher.chart.lr_log"), "batch_size": t("launcher.form.batch_size"),
-            "epochs": t("launcher.form.epochs"), "weight_decay": t("launcher.form.weight_decay"),
-            "label_smoothing": t("launcher.form.label_smoothing"), "accuracy": t("launcher.chart.best")}),
-            key="compare_parallel")
+        heading = compare_headings()
+        parallel = parallel_coordinates(picked, {**heading, "lr_log": t("launcher.chart.lr_log"),
+                                                 "accuracy": t("launcher.chart.best")})
+        if parallel is not None:  # runs that differ in no setting have nothing to draw against their accuracy
+            st.subheader(t("launcher.compare.parallel"))
+            chart(parallel, key="compare_parallel")  # parcoords: drawn by st.plotly_chart (bigmodels.app.charts)
     d1, d2, d3 = st.columns(3)
     d1.download_button(t("launcher.compare.csv_epochs"), epochs_csv([(r, epochs[r.id]) for r in picked]),
                        file_name="bigmodels-epochs.csv", mime="text/csv", width="stretch")
@@ -636,6 +709,58 @@ def compare_section(store) -> None:
     st.caption(t("launcher.compare.reuse", n=len(finished_run_sources(lang=language()))))
 
 
+def grouping(picked) -> list | None:
+    """The picked runs as groups of repeats, when the reader groups them: runs that
+    differ only in the settings named (the seed, by default) are one group."""
+    if len(picked) < 2:
+        return None
+    seed("launcher_group", "group", flag, False)
+    grouped = st.toggle(t("launcher.group.on"), key="launcher_group", value=seeded("launcher_group"),
+                        help=t("launcher.group.help"))
+    publish("group", grouped, False, encode_flag)
+    if not grouped:
+        publish("repeat", None, None)
+        return None
+    heading = compare_headings()
+    choices = list(dict.fromkeys([*DEFAULT_IGNORED, *differing_settings(picked)]))
+    seed("launcher_group_ignore", "repeat", some_of(choices), list(DEFAULT_IGNORED))
+    st.session_state["launcher_group_ignore"] = [k for k in st.session_state["launcher_group_ignore"] if k in choices]
+    ignore = st.multiselect(t("launcher.group.ignore"), choices, format_func=lambda k: heading.get(k, k),
+                            key="launcher_group_ignore", default=seeded("launcher_group_ignore"))
+    publish("repeat", ignore, list(DEFAULT_IGNORED), join)
+    return group_runs(picked, run_settings, ignore)
+
+
+def group_label(group) -> str:
+    """What sets a group apart (``setting=value, …``), and how many runs it holds."""
+    heading = compare_headings()
+    parts = ", ".join(f"{heading.get(k, k)}={shown_value(k, v)}" for k, v in group.distinct)
+    return t("launcher.group.label", what=parts or t("launcher.group.all"), n=len(group.runs))
+
+
+def group_table(groups) -> None:
+    """One row per group: its runs and each result as mean ± standard deviation."""
+    def shown(stat, percent: bool) -> str:
+        mean, std, n = stat
+        if mean is None:
+            return "–"
+        if percent:
+            return f"{mean:.2%}" + (f" ± {std:.2%}" if n > 1 else "")
+        return f"{mean:,.1f}" + (f" ± {std:,.1f}" if n > 1 else "")
+
+    heading = compare_headings()
+    rows = []
+    for g in groups:
+        stats = result_stats(g)
+        rows.append({t("launcher.group.col.group"): group_label(g), t("launcher.group.col.runs"): len(g.runs),
+                     heading["best_accuracy"]: shown(stats["best_accuracy"], True),
+                     heading["final_accuracy"]: shown(stats["final_accuracy"], True),
+                     heading["samples_per_second"]: shown(stats["samples_per_second"], False),
+                     heading["duration_s"]: shown(stats["duration_s"], False),
+                     t("launcher.group.col.ids"): ", ".join(g.ids)})
+    st.dataframe(rows, hide_index=True, width="stretch")
+
+
 def startup_text(phase: str, seconds: float) -> str:
     return t("launcher.startup.notice", phase=t(f"launcher.startup.phase.{phase}"), seconds=f"{seconds:.0f}")
 
@@ -645,7 +770,7 @@ def startup_notice(store) -> None:
     starting = lui.cluster_startup(store)
     if starting is None:
         st.rerun()
-    st.info(startup_text(*starting), icon="⏳")
+    st.info(startup_text(*starting), icon=":material/hourglass_top:")
 
 
 def main() -> None:

@@ -148,6 +148,12 @@ def deployments_section(allowed: bool) -> list:
 
 
 # ----------------------------------------------------------------- live charts
+def milliseconds(value: float) -> str:
+    """A latency with three significant digits, so a fifth of the page's width holds it
+    ("951 ms", "95.1 ms", "9.51 ms"; "950.7 ms" was cut off)."""
+    return f"{value:.0f} ms" if value >= 100 else f"{value:.1f} ms" if value >= 10 else f"{value:.2f} ms"
+
+
 def live_charts(model_ids: list[str]) -> None:
     labels = {k: t(f"service.chart.{k}") for k in (
         "rps", "throughput_title", "seconds_ago", "latency_title", "ms", "batch_title", "batch_size", "requests",
@@ -164,9 +170,12 @@ def live_charts(model_ids: list[str]) -> None:
     cells[0].metric(t("service.live.rps"), f"{sum(recent) / max(1, len(recent)):.1f}")
     for cell, name in zip(cells[1:4], ("p50_ms", "p95_ms", "p99_ms")):
         value = summary.overall[name]
-        cell.metric(t(f"service.live.{name}"), "–" if value is None else f"{value:.1f} ms")
+        cell.metric(t(f"service.live.{name}"), "–" if value is None else milliseconds(value))
     shown = replicas.get(chosen) if chosen else sum(replicas.values())
     cells[4].metric(t("service.live.replicas"), "–" if shown is None else str(shown))
+    if not summary.total:  # no axes drawn around nothing: say what would fill them
+        st.info(t("service.live.no_requests", window=WINDOW_S))
+        return
     left, right = st.columns(2)
     with left:
         chart(throughput_figure(summary, labels), config=PLOT_CONFIG, key="svc_fig_rps")
@@ -176,7 +185,11 @@ def live_charts(model_ids: list[str]) -> None:
     with left:
         chart(batch_figure(summary, labels), config=PLOT_CONFIG, key="svc_fig_batch")
     with right:
-        chart(errors_figure(summary, labels), config=PLOT_CONFIG, key="svc_fig_errors")
+        if summary.errors:
+            chart(errors_figure(summary, labels), config=PLOT_CONFIG, key="svc_fig_errors")
+        else:
+            st.markdown(f"**{labels['errors_title']}**")
+            st.caption(t("service.live.no_errors", window=WINDOW_S))
     st.caption(t("service.live.caption", window=WINDOW_S, total=summary.total, ok=summary.ok, seconds=LIVE_REFRESH_S))
 
 
@@ -272,7 +285,7 @@ def load_section(found: list, allowed: bool) -> None:
                        headings["ok"]: r["ok"], headings["sent"]: r["sent"],
                        headings["errors"]: ", ".join(f"{s}: {n}" for s, n in r["statuses"].items() if s != 200)}
                       for r in runs], hide_index=True)
-        labels = {k: t(f"service.chart.{k}") for k in ("images_per_s", "p99", "ms", "runs_title")}
+        labels = {k: t(f"service.chart.{k}") for k in ("images_per_s", "ms", "runs_title", "latency_axis")}
         chart(load_runs_figure(runs, labels), config=PLOT_CONFIG, key="svc_fig_runs")
         if st.button(t("service.load.clear"), key="svc_clear_runs", disabled=not allowed):
             if operator.guard():
@@ -286,8 +299,8 @@ def snippets_section(url: str, model_ids: list[str]) -> None:
     model_id = model_ids[0] if model_ids else "cnn"
     st.caption(t("service.snippets.intro", docs=f"{url}/docs"))
     curl, python = st.tabs(["curl", "Python"])
-    curl.code(curl_snippet(url, model_id), language="bash")
-    python.code(python_snippet(url, model_id), language="python")
+    curl.code(curl_snippet(url, model_id, language()), language="bash")
+    python.code(python_snippet(url, model_id, language()), language="python")
 
 
 def cost_section() -> None:

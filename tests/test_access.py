@@ -87,7 +87,7 @@ def launch_button(at):
 def test_the_page_says_when_access_is_open(monkeypatch, tmp_path):
     at = launcher(monkeypatch, tmp_path).run()
     assert not at.exception
-    assert any("Open access" in i.value for i in at.info)
+    assert any("Open access: anyone who can reach this page may" in c.value for c in at.caption)
     assert not launch_button(at).disabled
     assert not any(ti.label == "Operator token" for ti in at.text_input)
 

@@ -211,8 +211,16 @@ def test_mixed_precision_state_matches_real_tensors():
     ],
 )
 def test_bad_inputs_raise_clear_errors(call, message):
-    with pytest.raises(ValueError, match=message):
+    """Each bad input is refused naming its field: by its label in the message, and
+    by the argument's name among the problem's values (for a program calling it)."""
+    from bigmodels.base.i18n import translate
+    from bigmodels.base.problems import ConfigError
+
+    with pytest.raises(ConfigError) as caught:
         call()
+    (problem,) = caught.value.problems
+    assert dict(problem.values)["name"] == message
+    assert translate(f"challenges.calc.field.{message}", "en") in str(caught.value)
 
 
 def test_zero_price_is_allowed_for_owned_hardware():
@@ -230,8 +238,8 @@ def test_bad_inputs_are_a_catalogue_key_and_values_in_each_language(lang):
     (problem,) = caught.value.problems
     assert problem.key == "challenges.calc.problem.positive"
     message = caught.value.messages(lang)[0]
-    assert "n_params" in message and "0" in message
-    assert ("参数量" in message and "正数" in message) if lang == "zh" else message.startswith("Parameters (n_params)")
+    assert "n_params" not in message and "0" in message  # the field's label, never the code's name for it
+    assert ("参数量" in message and "正数" in message) if lang == "zh" else message.startswith("Parameters must")
     with pytest.raises(ConfigError) as caught:
         calc.weights_bytes(1e9, "fp8")
     assert "fp32, fp16" in caught.value.messages(lang)[0]

@@ -9,6 +9,8 @@ import re
 from pathlib import Path
 
 import plotly.graph_objects as go
+import math
+
 import pytest
 
 from bigmodels.content import cases as cases_mod
@@ -124,6 +126,8 @@ PUBLISHED_PARAMETERS = {
     "tsuzumi-2": 30_000_000_000, "hyperclova-x-think": 14_740_000_000, "jais": 70_000_000_000,
     "gemma-4": 31_000_000_000,
     "gpt-4": None, "gemini-2-5": None, "gemini-3": None, "claude-4": None, "sora-2": None, "veo-3": None,
+    "gemini-3-5-flash": None, "claude-opus-5": None, "claude-fable-5": None,
+    "llm-jp-3": 172_000_000_000, "apple-on-device": 3_000_000_000, "glm-5": 744_000_000_000,
 }
 
 
@@ -202,7 +206,7 @@ def test_the_2025_26_wave_is_there(cases):
 def test_mixtures_of_experts_give_the_total_and_the_active_count(cases):
     by_id = {c.id: c for c in cases}
     for case_id, active in (("kimi-k2", "32B"), ("qwen3", "22B"), ("deepseek-r1", "37B"), ("gpt-oss", "5.1B"), ("llama-4", "17B"),
-                            ("glm-4-5", "32B"), ("deepseek-v4", "49B"), ("sarvam-105b", "10.3B")):
+                            ("glm-4-5", "32B"), ("deepseek-v4", "49B"), ("sarvam-105b", "10.3B"), ("glm-5", "40B")):
         note = by_id[case_id].parameters_note["en"]
         assert "total" in note and active in note, (case_id, note)
 
@@ -222,6 +226,8 @@ def test_custom_licences_are_not_called_open_source(cases):
     assert by_id["exaone-4"].licence == "EXAONE AI Model License Agreement 1.2 - NC"
     assert "Gemma Terms of Use" in by_id["gemma-3n"].licence
     assert by_id["gemma-4"].licence == "Apache-2.0"  # Gemma 4 moved to Apache 2.0
+    assert by_id["sarvam-105b"].licence == "Apache-2.0"  # license: apache-2.0 on both model cards
+    assert any("sarvam-30b" in s.url for s in by_id["sarvam-105b"].all_sources)
 
 
 def test_reviewed_facts_are_corrected(cases):
@@ -535,6 +541,32 @@ def test_timeline_and_dataset_figures(cases, content, lang):
         assert len(views.dataset_table(ds, lang)) == len(ds.rows)
 
 
+@pytest.mark.parametrize("lang", list(LANGUAGES))
+def test_dataset_labels_never_cover_each_other_and_every_point_is_named(content, lang):
+    """The 2024-26 corner of the compute chart is crowded: a label that would cover
+    another label or point is left off (its point still names itself on hover)."""
+    from bigmodels.figures.labels import label_box, overlap
+
+    for ds in content.datasets.values():
+        fig = writeup_figures.dataset_figure(ds, lang)
+        xs = [x for t in fig.data if t.mode == "markers+text" for x in t.x]
+        positions = writeup_figures.dataset_label_positions(ds, sorted(xs), True)  # the same placement as drawn
+        traces = [t for t in fig.data if t.mode == "markers+text"]
+        assert sorted(c[4] for t in traces for c in t.customdata) == sorted(r.model for r in ds.rows)
+        shown = [(t.x[k], t.y[k], t.text[k], t.textposition[k]) for t in traces for k in range(len(t.x)) if t.text[k]]
+        assert len(shown) >= len(ds.rows) // 2, "most points keep their label"
+        width, height = writeup_figures.DATASET_PLOT_PX
+        lo, hi = min(xs) - 0.5, max(xs) + 0.5
+        ys = [math.log10(y) for t in traces for y in t.y]
+        pad = (max(ys) - min(ys)) * 0.08 or 1.0
+        def px(x, y):
+            return ((x - lo) / (hi - lo) * width, (math.log10(y) - min(ys) + pad) / (max(ys) - min(ys) + 2 * pad) * height)
+        boxes = [label_box(*px(x, y), text, position, writeup_figures.DATASET_LABEL_FONT) for x, y, text, position in shown]
+        for i, a in enumerate(boxes):
+            assert all(overlap(a, b) == 0 for b in boxes[i + 1:]), (ds.title[lang], shown[i][2])
+        assert positions  # placement ran on every dataset
+
+
 def test_compute_growth(content):
     factor, years = views.growth_factor(content.datasets["training_compute"])
     assert factor == pytest.approx(5.0e25 / 2.3e19)  # Gemini 1.0 Ultra (Epoch's estimate) over the Transformer
@@ -601,15 +633,16 @@ def test_every_case_is_dated_and_the_page_can_say_how_current_it_is(cases):
     assert views.format_as_of("2026-02-27", "zh") == "2026 年 2 月 27 日"
     assert views.format_as_of("2025-06", "zh") == "2025 年 6 月"
     newest = views.newest_as_of(cases)
-    assert cases_mod.parse_as_of(newest) >= dt.date(2026, 4, 1), newest
+    assert cases_mod.parse_as_of(newest) >= dt.date(2026, 7, 1), newest
     assert views.newest_as_of([]) is None
     counts = views.summary_counts(cases)
     assert (counts["cases"], counts["countries"], counts["continents"]) == (len(cases), 16, 6)
-    assert len(cases) >= 51
+    assert len(cases) >= 58
 
 
 NEW_CASES = ("gpt-4", "gemini-2-5", "gemini-3", "claude-4", "sora-2", "veo-3", "glm-4-5", "deepseek-v4",
-             "gemma-3n", "gemma-4", "exaone-4", "hyperclova-x-think", "sarvam-105b", "jais", "tsuzumi-2")
+             "gemma-3n", "gemma-4", "exaone-4", "hyperclova-x-think", "sarvam-105b", "jais", "tsuzumi-2",
+             "gemini-3-5-flash", "claude-fable-5", "claude-opus-5", "llm-jp-3", "glm-5")
 
 
 def test_the_late_2026_update_adds_dated_cases_from_march_2025_on(cases):
@@ -657,3 +690,37 @@ def test_challenge_charts_run_to_2026(content):
         assert max(r.year for r in content.datasets[key].rows) == 2026, key
     rows = {r.model: r for r in content.datasets["training_compute"].rows}
     assert rows["DeepSeek-V4-Pro"].value == pytest.approx(6 * 49e9 * 32e12)
+    assert rows["GLM-5"].value == pytest.approx(6 * 40e9 * 28.5e12) and rows["GLM-5"].year == 2026
+    tokens = {r.model: r for r in content.datasets["training_tokens"].rows}
+    assert tokens["GLM-5"].value == pytest.approx(28.5e12) and tokens["GLM-5"].basis == "reported"
+
+
+def test_figures_after_april_2026_come_from_the_makers_pages(cases):
+    by_id = {c.id: c for c in cases}
+    after = [c for c in cases if c.as_of_date > dt.date(2026, 4, 30)]
+    assert {"gemini-3-5-flash", "claude-fable-5", "claude-opus-5"} <= {c.id for c in after}
+    assert all(c.as_of_date <= dt.date(2026, 11, 30) for c in cases)
+    flash = by_id["gemini-3-5-flash"]
+    assert "19 May 2026" in flash.deployment["en"] and "2026 年 5 月 19 日" in flash.deployment["zh"]
+    assert "1,048,576" in flash.outcome["en"] and "21 July 2026" in flash.outcome["en"]
+    assert flash.outcome_source.url.startswith("https://ai.google.dev/")
+    opus = by_id["claude-opus-5"]
+    assert "24 July 2026" in opus.deployment["en"] and "2026 年 7 月 24 日" in opus.deployment["zh"]
+    assert "$5" in opus.outcome["en"] and "128K" in opus.outcome["en"]
+    assert opus.outcome_source.url.startswith("https://platform.claude.com/")
+    fable = by_id["claude-fable-5"]
+    assert "9 June 2026" in fable.deployment["en"] and "2026 年 6 月 9 日" in fable.deployment["zh"]
+    assert "Mythos 5" in fable.deployment["en"] and "$10" in fable.outcome["en"]
+    assert "secondary coverage" in flash.deployment["en"] and "二手报道" in flash.deployment["zh"]
+    apple = by_id["apple-on-device"]
+    assert "8 June 2026" in apple.deployment["en"] and "20-billion" in apple.deployment["en"]
+    assert "2026 年 6 月 8 日" in apple.deployment["zh"] and "二手报道" in apple.deployment["zh"]
+    assert by_id["llm-jp-3"].country == "JPN" and "Apache-2.0" in by_id["llm-jp-3"].licence
+    v4 = by_id["deepseek-v4"]
+    assert "13 August 2026" in v4.deployment["en"] and "0731" in v4.deployment["en"]
+
+
+def test_ernie_user_count_is_marked_as_secondary_in_both_languages(cases):
+    ernie = {c.id: c for c in cases}["ernie-bot"].outcome
+    assert "secondary coverage" in ernie["en"] and "二手报道" in ernie["zh"]
+    assert "active" in ernie["en"] and "活跃" in ernie["zh"]

@@ -255,3 +255,51 @@ def test_a_deep_link_opens_a_run_and_operators_name_it(app_page, small_mnist):
     settle(app_page, page, "Run demo baseline")
     page = open_launcher(app_page, query="run=../../etc/passwd")
     settle(app_page, page, "which this store does not have")
+
+
+def test_a_link_keeps_the_view_and_repeats_group_as_mean_and_std(app_page, chromium, small_mnist):
+    """Filter, sort, open the comparison, pick runs, group the repeats: the address
+    holds all of it, and the same address in a new tab shows the same view."""
+    from bigmodels.runs.inline import execute_inline
+    from bigmodels.runs.queue import submit
+    from bigmodels.train.config import default_config
+
+    store = RunStore(app_page.server.home)
+    made = []
+    for seed, lr in ((11, 0.01), (12, 0.01), (11, 0.003)):  # two repeats, and one other experiment
+        run = submit(store, default_config("cnn", epochs=1, batch_size=64, train_subset=200, device="cpu",
+                                           seed=seed, lr=lr), train_again=True).run
+        store.set_info(run.id, name=f"linkview {seed} {lr}", tags=["linkview"])
+        execute_inline(store, run.id, small_mnist)
+        made.append(store.get(run.id))
+    assert all(r.status == "succeeded" for r in made)
+    page = open_launcher(app_page)
+    search = page.get_by_label("Search", exact=True).filter(visible=True).first
+    search.fill("linkview")
+    search.press("Enter")
+    settle(app_page, page, "3 shown of 3 matching")
+    page.get_by_text("Show the comparison", exact=True).click()
+    settle(app_page, page, "Runs to compare")
+    for run in made:  # the newest three finished runs are the comparison's default picks
+        settle(app_page, page, f"{run.title} · ")
+    settle(app_page, page, "Group repeats (mean ± std)")
+    page.get_by_text("Group repeats (mean ± std)", exact=True).click()
+    settle(app_page, page, "2 run(s)")
+    url = page.url
+    assert "q=linkview" in url and "compare=1" in url and "group=1" in url
+    context = chromium.new_context(viewport={"width": 1280, "height": 720})
+    try:
+        from bigmodels.harness.browser import AppPage
+
+        other = AppPage(context, app_page.server)
+        again = other.page
+        again.goto(url, wait_until="domcontentloaded")
+        settle(other, again, "2 run(s)")  # grouped, as the link said
+        assert again.get_by_label("Search", exact=True).filter(visible=True).first.input_value() == "linkview"
+        text = main_text(again)
+        assert "3 shown of 3 matching" in text and "Settings and results" in text
+        for run in made:
+            assert f"{run.title} · " in text  # the same runs picked
+        assert "1 run(s)" in text  # the other learning rate, its own group
+    finally:
+        context.close()

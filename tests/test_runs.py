@@ -421,7 +421,10 @@ def test_figures_tables_and_csv(store):
     b = finish_run(store, submit(store, cfg(lr=1e-3, batch_size=128)).run.id, accuracies=(0.8, 0.85))
     texts = {"raw": "raw", "train_loss": "train", "test_loss": "test", "x": "epoch", "y": "loss"}
     fig = loss_figure([(r.id, store.steps(r.id), store.epochs(r.id), 32) for r in (a, b)], 0.6, texts)
-    assert len(fig.data) == 6  # raw + smoothed + test loss, per run
+    assert len(fig.data) == 8  # raw + smoothed + test loss per run, and the two-entry key to the line styles
+    assert [d.name for d in fig.data if d.showlegend is not False] == [a.id, b.id, "train", "test"]
+    one = loss_figure([(a.id, store.steps(a.id), store.epochs(a.id), 32)], 0.6, texts)
+    assert [d.name for d in one.data if d.showlegend is not False] == ["train", "test"]  # one run: its curves named
     assert max(fig.data[1].x) == pytest.approx(2.0)  # x is in epochs
     acc = accuracy_figure([(a.id, store.epochs(a.id))], {"x": "epoch", "y": "acc"})
     assert list(acc.data[0].y) == [0.9, 0.95]
@@ -437,6 +440,10 @@ def test_figures_tables_and_csv(store):
     table = list(csv.DictReader(io.StringIO(epochs_csv([(a, store.epochs(a.id)), (b, store.epochs(b.id))]))))
     assert len(table) == 4 and table[3]["run"] == b.id and float(table[3]["test_accuracy"]) == 0.85
     assert table[0]["batch_size"] == "64"
+    header = next(csv.reader(io.StringIO(epochs_csv([(a, store.epochs(a.id))]))))
+    assert len(header) == len(set(header))  # the peak rate asked for and the epoch's rate are two columns, named apart
+    assert table[0]["lr"] == "0.01" and float(table[0]["lr_at_epoch_end"]) == 1e-3
+    assert "memory_bytes" not in header  # recorded by no epoch (a CPU run): no empty column
     steps = list(csv.DictReader(io.StringIO(steps_csv([(a, store.steps(a.id))]))))
     assert len(steps) == 64 and steps[0]["step"] == "1"
 
@@ -450,7 +457,7 @@ def test_csv_exports_escape_formulas_as_owasp_says(store, name):
     assert rows[1][1] == "'" + name  # a leading quote: the spreadsheet shows text, runs nothing
     assert all(not cell.startswith(("=", "+", "-", "@", "\uff1d")) for row in rows for cell in row
                if not cell.lstrip("-").replace(".", "", 1).replace("e", "", 1).isdigit())  # negative numbers stay
-    assert rows[1][0] == run.id and float(rows[1][-5]) == 0.9  # the other cells as they were
+    assert rows[1][0] == run.id and float(rows[1][rows[0].index("test_accuracy")]) == 0.9  # the rest as it was
 
 
 def test_the_runs_table_download_reads_formulas_as_text(store, monkeypatch):
@@ -563,6 +570,20 @@ def test_a_weak_run_does_not_squash_the_accuracy_axis():
     fig = accuracy_figure([("good", [{"epoch": 1, "test_accuracy": 0.991}]),
                            ("weak", [{"epoch": 1, "test_accuracy": 0.35}])], {"x": "epoch", "y": "acc"})
     assert list(fig.data[0].customdata) == [0.991] and fig.data[0].y[0] == pytest.approx(0.009)
+
+
+def test_parallel_coordinates_axes_are_whatever_differs(store):
+    """A sweep's points differ in their data budget and model settings, not in the
+    optimizer's: they still get their axes; runs that differ in nothing get no chart."""
+    labels = {"accuracy": "acc"}
+    small = finish_run(store, submit(store, cfg(train_subset=200, model_overrides={"conv_channels": [2, 5]})).run.id)
+    large = finish_run(store, submit(store, cfg(train_subset=400, model_overrides={"conv_channels": [4, 10]})).run.id)
+    dims = {d.label: d for d in parallel_coordinates([small, large], labels).data[0].dimensions}
+    assert set(dims) == {"train_subset", "model_overrides", "acc"}
+    assert list(dims["train_subset"].values) == [200.0, 400.0]
+    assert list(dims["model_overrides"].ticktext) == ["conv_channels=[2, 5]", "conv_channels=[4, 10]"]
+    assert parallel_coordinates([small, small], labels) is None
+    assert parallel_coordinates([small], labels) is None
 
 
 def test_curves_by_step_epoch_or_wall_time_and_log_loss(store):

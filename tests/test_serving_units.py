@@ -317,7 +317,8 @@ def test_the_service_figures_and_tables(tmp_path):
                           "replica": "r"}, {"at": 99.6, "model": "", "status": 429, "latency_ms": 1.0, "images": 0,
                                             "batch_size": 0, "replica": ""}], now=100.0, window_s=10)
     labels = {k: k for k in ("rps", "throughput_title", "seconds_ago", "latency_title", "ms", "batch_title",
-                             "batch_size", "requests", "errors_title", "status", "images_per_s", "p99", "runs_title")}
+                             "batch_size", "requests", "errors_title", "status", "images_per_s", "p99", "runs_title",
+                             "latency_axis")}
     assert list(throughput_figure(summary, labels).data[0].y)[-1] == 2
     assert [t.name for t in latency_figure(summary, labels).data] == ["p50", "p95", "p99"]
     assert list(batch_figure(summary, labels).data[0].x) == ["4"]
@@ -325,8 +326,10 @@ def test_the_service_figures_and_tables(tmp_path):
     label = load_run_label("cnn", DeploySettings(replicas=2, max_batch_size=32, batch_wait_ms=5).to_dict(), 1, 32)
     assert label == "cnn · 2× · b32/5ms · 1img · 32∥"
     assert load_run_label("cnn", DeploySettings().to_dict(), 1, 8, rate=50).endswith("· 50/s")
-    runs = [{"label": label, "images_per_s": 100.0, "p99_ms": 20.0}]
-    assert list(load_runs_figure(runs, labels).data[0].y) == [100.0]
+    runs = [{"label": label, "images_per_s": 100.0, "p50_ms": 8.0, "p99_ms": 20.0},
+            {"label": "no answer", "images_per_s": 0.0, "p50_ms": None, "p99_ms": None}]
+    (point,) = load_runs_figure(runs, labels).data  # throughput against latency; a run with no answers is left off
+    assert list(point.y) == [100.0] and list(point.x) == [8.0] and list(point.error_x.array) == [12.0]
     store = ServiceStore(tmp_path)
     used, _ = store.create_key("used")
     store.create_key("idle")

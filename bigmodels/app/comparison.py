@@ -255,7 +255,7 @@ def wait_for(job_keys: list[str], message: str) -> None:
     busy = jobs().busy(job_keys)
     if not busy:
         st.rerun()
-    st.info(message, icon="⏳")
+    st.info(message, icon=":material/hourglass_top:")
 
 
 # ------------------------------------------------------------ article fixes

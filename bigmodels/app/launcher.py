@@ -186,9 +186,11 @@ def processes_input(container, label: str, help_text: str, key: str) -> int | No
     return container.number_input(label, value=None, step=1, help=help_text, key=key)
 
 
-def parse_form(values: dict[str, Any], resources: Resources | None = None) -> LaunchRequest:
+def parse_form(values: dict[str, Any], resources: Resources | None = None,
+               data_size: int | None = None) -> LaunchRequest:
     """Turn the form's values into a planned launch request, or raise ConfigError
-    listing every problem (nothing is queued then)."""
+    listing every problem (nothing is queued then). ``data_size``: the training images
+    the runs will have, so a larger subset is planned (and recorded) as what exists."""
     problems: list[Problem] = []
     overrides = parse_model_settings(values.get("model_settings", ""))
     if isinstance(overrides, Problem):
@@ -215,7 +217,7 @@ def parse_form(values: dict[str, Any], resources: Resources | None = None) -> La
         problems.append(Problem.of("launcher.problem.needs", got=needs[:80], most=RESOURCE_NAME_MAX))
     config = TrainConfig(**fields, model_overrides=overrides)
     try:
-        planned = plan(config, resources, world_size=processes)
+        planned = plan(config, resources, world_size=processes, data_size=data_size)
     except ConfigError as exc:
         raise ConfigError(problems + exc.problems) from None
     if problems:

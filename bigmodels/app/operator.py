@@ -42,12 +42,14 @@ def access_panel(what_key: str) -> bool:
     names, in the page's words, what an operator may do there."""
     policy = access_policy()
     what = t(what_key)
+    if policy.open and not policy.problem:  # one line, so the page's own controls stay in the first screen
+        st.caption(":material/lock_open: " + t("access.open_short", what=what),
+                   help=t("access.open", what=what))
+        return True
     with st.container(border=True):
         st.markdown(f"**{t('access.title')}**")
         if policy.problem:
             st.error(t("access.problem", problem=policy.problem))
-        elif policy.open:
-            st.info(t("access.open", what=what))
         else:
             given = st.text_input(t("access.token"), type="password", key=TOKEN_KEY,
                                   help=t("access.token_help", what=what))

@@ -27,16 +27,17 @@ import streamlit as st
 from streamlit.errors import StreamlitAPIException
 from streamlit.runtime.pages_manager import PagesManager
 
-# (file, title key, emoji icon, section key).
+# (file, title key, icon, section key). Material icons ship with Streamlit's own font,
+# so they draw on any machine; emoji need an emoji font the browser may not have.
 PAGES = [
-    ("pages/home.py", "nav.home", "🏠", "nav.section.start"),
-    ("pages/comparison.py", "nav.comparison", "📊", "nav.section.models"),
-    ("pages/launcher.py", "nav.launcher", "🚀", "nav.section.models"),
-    ("pages/sandbox.py", "nav.sandbox", "✏️", "nav.section.models"),
-    ("pages/lab.py", "nav.lab", "📈", "nav.section.models"),
-    ("pages/service.py", "nav.service", "🛰️", "nav.section.models"),
-    ("pages/cases.py", "nav.cases", "🌍", "nav.section.writeups"),
-    ("pages/challenges.py", "nav.challenges", "⚖️", "nav.section.writeups"),
+    ("pages/home.py", "nav.home", ":material/home:", "nav.section.start"),
+    ("pages/comparison.py", "nav.comparison", ":material/bar_chart:", "nav.section.models"),
+    ("pages/launcher.py", "nav.launcher", ":material/rocket_launch:", "nav.section.models"),
+    ("pages/sandbox.py", "nav.sandbox", ":material/draw:", "nav.section.models"),
+    ("pages/lab.py", "nav.lab", ":material/trending_up:", "nav.section.models"),
+    ("pages/service.py", "nav.service", ":material/api:", "nav.section.models"),
+    ("pages/cases.py", "nav.cases", ":material/public:", "nav.section.writeups"),
+    ("pages/challenges.py", "nav.challenges", ":material/balance:", "nav.section.writeups"),
 ]
 HOME = "pages/home.py"
 

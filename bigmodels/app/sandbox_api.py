@@ -31,28 +31,31 @@ def api_comparison(readings: dict, chosen: dict, architectures: tuple[str, ...])
         st.caption(t("sandbox.api.not_started"))
         page_link("service", t("sandbox.api.service_link"))
         return
-    rows = []
+    # One column per model and one row per quantity: the answers column is a third of
+    # the page, and five columns side by side pushed the latencies out of view.
+    quantities = ("api", "end_to_end", "gateway", "in_process")
+    table = {q: {"": t(f"sandbox.api.col.{q}")} for q in quantities}
     for arch in architectures:
         reading, source = readings.get(arch), chosen.get(arch)
         if reading is None or source is None:
             continue
-        title = t(f"sandbox.arch.{arch}")
+        name = t(f"sandbox.arch.short.{arch}")
         model_id = deployed.get(source.id)
         if model_id is None:
-            rows.append({t("sandbox.api.col.model"): title, t("sandbox.api.col.api"): t("sandbox.api.not_deployed")})
-            continue
-        reply = client.predict_pixels(url, app_key(), model_id, reading.pixels, timeout=API_TIMEOUT_S)
-        if reply.status != 200:
-            said = reply.body.get("message") or reply.body.get("error") or str(reply.status)
-            rows.append({t("sandbox.api.col.model"): title, t("sandbox.api.col.api"): t("sandbox.api.failed", status=reply.status, message=said)})
-            continue
-        p = reply.body["predictions"][0]
-        rows.append({t("sandbox.api.col.model"): title,
-                     t("sandbox.api.col.api"): t("sandbox.api.answer", digit=p["label"], confidence=max(p["probabilities"])),
-                     t("sandbox.api.col.in_process"): f"{reading.answer.latency_ms:.2f} ms",
-                     t("sandbox.api.col.end_to_end"): f"{reply.seconds * 1000:.1f} ms",
-                     t("sandbox.api.col.gateway"): f"{p['latency_ms']:.1f} ms"})
-    if rows:
-        st.dataframe(rows, hide_index=True)
+            cells = {"api": t("sandbox.api.not_deployed")}
+        else:
+            reply = client.predict_pixels(url, app_key(), model_id, reading.pixels, timeout=API_TIMEOUT_S)
+            if reply.status != 200:
+                said = reply.body.get("message") or reply.body.get("error") or str(reply.status)
+                cells = {"api": t("sandbox.api.failed", status=reply.status, message=said)}
+            else:
+                p = reply.body["predictions"][0]
+                cells = {"api": t("sandbox.api.answer", digit=p["label"], confidence=max(p["probabilities"])),
+                         "end_to_end": f"{reply.seconds * 1000:.1f} ms", "gateway": f"{p['latency_ms']:.1f} ms"}
+        cells["in_process"] = f"{reading.answer.latency_ms:.2f} ms"
+        for q in quantities:
+            table[q][name] = cells.get(q, "–")
+    if len(table["api"]) > 1:
+        st.dataframe(list(table.values()), hide_index=True, width="stretch")
         st.caption(t("sandbox.api.caption"))
     page_link("service", t("sandbox.api.service_link"))

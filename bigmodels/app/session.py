@@ -96,6 +96,15 @@ def current_data():
     return _load_sample_cached(), f"{ENV_DATA_DIR}: {error}"
 
 
+def server_train_size() -> int | None:
+    """Training images in the data this server's device sessions train on (its
+    default data, not a visitor's chosen folder); None when it cannot be loaded."""
+    try:
+        return len(_load_data_cached(None).train_labels)
+    except DataError:
+        return len(_load_sample_cached().train_labels)
+
+
 @st.cache_resource(show_spinner=False)
 def _load_sample_cached():
     return load_sample()

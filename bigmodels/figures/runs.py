@@ -13,6 +13,7 @@ from typing import Any, Sequence
 import plotly.graph_objects as go
 
 from bigmodels.base.formatting import WORD_JOINER
+from bigmodels.reports.run_groups import Point, curve
 from bigmodels.runs.store import Run
 from bigmodels.train.config import settings
 
@@ -97,8 +98,13 @@ def loss_figure(runs: Sequence[tuple[str, list[dict], list[dict], float]], smoot
     ``X_AXES``); ``log_y``: a log loss axis, so one diverging run does not flatten
     the others' curves. ``texts["x"]`` is the title of that axis."""
     fig = go.Figure()
+    # One run: its two curves are named. Several: one legend entry per run (its colour)
+    # and a grey key for the line styles, so the legend stays one or two rows and
+    # never covers the curves (two entries per run did, at three runs).
+    several = len(runs) > 1
     for i, (label, steps, epochs, per_epoch) in enumerate(runs):
         color = PALETTE[i % len(PALETTE)]
+        shown_in_legend = True  # the run's first trace carries its legend entry
         if steps:
             xs = step_xs(steps, per_epoch, x)
             raw = [s["loss"] for s in steps]
@@ -106,15 +112,107 @@ def loss_figure(runs: Sequence[tuple[str, list[dict], list[dict], float]], smoot
             if smoothing > 0:
                 rx, ry = thin(xs, raw)
                 fig.add_trace(go.Scatter(x=rx, y=ry, mode="lines", line=dict(color=color, width=1), opacity=0.25,
-                                         name=f"{label} · {texts['raw']}", showlegend=False, hoverinfo="skip"))
-            fig.add_trace(go.Scatter(x=tx, y=ty, mode="lines", line=dict(color=color, width=2),
-                                     name=f"{label} · {texts['train_loss']}"))
+                                         name=f"{label} · {texts['raw']}", showlegend=False, hoverinfo="skip",
+                                         legendgroup=label))
+            fig.add_trace(go.Scatter(x=tx, y=ty, mode="lines", line=dict(color=color, width=2), legendgroup=label,
+                                     name=label if several else texts["train_loss"],
+                                     hovertemplate=f"{label} · {texts['train_loss']}: %{{y:.4g}}<extra></extra>"))
+            shown_in_legend = not several
         if epochs:
             fig.add_trace(go.Scatter(x=epoch_xs(epochs, per_epoch, x), y=[e["test_loss"] for e in epochs],
-                                     mode="markers+lines", line=dict(color=color, dash="dot"),
-                                     marker=dict(size=8, symbol="diamond"), name=f"{label} · {texts['test_loss']}"))
+                                     mode="markers+lines", line=dict(color=color, dash="dot"), legendgroup=label,
+                                     marker=dict(size=8, symbol="diamond"), showlegend=shown_in_legend,
+                                     name=label if several else texts["test_loss"],
+                                     hovertemplate=f"{label} · {texts['test_loss']}: %{{y:.4g}}<extra></extra>"))
+    if several:  # the key to the line styles, in grey, after the runs
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", line=dict(color="#868e96", width=2),
+                                 name=texts["train_loss"], legendgroup="~key"))
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers+lines", line=dict(color="#868e96", dash="dot"),
+                                 marker=dict(size=8, symbol="diamond"), name=texts["test_loss"], legendgroup="~key"))
     if log_y:
         fig.update_yaxes(type="log")
+    return _layout(fig, texts["x"], texts["y"])
+
+
+def _rgba(color: str, alpha: float) -> str:
+    r, g, b = (int(color[i:i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({r},{g},{b},{alpha})"
+
+
+def _band(fig: go.Figure, points: Sequence[Point], color: str, name: str, group: str, dash: str | None = None,
+          marker: str | None = None, showlegend: bool = True, transform=lambda v: v, fmt: str = ":.4g") -> None:
+    """A mean line with a shaded ± one standard deviation band around it."""
+    xs = [p.x for p in points]
+    upper = [transform(p.mean + p.std) for p in points]
+    lower = [transform(p.mean - p.std) for p in points]
+    means = [transform(p.mean) for p in points]
+    fig.add_trace(go.Scatter(x=xs + xs[::-1], y=upper + lower[::-1], fill="toself", fillcolor=_rgba(color, 0.18),
+                             mode="lines", line=dict(width=0), hoverinfo="skip", showlegend=False, legendgroup=group))
+    # per-epoch points also get whiskers: a band needs two epochs to show, a whisker one
+    whiskers = dict(type="data", symmetric=False, color=color, thickness=1.5, width=4,
+                    array=[abs(u - m) for u, m in zip(upper, means)],
+                    arrayminus=[abs(m - lo) for m, lo in zip(means, lower)]) if marker else None
+    fig.add_trace(go.Scatter(
+        x=xs, y=means, mode="lines+markers" if marker else "lines", name=name,
+        legendgroup=group, showlegend=showlegend, line=dict(color=color, width=2, dash=dash),
+        marker=dict(size=8, symbol=marker) if marker else None, error_y=whiskers,
+        customdata=[[p.mean, p.std, p.n] for p in points],
+        hovertemplate=f"{name}: %{{customdata[0]{fmt}}} ± %{{customdata[1]{fmt}}} (n=%{{customdata[2]}})<extra></extra>"))
+
+
+def group_curves(members: Sequence[tuple[Run, list[dict], list[dict]]], smoothing: float,
+                 x: str = "epoch") -> tuple[list[Point], list[Point], list[Point]]:
+    """A group's (training loss, test loss, test accuracy) curves from its runs'
+    ``(run, steps, epochs)``: each run's training loss smoothed first, then the runs
+    averaged step by step and epoch by epoch (``run_groups.curve``)."""
+    train, test, accuracy = [], [], []
+    for run, steps, epochs in members:
+        per_epoch = steps_per_epoch(run)
+        train.append(list(zip([s["step"] for s in steps], step_xs(steps, per_epoch, x),
+                              smooth([s["loss"] for s in steps], smoothing))))
+        ex = epoch_xs(epochs, per_epoch, x)
+        test.append([(e["epoch"], xv, e.get("test_loss")) for e, xv in zip(epochs, ex)])
+        accuracy.append([(e["epoch"], xv, e.get("test_accuracy")) for e, xv in zip(epochs, ex)])
+    train_points = curve(train)
+    if len(train_points) > MAX_POINTS:
+        keep = set(range(0, len(train_points), math.ceil(len(train_points) / MAX_POINTS))) | {len(train_points) - 1}
+        train_points = [p for i, p in enumerate(train_points) if i in keep]
+    return train_points, curve(test), curve(accuracy)
+
+
+def group_loss_figure(groups: Sequence[tuple[str, Sequence[Point], Sequence[Point]]], texts: dict[str, str],
+                      log_y: bool = False) -> go.Figure:
+    """Each ``(label, train_points, test_points)`` group: its runs' smoothed training
+    loss and test loss as mean ± one standard deviation (``bigmodels.reports.run_groups``)."""
+    fig = go.Figure()
+    for i, (label, train, test) in enumerate(groups):
+        color = PALETTE[i % len(PALETTE)]
+        if train:
+            _band(fig, train, color, label, label)
+        if test:
+            _band(fig, test, color, f"{label} · {texts['test_loss']}", label, dash="dot", marker="diamond",
+                  showlegend=not train)
+    if groups:
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", line=dict(color="#868e96", width=2),
+                                 name=texts["train_loss"], legendgroup="~key"))
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers+lines", line=dict(color="#868e96", dash="dot"),
+                                 marker=dict(size=8, symbol="diamond"), name=texts["test_loss"], legendgroup="~key"))
+    if log_y:
+        fig.update_yaxes(type="log")
+    return _layout(fig, texts["x"], texts["y"])
+
+
+def group_accuracy_figure(groups: Sequence[tuple[str, Sequence[Point]]], texts: dict[str, str]) -> go.Figure:
+    """Each ``(label, points)`` group's test accuracy after each epoch, mean ± one
+    standard deviation, on ``accuracy_axis``."""
+    values = [v for _, points in groups for p in points for v in (p.mean - p.std, p.mean + p.std)]
+    axis = accuracy_axis(values)
+    on_error_axis = axis.get("type") == "log"
+    fig = go.Figure()
+    for i, (label, points) in enumerate(groups):
+        _band(fig, points, PALETTE[i % len(PALETTE)], label, label, marker="circle",
+              transform=(lambda v: max(1 - v, 1e-4)) if on_error_axis else (lambda v: v), fmt=":.2%")
+    fig.update_yaxes(**axis)
     return _layout(fig, texts["x"], texts["y"])
 
 
@@ -252,32 +350,36 @@ def scientific(value: float) -> str:
     return f"{mantissa}e{int(exponent)}"
 
 
-def parallel_coordinates(runs: Sequence[Run], texts: dict[str, str]) -> go.Figure:
+def parallel_coordinates(runs: Sequence[Run], texts: dict[str, str]) -> go.Figure | None:
     """Settings against result: one line per run, coloured by best test accuracy.
-    Only settings on which the runs differ get an axis (plus the accuracy), each
-    spanning exactly the values present; the learning rate is on a log axis whose
-    ticks read as learning rates (1e-3), categories get their names as ticks."""
-    if not runs:
-        return go.Figure()
+    Every setting on which the runs differ gets an axis (plus the accuracy), each
+    spanning exactly the values present: numbers on a numeric axis, the learning
+    rate on a log axis whose ticks read as learning rates (1e-3), anything else
+    (the model, the optimizer, model settings) as named categories. ``texts`` names
+    each setting (a missing name shows the setting's key). None when no setting
+    differs: an axis of accuracies alone is not a chart."""
+    keys = differing_settings(runs)
+    if not runs or not keys:
+        return None
 
-    def categorical(label: str, values: list[str]) -> dict:
-        cats = sorted(set(values))
-        return dict(label=label, values=[cats.index(v) for v in values], tickvals=list(range(len(cats))),
-                    ticktext=cats)
+    def is_number(value: Any) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
-    def numeric(label: str, values: list[float]) -> dict:
-        return dict(label=label, values=values)
-
-    def log_lr(label: str, values: list[float]) -> dict:
-        distinct = sorted(set(values))
-        return dict(label=label, values=[math.log10(v) for v in values],
-                    tickvals=[math.log10(v) for v in distinct], ticktext=[scientific(v) for v in distinct])
-
-    configs = [r.config for r in runs]
-    axes = (("model", categorical), ("optimizer", categorical), ("lr", log_lr), ("batch_size", numeric),
-            ("epochs", numeric), ("weight_decay", numeric), ("label_smoothing", numeric))
-    dims = [make(texts[key], [c[key] if make is categorical else float(c[key]) for c in configs])
-            for key, make in axes if len({repr(c[key]) for c in configs}) > 1]
+    dims = []
+    for key in keys:
+        values = [run_settings(r)[key] for r in runs]
+        label = texts.get(key, key)
+        if key == "lr" and all(is_number(v) and v > 0 for v in values):
+            distinct = sorted(set(values))
+            dims.append(dict(label=texts.get("lr_log", label), values=[math.log10(v) for v in values],
+                             tickvals=[math.log10(v) for v in distinct], ticktext=[scientific(v) for v in distinct]))
+        elif all(is_number(v) for v in values):
+            dims.append(dict(label=label, values=[float(v) for v in values]))
+        else:
+            shown = ["–" if v in (None, "") else str(v) for v in values]
+            cats = sorted(set(shown))
+            dims.append(dict(label=label, values=[cats.index(v) for v in shown], tickvals=list(range(len(cats))),
+                             ticktext=cats))
     accuracies = [r.best_accuracy if r.best_accuracy is not None else 0.0 for r in runs]
     dims.append(dict(label=texts["accuracy"], values=accuracies, tickformat=".1%"))
     fig = go.Figure(go.Parcoords(line=dict(color=accuracies, colorscale="Viridis", showscale=True,
@@ -327,16 +429,22 @@ EPOCH_COLUMNS = ("epoch", "train_loss", "test_loss", "test_accuracy", "samples_p
                  "memory_bytes")
 
 
+# A per-epoch column's name in the export where it would repeat a setting's (the setting
+# "lr" is the peak rate asked for; the epoch's is the rate the schedule had reached).
+EPOCH_HEADINGS = {"lr": "lr_at_epoch_end"}
+
+
 def epochs_csv(runs: Sequence[tuple[Run, list[dict]]]) -> str:
-    """Per-epoch metrics of several runs, with each run's settings, one row per epoch."""
+    """Per-epoch metrics of several runs, with each run's settings, one row per epoch.
+    A per-epoch column no run recorded (device memory, on a CPU) is left out."""
     out = io.StringIO()
     writer = _EscapingWriter(out)
-    writer.writerow(["run", "name", *HYPERPARAMETERS, "processes", *EPOCH_COLUMNS])
+    recorded = [c for c in EPOCH_COLUMNS if any(e.get(c) is not None for _, epochs in runs for e in epochs)]
+    writer.writerow(["run", "name", *HYPERPARAMETERS, "processes", *(EPOCH_HEADINGS.get(c, c) for c in recorded)])
     for run, epochs in runs:
         settings = [run.config.get(k) for k in HYPERPARAMETERS]
         for record in epochs:
-            writer.writerow([run.id, run.title, *settings, run.world_size,
-                             *(record.get(c) for c in EPOCH_COLUMNS)])
+            writer.writerow([run.id, run.title, *settings, run.world_size, *(record.get(c) for c in recorded)])
     return out.getvalue()
 
 

@@ -12,6 +12,7 @@ from bigmodels.serving.metrics import Summary
 
 HEIGHT = 250
 MARGIN = {"l": 10, "r": 10, "t": 36, "b": 10}
+RUN_COLOURS = ["#3b5bdb", "#e8590c", "#2b8a3e", "#c2255c", "#5f3dc4", "#0b7285", "#a61e4d", "#5c940d"]
 COLOURS = {"p50": "#3b5bdb", "p95": "#e8590c", "p99": "#c2255c", "rps": "#2b8a3e", "batch": "#5f3dc4",
            "error": "#e03131"}
 
@@ -54,16 +55,30 @@ def errors_figure(summary: Summary, labels: dict[str, str]) -> go.Figure:
 
 
 def load_runs_figure(runs: list[dict], labels: dict[str, str]) -> go.Figure:
-    """Load-generator runs side by side: images/s as bars, p99 as points on a second axis."""
-    names = [r["label"] for r in runs]
+    """Load runs side by side as serving dashboards draw them: throughput (images/s on
+    this machine's device) against latency per request. Each run is a point at its
+    median latency with a whisker to its p99; up and to the left is better, so a
+    batching gain reads as a point that rose without moving right."""
     fig = go.Figure()
-    fig.add_trace(go.Bar(x=names, y=[r["images_per_s"] for r in runs], name=labels["images_per_s"],
-                         marker_color=COLOURS["rps"]))
-    fig.add_trace(go.Scatter(x=names, y=[r["p99_ms"] for r in runs], name=labels["p99"], mode="markers",
-                             marker={"size": 12, "color": COLOURS["p99"], "symbol": "diamond"}, yaxis="y2"))
-    fig.update_layout(yaxis2={"overlaying": "y", "side": "right", "title": labels["ms"], "rangemode": "tozero"})
-    fig.update_xaxes(type="category")
-    return _layout(fig, labels["runs_title"], "", labels["images_per_s"])
+    for i, run in enumerate(runs):
+        p50, p99 = run.get("p50_ms"), run.get("p99_ms")
+        if p50 is None or not run.get("images_per_s"):
+            continue  # a run that got no answer has no place on this chart (its row in the table says why)
+        colour = RUN_COLOURS[i % len(RUN_COLOURS)]
+        fig.add_trace(go.Scatter(
+            x=[p50], y=[run["images_per_s"]], mode="markers", name=run["label"],
+            marker={"size": 12, "color": colour},
+            error_x={"type": "data", "symmetric": False, "array": [max(0.0, (p99 or p50) - p50)], "arrayminus": [0],
+                     "color": colour, "thickness": 2, "width": 6},
+            hovertemplate=(f"<b>{run['label']}</b><br>%{{y:,.0f}} {labels['images_per_s']}<br>p50 %{{x:.1f}} "
+                           f"{labels['ms']} · p99 {p99 if p99 is not None else float('nan'):.1f} {labels['ms']}"
+                           "<extra></extra>")))
+    fig.update_xaxes(rangemode="tozero")
+    fig.update_yaxes(rangemode="tozero")
+    fig.update_layout(legend={"orientation": "h", "y": -0.35}, hovermode="closest")
+    _layout(fig, labels["runs_title"], labels["latency_axis"], labels["images_per_s"])
+    fig.update_layout(height=HEIGHT + 90, hovermode="closest")  # room for one legend row per run or two
+    return fig
 
 
 # ------------------------------------------------------------------ tables

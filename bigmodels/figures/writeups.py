@@ -124,11 +124,11 @@ def timeline_figure(cases: Sequence[Case], lang: str) -> go.Figure:
     return fig
 
 
-DATASET_PLOT_PX = (780, 330)  # inside the axes of a full-width chart at 1280 px with the sidebar open
+DATASET_PLOT_PX = (730, 290)  # inside the axes of a full-width chart at 1280 px with the sidebar open (measured)
 DATASET_LABEL_FONT = 10
 
 
-def dataset_label_positions(dataset: Dataset, xs: Sequence[float], log_y: bool) -> list[str]:
+def dataset_label_positions(dataset: Dataset, xs: Sequence[float], log_y: bool) -> list[str | None]:
     """A text position per row, from the points' places in px on the chart."""
     ys = [math.log10(r.value) if log_y else r.value for r in dataset.rows]
     x_lo, x_hi = min(xs) - 0.5, max(xs) + 0.5
@@ -137,7 +137,8 @@ def dataset_label_positions(dataset: Dataset, xs: Sequence[float], log_y: bool) 
     width, height = DATASET_PLOT_PX
     points = [((x - x_lo) / (x_hi - x_lo) * width, (y - y_lo + pad) / (y_hi - y_lo + 2 * pad) * height)
               for x, y in zip(xs, ys)]
-    return place_labels(points, [r.model for r in dataset.rows], DATASET_PLOT_PX, DATASET_LABEL_FONT)
+    return place_labels(points, [r.model for r in dataset.rows], DATASET_PLOT_PX, DATASET_LABEL_FONT,
+                        drop_crowded=True)
 
 
 def dataset_figure(dataset: Dataset, lang: str, log_y: bool = True) -> go.Figure:
@@ -164,13 +165,13 @@ def dataset_figure(dataset: Dataset, lang: str, log_y: bool = True) -> go.Figure
             x=[x_of[i] for i in idx],
             y=[r.value for r in rows],
             mode="markers+text",
-            text=[r.model for r in rows],
-            textposition=[label_pos[i] for i in idx],
+            text=[r.model if label_pos[i] else "" for i, r in zip(idx, rows)],  # a crowded point: named on hover
+            textposition=[label_pos[i] or "top center" for i in idx],
             textfont={"size": DATASET_LABEL_FONT},
             marker={"size": 11, "color": BASIS_COLOURS[basis], "symbol": BASIS_SYMBOLS[basis]},
-            customdata=[[r.organisation, format_scientific(r.value), r.source.title, r.year] for r in rows],
+            customdata=[[r.organisation, format_scientific(r.value), r.source.title, r.year, r.model] for r in rows],
             hovertemplate=(
-                "<b>%{text}</b> (%{customdata[0]}, %{customdata[3]})<br>%{customdata[1]} " + dataset.unit
+                "<b>%{customdata[4]}</b> (%{customdata[0]}, %{customdata[3]})<br>%{customdata[1]} " + dataset.unit
                 + "<br>%{customdata[2]}<extra></extra>"
             ),
             name=translate(f"challenges.basis.{basis}", lang),

@@ -18,6 +18,8 @@ memory is refused before any device session tries it.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import functools
 import json
 import os
@@ -238,6 +240,7 @@ def plan(config: TrainConfig, resources: Resources | None = None, world_size: in
     notes, train_size = [], data_size
     if data_size is not None and config.train_subset is not None:
         train_size = min(config.train_subset, data_size)
-        if config.train_subset > data_size:
+        if config.train_subset > data_size:  # planned, and so recorded, as what will be trained: all there is
             notes.append(Problem.of("plan.note.subset", asked=f"{config.train_subset:,}", available=f"{data_size:,}"))
+            config = dataclasses.replace(config, train_subset=None)
     return Plan(config, world_size, target, devices, parameters, memory, tuple(notes), train_size)
