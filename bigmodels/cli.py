@@ -190,13 +190,119 @@ def cmd_dispatcher(args) -> int:
 
 
 # ------------------------------------------------------------------- sweep
-def _sweep_points(args):
-    from bigmodels.train.sweep import check_point, sweep_grid
+def _lr_search_file(args):
+    """The learning-rate search a sweep trains with: ``--lr-search FILE``, None for
+    ``none`` (the recipe's one rate), or by default the shipped search of the model."""
+    from bigmodels.reports.sweep_table import shipped_lr_search
 
-    points = sweep_grid(args.model, widths=args.widths, budgets=args.budgets, depths=args.depths, seed=args.seed)
-    if not args.no_check:
-        points.append(check_point(args.model, args.check_width, args.check_depth, args.check_budget, seed=args.seed))
-    return points
+    if args.lr_search == "none":
+        return None
+    return args.lr_search or shipped_lr_search(args.model)
+
+
+def _lr_rule(args):
+    from bigmodels.train import lr_search
+
+    path = _lr_search_file(args)
+    return lr_search.read(path).rule() if path is not None else None
+
+
+def _sweep_check(args, store, name: str, command: str) -> int:
+    """Predict, freeze, train: fit the sweep's grid as it stands, register the prediction
+    for the run beyond it in the store, and only then queue the run (one per seed)."""
+    from bigmodels.cluster import control
+    from bigmodels.reports import scaling_lab
+    from bigmodels.reports.sweep_table import table_from_runs
+    from bigmodels.runs import sweeps
+    from bigmodels.train.sweep import SEEDS, check_points
+
+    if not (args.width and args.depth and args.budget):
+        print("error: sweep check needs --width, --depth and --budget (the run beyond the grid)", file=sys.stderr)
+        return 2
+    points = check_points(args.model, args.width, args.depth, args.budget, seed=args.seed,
+                          seeds=args.seeds or SEEDS, lr_rule=_lr_rule(args))
+    table = table_from_runs(name, sweeps.sweep_runs(store, name), store.epochs, store.predictions(name))
+    try:
+        result = scaling_lab.analyse(table)
+    except scaling_lab.LabError as exc:
+        from bigmodels.base.problems import Problem
+
+        print(f"error: sweep {name} cannot predict yet: {Problem.of(exc.key, **exc.values)}", file=sys.stderr)
+        return 2
+    first = points[0]
+    payload = scaling_lab.prediction_payload(result, table, first.width, first.depth, first.parameters,
+                                             first.budget, len(points), first.config.lr, args.model)
+    payload["command"] = command
+    prediction, runs = sweeps.register_check(store, name, points, payload)
+    started = control.ensure_dispatcher(store, runs, args.data_dir or os.environ.get(ENV_DATA_DIR))
+    low, high = payload["interval"]
+    print(f"sweep {name}: registered {prediction.id} at {prediction.registered_at:.3f}: width {first.width}, "
+          f"depth {first.depth} ({first.parameters:,} parameters) on {first.budget:,} images, mean of "
+          f"{len(points)} seeds: predicted {payload['predicted']:.4f} ({payload['level']:.0%} interval "
+          f"{low:.4f}-{high:.4f}); then queued {', '.join(r.id for r in runs)}"
+          + (f"; started {', '.join(started)}" if started else ""), file=sys.stderr)
+    return _follow(store, name) if args.wait else 0
+
+
+def _sweep_checks(store, name: str) -> int:
+    """Every registered check of the sweep, scored where its runs have landed."""
+    from bigmodels.reports.sweep_table import table_from_runs
+    from bigmodels.runs import sweeps
+
+    table = table_from_runs(name, sweeps.sweep_runs(store, name), store.epochs, store.predictions(name))
+    if not table.registered:
+        print(f"sweep {name} has no registered check (python -m bigmodels sweep check {name} --width ...)")
+        return 0
+    for c in table.registered:
+        score = ("not measured yet" if c.measured is None else
+                 f"measured {c.measured:.4f} ({c.error:+.1%}), {'inside' if c.inside else 'OUTSIDE'} the interval")
+        print(f"{c.id}: width {c.width} depth {c.depth} ({c.parameters:,} parameters), {c.images:,} images, "
+              f"{c.seeds} seeds: predicted {c.predicted:.4f} ({c.low:.4f}-{c.high:.4f}); {score}; registered "
+              f"{c.registered_at}, first run started {c.started_at or '-'}"
+              + ("" if c.intact else "; ITS CONTENT NO LONGER MATCHES ITS DIGEST"))
+    return 0
+
+
+def _sweep_points(args):
+    from bigmodels.train.sweep import sweep_grid
+
+    from bigmodels.train.sweep import SEEDS
+
+    return sweep_grid(args.model, widths=args.widths, budgets=args.budgets, depths=args.depths, seed=args.seed,
+                      lr_rule=_lr_rule(args), seeds=args.seeds or SEEDS)
+
+
+def _sweep_tune(args, command: str) -> int:
+    """The learning-rate search, trained here (not queued): every size of the grid at every
+    rate, scored on held-out training images; writes the search and its rule."""
+    from bigmodels.base.provenance import git_commit, now_iso, software_versions
+    from bigmodels.base.devices import describe_device
+    from bigmodels.models.checkpoints import atomic_write_bytes
+    from bigmodels.train import lr_search
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    data = _load_data(args)
+    out = Path(args.out or f"{args.model}_lr_search.json")
+
+    def show(trial):
+        print(f"width {trial.width:3d} depth {trial.depth} ({trial.parameters:,} parameters) lr {trial.lr:g}: "
+              f"held-out loss {trial.validation_loss:.4f} ({trial.seconds:.1f} s)", file=sys.stderr, flush=True)
+
+    started = now_iso()
+    found = lr_search.search(data, args.model, widths=args.widths, depths=args.depths, seed=args.seed,
+                             on_trial=show,
+                             meta={"commands": [command], "data": data.describe(),
+                                   "provenance": {"devices": [describe_device("cpu")], "git_commits": [git_commit()],
+                                                  "versions": [software_versions()], "started_at": started,
+                                                  "finished_at": now_iso()}})
+    atomic_write_bytes(out, (json.dumps(found.to_json(), indent=1) + "\n").encode())
+    rule = found.rule()
+    print(f"wrote {len(found.trials)} trials to {out}; lr = {rule.coefficient:.4g} * N^{rule.exponent:.3f}, "
+          f"kept within {rule.low:g}-{rule.high:g}", file=sys.stderr)
+    return 0
 
 
 def _follow(store, name) -> int:
@@ -221,14 +327,16 @@ def cmd_sweep(args) -> int:
         if not found:
             print("no sweeps in " + str(store.home))
         return 0
-    if not args.name:
+    if not args.name and args.action != "tune":
         raise SystemExit(f"error: sweep {args.action} needs a sweep NAME (see python -m bigmodels sweep --help)")
+    if args.action == "tune":
+        return _sweep_tune(args, command)
     name = sweeps.check_name(args.name)
     if args.action == "start":
         points = _sweep_points(args)
         runs = sweeps.queue_sweep(store, name, points, note=f"queued by: {command}")
         started = control.ensure_dispatcher(store, runs, args.data_dir or os.environ.get(ENV_DATA_DIR))
-        print(f"sweep {name}: {len(runs)} points ({sum(p.check for p in points)} check); "
+        print(f"sweep {name}: {len(runs)} points; "
               + sweeps.progress(store, name).describe()
               + (f"; started {', '.join(started)}" if started else ""), file=sys.stderr)
         return _follow(store, name) if args.wait else 0
@@ -250,13 +358,17 @@ def cmd_sweep(args) -> int:
         return _follow(store, name) if args.wait else 0
     if args.action == "wait":
         return _follow(store, name)
+    if args.action == "check":
+        return _sweep_check(args, store, name, command)
+    if args.action == "checks":
+        return _sweep_checks(store, name)
     # export
     from bigmodels.reports.sweep_table import export, table_from_runs
     from bigmodels.models.checkpoints import atomic_write_bytes
     from bigmodels.base.provenance import now_iso
 
     runs = sweeps.sweep_runs(store, name)
-    table = table_from_runs(name, runs, store.epochs)
+    table = table_from_runs(name, runs, store.epochs, store.predictions(name))
     if not table.rows:
         print(f"error: sweep {name} has no measured point yet ({sweeps.progress(store, name, runs).describe()})",
               file=sys.stderr)
@@ -266,8 +378,9 @@ def cmd_sweep(args) -> int:
     def distinct(values):
         return sorted({v for v in values if v})
 
+    checks = [p.payload.get("command") for p in store.predictions(name) if isinstance(p.payload.get("command"), str)]
     meta = {"commands": distinct([r.note.removeprefix("queued by: ") for r in runs
-                                  if r.note.startswith("queued by: ")]) + [command],
+                                  if r.note.startswith("queued by: ")]) + checks + [command],
             "provenance": {"devices": distinct(r.device_name or r.device for r in measured),
                            "git_commits": distinct(r.git_commit for r in measured),
                            "versions": distinct(json.dumps(r.versions, sort_keys=True) for r in measured if r.versions),
@@ -275,6 +388,11 @@ def cmd_sweep(args) -> int:
                            "trained_until": max(r.finished_at for r in measured if r.finished_at)},
             "data": "; ".join(distinct(r.data_source for r in measured)),
             "exported_at": now_iso()}
+    search = _lr_search_file(args)
+    if search is not None:
+        from bigmodels.train import lr_search
+
+        meta["lr_search"] = lr_search.read(search).to_json()
     meta["provenance"]["versions"] = [json.loads(v) for v in meta["provenance"]["versions"]]
     out = Path(args.out or f"{name}.json")
     atomic_write_bytes(out, (json.dumps(export(table, meta, {r.id: r.config for r in measured}), indent=1, ensure_ascii=False) + "\n").encode())
@@ -449,9 +567,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("sweep", help="scaling sweeps: queue, list, follow, cancel, resume, export",
                        description="A sweep trains one architecture at several widths and depths on several "
-                                   "data budgets (each point a queued run tagged sweep:NAME), plus one check "
-                                   "run outside the grid that the fitted law predicts.")
-    s.add_argument("action", choices=["start", "list", "status", "wait", "cancel", "resume", "export"])
+                                   "data budgets (each point a queued run tagged sweep:NAME), each size at the "
+                                   "learning rate a search on held-out training images chose for it (tune). "
+                                   "A check (check) registers the fitted law's prediction for a run beyond the "
+                                   "grid in the run store, then queues that run; checks lists them, scored.")
+    s.add_argument("action", choices=["tune", "start", "check", "checks", "list", "status", "wait", "cancel",
+                                      "resume", "export"])
     s.add_argument("name", nargs="?", help="the sweep's name (lower-case letters, digits, - and _)")
     s.add_argument("--home", help=f"run store folder (default: ${ENV_HOME}, then ./{DEFAULT_HOME})")
     s.add_argument("--model", choices=["cnn", "lstm", "transformer"], default="cnn")
@@ -459,12 +580,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--depths", type=number_list, help="comma-separated depths")
     s.add_argument("--budgets", type=number_list, help="comma-separated data budgets, in training images")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--check-width", type=_positive_int, help="the check run's width (default: beyond the grid)")
-    s.add_argument("--check-depth", type=_positive_int)
-    s.add_argument("--check-budget", type=_positive_int)
-    s.add_argument("--no-check", action="store_true", help="no check run")
+    s.add_argument("--lr-search", metavar="FILE", help="start, check: the search whose rule gives each size its learning rate (default: the shipped "
+                   "search; 'none': the recipe's one rate)")
+    s.add_argument("--seeds", type=_positive_int, help="start: seeds per point at the smallest budgets; "
+                                                       "check: seeds of the check (its measurement is their mean)")
+    s.add_argument("--width", type=_positive_int, help="check: the checked model's width")
+    s.add_argument("--depth", type=_positive_int, help="check: the checked model's depth")
+    s.add_argument("--budget", type=_positive_int, help="check: the checked run's training images")
+    s.add_argument("--threads", type=_positive_int, help="tune: CPU threads for PyTorch")
     s.add_argument("--wait", action="store_true", help="follow the sweep until every point has finished")
-    s.add_argument("--out", help="export: the JSON file to write (default NAME.json)")
+    s.add_argument("--out", help="export: the JSON file to write (default NAME.json); tune: the search's file "
+                                 "(default MODEL_lr_search.json)")
     data_dir(s)
     s.set_defaults(func=cmd_sweep)
 

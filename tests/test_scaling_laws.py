@@ -80,13 +80,17 @@ def test_bad_inputs_are_refused_with_a_message(args):
 
 # ------------------------------------------------------------ the sweep grid
 def test_the_default_sweep_spans_two_orders_of_magnitude_and_four_budgets():
-    from bigmodels.train.sweep import sweep_grid
+    from bigmodels.train.sweep import SEEDED_BUDGETS, SEEDS, sweep_grid
 
     points = sweep_grid("cnn")
     sizes = sorted({p.parameters for p in points})
     budgets = sorted({p.budget for p in points})
     assert len(sizes) >= 6 and sizes[-1] / sizes[0] >= 100 and len(budgets) >= 4
-    assert len(points) == len(sizes) * len(budgets)
+    # SEEDS seeds at the SEEDED_BUDGETS smallest budgets, one above them
+    assert SEEDS >= 3 and len(points) == len(sizes) * (len(budgets) + (SEEDS - 1) * SEEDED_BUDGETS)
+    for budget in budgets:
+        seeds = {(p.parameters, p.seed) for p in points if p.budget == budget}
+        assert len(seeds) == len(sizes) * (SEEDS if budget in budgets[:SEEDED_BUDGETS] else 1)
     for p in points:  # every point is an ordinary, valid run that sees each of its images once
         assert p.config.epochs == 1 and p.config.train_subset == p.budget and not p.config.problems()
 
@@ -109,3 +113,46 @@ def test_training_flops_count_forward_and_backward():
     forward = profile_model(model).flops_per_image
     # backward costs about twice the forward (less: the first layer needs no input gradient)
     assert 2.2 * forward < training_flops_per_image(model) < 3.1 * forward
+
+
+def test_a_weighted_fit_on_synthetic_data_still_recovers_the_known_exponents():
+    """Points with three noisy seeds and points with one quiet one, weighted by their spread."""
+    from bigmodels.analysis.scaling_laws import fit_chinchilla
+
+    rng = np.random.default_rng(11)
+    truth = dict(E=0.05, A=30.0, alpha=0.4, B=200.0, beta=0.6)
+    n, d = np.meshgrid(np.geomspace(2e3, 2e6, 7), np.array([2e3, 6e3, 2e4, 6e4]))
+    n, d = n.ravel(), d.ravel()
+    clean = truth["E"] + truth["A"] / n ** truth["alpha"] + truth["B"] / d ** truth["beta"]
+    noise = np.where(d < 1e4, 0.05, 0.005)  # the small budgets scatter ten times more
+    loss = clean * np.exp(rng.normal(0, noise))
+    fit = fit_chinchilla(n, d, loss, weights=(1 / noise) / np.median(1 / noise))
+    assert fit.alpha == pytest.approx(truth["alpha"], abs=0.05)
+    assert fit.beta == pytest.approx(truth["beta"], abs=0.05)
+
+
+def test_the_local_exponent_is_flat_for_a_power_law_and_falls_where_loss_saturates():
+    from bigmodels.analysis.scaling_laws import local_exponents
+
+    n = np.geomspace(1e3, 1e6, 7)
+    _, slope = local_exponents(n, 3.0 / n**0.4)
+    assert np.allclose(slope, 0.4)
+    _, saturating = local_exponents(n, 0.03 + 3.0 / n**0.4)
+    assert np.all(np.diff(saturating) < 0) and saturating[-1] < 0.2
+
+
+def test_isoflop_parabolas_find_the_optimum_of_a_known_surface():
+    """Approach 2 on noise-free losses of a known law (C = 6 N D): its exponent is near
+    beta/(alpha+beta), but not exact -- the parabola is an approximation (arXiv 2603.22339)."""
+    from bigmodels.analysis.scaling_laws import isoflop_profiles, optimum_exponent
+
+    alpha, beta = 0.34, 0.28
+    sizes = {}
+    for n in np.geomspace(1e6, 1e10, 17):
+        d = np.geomspace(1e6, 1e12, 25)
+        sizes[n] = (6 * n * d, 1.69 + 406.4 / n**alpha + 410.7 / d**beta)
+    budgets = np.geomspace(1e17, 1e20, 5)
+    profiles = isoflop_profiles(sizes, budgets)
+    assert len(profiles) == 5
+    a = optimum_exponent(np.array([p.compute for p in profiles]), np.array([p.n_opt for p in profiles]))
+    assert a == pytest.approx(beta / (alpha + beta), abs=0.06)

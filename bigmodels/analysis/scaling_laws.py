@@ -95,14 +95,15 @@ def _huber_slope(residual: np.ndarray, delta: float) -> np.ndarray:
 
 
 def _objective_chinchilla(theta: np.ndarray, log_n: np.ndarray, log_d: np.ndarray, log_l: np.ndarray,
-                          delta: float) -> tuple[float, np.ndarray]:
-    """The summed Huber loss of the log-loss residuals, and its gradient (exact:
+                          delta: float, weights: np.ndarray | None = None) -> tuple[float, np.ndarray]:
+    """The summed Huber loss of the (weighted) log-loss residuals, and its gradient (exact:
     the prediction is a log-sum-exp, whose derivatives are its softmax weights)."""
     a, b, e, alpha, beta = theta
     terms = np.stack([a - alpha * log_n, b - beta * log_d, np.full_like(log_n, e)])
     predicted = logsumexp(terms, axis=0)
-    residual = predicted - log_l
-    slope = _huber_slope(residual, delta)
+    w_run = 1.0 if weights is None else weights
+    residual = (predicted - log_l) * w_run
+    slope = _huber_slope(residual, delta) * w_run
     w = np.exp(terms - predicted)  # softmax over the three terms, per run
     grad = np.array([(slope * w[0]).sum(), (slope * w[1]).sum(), (slope * w[2]).sum(),
                      -(slope * w[0] * log_n).sum(), -(slope * w[1] * log_d).sum()])
@@ -110,22 +111,28 @@ def _objective_chinchilla(theta: np.ndarray, log_n: np.ndarray, log_d: np.ndarra
 
 
 def fit_chinchilla(n: np.ndarray, d: np.ndarray, loss: np.ndarray, delta: float = HUBER_DELTA,
-                   starts: list[tuple[float, ...]] | None = None, screen: int | None = SCREEN) -> ChinchillaFit:
+                   starts: list[tuple[float, ...]] | None = None, screen: int | None = SCREEN,
+                   weights: np.ndarray | None = None) -> ChinchillaFit:
     """Fit L(N, D) = E + A/N^alpha + B/D^beta to measured (N, D, loss) runs;
     ``starts``: L-BFGS starting points (a, b, e, alpha, beta), default the grid.
     ``screen``: run L-BFGS only from this many starts, those where the objective
-    is lowest (None: from every start, as the paper did)."""
-    n, d, loss = _checked(n, d, loss)
+    is lowest (None: from every start, as the paper did). ``weights``: each
+    point's residual is multiplied by its weight (e.g. the inverse of its
+    seeds' spread, scaled to a median of 1); None: all alike."""
+    if weights is None:
+        n, d, loss = _checked(n, d, loss)
+    else:
+        n, d, loss, weights = _checked(n, d, loss, weights)
     log_n, log_d, log_l = np.log(n), np.log(d), np.log(loss)
     best = None
     starts = list(starts or itertools.product(*_GRID.values()))
     if screen is not None and len(starts) > screen:
         # Evaluating the objective is microseconds, a descent milliseconds to a second: the
         # grid's best starting values lead to the best optimum (tests/test_scaling_laws.py).
-        values = [_objective_chinchilla(np.array(s, float), log_n, log_d, log_l, delta)[0] for s in starts]
+        values = [_objective_chinchilla(np.array(s, float), log_n, log_d, log_l, delta, weights)[0] for s in starts]
         starts = [starts[i] for i in np.argsort(values)[:screen]]
     for start in starts:
-        result = minimize(_objective_chinchilla, np.array(start, float), args=(log_n, log_d, log_l, delta),
+        result = minimize(_objective_chinchilla, np.array(start, float), args=(log_n, log_d, log_l, delta, weights),
                           method="L-BFGS-B", jac=True, bounds=_BOUNDS)
         if best is None or result.fun < best.fun:
             best = result
@@ -171,20 +178,23 @@ class Interval:
 
 
 def bootstrap_fits(n: np.ndarray, d: np.ndarray, loss: np.ndarray, samples: int = 100, seed: int = 0,
-                   full: ChinchillaFit | None = None) -> list[ChinchillaFit]:
+                   full: ChinchillaFit | None = None, weights: np.ndarray | None = None) -> list[ChinchillaFit]:
     """Fits to runs resampled with replacement (``full``: the fit to all runs,
-    if already made; each resample starts from it)."""
+    if already made; each resample starts from it; ``weights`` go with their runs)."""
     n, d, loss = _checked(n, d, loss)
+    weights = None if weights is None else np.asarray(weights, float)
     rng = np.random.default_rng(seed)
     # Each resample starts from the full fit (and two grid corners): the full grid per resample
     # would cost minutes, and a resample's optimum lies near the full one.
-    starts = [_theta(full or fit_chinchilla(n, d, loss)), (5.0, 5.0, -1.5, 0.2, 0.2), (10.0, 10.0, 0.0, 0.6, 0.6)]
+    starts = [_theta(full or fit_chinchilla(n, d, loss, weights=weights)), (5.0, 5.0, -1.5, 0.2, 0.2),
+              (10.0, 10.0, 0.0, 0.6, 0.6)]
     fits = []
     for _ in range(samples):
         pick = rng.integers(0, len(n), len(n))
         if len(np.unique(n[pick])) < 2 or len(np.unique(d[pick])) < 2:
             continue  # a resample with one size or one budget says nothing about that exponent
-        fits.append(fit_chinchilla(n[pick], d[pick], loss[pick], starts=starts))
+        fits.append(fit_chinchilla(n[pick], d[pick], loss[pick], starts=starts,
+                                   weights=None if weights is None else weights[pick]))
     if not fits:
         raise ValueError("no resample had two sizes and two budgets")
     return fits
@@ -247,3 +257,70 @@ PUBLISHED = (
 # Hoffmann et al.'s Approaches 1 and 2 (and Chinchilla itself, 70B parameters on 1.4T tokens).
 CHINCHILLA_TOKENS_PER_PARAMETER = 20
 CHINCHILLA = ChinchillaFit(E=1.69, A=406.4, alpha=0.34, B=410.7, beta=0.28, objective=0.0)
+# Besiroglu, Erdil, Barnett and You (2024), "Chinchilla Scaling: A replication attempt" (arXiv 2404.10102):
+# Hoffmann et al.'s Approach 3 refitted to the data read off their figure, their eq. 4.
+BESIROGLU = ChinchillaFit(E=1.8172, A=482.01, alpha=0.3478, B=2085.43, beta=0.3658, objective=0.0)
+BESIROGLU_SOURCE = ("Besiroglu et al. 2024, Chinchilla Scaling: A replication attempt",
+                    "https://arxiv.org/abs/2404.10102")
+
+
+# ------------------------------------------------------ other views of a grid
+def local_exponents(n: np.ndarray, loss: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """-d log L / d log N between neighbouring sizes (``n`` sorted, one loss per size):
+    the geometric middle of each pair and the slope there. A power law's is constant;
+    a loss that saturates shows it falling towards 0."""
+    n, loss = np.asarray(n, float), np.asarray(loss, float)
+    if len(n) < 2:
+        return np.array([]), np.array([])
+    order = np.argsort(n)
+    n, loss = n[order], loss[order]
+    return np.sqrt(n[1:] * n[:-1]), -np.diff(np.log(loss)) / np.diff(np.log(n))
+
+
+@dataclass(frozen=True)
+class IsoFlop:
+    """Hoffmann et al.'s Approach 2 at one compute budget: a parabola of log loss
+    in log N through the sizes' losses at that compute, and its minimum."""
+
+    compute: float
+    log_n: tuple[float, ...]
+    log_loss: tuple[float, ...]
+    coefficients: tuple[float, float, float]  # of log L = c0 (log N)^2 + c1 log N + c2
+    n_opt: float
+    loss_opt: float
+
+
+def isoflop_profiles(sizes: dict[float, tuple[np.ndarray, np.ndarray]], computes: np.ndarray) -> list[IsoFlop]:
+    """``sizes``: for each N, (compute, loss) of its runs. At each budget of ``computes``,
+    each size whose runs bracket it gives its loss there (log-log interpolation), and a
+    parabola through them gives the best N (Approach 2). Budgets where fewer than 3
+    sizes bracket the budget, or where the parabola opens downwards or has its minimum
+    outside the sizes, are left out: there the data do not locate a minimum."""
+    profiles = []
+    for compute in computes:
+        xs, ys = [], []
+        for n, (c, loss) in sizes.items():
+            order = np.argsort(c)
+            c, loss = np.asarray(c, float)[order], np.asarray(loss, float)[order]
+            if c[0] <= compute <= c[-1]:
+                xs.append(np.log(n))
+                ys.append(float(np.interp(np.log(compute), np.log(c), np.log(loss))))
+        if len(xs) < 3:
+            continue
+        c0, c1, c2 = np.polyfit(xs, ys, 2)
+        if c0 <= 0:
+            continue
+        x_opt = -c1 / (2 * c0)
+        if not min(xs) <= x_opt <= max(xs):
+            continue
+        profiles.append(IsoFlop(float(compute), tuple(map(float, xs)), tuple(map(float, ys)),
+                                (float(c0), float(c1), float(c2)), float(np.exp(x_opt)),
+                                float(np.exp(c0 * x_opt**2 + c1 * x_opt + c2))))
+    return profiles
+
+
+def optimum_exponent(computes: np.ndarray, n_opt: np.ndarray) -> float | None:
+    """a in N_opt ~ C^a, the slope of log N_opt against log C (None with fewer than 2 budgets)."""
+    if len(computes) < 2:
+        return None
+    return float(np.polyfit(np.log(computes), np.log(n_opt), 1)[0])

@@ -11,17 +11,27 @@ succeeded runs) or from an exported sweep file (the shipped one, or a user's);
 The modules are built on PyTorch's ``meta`` device: shapes without storage, so
 counting a large model allocates nothing. Nothing here writes to the store.
 
+A sweep's *checks* are the predictions registered in the run store before
+their runs trained (``RunStore.register_prediction``), each scored here by the
+mean test loss of its runs once they have landed (``RegisteredCheck``).
+
 A sweep file::
 
-    {"format": "bigmodels-sweep/1", "name": ..., "model": "cnn", "commands": [...],
-     "provenance": {...}, "data": ..., "exported_at": ...,
+    {"format": "bigmodels-sweep/2", "name": ..., "model": "cnn", "commands": [...],
+     "provenance": {...}, "data": ..., "exported_at": ..., "lr_search": {...},
      "points": [{"run_id", "width", "depth", "parameters", "flops_per_image",
                  "images", "compute", "test_loss", "test_accuracy", "check",
-                 "seconds", "config_hash", "config"}, ...],
+                 "seconds", "config_hash", "seed", "lr", "config"}, ...],
+     "checks": [{"id", "point", "predicted", "interval": [low, high], "level",
+                 "measured", "inside", "relative_error", "registered_at",
+                 "started_at", "runs", "fit", "grid", "digest"}, ...],
      "not_measured": {"failed": 1, ...}}
+
+Files of format ``bigmodels-sweep/1`` (no seeds, no registered checks) still read.
 """
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import hashlib
 import json
@@ -37,13 +47,20 @@ import torch
 from bigmodels.models.profile import count_parameters, training_flops_per_image
 from bigmodels.models.registry import create_model
 from bigmodels.base.problems import Problem
-from bigmodels.runs.store import Run
+from bigmodels.runs.store import Run, prediction_digest
 from bigmodels.runs.sweeps import CHECK_TAG
 from bigmodels.train.sweep import knobs_of
 
-FORMAT = "bigmodels-sweep/1"
+FORMAT = "bigmodels-sweep/2"
+READABLE = ("bigmodels-sweep/1", FORMAT)
 SHIPPED_DIR = Path(__file__).resolve().parent / "shipped"
 SHIPPED_SWEEP = SHIPPED_DIR / "cnn_sweep.json"
+
+
+def shipped_lr_search(model: str) -> Path | None:
+    """The shipped learning-rate search of ``model`` (``python -m bigmodels sweep tune``), if any."""
+    path = SHIPPED_DIR / f"{model}_lr_search.json"
+    return path if path.is_file() else None
 MAX_FILE_BYTES = 5 * 2**20  # a sweep of thousands of points is well under this
 
 
@@ -68,10 +85,87 @@ class SweepRow:
     check: bool = False
     seconds: float | None = None
     config_hash: str = ""
+    seed: int | None = None
+    lr: float | None = None
 
     @property
     def compute(self) -> float:
         return float(self.flops_per_image) * self.images
+
+
+def _iso(t: float | None) -> str | None:
+    return None if t is None else dt.datetime.fromtimestamp(t, dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
+@dataclass(frozen=True)
+class RegisteredCheck:
+    """A prediction registered before its runs trained, and (once they have) its score."""
+
+    id: str
+    width: int | None
+    depth: int | None
+    parameters: int
+    images: int
+    seeds: int
+    predicted: float
+    low: float
+    high: float
+    level: float
+    registered_at: str  # ISO 8601, UTC
+    started_at: str | None  # when its first run started (None: not yet)
+    runs: tuple[str, ...]
+    measured: float | None = None  # mean test loss of its runs, once every one has landed
+    measured_runs: int = 0
+    fit: dict[str, float] = field(default_factory=dict)
+    grid: dict[str, Any] = field(default_factory=dict)
+    digest: str = ""
+    payload: dict[str, Any] = field(default_factory=dict)  # the prediction as registered, digested with...
+    registered_unix: float | None = None  # ...its registration time as the store keeps it
+
+    @property
+    def intact(self) -> bool | None:
+        """Its content and time still hash to the digest written when it was registered
+        (None: a file that does not carry them)."""
+        if not self.payload or self.registered_unix is None or not self.digest:
+            return None
+        return prediction_digest(self.payload, self.registered_unix) == self.digest
+
+    @property
+    def inside(self) -> bool | None:
+        return None if self.measured is None else self.low <= self.measured <= self.high
+
+    @property
+    def error(self) -> float | None:
+        """(measured - predicted) / predicted."""
+        return None if self.measured is None else (self.measured - self.predicted) / self.predicted
+
+    @property
+    def registered_first(self) -> bool | None:
+        return None if self.started_at is None else self.registered_at <= self.started_at
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "point": {"width": self.width, "depth": self.depth, "parameters": self.parameters,
+                                         "images": self.images, "seeds": self.seeds},
+                "predicted": self.predicted, "interval": [self.low, self.high], "level": self.level,
+                "measured": self.measured, "measured_runs": self.measured_runs, "inside": self.inside,
+                "relative_error": self.error, "registered_at": self.registered_at, "started_at": self.started_at,
+                "runs": list(self.runs), "fit": self.fit, "grid": self.grid, "digest": self.digest,
+                "payload": self.payload, "registered_at_unix": self.registered_unix}
+
+
+def check_from_prediction(prediction, rows_by_run: dict[str, "SweepRow"]) -> RegisteredCheck:
+    """A store prediction (``bigmodels.runs.store.Prediction``) with the measured rows of its runs."""
+    p = prediction.payload
+    point = p.get("point", {})
+    measured = [rows_by_run[r].test_loss for r in prediction.runs if r in rows_by_run]
+    done = bool(prediction.runs) and len(measured) == len(prediction.runs)
+    return RegisteredCheck(
+        prediction.id, point.get("width"), point.get("depth"), int(point.get("parameters", 0)),
+        int(point.get("images", 0)), int(point.get("seeds", len(prediction.runs) or 1)), float(p["predicted"]),
+        float(p["interval"][0]), float(p["interval"][1]), float(p.get("level", 0.8)), _iso(prediction.registered_at),
+        _iso(prediction.frozen_at), tuple(prediction.runs), float(np.mean(measured)) if done else None,
+        len(measured), dict(p.get("fit", {})), dict(p.get("grid", {})), prediction.digest, dict(p),
+        prediction.registered_at)
 
 
 @dataclass(frozen=True)
@@ -82,6 +176,7 @@ class SweepTable:
     meta: dict[str, Any] = field(default_factory=dict)  # commands, provenance, data, exported_at
     not_measured: dict[str, int] = field(default_factory=dict)  # points without a result, by status
     shipped: bool = False
+    registered: tuple[RegisteredCheck, ...] = ()  # predictions registered before their runs
 
     def grid(self) -> "SweepTable":
         """The rows the law is fitted on (every row that is not a check)."""
@@ -99,7 +194,8 @@ class SweepTable:
 
     def signature(self) -> str:
         """What a cache of fits over this table is keyed on: a digest of its rows."""
-        blob = json.dumps([self.name, [asdict(r) for r in self.rows]], sort_keys=True)
+        blob = json.dumps([self.name, [asdict(r) for r in self.rows], [c.to_json() for c in self.registered]],
+                          sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 
@@ -146,13 +242,15 @@ def row_from_run(run: Run, epochs: list[dict[str, Any]]) -> SweepRow | None:
     knobs = knobs_of(run.model, run.config.get("model_overrides") or {})
     return SweepRow(run.id, knobs[0] if knobs else None, knobs[1] if knobs else None, parameters, flops,
                     images_seen(run), float(loss), float(accuracy or 0.0), CHECK_TAG in run.tags,
-                    run.duration(), run.config_hash)
+                    run.duration(), run.config_hash, run.config.get("seed"), run.config.get("lr"))
 
 
-def table_from_runs(name: str, runs: Iterable[Run], epochs_of) -> SweepTable:
+def table_from_runs(name: str, runs: Iterable[Run], epochs_of, predictions: Iterable = ()) -> SweepTable:
     """The sweep's succeeded runs as a table (``epochs_of(run_id)``: its epoch
     records, e.g. ``store.epochs``); the others are counted by status. One row
-    per config: a config trained twice counts its latest run."""
+    per config: a config trained twice counts its latest run. ``predictions``:
+    the sweep's registered predictions (``store.predictions(name)``), scored by
+    the rows of their runs."""
     rows: dict[str, SweepRow] = {}
     missing: dict[str, int] = {}
     models = set()
@@ -163,9 +261,11 @@ def table_from_runs(name: str, runs: Iterable[Run], epochs_of) -> SweepTable:
             missing[run.status] = missing.get(run.status, 0) + 1
         else:
             rows[run.config_hash] = row
-    ordered = tuple(sorted(rows.values(), key=lambda r: (r.check, r.parameters, r.images)))
+    ordered = tuple(sorted(rows.values(), key=lambda r: (r.check, r.parameters, r.images, r.seed or 0)))
     model = ",".join(sorted(models)) or "cnn"
-    return SweepTable(name, model, ordered, {}, missing)
+    by_run = {r.run_id: r for r in ordered}
+    checks = tuple(check_from_prediction(p, by_run) for p in predictions)
+    return SweepTable(name, model, ordered, {}, missing, registered=checks)
 
 
 # ------------------------------------------------------------- files
@@ -177,6 +277,7 @@ def export(table: SweepTable, meta: dict[str, Any], configs: dict[str, dict] | N
     return {"format": FORMAT, "name": table.name, "model": table.model, **meta,
             "points": [{**asdict(r), "compute": r.compute, **({"config": configs[r.run_id]}
                                                               if r.run_id in configs else {})} for r in table.rows],
+            "checks": [c.to_json() for c in table.registered],
             "not_measured": dict(table.not_measured)}
 
 
@@ -205,7 +306,51 @@ def _row(raw: Any, index: int) -> SweepRow:
     values["seconds"] = float(seconds) if isinstance(seconds, (int, float)) and math.isfinite(seconds) else None
     values["check"] = raw.get("check") is True
     values["config_hash"] = str(raw.get("config_hash") or "")
+    seed, lr = raw.get("seed"), raw.get("lr")
+    values["seed"] = seed if isinstance(seed, int) and not isinstance(seed, bool) else None
+    values["lr"] = float(lr) if isinstance(lr, (int, float)) and not isinstance(lr, bool) and lr > 0 else None
     return SweepRow(**values)
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) \
+        and math.isfinite(value) else None
+
+
+def _check(raw: Any, index: int) -> RegisteredCheck:
+    """One registered check of a sweep file."""
+    def bad(name):
+        return SweepDataError(Problem.of("lab.problem.check", index=index, field=name))
+
+    if not isinstance(raw, dict):
+        raise bad("-")
+    point = raw.get("point") if isinstance(raw.get("point"), dict) else {}
+    interval = raw.get("interval")
+    if not (isinstance(interval, list) and len(interval) == 2 and all(_number(v) for v in interval)):
+        raise bad("interval")
+    predicted = _number(raw.get("predicted"))
+    if predicted is None or predicted <= 0:
+        raise bad("predicted")
+    for name in ("parameters", "images"):
+        if not (isinstance(point.get(name), int) and point[name] > 0):
+            raise bad(name)
+    registered_at, started_at = raw.get("registered_at"), raw.get("started_at")
+    for name, value in (("registered_at", registered_at), ("started_at", started_at)):
+        try:
+            if value is not None or name == "registered_at":
+                dt.datetime.fromisoformat(str(value))
+        except ValueError:
+            raise bad(name) from None
+    measured = _number(raw.get("measured"))
+    runs = raw.get("runs") if isinstance(raw.get("runs"), list) else []
+    return RegisteredCheck(
+        str(raw.get("id") or f"check-{index}")[:40], point.get("width"), point.get("depth"), point["parameters"],
+        point["images"], int(point.get("seeds") or 1), predicted, float(interval[0]), float(interval[1]),
+        _number(raw.get("level")) or 0.8, str(registered_at), None if started_at is None else str(started_at),
+        tuple(str(r) for r in runs), measured, int(raw.get("measured_runs") or 0),
+        {k: float(v) for k, v in (raw.get("fit") or {}).items() if _number(v) is not None},
+        dict(raw.get("grid") or {}), str(raw.get("digest") or ""),
+        raw["payload"] if isinstance(raw.get("payload"), dict) else {}, _number(raw.get("registered_at_unix")))
 
 
 def parse(content: bytes | str, shipped: bool = False) -> SweepTable:
@@ -224,17 +369,21 @@ def parse(content: bytes | str, shipped: bool = False) -> SweepTable:
         raise SweepDataError(Problem.of("lab.problem.not_json", detail=f"{exc.msg}, character {exc.pos}")) from None
     except RecursionError:
         raise SweepDataError(Problem.of("lab.problem.not_json", detail="nested too deeply")) from None
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
+    if not isinstance(data, dict) or data.get("format") not in READABLE:
         raise SweepDataError(Problem.of("lab.problem.format", expected=FORMAT))
     points = data.get("points")
     if not isinstance(points, list):
         raise SweepDataError(Problem.of("lab.problem.point", index=0, field="points"))
     rows = tuple(_row(raw, i + 1) for i, raw in enumerate(points))
-    meta = {k: data[k] for k in ("commands", "provenance", "data", "exported_at") if k in data}
+    checks = data.get("checks") or []
+    if not isinstance(checks, list):
+        raise SweepDataError(Problem.of("lab.problem.check", index=0, field="checks"))
+    registered = tuple(_check(raw, i + 1) for i, raw in enumerate(checks))
+    meta = {k: data[k] for k in ("commands", "provenance", "data", "exported_at", "lr_search") if k in data}
     missing = data.get("not_measured") if isinstance(data.get("not_measured"), dict) else {}
     missing = {str(k): int(v) for k, v in missing.items() if isinstance(v, int) and not isinstance(v, bool)}
     return SweepTable(str(data.get("name") or "?")[:60], str(data.get("model") or "?")[:40], rows, meta, missing,
-                      shipped)
+                      shipped, registered)
 
 
 def read(path: str | Path, shipped: bool = False) -> SweepTable:

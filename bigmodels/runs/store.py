@@ -28,6 +28,7 @@ threads, and Streamlit runs each session in its own thread); writes use
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import os
@@ -122,7 +123,37 @@ CREATE TABLE IF NOT EXISTS system (
     PRIMARY KEY (run_id, t)
 ) WITHOUT ROWID;
 DROP TABLE IF EXISTS workers;  -- left by the worker API that device sessions replaced
+CREATE TABLE IF NOT EXISTS predictions (
+    id TEXT PRIMARY KEY,
+    sweep TEXT NOT NULL,
+    registered_at REAL NOT NULL,
+    payload TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    runs TEXT NOT NULL DEFAULT '[]',
+    frozen_at REAL
+);
+CREATE INDEX IF NOT EXISTS predictions_by_sweep ON predictions (sweep, registered_at)
 """
+# A registered prediction is frozen from the moment one of its runs starts: the database
+# itself refuses to change or delete it then (a trigger, not only this module's methods), and
+# its runs are attached once. ``frozen_at`` is the first start, kept even if the run is deleted.
+# (Trigger bodies hold ";", so they are not in _SCHEMA, which ensure_schema splits at ";".)
+_TRIGGERS = (
+    """CREATE TRIGGER IF NOT EXISTS predictions_frozen BEFORE UPDATE ON predictions
+       WHEN OLD.frozen_at IS NOT NULL
+       BEGIN SELECT RAISE(ABORT, 'prediction frozen: its run has started'); END""",
+    """CREATE TRIGGER IF NOT EXISTS predictions_kept BEFORE DELETE ON predictions
+       WHEN OLD.frozen_at IS NOT NULL
+       BEGIN SELECT RAISE(ABORT, 'prediction frozen: its run has started'); END""",
+    """CREATE TRIGGER IF NOT EXISTS predictions_runs_once BEFORE UPDATE OF runs ON predictions
+       WHEN OLD.runs != '[]' AND NEW.runs != OLD.runs
+       BEGIN SELECT RAISE(ABORT, 'prediction frozen: its runs are attached once'); END""",
+    """CREATE TRIGGER IF NOT EXISTS predictions_freeze AFTER UPDATE OF started_at ON runs
+       WHEN NEW.started_at IS NOT NULL
+       BEGIN UPDATE predictions SET frozen_at = NEW.started_at
+             WHERE frozen_at IS NULL AND EXISTS (SELECT 1 FROM json_each(predictions.runs) WHERE value = NEW.id);
+       END""",
+)
 
 
 # Columns added after the first release of the schema: an older store gets them on open.
@@ -149,7 +180,7 @@ _READ_ONLY_OPENS = ("mode=ro", "immutable=1")
 
 
 _SCHEMA_LOCK = threading.Lock()
-SCHEMA_VERSION = 3  # PRAGMA user_version of a file this code has set up; raise it when _SCHEMA changes
+SCHEMA_VERSION = 4  # PRAGMA user_version of a file this code has set up; raise it when _SCHEMA changes
 
 
 def schema_version(path: Path) -> int:
@@ -203,6 +234,10 @@ class StoreError(RuntimeError):
 
 class RunStateError(ValueError):
     """An action that the run's current state does not allow (e.g. deleting a running run)."""
+
+
+class PredictionFrozen(RunStateError):
+    """A registered prediction cannot change: one of its runs has started."""
 
 
 class RunInfoError(ValueError):
@@ -379,6 +414,35 @@ class Run:
         return self.first_step_at - self.queued_at
 
 
+def prediction_digest(payload: dict[str, Any], registered_at: float) -> str:
+    """SHA-256 of a prediction as registered (its content and time, canonical JSON)."""
+    blob = json.dumps({"payload": payload, "registered_at": registered_at}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A prediction registered before its runs train (``bigmodels.runs.sweeps.register_check``)."""
+
+    id: str
+    sweep: str
+    registered_at: float
+    payload: dict[str, Any]  # what was predicted: the value, its interval, the fit and the grid it came from
+    digest: str
+    runs: tuple[str, ...]
+    frozen_at: float | None  # when its first run started (None: not yet)
+
+    @property
+    def intact(self) -> bool:
+        """Its content still hashes to the digest written when it was registered."""
+        return prediction_digest(self.payload, self.registered_at) == self.digest
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> "Prediction":
+        return cls(row["id"], row["sweep"], row["registered_at"], json.loads(row["payload"]), row["digest"],
+                   tuple(json.loads(row["runs"])), row["frozen_at"])
+
+
 @dataclass(frozen=True)
 class Submission:
     run: Run
@@ -467,6 +531,8 @@ class RunStore:
         for column, declaration in _ADDED_COLUMNS.items():
             if column not in have:
                 db.execute(f"ALTER TABLE runs ADD COLUMN {column} {declaration}")
+        for trigger in _TRIGGERS:
+            db.execute(trigger)
 
     def explain(self, exc: Exception) -> str:
         """What went wrong, in words that fit it: only a damaged file should be moved aside."""
@@ -888,6 +954,58 @@ class RunStore:
                     _log(db, run_id, f"interrupted: {reason}", now)
                     done.append(run_id)
         return done
+
+    # ----------------------------------------------------------- predictions
+    def register_prediction(self, sweep: str, payload: dict[str, Any]) -> Prediction:
+        """Write a prediction, with its time and digest, before any run of it is queued."""
+        now = time.time()
+        payload = json.loads(json.dumps(payload))  # as it will read back
+        with self._write() as db:
+            prediction_id = "p-" + secrets.token_hex(6)
+            db.execute("INSERT INTO predictions (id, sweep, registered_at, payload, digest) VALUES (?, ?, ?, ?, ?)",
+                       (prediction_id, sweep, now, json.dumps(payload, sort_keys=True),
+                        prediction_digest(payload, now)))
+            return self._prediction(db, prediction_id)
+
+    def attach_prediction_runs(self, prediction_id: str, run_ids: list[str]) -> Prediction:
+        """Name the runs that measure a prediction (once; a run that started already freezes it now)."""
+        with self._write() as db:
+            self._prediction(db, prediction_id)
+            try:
+                marks = ",".join("?" * len(run_ids))
+                db.execute(f"UPDATE predictions SET runs = ?, frozen_at = (SELECT MIN(started_at) FROM runs "
+                           f"WHERE id IN ({marks})) WHERE id = ?", (json.dumps(list(run_ids)), *run_ids, prediction_id))
+            except sqlite3.IntegrityError as exc:
+                raise PredictionFrozen(f"prediction {prediction_id}: {exc}") from None
+            return self._prediction(db, prediction_id)
+
+    def amend_prediction(self, prediction_id: str, payload: dict[str, Any]) -> Prediction:
+        """Replace a prediction's content (a new time and digest) while none of its runs has
+        started; PredictionFrozen after (the database refuses it too)."""
+        now = time.time()
+        payload = json.loads(json.dumps(payload))
+        with self._write() as db:
+            self._prediction(db, prediction_id)
+            try:
+                db.execute("UPDATE predictions SET payload = ?, registered_at = ?, digest = ? WHERE id = ?",
+                           (json.dumps(payload, sort_keys=True), now, prediction_digest(payload, now), prediction_id))
+            except sqlite3.IntegrityError as exc:
+                raise PredictionFrozen(f"prediction {prediction_id}: {exc}") from None
+            return self._prediction(db, prediction_id)
+
+    def predictions(self, sweep: str | None = None) -> list[Prediction]:
+        """Registered predictions, oldest first (of one sweep, or all)."""
+        with self._connect() as db:
+            rows = db.execute("SELECT * FROM predictions" + (" WHERE sweep = ?" if sweep is not None else "")
+                              + " ORDER BY registered_at", (() if sweep is None else (sweep,))).fetchall()
+        return [Prediction.from_row(r) for r in rows]
+
+    @staticmethod
+    def _prediction(db: sqlite3.Connection, prediction_id: str) -> Prediction:
+        row = db.execute("SELECT * FROM predictions WHERE id = ?", (prediction_id,)).fetchone()
+        if row is None:
+            raise RunStateError(f"no prediction {prediction_id}")
+        return Prediction.from_row(row)
 
 
 # ------------------------------------------------------- for other pages

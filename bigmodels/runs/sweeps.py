@@ -26,7 +26,7 @@ from typing import Callable, Iterable
 
 from bigmodels.base.problems import ConfigError, Problem
 from bigmodels.runs.queue import submit
-from bigmodels.runs.store import ACTIVE, MAX_TAG, RESUMABLE, Run, RunStore, RunStateError
+from bigmodels.runs.store import ACTIVE, MAX_TAG, RESUMABLE, Prediction, Run, RunStore, RunStateError
 from bigmodels.train.sweep import SweepPoint
 
 SWEEP_TAG = "sweep:"
@@ -162,3 +162,18 @@ def wait(store: RunStore, name: str, on_progress: Callable[[SweepProgress], None
             return now
         time.sleep(poll)
 
+
+
+def register_check(store: RunStore, name: str, points: Iterable[SweepPoint], payload: dict) -> tuple[Prediction, list[Run]]:
+    """Predict, freeze, train: write ``payload`` (the prediction: value, interval, the fit
+    and the grid it came from) into the store with its time and digest, and only then
+    queue one fresh run per point (never a reused one: its measurement must come after),
+    tagged with the sweep and ``check``; the runs are attached to the prediction, which
+    the store refuses to change from the moment one of them starts."""
+    tag = sweep_tag(name)
+    points = list(points)
+    if not points:
+        raise ConfigError([Problem.of("sweep.problem.seeds", n=0)])
+    prediction = store.register_prediction(name, payload)
+    runs = [submit(store, p.config, train_again=True, tags=[tag, CHECK_TAG]).run for p in points]
+    return store.attach_prediction_runs(prediction.id, [r.id for r in runs]), runs
