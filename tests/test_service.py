@@ -35,7 +35,7 @@ from bigmodels.models.shipped import weights_path
 from bigmodels.runs.sources import shipped_source
 from bigmodels.serving import client, service
 from bigmodels.serving.loadgen import LoadPlan, run_load
-from bigmodels.serving.settings import KEY_CACHE_S, MAX_BODY_BYTES, DeploySettings
+from bigmodels.serving.settings import KEY_CACHE_S, MAX_BODY_BYTES, SERVE_MODES, DeploySettings
 from bigmodels.serving.store import ServiceStore
 from tests.conftest import REPO, unavailable
 
@@ -550,6 +550,26 @@ def test_the_service_starts_with_no_network_and_makes_no_outbound_request():
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert "error" not in result, result
     assert result["status"] == 200 and result["label"] == 1
+    assert result["outbound"] == []
+
+
+@pytest.mark.cluster  # starts its own head
+def test_the_service_answers_in_serve_s_throughput_optimized_mode():
+    """With ``RAY_SERVE_THROUGHPUT_OPTIMIZED`` (settings.SERVE_MODES["throughput"]) in the
+    environment of the process that starts the head and calls the service: the gateway answers
+    a keyed request, its request log is read through a handle from a plain thread (that mode's
+    handles otherwise refuse to work outside an event loop), and the mode reached the cluster
+    (the gateway has a direct-ingress port of its own)."""
+    from bigmodels.cluster import runtime
+
+    env = {**os.environ, **SERVE_MODES["throughput"], "PYTHONPATH": str(REPO)}
+    env.pop(runtime.ENV_RAY_ADDRESS, None)  # its own embedded head, started in that mode
+    done = subprocess.run([sys.executable, "-m", "bigmodels.harness.offline_service"], capture_output=True,
+                          text=True, timeout=300, cwd=REPO, env=env)
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert "error" not in result, result
+    assert result["status"] == 200 and result["label"] == 1
+    assert result["logged"] >= 1 and result["direct_ingress"] is True
     assert result["outbound"] == []
 
 

@@ -4,7 +4,11 @@ and report every non-loopback socket its processes opened.
 Run inside a fresh network namespace (``unshare -n``; tests/test_service.py
 does): there is no route anywhere, so anything the service tried to fetch at
 start (a model hub, a usage-statistics ping, a CDN) would fail it; the socket
-check catches attempts that fail quietly. Prints one JSON line.
+check catches attempts that fail quietly. Prints one JSON line, with what the
+gateway's request log (read through a Serve handle, from this plain thread) holds
+and whether the gateway has a direct-ingress port of its own (Serve's
+throughput-optimized mode reached the cluster: ``tests/test_service.py`` also runs
+this without ``unshare``, in that mode).
 
     unshare -n python -m bigmodels.harness.offline_service
 """
@@ -44,7 +48,9 @@ def main() -> int:
         reply = client.predict_pixels(url, key, "cnn", digit)
         time.sleep(2)  # anything that phones home on a timer after start gets a moment to try
         result = {"status": reply.status, "label": reply.body.get("predictions", [{}])[0].get("label"),
-                  "outbound": outbound(cluster_processes(cluster.pid))}
+                  "outbound": outbound(cluster_processes(cluster.pid)),
+                  "logged": service.metrics(home, window_s=60, model="cnn").total,
+                  "direct_ingress": service.direct_url(home) is not None}
     except Exception as exc:  # reported, not raised: the test reads the JSON
         result = {"error": f"{type(exc).__name__}: {exc}"}
     finally:

@@ -99,6 +99,28 @@ def start(home=None, port: int | None = None) -> str:
     return url
 
 
+def direct_url(home=None, timeout_s: float = 10.0) -> str | None:
+    """The gateway replica's own URL when Serve runs with direct ingress (its throughput-optimized
+    modes, ``settings.SERVE_MODES``): what a load balancer in front of the replicas would send
+    to, past Serve's proxy. None in Serve's standard mode. It changes when the gateway's replica
+    is replaced, so the service's URL stays the proxy's."""
+    from ray.serve.context import _get_global_client
+
+    runtime.connect(home)
+    try:
+        controller = _get_global_client()._controller
+        groups = ray.get(controller.get_target_groups.remote(app_name=GATEWAY_APP, from_proxy_manager=True),
+                         timeout=timeout_s)
+    except Exception:  # no Serve on the cluster
+        return None
+    for group in groups:
+        for target in group.targets:
+            if str(getattr(group.protocol, "value", group.protocol)) == "HTTP" and \
+                    target.name.startswith(f"SERVE_REPLICA::{GATEWAY_APP}#"):
+                return f"http://{target.ip}:{target.port}"
+    return None
+
+
 def running(home=None) -> bool:
     """Is the gateway up on this home's cluster (without starting anything)?"""
     if runtime.cluster_address(home, start=False) is None:
@@ -254,7 +276,14 @@ def statuses(home=None) -> list[ModelStatus]:
 
 
 def gateway():
-    return serve.get_app_handle(GATEWAY_APP)
+    """A handle to the gateway for callers outside any event loop (the app's script threads,
+    the CLI, tests): its router runs on Serve's own loop thread. Serve's throughput-optimized
+    mode makes a handle route on the caller's running loop by default, and such a handle
+    refuses to work on a plain thread."""
+    handle = serve.get_app_handle(GATEWAY_APP)  # cached by Serve's client: initialised once
+    if not handle.is_initialized:
+        handle._init(_run_router_in_separate_loop=True)
+    return handle
 
 
 def records(home=None, since: float = 0.0, timeout_s: float = 10.0) -> list[dict]:
@@ -298,6 +327,7 @@ def shutdown(home=None) -> None:
         store.forget_deployment(d.model_id)
 
 
-__all__ = ["GATEWAY_APP", "GATEWAY_DEPLOYMENT", "ModelStatus", "ServiceError", "base_url", "deploy", "flush_usage",
+__all__ = ["GATEWAY_APP", "GATEWAY_DEPLOYMENT", "ModelStatus", "ServiceError", "base_url", "deploy", "direct_url",
+           "flush_usage",
            "kill_replica", "metrics", "model_id_for", "records", "replica_actors", "running", "shutdown", "start",
            "statuses", "undeploy"]

@@ -23,6 +23,27 @@ ENV_SERVE_PORT = "BIGMODELS_SERVE_PORT"
 DEFAULT_PORT = 8000
 HOST = "127.0.0.1"  # loopback: the reverse proxy beside the app exposes /v1/ (deploy/nginx.conf)
 
+# ---------------------------------------------------------------- Ray Serve's mode
+# Ray Serve reads these from the environment at ``import ray``, in every process of the cluster:
+# set them where the Ray head starts (the environment of the command that starts it) and in the
+# process that calls the service. ``benchmarks/serve_throughput.py`` measures each side by side.
+SERVE_MODES: dict[str, dict[str, str]] = {
+    # Ray's defaults: the Python HTTP proxy, deployments called through Ray actor calls
+    "standard": {},
+    # Ray's throughput-optimized set: gRPC between deployments and from the proxy, user code and
+    # routers on each replica's own event loop, garbage collection frozen after start, and
+    # direct ingress (each app's ingress replica also listens on a loopback port of its own;
+    # the service's URL stays the proxy's). Ray holds a stopping ingress replica open 30 s for a
+    # load balancer to notice; with none in front that is only a 30 s wait at every redeploy.
+    "throughput": {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "0"},
+    # the same, with HAProxy in place of the Python proxy on the service's port (Debian's
+    # ``haproxy``). Not for this service as it is: Ray binds HAProxy's stats (8404) and metrics
+    # (9101) ports to every interface, and its files to fixed paths under /tmp
+    "haproxy": {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "0",
+                "RAY_SERVE_ENABLE_HA_PROXY": "1"},
+}
+DEFAULT_SERVE_MODE = "standard"  # what the service runs in unless its environment says otherwise
+
 # ---------------------------------------------------------------- keys
 DEFAULT_RATE_PER_S = 50.0  # requests per second per key (token bucket) ...
 DEFAULT_BURST = 100  # ... with this many at once
