@@ -334,7 +334,7 @@ def cmd_sweep(args) -> int:
     name = sweeps.check_name(args.name)
     if args.action == "start":
         points = _sweep_points(args)
-        runs = sweeps.queue_sweep(store, name, points, note=f"queued by: {command}")
+        runs = sweeps.queue_sweep(store, name, points, note=f"{sweeps.COMMAND_NOTE}{command}")
         started = control.ensure_dispatcher(store, runs, args.data_dir or os.environ.get(ENV_DATA_DIR))
         print(f"sweep {name}: {len(runs)} points; "
               + sweeps.progress(store, name).describe()
@@ -379,8 +379,8 @@ def cmd_sweep(args) -> int:
         return sorted({v for v in values if v})
 
     checks = [p.payload.get("command") for p in store.predictions(name) if isinstance(p.payload.get("command"), str)]
-    meta = {"commands": distinct([r.note.removeprefix("queued by: ") for r in runs
-                                  if r.note.startswith("queued by: ")]) + checks + [command],
+    meta = {"commands": distinct([r.note.removeprefix(sweeps.COMMAND_NOTE) for r in runs
+                                  if r.note.startswith(sweeps.COMMAND_NOTE)]) + checks + [command],
             "provenance": {"devices": distinct(r.device_name or r.device for r in measured),
                            "git_commits": distinct(r.git_commit for r in measured),
                            "versions": distinct(json.dumps(r.versions, sort_keys=True) for r in measured if r.versions),

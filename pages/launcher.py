@@ -172,7 +172,7 @@ def show_live(store, run, allowed: bool) -> None:
         st.caption(t("launcher.live.id", run=run.id))
     if run.tags or run.note:
         st.caption(" ".join(code_span(tag) for tag in run.tags)
-                   + ("  \n" + plain_markdown(run.note) if run.note else ""))
+                   + ("  \n" + plain_markdown(lui.note_text(run.note, language())) if run.note else ""))
     if run.status == "failed" and run.error:
         st.error(t("launcher.live.failed", error=run.error))
     elif run.status == "interrupted":

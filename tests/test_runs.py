@@ -773,3 +773,16 @@ def test_a_checkpoint_is_evaluated_once_per_fingerprint(store, tmp_path, monkeyp
     assert len(first["per_class_accuracy"]) == 10 and 0 <= first["accuracy"] <= 1
     assert evaluate_checkpoint(store.home, path) == first and len(calls) == 1
     assert cached_evaluation(store.home, checkpoint_digest(path)) == first
+
+
+def test_the_apps_own_run_notes_read_in_the_visitors_language():
+    from bigmodels.app.launcher import note_text
+    from bigmodels.base.i18n import translate
+    from bigmodels.runs.sweeps import COMMAND_NOTE
+
+    lab_en = translate("lab.launch.note", "en")
+    assert note_text(lab_en, "zh") == translate("lab.launch.note", "zh")  # written by an English-speaking operator
+    command = "python -m bigmodels sweep start cnn-mnist --wait"
+    assert note_text(COMMAND_NOTE + command, "zh") == translate("launcher.note.queued_by", "zh", command=command)
+    assert command in note_text(COMMAND_NOTE + command, "zh") and "queued" not in note_text(COMMAND_NOTE + command, "zh")
+    assert note_text("my own words", "zh") == "my own words"  # a person's note is shown as written

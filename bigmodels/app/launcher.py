@@ -21,12 +21,15 @@ from typing import Any, Sequence
 
 import streamlit as st
 
+from bigmodels.base.i18n import LANGUAGES, translate
+
 from bigmodels.app.comparison import BackgroundJobs
 from bigmodels.app.models import checkpoint_digest
 from bigmodels.data.mnist import DEFAULT_DATA_DIR, ENV_DATA_DIR, has_mnist, resolve_data_dir
 from bigmodels.models.checkpoints import CheckpointError, load_checkpoint
 from bigmodels.base.problems import ConfigError, Key, Problem
 from bigmodels.runs.evaluations import cached_evaluation, evaluate_checkpoint
+from bigmodels.runs.sweeps import COMMAND_NOTE
 from bigmodels.base.home import home_dir
 from bigmodels.runs.store import Run, RunStore, StoreError, check_run_id, InvalidRunId
 from bigmodels.cluster.control import (
@@ -372,3 +375,15 @@ def run_evaluation(store: RunStore, checkpoint: str | None) -> EvaluationState:
     if future.exception() is not None:
         return EvaluationState(error=str(future.exception()))
     return EvaluationState(future.result())
+
+
+# ------------------------------------------------------------ the app's own notes
+def note_text(note: str, lang: str) -> str:
+    """A run's note as the launcher shows it: a note the app wrote itself (the lab's, in
+    whichever language its operator used; the sweep command's) reads in ``lang``; a
+    person's note is shown as written."""
+    if note in {translate("lab.launch.note", other) for other in LANGUAGES}:
+        return translate("lab.launch.note", lang)
+    if note.startswith(COMMAND_NOTE):
+        return translate("launcher.note.queued_by", lang, command=note.removeprefix(COMMAND_NOTE))
+    return note

@@ -36,6 +36,8 @@ NAME_PATTERN = re.compile(rf"[a-z0-9][a-z0-9_-]{{0,{MAX_NAME - 1}}}")
 WAIT_POLL_SECONDS = 2.0
 
 
+COMMAND_NOTE = "queued by: "  # a sweep queued from the command line notes its runs with this, then the command
+
 def check_name(name: str) -> str:
     """A sweep name as its tag needs it (lower-case letters, digits, - and _), or ConfigError."""
     if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
