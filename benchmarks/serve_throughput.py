@@ -157,7 +157,7 @@ def measure_mode(args) -> dict:
         finally:
             runtime.disconnect()
             runtime.stop_embedded(home, cluster.pid)
-    return {"mode": args.one_mode, "rows": rows, "batch_sizes": batch_histogram, "direct_ingress": direct is not None,
+    return {"mode": args.one_mode, "rows": rows, "batch_sizes": batch_histogram, "measured_direct": direct is not None,
             "load_average": os.getloadavg()}
 
 
