@@ -427,9 +427,8 @@ def test_an_unexpected_error_is_a_json_500_that_never_escapes_the_api():
     """Serve answers a plain-text "Internal Server Error" for any exception that leaves the
     gateway's app; Starlette re-raises one even after a catch-all handler has answered. So
     the gateway's catch-all answers JSON and nothing escapes the ASGI call."""
-    import asyncio
-
     from bigmodels.serving.deployments import api
+    from tests.conftest import run_async
 
     path = "/__units_raise"
     if not any(getattr(r, "path", None) == path for r in api.routes):
@@ -447,7 +446,7 @@ def test_an_unexpected_error_is_a_json_500_that_never_escapes_the_api():
     scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
              "path": path, "raw_path": path.encode(), "root_path": "", "query_string": b"", "headers": [],
              "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}
-    asyncio.run(api(scope, receive, send))  # raised LookupError here before
+    run_async(api(scope, receive, send))  # raised LookupError here before (asyncio.run fails after a browser test)
     start, body = sent[0], b"".join(m.get("body", b"") for m in sent[1:])
     assert start["status"] == 500 and json.loads(body)["error"] == "internal"
 
