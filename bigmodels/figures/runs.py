@@ -124,14 +124,20 @@ def loss_figure(runs: Sequence[tuple[str, list[dict], list[dict], float]], smoot
                                      marker=dict(size=8, symbol="diamond"), showlegend=shown_in_legend,
                                      name=label if several else texts["test_loss"],
                                      hovertemplate=f"{label} · {texts['test_loss']}: %{{y:.4g}}<extra></extra>"))
-    if several:  # the key to the line styles, in grey, after the runs
-        fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", line=dict(color="#868e96", width=2),
-                                 name=texts["train_loss"], legendgroup="~key"))
-        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers+lines", line=dict(color="#868e96", dash="dot"),
-                                 marker=dict(size=8, symbol="diamond"), name=texts["test_loss"], legendgroup="~key"))
+    if several:
+        _line_style_key(fig, texts)
     if log_y:
         fig.update_yaxes(type="log")
     return _layout(fig, texts["x"], texts["y"])
+
+
+def _line_style_key(fig: go.Figure, texts: dict[str, str]) -> None:
+    """The key to the loss charts' line styles, in grey, after the runs: solid for the
+    training loss, dotted diamonds for the test loss."""
+    fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", line=dict(color="#868e96", width=2),
+                             name=texts["train_loss"], legendgroup="~key"))
+    fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers+lines", line=dict(color="#868e96", dash="dot"),
+                             marker=dict(size=8, symbol="diamond"), name=texts["test_loss"], legendgroup="~key"))
 
 
 def _rgba(color: str, alpha: float) -> str:
@@ -193,10 +199,7 @@ def group_loss_figure(groups: Sequence[tuple[str, Sequence[Point], Sequence[Poin
             _band(fig, test, color, f"{label} · {texts['test_loss']}", label, dash="dot", marker="diamond",
                   showlegend=not train)
     if groups:
-        fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", line=dict(color="#868e96", width=2),
-                                 name=texts["train_loss"], legendgroup="~key"))
-        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers+lines", line=dict(color="#868e96", dash="dot"),
-                                 marker=dict(size=8, symbol="diamond"), name=texts["test_loss"], legendgroup="~key"))
+        _line_style_key(fig, texts)
     if log_y:
         fig.update_yaxes(type="log")
     return _layout(fig, texts["x"], texts["y"])
